@@ -1,0 +1,1 @@
+//! Data sets: IDX and CSV loaders, built-in data sets, standardisation, splits and folds.

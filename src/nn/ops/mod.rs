@@ -1,0 +1,1 @@
+//! Differentiable ops with our own CPU kernels, recorded on dfdx tapes (conv, pooling, batch norm).

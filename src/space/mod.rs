@@ -1,0 +1,1 @@
+//! Search spaces: the RON schema, its validation and the sampling domains.
