@@ -1,0 +1,120 @@
+//! Search strategies: samplers propose configurations, schedulers decide how many epochs each gets.
+//!
+//! As in Ray Tune, "what to try" ([`Sampler`]) is apart from "how much budget it gets"
+//! ([`Scheduler`]), so any sampler works with any scheduler.
+
+pub mod random;
+pub mod scheduler;
+
+pub use random::RandomSampler;
+pub use scheduler::{Decision, FifoScheduler, Scheduler};
+
+use crate::space::{Config, Distribution, ParamValue, SearchSpace};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The end state of a trial, as far as samplers care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrialState {
+    Running,
+    Complete,
+    Pruned,
+    Failed,
+    Interrupted,
+}
+
+impl TrialState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            TrialState::Running => "running",
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+            TrialState::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What a sampler may learn from an earlier trial. `loss` is lower-is-better (the controller
+/// negates accuracies), `None` for failed or unfinished trials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub number: usize,
+    pub config: Config,
+    pub state: TrialState,
+    pub loss: Option<f64>,
+    /// Validation loss-direction values per epoch (lower is better), as reported so far.
+    pub intermediate: Vec<f64>,
+}
+
+/// Proposes configurations. Implementations must be deterministic given the history and `rng`.
+pub trait Sampler: Send {
+    fn name(&self) -> &'static str;
+    /// Proposes a configuration holding exactly the active parameters of `space`.
+    fn suggest(
+        &mut self,
+        space: &SearchSpace,
+        history: &[Observation],
+        rng: &mut ChaCha8Rng,
+    ) -> Config;
+}
+
+/// Which sampler to use, as chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    Random,
+}
+
+impl Strategy {
+    pub fn build(self) -> Box<dyn Sampler> {
+        match self {
+            Strategy::Random => Box::new(RandomSampler),
+        }
+    }
+}
+
+/// Draws one value uniformly from a distribution (log-uniformly for log ranges).
+pub fn sample_uniform(dist: &Distribution, rng: &mut ChaCha8Rng) -> ParamValue {
+    match dist {
+        Distribution::Int { low, high, log } => {
+            if *log {
+                let (a, b) = ((*low as f64 - 0.5).max(0.5).ln(), (*high as f64 + 0.5).ln());
+                let v = rng.gen_range(a..b).exp().round() as i64;
+                ParamValue::Int(v.clamp(*low, *high))
+            } else {
+                ParamValue::Int(rng.gen_range(*low..=*high))
+            }
+        }
+        Distribution::Float { low, high, log } => {
+            if low >= high {
+                return ParamValue::Float(*low);
+            }
+            let v = if *log {
+                rng.gen_range(low.ln()..high.ln()).exp()
+            } else {
+                rng.gen_range(*low..*high)
+            };
+            ParamValue::Float(v.clamp(*low, *high))
+        }
+        Distribution::Categorical { choices } => {
+            ParamValue::Cat(rng.gen_range(0..choices.len().max(1)))
+        }
+    }
+}
+
+/// Builds a configuration parameter by parameter, in the space's order, asking `draw` for each
+/// parameter whose conditions hold given the values drawn before it.
+pub fn sample_with(
+    space: &SearchSpace,
+    mut draw: impl FnMut(usize, &Config) -> ParamValue,
+) -> Config {
+    let mut config = Config::new();
+    for (i, p) in space.params.iter().enumerate() {
+        if p.is_active(&config) {
+            let v = draw(i, &config);
+            config.insert(p.name.clone(), v);
+        }
+    }
+    config
+}
