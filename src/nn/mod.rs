@@ -1,3 +1,27 @@
 //! Runtime-shaped neural networks on dfdx tensors: our own differentiable ops, layers and networks.
+//!
+//! dfdx's `nn` modules need compile-time sizes, so a sampled architecture is built here as a
+//! tree of [`Layer`]s holding plain dfdx tensors of runtime shape. Activations are always
+//! `(batch, features)` matrices; image tensors are NCHW flattened per sample.
 
+mod build;
+mod layer;
 pub mod ops;
+
+pub use build::build_network;
+pub use layer::{Layer, Network, ParamMut};
+
+use dfdx::prelude::{Cpu, NoneTape, Tensor};
+use thiserror::Error;
+
+/// A batch of activations: `(batch, features)`.
+pub type Mat<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
+/// A vector parameter (bias, batch-norm scale or shift).
+pub type Vector = Tensor<(usize,), f32, Cpu>;
+
+/// Why an architecture cannot be built for the given input.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum NnError {
+    #[error("impossible architecture: {0}")]
+    Impossible(String),
+}

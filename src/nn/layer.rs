@@ -1,0 +1,250 @@
+//! Layers as plain data holding runtime-shaped dfdx tensors, and their forward passes.
+
+use super::ops::{self, BatchNormState, Conv2dGeom, Pool2dGeom, PoolKind};
+use super::{Mat, Vector};
+use crate::space::Activation;
+use dfdx::prelude::*;
+
+/// One layer of a network. Composite layers hold sub-layers.
+pub enum Layer {
+    /// `x W + b`, with `W` of shape (in, out).
+    Linear { w: Mat, b: Vector },
+    Act(Activation),
+    Dropout(f64),
+    /// Batch norm over `c` channels of `hw` positions each (hw = 1 after dense layers).
+    BatchNorm {
+        gamma: Vector,
+        beta: Vector,
+        c: usize,
+        hw: usize,
+        state: BatchNormState,
+    },
+    Conv {
+        w: Mat,
+        b: Option<Vector>,
+        geom: Conv2dGeom,
+    },
+    Pool { kind: PoolKind, geom: Pool2dGeom },
+    GlobalAvgPool { c: usize, hw: usize },
+    /// ResNet-style `act(body(x) + shortcut(x))`; an empty shortcut is the identity.
+    Residual {
+        body: Vec<Layer>,
+        shortcut: Vec<Layer>,
+        act: Option<Activation>,
+    },
+    /// DenseNet-style growth: `concat(x, body(x))` along channels.
+    DenseGrow { body: Vec<Layer> },
+}
+
+/// A mutable view of one parameter, for optimisers and export.
+pub enum ParamMut<'a> {
+    Matrix(&'a mut Mat),
+    Vector(&'a mut Vector),
+}
+
+impl ParamMut<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            ParamMut::Matrix(m) => m.shape().num_elements(),
+            ParamMut::Vector(v) => v.shape().num_elements(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn to_vec(&self) -> Vec<f32> {
+        match self {
+            ParamMut::Matrix(m) => m.as_vec(),
+            ParamMut::Vector(v) => v.as_vec(),
+        }
+    }
+
+    pub fn copy_from(&mut self, src: &[f32]) {
+        match self {
+            ParamMut::Matrix(m) => m.copy_from(src),
+            ParamMut::Vector(v) => v.copy_from(src),
+        }
+    }
+}
+
+fn activate<T: Tape<f32, Cpu>>(x: Mat<T>, a: Activation) -> Mat<T> {
+    match a {
+        Activation::Relu => x.relu(),
+        Activation::LeakyRelu => dfdx::tensor_ops::leakyrelu(x, 0.01),
+        Activation::Sigmoid => x.sigmoid(),
+        Activation::Tanh => x.tanh(),
+        Activation::Gelu => x.fast_gelu(),
+    }
+}
+
+impl Layer {
+    pub fn forward<T: Tape<f32, Cpu>>(&mut self, x: Mat<T>, train: bool) -> Mat<T> {
+        match self {
+            Layer::Linear { w, b } => {
+                let y = x.matmul(w.clone());
+                let shape = *y.shape();
+                y + b.clone().broadcast_like::<_, Axis<0>>(&shape)
+            }
+            Layer::Act(a) => activate(x, *a),
+            Layer::Dropout(p) => {
+                if train && *p > 0.0 {
+                    x.dropout(*p)
+                } else {
+                    x
+                }
+            }
+            Layer::BatchNorm {
+                gamma,
+                beta,
+                c,
+                hw,
+                state,
+            } => ops::batch_norm(x, gamma, beta, *c, *hw, state, train),
+            Layer::Conv { w, b, geom } => ops::conv2d(x, w, b.as_ref(), geom),
+            Layer::Pool { kind, geom } => ops::pool2d(x, *kind, geom),
+            Layer::GlobalAvgPool { c, hw } => ops::global_avg_pool(x, *c, *hw),
+            Layer::Residual {
+                body,
+                shortcut,
+                act,
+            } => {
+                let (x, tape) = x.split_tape();
+                let f = run(body, x.clone().put_tape(tape), train);
+                let (f, tape) = f.split_tape();
+                let s = run(shortcut, x.put_tape(tape), train);
+                let (s, tape) = s.split_tape();
+                let y = f.put_tape(tape) + s;
+                match act {
+                    Some(a) => activate(y, *a),
+                    None => y,
+                }
+            }
+            Layer::DenseGrow { body } => {
+                let (x, tape) = x.split_tape();
+                let f = run(body, x.clone().put_tape(tape), train);
+                let (f, tape) = f.split_tape();
+                (x.put_tape(tape), f).concat_along(Axis::<1>)
+            }
+        }
+    }
+
+    /// Visits every parameter in a fixed order with its path-like name.
+    pub fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>, bool)) {
+        match self {
+            Layer::Linear { w, b } => {
+                f(format!("{prefix}.weight"), ParamMut::Matrix(w), true);
+                f(format!("{prefix}.bias"), ParamMut::Vector(b), false);
+            }
+            Layer::BatchNorm { gamma, beta, .. } => {
+                f(format!("{prefix}.gamma"), ParamMut::Vector(gamma), false);
+                f(format!("{prefix}.beta"), ParamMut::Vector(beta), false);
+            }
+            Layer::Conv { w, b, .. } => {
+                f(format!("{prefix}.weight"), ParamMut::Matrix(w), true);
+                if let Some(b) = b {
+                    f(format!("{prefix}.bias"), ParamMut::Vector(b), false);
+                }
+            }
+            Layer::Residual { body, shortcut, .. } => {
+                visit_all(body, &format!("{prefix}.body"), f);
+                visit_all(shortcut, &format!("{prefix}.shortcut"), f);
+            }
+            Layer::DenseGrow { body } => visit_all(body, &format!("{prefix}.body"), f),
+            Layer::Act(_) | Layer::Dropout(_) | Layer::Pool { .. } | Layer::GlobalAvgPool { .. } => {}
+        }
+    }
+
+    /// Visits every batch-norm running statistic (not trained, but part of the model).
+    pub fn visit_state(&mut self, prefix: &str, f: &mut dyn FnMut(String, &mut BatchNormState)) {
+        match self {
+            Layer::BatchNorm { state, .. } => f(format!("{prefix}.running"), state),
+            Layer::Residual { body, shortcut, .. } => {
+                for (i, l) in body.iter_mut().enumerate() {
+                    l.visit_state(&format!("{prefix}.body.{i}"), f);
+                }
+                for (i, l) in shortcut.iter_mut().enumerate() {
+                    l.visit_state(&format!("{prefix}.shortcut.{i}"), f);
+                }
+            }
+            Layer::DenseGrow { body } => {
+                for (i, l) in body.iter_mut().enumerate() {
+                    l.visit_state(&format!("{prefix}.body.{i}"), f);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn visit_all(layers: &mut [Layer], prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>, bool)) {
+    for (i, l) in layers.iter_mut().enumerate() {
+        l.visit(&format!("{prefix}.{i}"), f);
+    }
+}
+
+/// Runs layers in sequence.
+pub fn run<T: Tape<f32, Cpu>>(layers: &mut [Layer], mut x: Mat<T>, train: bool) -> Mat<T> {
+    for l in layers.iter_mut() {
+        x = l.forward(x, train);
+    }
+    x
+}
+
+/// A built network: layers, input and output sizes, and its cost.
+pub struct Network {
+    pub layers: Vec<Layer>,
+    pub n_inputs: usize,
+    pub n_outputs: usize,
+    /// Number of trainable scalars.
+    pub param_count: usize,
+    /// Multiply-adds of one forward pass for one sample.
+    pub macs: u64,
+}
+
+impl Network {
+    pub fn forward<T: Tape<f32, Cpu>>(&mut self, x: Mat<T>, train: bool) -> Mat<T> {
+        run(&mut self.layers, x, train)
+    }
+
+    /// Visits every trainable parameter: name, tensor, and whether weight decay applies.
+    pub fn visit_params(&mut self, f: &mut dyn FnMut(String, ParamMut<'_>, bool)) {
+        visit_all(&mut self.layers, "layers", f);
+    }
+
+    pub fn visit_state(&mut self, f: &mut dyn FnMut(String, &mut BatchNormState)) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.visit_state(&format!("layers.{i}"), f);
+        }
+    }
+
+    /// All parameters and running statistics, by name, in a fixed order.
+    pub fn snapshot(&mut self) -> Vec<(String, Vec<f32>)> {
+        let mut out = Vec::new();
+        self.visit_params(&mut |name, p, _| out.push((name, p.to_vec())));
+        self.visit_state(&mut |name, s| {
+            out.push((format!("{name}_mean"), s.running_mean.clone()));
+            out.push((format!("{name}_var"), s.running_var.clone()));
+        });
+        out
+    }
+
+    /// Restores values taken by [`Network::snapshot`] of the same architecture.
+    pub fn restore(&mut self, snap: &[(String, Vec<f32>)]) {
+        let mut it = snap.iter();
+        self.visit_params(&mut |_, mut p, _| {
+            if let Some((_, v)) = it.next() {
+                p.copy_from(v);
+            }
+        });
+        self.visit_state(&mut |_, s| {
+            if let Some((_, m)) = it.next() {
+                s.running_mean.clone_from(m);
+            }
+            if let Some((_, v)) = it.next() {
+                s.running_var.clone_from(v);
+            }
+        });
+    }
+}

@@ -1,0 +1,11 @@
+//! Training: the epoch loop, k-fold cross-validation in lockstep, early stopping and metrics.
+
+mod early_stopping;
+mod optim;
+mod trainer;
+
+pub use early_stopping::{EarlyStopping, Verdict};
+pub use optim::Optimizer;
+pub use trainer::{
+    cross_validate, evaluate, fit, predict, CvOutcome, Metrics, TargetScale, Trained, TrialError,
+};
