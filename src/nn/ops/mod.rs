@@ -1,1 +1,76 @@
 //! Differentiable ops with our own CPU kernels, recorded on dfdx tapes (conv, pooling, batch norm).
+//!
+//! Every activation is a runtime-shaped `(N, C*H*W)` tensor: one row per sample, NCHW flattened.
+//! Each op comes as `try_op` (typed [`OpError`]) and `op` (panics with that error), the way dfdx
+//! pairs its own ops. Parameters are tape-less tensors whose gradients the backward pass
+//! accumulates by id, so the usual `Gradients` / optimiser flow works unchanged.
+
+mod batch_norm;
+mod error;
+
+pub use batch_norm::{batch_norm, try_batch_norm, BatchNormState};
+// pub use conv::{conv2d, try_conv2d, Conv2dGeom};
+pub use error::OpError;
+// pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
+
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, SplitTape, Tape, Tensor, TensorFromVec};
+use dfdx::tensor_ops::ReshapeTo;
+
+/// A batch of activations: `(N, features)`, row-major, one sample per row.
+pub type Activations<T> = Tensor<(usize, usize), f32, Cpu, T>;
+
+/// A tape-less input split from its tape, with a row-major copy of its values.
+pub(crate) struct Input<T> {
+    pub tensor: Tensor<(usize, usize), f32, Cpu>,
+    pub tape: T,
+    pub data: Vec<f32>,
+}
+
+/// Splits `x` from its tape and copies its values out.
+///
+/// dfdx keeps no public borrow of a tensor's buffer, so one memcpy is the cheapest read; making
+/// the tensor contiguous first (free when it already is) makes that physical copy the logical one.
+pub(crate) fn take_input<T: Tape<f32, Cpu>>(x: Activations<T>) -> Result<Input<T>, OpError> {
+    let x = x.try_contiguous().map_err(OpError::Device)?;
+    let (rows, cols) = *x.shape();
+    let (tensor, tape) = x.split_tape();
+    let mut data = vec![0.0; rows * cols];
+    tensor.copy_into(&mut data);
+    Ok(Input { tensor, tape, data })
+}
+
+/// Wraps a freshly computed buffer as a tape-less `(rows, cols)` tensor on `dev`.
+pub(crate) fn make_output(
+    dev: &Cpu,
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<Tensor<(usize, usize), f32, Cpu>, OpError> {
+    dev.try_tensor_from_vec(data, (rows, cols))
+        .map_err(OpError::Device)
+}
+
+/// Copies a parameter's values out (parameters are small; a copy keeps the closures simple).
+pub(crate) fn param_values<S: dfdx::shapes::Shape>(p: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+    let mut v = vec![0.0; p.shape().num_elements()];
+    p.copy_into(&mut v);
+    v
+}
+
+/// Moves a gradient out of `grads` (leaving it empty) so that another gradient can be borrowed
+/// mutably at the same time; dfdx lends one at a time. Put it back with [`put_grad!`].
+macro_rules! take_grad {
+    ($grads:expr, $t:expr) => {
+        std::mem::take(&mut **$grads.get_or_alloc_mut($t)?)
+    };
+}
+
+/// Returns a gradient moved out with [`take_grad!`], so that later readers still find it.
+macro_rules! put_grad {
+    ($grads:expr, $t:expr, $g:expr) => {
+        **$grads.get_or_alloc_mut($t)? = $g
+    };
+}
+
+pub(crate) use {put_grad, take_grad};
