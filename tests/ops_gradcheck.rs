@@ -325,3 +325,267 @@ fn batch_norm_rejects_a_single_value_per_channel_in_training() {
     );
     assert_eq!(state, BatchNormState::new(2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+
+#[allow(clippy::too_many_arguments)]
+fn geom(
+    in_c: usize,
+    (in_h, in_w): (usize, usize),
+    out_c: usize,
+    (kh, kw): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+    (pad_h, pad_w): (usize, usize),
+    groups: usize,
+) -> Conv2dGeom {
+    Conv2dGeom {
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        kh,
+        kw,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        groups,
+    }
+}
+
+struct Conv {
+    g: Conv2dGeom,
+}
+
+impl OpUnderTest for Conv {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, p: &Built) -> Act<T> {
+        conv2d(x, &p.mats[0], p.vecs.first(), &self.g)
+    }
+}
+
+fn conv_params(g: &Conv2dGeom, bias: bool, seed: u64) -> Params {
+    let mut r = rng(seed);
+    let (o, k) = g.weight_shape();
+    Params {
+        mats: vec![(uniform(&mut r, o * k), (o, k))],
+        vecs: if bias {
+            vec![uniform(&mut r, g.out_c)]
+        } else {
+            vec![]
+        },
+    }
+}
+
+/// The textbook seven loops, as the reference for the forward pass.
+fn naive_conv(g: &Conv2dGeom, n: usize, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let cin_g = g.in_c / g.groups;
+    let cout_g = g.out_c / g.groups;
+    let k = cin_g * g.kh * g.kw;
+    let mut out = Vec::with_capacity(n * g.out_c * oh * ow);
+    for s in 0..n {
+        for co in 0..g.out_c {
+            let grp = co / cout_g;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b.map_or(0.0, |b| b[co]);
+                    for cl in 0..cin_g {
+                        let ci = grp * cin_g + cl;
+                        for i in 0..g.kh {
+                            for j in 0..g.kw {
+                                let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
+                                let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= g.in_h as isize
+                                    || ix >= g.in_w as isize
+                                {
+                                    continue;
+                                }
+                                let xv = x[s * g.in_c * g.in_h * g.in_w
+                                    + ci * g.in_h * g.in_w
+                                    + iy as usize * g.in_w
+                                    + ix as usize];
+                                acc += w[co * k + (cl * g.kh + i) * g.kw + j] * xv;
+                            }
+                        }
+                    }
+                    out.push(acc);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (batch, geometry, with bias) for every path: GEMM, 1x1, grouped, direct (one input channel per group).
+fn conv_grid() -> Vec<(usize, Conv2dGeom, bool)> {
+    vec![
+        (2, geom(3, (5, 5), 4, (3, 3), (1, 1), (1, 1), 1), true),
+        (2, geom(2, (7, 7), 3, (3, 3), (2, 2), (1, 1), 1), true),
+        (3, geom(2, (6, 5), 3, (2, 3), (2, 1), (1, 0), 1), true),
+        (2, geom(4, (5, 6), 6, (3, 3), (1, 1), (1, 1), 2), true),
+        (2, geom(4, (6, 6), 4, (3, 3), (1, 1), (1, 1), 4), true),
+        (2, geom(3, (7, 6), 3, (5, 3), (2, 2), (2, 1), 3), false),
+        (2, geom(2, (5, 5), 4, (3, 3), (1, 1), (0, 0), 2), true),
+        (2, geom(2, (1, 40), 3, (1, 5), (1, 2), (0, 2), 1), true),
+        (3, geom(3, (1, 40), 3, (1, 3), (1, 1), (0, 1), 3), true),
+        (2, geom(1, (8, 8), 4, (3, 3), (1, 1), (1, 1), 1), true),
+        (2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 1), true),
+        (2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false),
+        (3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true),
+        (3, geom(2, (3, 3), 2, (5, 5), (1, 1), (1, 1), 1), true),
+    ]
+}
+
+fn conv_gradcheck(n: usize, g: Conv2dGeom, bias: bool) {
+    g.check().expect("test geometry is valid");
+    let x = uniform(&mut rng(20), n * g.in_c * g.in_h * g.in_w);
+    gradcheck(&Conv { g }, x, n, conv_params(&g, bias, 21), 1e-2);
+}
+
+#[test]
+fn conv2d_forward_matches_a_naive_direct_convolution_on_every_geometry() {
+    let dev = Cpu::default();
+    for (n, g, bias) in conv_grid() {
+        let x = uniform(&mut rng(22), n * g.in_c * g.in_h * g.in_w);
+        let p = conv_params(&g, bias, 23);
+        let b = p.build(&dev);
+        let y = conv2d(
+            dev.tensor_from_vec(x.clone(), (n, g.in_c * g.in_h * g.in_w)),
+            &b.mats[0],
+            b.vecs.first(),
+            &g,
+        );
+        assert_eq!(*y.shape(), (n, g.out_c * g.out_h() * g.out_w()), "{g:?}");
+        let want = naive_conv(&g, n, &x, &p.mats[0].0, p.vecs.first().map(|v| &v[..]));
+        for (i, (a, e)) in y.as_vec().iter().zip(&want).enumerate() {
+            assert!((a - e).abs() < 1e-4, "{g:?} y[{i}] = {a}, want {e}");
+        }
+    }
+}
+
+#[test]
+fn conv2d_with_padding_matches_finite_differences() {
+    conv_gradcheck(2, geom(3, (5, 5), 4, (3, 3), (1, 1), (1, 1), 1), true);
+}
+
+#[test]
+fn conv2d_with_stride_two_and_padding_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (7, 7), 3, (3, 3), (2, 2), (1, 1), 1), true);
+}
+
+#[test]
+fn conv2d_with_rectangular_kernel_and_uneven_stride_matches_finite_differences() {
+    conv_gradcheck(3, geom(2, (6, 5), 3, (2, 3), (2, 1), (1, 0), 1), true);
+}
+
+#[test]
+fn conv2d_with_two_groups_matches_finite_differences() {
+    conv_gradcheck(2, geom(4, (5, 6), 6, (3, 3), (1, 1), (1, 1), 2), true);
+}
+
+#[test]
+fn depthwise_conv2d_matches_finite_differences() {
+    conv_gradcheck(2, geom(4, (6, 6), 4, (3, 3), (1, 1), (1, 1), 4), true);
+}
+
+#[test]
+fn depthwise_conv2d_with_stride_two_rectangular_kernel_and_no_bias_matches_finite_differences() {
+    conv_gradcheck(2, geom(3, (7, 6), 3, (5, 3), (2, 2), (2, 1), 3), false);
+}
+
+#[test]
+fn grouped_conv2d_with_a_channel_multiplier_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (5, 5), 4, (3, 3), (1, 1), (0, 0), 2), true);
+}
+
+#[test]
+fn conv1d_over_a_height_one_signal_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (1, 40), 3, (1, 5), (1, 2), (0, 2), 1), true);
+}
+
+#[test]
+fn depthwise_conv1d_over_a_height_one_signal_matches_finite_differences() {
+    conv_gradcheck(3, geom(3, (1, 40), 3, (1, 3), (1, 1), (0, 1), 3), true);
+}
+
+#[test]
+fn conv2d_on_a_single_channel_image_matches_finite_differences() {
+    conv_gradcheck(2, geom(1, (8, 8), 4, (3, 3), (1, 1), (1, 1), 1), true);
+}
+
+#[test]
+fn pointwise_conv2d_matches_finite_differences() {
+    conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 1), true);
+    conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false);
+    conv_gradcheck(3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true);
+}
+
+#[test]
+fn conv2d_whose_kernel_covers_the_padded_input_matches_finite_differences() {
+    conv_gradcheck(3, geom(2, (3, 3), 2, (5, 5), (1, 1), (1, 1), 1), true);
+}
+
+#[test]
+fn conv2d_gradients_accumulate_into_an_input_shared_by_two_branches() {
+    // y = conv(x) + bn(x): x's gradient must be the sum of both branches' contributions.
+    struct Branches {
+        g: Conv2dGeom,
+    }
+    impl OpUnderTest for Branches {
+        fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, p: &Built) -> Act<T> {
+            let mut state = BatchNormState::new(self.g.in_c);
+            let hw = self.g.in_h * self.g.in_w;
+            let a = conv2d(x.with_empty_tape(), &p.mats[0], p.vecs.first(), &self.g);
+            let b = batch_norm(x, &p.vecs[1], &p.vecs[2], self.g.in_c, hw, &mut state, true);
+            a + b
+        }
+    }
+    let g = geom(2, (4, 4), 2, (3, 3), (1, 1), (1, 1), 1);
+    let mut p = conv_params(&g, true, 24);
+    p.vecs.extend(bn_params(2, 25).vecs);
+    let x = uniform(&mut rng(26), 3 * 2 * 16);
+    gradcheck(&Branches { g }, x, 3, p, 1e-2);
+}
+
+#[test]
+fn conv_geometry_errors_say_what_is_wrong() {
+    let too_big = geom(1, (3, 3), 1, (5, 5), (1, 1), (0, 0), 1);
+    assert_eq!(
+        too_big.check().map_err(|e| e.to_string()),
+        Err("kernel 5x5 larger than padded input 3x3".to_string())
+    );
+    let uneven = geom(6, (4, 4), 8, (3, 3), (1, 1), (1, 1), 4);
+    assert_eq!(
+        uneven.check().map_err(|e| e.to_string()),
+        Err("in_c 6 not divisible by groups 4".to_string())
+    );
+    let zero_stride = geom(2, (4, 4), 2, (3, 3), (0, 1), (1, 1), 1);
+    assert_eq!(
+        zero_stride.check().map_err(|e| e.to_string()),
+        Err("stride_h must be positive".to_string())
+    );
+}
+
+#[test]
+fn try_conv2d_rejects_inputs_of_the_wrong_width() {
+    let dev = Cpu::default();
+    let g = geom(2, (4, 4), 3, (3, 3), (1, 1), (1, 1), 1);
+    let p = conv_params(&g, true, 27).build(&dev);
+    let x = dev.tensor_from_vec(vec![0.0; 2 * 30], (2, 30));
+    let err = try_conv2d(x, &p.mats[0], p.vecs.first(), &g).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("input has 30 values per sample, expected 32 (2x4x4)")
+    );
+}
+
+#[test]
+fn conv_geometry_reports_output_size_weight_shape_and_macs() {
+    let g = geom(4, (28, 28), 8, (3, 3), (2, 2), (1, 1), 2);
+    assert_eq!((g.out_h(), g.out_w()), (14, 14));
+    assert_eq!(g.weight_shape(), (8, 18));
+    assert_eq!(g.macs_per_sample(), 8 * 18 * 14 * 14);
+}
