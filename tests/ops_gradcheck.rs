@@ -589,3 +589,238 @@ fn conv_geometry_reports_output_size_weight_shape_and_macs() {
     assert_eq!(g.weight_shape(), (8, 18));
     assert_eq!(g.macs_per_sample(), 8 * 18 * 14 * 14);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+fn pgeom(
+    c: usize,
+    (h, w): (usize, usize),
+    (kh, kw): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+    (pad_h, pad_w): (usize, usize),
+) -> Pool2dGeom {
+    Pool2dGeom {
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+    }
+}
+
+struct Pool {
+    kind: PoolKind,
+    g: Pool2dGeom,
+}
+
+impl OpUnderTest for Pool {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, _: &Built) -> Act<T> {
+        pool2d(x, self.kind, &self.g)
+    }
+}
+
+/// Reference pooling: max over in-bounds values, mean over in-bounds values (padding not counted).
+fn naive_pool(kind: PoolKind, g: &Pool2dGeom, n: usize, x: &[f32]) -> Vec<f32> {
+    let mut out = vec![];
+    for s in 0..n {
+        for c in 0..g.c {
+            for oy in 0..g.out_h() {
+                for ox in 0..g.out_w() {
+                    let mut vals = vec![];
+                    for i in 0..g.kh {
+                        for j in 0..g.kw {
+                            let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
+                            let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
+                            if iy >= 0 && ix >= 0 && iy < g.h as isize && ix < g.w as isize {
+                                vals.push(
+                                    x[((s * g.c + c) * g.h + iy as usize) * g.w + ix as usize],
+                                );
+                            }
+                        }
+                    }
+                    out.push(match kind {
+                        PoolKind::Max => vals.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+                        PoolKind::Avg => vals.iter().sum::<f32>() / vals.len() as f32,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn pool_grid() -> Vec<(usize, Pool2dGeom)> {
+    vec![
+        (2, pgeom(3, (6, 6), (2, 2), (2, 2), (0, 0))),
+        (3, pgeom(2, (7, 5), (3, 3), (2, 2), (1, 1))),
+        (2, pgeom(2, (5, 6), (2, 3), (1, 2), (1, 1))),
+        (2, pgeom(3, (1, 40), (1, 4), (1, 3), (0, 2))),
+        (1, pgeom(1, (3, 3), (3, 3), (1, 1), (1, 1))),
+    ]
+}
+
+#[test]
+fn pooling_forward_matches_a_naive_implementation_on_every_geometry() {
+    let dev = Cpu::default();
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        for (n, g) in pool_grid() {
+            g.check().expect("test geometry is valid");
+            let x = uniform(&mut rng(30), n * g.c * g.h * g.w);
+            let y = pool2d(
+                dev.tensor_from_vec(x.clone(), (n, g.c * g.h * g.w)),
+                kind,
+                &g,
+            );
+            assert_eq!(*y.shape(), (n, g.c * g.out_h() * g.out_w()));
+            let want = naive_pool(kind, &g, n, &x);
+            for (i, (a, e)) in y.as_vec().iter().zip(&want).enumerate() {
+                assert!(
+                    (a - e).abs() < 1e-6,
+                    "{kind:?} {g:?} y[{i}] = {a}, want {e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn max_pool_never_picks_padding_even_when_every_value_is_negative() {
+    let dev = Cpu::default();
+    let g = pgeom(1, (2, 2), (2, 2), (1, 1), (1, 1));
+    let y = pool2d(
+        dev.tensor_from_vec(vec![-4.0, -3.0, -2.0, -1.0], (1, 4)),
+        PoolKind::Max,
+        &g,
+    );
+    assert_eq!(
+        y.as_vec(),
+        vec![-4.0, -3.0, -3.0, -2.0, -1.0, -1.0, -2.0, -1.0, -1.0]
+    );
+}
+
+#[test]
+fn avg_pool_leaves_padding_out_of_the_divisor() {
+    let dev = Cpu::default();
+    let g = pgeom(1, (2, 2), (2, 2), (2, 2), (1, 1));
+    let y = pool2d(
+        dev.tensor_from_vec(vec![1.0, 2.0, 3.0, 4.0], (1, 4)),
+        PoolKind::Avg,
+        &g,
+    );
+    assert_eq!(y.as_vec(), vec![1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn max_pool_with_stride_two_and_padding_matches_finite_differences() {
+    for (n, g) in pool_grid() {
+        let x = distinct(&mut rng(31), n * g.c * g.h * g.w);
+        let op = Pool {
+            kind: PoolKind::Max,
+            g,
+        };
+        gradcheck(&op, x, n, Params::none(), 2e-3);
+    }
+}
+
+#[test]
+fn avg_pool_with_stride_two_and_padding_matches_finite_differences() {
+    for (n, g) in pool_grid() {
+        let x = uniform(&mut rng(32), n * g.c * g.h * g.w);
+        let op = Pool {
+            kind: PoolKind::Avg,
+            g,
+        };
+        gradcheck(&op, x, n, Params::none(), 1e-2);
+    }
+}
+
+struct Gap {
+    c: usize,
+    hw: usize,
+}
+
+impl OpUnderTest for Gap {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, _: &Built) -> Act<T> {
+        global_avg_pool(x, self.c, self.hw)
+    }
+}
+
+#[test]
+fn global_avg_pool_averages_each_channel_and_matches_finite_differences() {
+    let dev = Cpu::default();
+    let x: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
+    let y = global_avg_pool(dev.tensor_from_vec(x, (2, 12)), 3, 4);
+    assert_eq!(*y.shape(), (2, 3));
+    assert_eq!(y.as_vec(), vec![1.5, 5.5, 9.5, 13.5, 17.5, 21.5]);
+    let x = uniform(&mut rng(33), 3 * 5 * 7);
+    gradcheck(&Gap { c: 5, hw: 7 }, x, 3, Params::none(), 1e-2);
+}
+
+#[test]
+fn pool_geometry_errors_say_what_is_wrong() {
+    assert_eq!(
+        pgeom(1, (4, 4), (2, 2), (2, 2), (2, 0))
+            .check()
+            .map_err(|e| e.to_string()),
+        Err("padding 2x0 more than half of kernel 2x2".to_string())
+    );
+    assert_eq!(
+        pgeom(1, (1, 3), (2, 2), (1, 1), (0, 0))
+            .check()
+            .map_err(|e| e.to_string()),
+        Err("kernel 2x2 larger than padded input 1x3".to_string())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inference
+
+fn assert_tapeless(_: &Tensor<(usize, usize), f32, Cpu, NoneTape>) {}
+
+#[test]
+fn ops_without_a_tape_record_nothing_and_compute_the_same_values() {
+    let dev = Cpu::default();
+    let g = geom(2, (6, 6), 4, (3, 3), (1, 1), (1, 1), 1);
+    let pg = pgeom(4, (6, 6), (2, 2), (2, 2), (0, 0));
+    let p = conv_params(&g, true, 40);
+    let bn = bn_params(4, 41);
+    let (pb, bnb) = (p.build(&dev), bn.build(&dev));
+    let x = dev.tensor_from_vec(uniform(&mut rng(42), 3 * 72), (3, 72));
+    let net = |x: Act<NoneTape>, state: &mut BatchNormState| {
+        let y = conv2d(x, &pb.mats[0], pb.vecs.first(), &g);
+        let y = batch_norm(y, &bnb.vecs[0], &bnb.vecs[1], 4, 36, state, true);
+        let y = pool2d(y, PoolKind::Max, &pg);
+        global_avg_pool(y, 4, 9)
+    };
+    let mut state = BatchNormState::new(4);
+    let y = net(x.clone(), &mut state);
+    assert_tapeless(&y);
+    // Training-mode batch norm still updates its statistics without a tape.
+    assert_ne!(state, BatchNormState::new(4));
+
+    let mut traced_state = BatchNormState::new(4);
+    let traced = {
+        let y = conv2d(x.leaky_trace(), &pb.mats[0], pb.vecs.first(), &g);
+        let y = batch_norm(
+            y,
+            &bnb.vecs[0],
+            &bnb.vecs[1],
+            4,
+            36,
+            &mut traced_state,
+            true,
+        );
+        let y = pool2d(y, PoolKind::Max, &pg);
+        global_avg_pool(y, 4, 9)
+    };
+    assert_eq!(y.as_vec(), traced.as_vec());
+    assert_eq!(state, traced_state);
+    // With a tape, the backward pass reaches the parameters; without one there was nothing to run.
+    let grads = traced.sum().backward();
+    assert!(grads.get(&pb.mats[0]).as_vec().iter().any(|v| *v != 0.0));
+}

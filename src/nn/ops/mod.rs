@@ -9,11 +9,12 @@ mod batch_norm;
 mod conv;
 mod error;
 mod gemm;
+mod pool;
 
 pub use batch_norm::{batch_norm, try_batch_norm, BatchNormState};
 pub use conv::{conv2d, try_conv2d, Conv2dGeom};
 pub use error::OpError;
-// pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
+pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
 
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, SplitTape, Tape, Tensor, TensorFromVec};
