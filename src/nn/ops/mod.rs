@@ -1,20 +1,79 @@
-//! TEMPORARY STUB until the ops branch lands.
-#![allow(unused_variables)]
-use dfdx::prelude::*;
-type M<T> = Tensor<(usize, usize), f32, Cpu, T>;
-type V = Tensor<(usize,), f32, Cpu>;
-#[derive(Clone, Copy, Debug)]
-pub struct Conv2dGeom { pub in_c: usize, pub in_h: usize, pub in_w: usize, pub out_c: usize, pub kh: usize, pub kw: usize, pub stride_h: usize, pub stride_w: usize, pub pad_h: usize, pub pad_w: usize, pub groups: usize }
-impl Conv2dGeom { pub fn out_h(&self) -> usize { (self.in_h + 2 * self.pad_h - self.kh) / self.stride_h + 1 } pub fn out_w(&self) -> usize { (self.in_w + 2 * self.pad_w - self.kw) / self.stride_w + 1 } pub fn check(&self) -> Result<(), String> { Ok(()) } }
-#[derive(Clone, Copy, Debug)]
-pub enum PoolKind { Max, Avg }
-#[derive(Clone, Copy, Debug)]
-pub struct Pool2dGeom { pub c: usize, pub h: usize, pub w: usize, pub kh: usize, pub kw: usize, pub stride_h: usize, pub stride_w: usize, pub pad_h: usize, pub pad_w: usize }
-impl Pool2dGeom { pub fn out_h(&self) -> usize { (self.h + 2 * self.pad_h - self.kh) / self.stride_h + 1 } pub fn out_w(&self) -> usize { (self.w + 2 * self.pad_w - self.kw) / self.stride_w + 1 } pub fn check(&self) -> Result<(), String> { Ok(()) } }
-#[derive(Clone, Debug)]
-pub struct BatchNormState { pub running_mean: Vec<f32>, pub running_var: Vec<f32>, pub momentum: f32, pub eps: f32 }
-impl BatchNormState { pub fn new(c: usize) -> Self { Self { running_mean: vec![0.0; c], running_var: vec![1.0; c], momentum: 0.1, eps: 1e-5 } } }
-pub fn conv2d<T: Tape<f32, Cpu>>(x: M<T>, w: &M<NoneTape>, b: Option<&V>, g: &Conv2dGeom) -> M<T> { todo!() }
-pub fn pool2d<T: Tape<f32, Cpu>>(x: M<T>, k: PoolKind, g: &Pool2dGeom) -> M<T> { todo!() }
-pub fn global_avg_pool<T: Tape<f32, Cpu>>(x: M<T>, c: usize, hw: usize) -> M<T> { todo!() }
-pub fn batch_norm<T: Tape<f32, Cpu>>(x: M<T>, g: &V, b: &V, c: usize, hw: usize, s: &mut BatchNormState, training: bool) -> M<T> { todo!() }
+//! Differentiable ops with our own CPU kernels, recorded on dfdx tapes (conv, pooling, batch norm).
+//!
+//! Every activation is a runtime-shaped `(N, C*H*W)` tensor: one row per sample, NCHW flattened.
+//! Each op comes as `try_op` (typed [`OpError`]) and `op` (panics with that error), the way dfdx
+//! pairs its own ops. Parameters are tape-less tensors whose gradients the backward pass
+//! accumulates by id, so the usual `Gradients` / optimiser flow works unchanged.
+
+mod batch_norm;
+mod conv;
+mod error;
+mod gemm;
+mod pool;
+
+pub use batch_norm::{batch_norm, try_batch_norm, BatchNormState};
+pub use conv::{conv2d, try_conv2d, Conv2dGeom};
+pub use error::OpError;
+pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
+
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, SplitTape, Tape, Tensor, TensorFromVec};
+use dfdx::tensor_ops::ReshapeTo;
+
+/// A batch of activations: `(N, features)`, row-major, one sample per row.
+pub type Activations<T> = Tensor<(usize, usize), f32, Cpu, T>;
+
+/// A tape-less input split from its tape, with a row-major copy of its values.
+pub(crate) struct Input<T> {
+    pub tensor: Tensor<(usize, usize), f32, Cpu>,
+    pub tape: T,
+    pub data: Vec<f32>,
+}
+
+/// Splits `x` from its tape and copies its values out.
+///
+/// dfdx keeps no public borrow of a tensor's buffer, so one memcpy is the cheapest read; making
+/// the tensor contiguous first (free when it already is) makes that physical copy the logical one.
+pub(crate) fn take_input<T: Tape<f32, Cpu>>(x: Activations<T>) -> Result<Input<T>, OpError> {
+    let x = x.try_contiguous().map_err(OpError::Device)?;
+    let (rows, cols) = *x.shape();
+    let (tensor, tape) = x.split_tape();
+    let mut data = vec![0.0; rows * cols];
+    tensor.copy_into(&mut data);
+    Ok(Input { tensor, tape, data })
+}
+
+/// Wraps a freshly computed buffer as a tape-less `(rows, cols)` tensor on `dev`.
+pub(crate) fn make_output(
+    dev: &Cpu,
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<Tensor<(usize, usize), f32, Cpu>, OpError> {
+    dev.try_tensor_from_vec(data, (rows, cols))
+        .map_err(OpError::Device)
+}
+
+/// Copies a parameter's values out (parameters are small; a copy keeps the closures simple).
+pub(crate) fn param_values<S: dfdx::shapes::Shape>(p: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+    let mut v = vec![0.0; p.shape().num_elements()];
+    p.copy_into(&mut v);
+    v
+}
+
+/// Moves a gradient out of `grads` (leaving it empty) so that another gradient can be borrowed
+/// mutably at the same time; dfdx lends one at a time. Put it back with [`put_grad!`].
+macro_rules! take_grad {
+    ($grads:expr, $t:expr) => {
+        std::mem::take(&mut **$grads.get_or_alloc_mut($t)?)
+    };
+}
+
+/// Returns a gradient moved out with [`take_grad!`], so that later readers still find it.
+macro_rules! put_grad {
+    ($grads:expr, $t:expr, $g:expr) => {
+        **$grads.get_or_alloc_mut($t)? = $g
+    };
+}
+
+pub(crate) use {put_grad, take_grad};

@@ -1,0 +1,232 @@
+//! Batch normalisation over channels of `(N, C*HW)` activations (BatchNorm2d, or BatchNorm1d with hw = 1).
+
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
+
+use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
+
+/// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchNormState {
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    /// Weight of the newest batch in the running averages.
+    pub momentum: f32,
+    pub eps: f32,
+}
+
+impl BatchNormState {
+    /// Fresh statistics for `c` channels: mean 0, variance 1, momentum 0.1, eps 1e-5.
+    pub fn new(c: usize) -> Self {
+        Self {
+            running_mean: vec![0.0; c],
+            running_var: vec![1.0; c],
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+}
+
+/// Normalises each channel, then scales by `gamma` and shifts by `beta`.
+///
+/// Training uses the batch's statistics over all `N * hw` values of a channel (biased variance)
+/// and folds them into the running statistics (unbiased variance), as PyTorch does; evaluation
+/// uses the running statistics.
+///
+/// # Panics
+/// On any [`OpError`] from [`try_batch_norm`].
+pub fn batch_norm<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    gamma: &Tensor<(usize,), f32, Cpu>,
+    beta: &Tensor<(usize,), f32, Cpu>,
+    c: usize,
+    hw: usize,
+    state: &mut BatchNormState,
+    training: bool,
+) -> Activations<T> {
+    match try_batch_norm(x, gamma, beta, c, hw, state, training) {
+        Ok(y) => y,
+        Err(e) => panic!("batch_norm: {e}"),
+    }
+}
+
+/// [`batch_norm`] with its errors returned. `state` is untouched when an error is returned.
+pub fn try_batch_norm<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    gamma: &Tensor<(usize,), f32, Cpu>,
+    beta: &Tensor<(usize,), f32, Cpu>,
+    c: usize,
+    hw: usize,
+    state: &mut BatchNormState,
+    training: bool,
+) -> Result<Activations<T>, OpError> {
+    if c == 0 {
+        return Err(OpError::Zero { what: "channels" });
+    }
+    if hw == 0 {
+        return Err(OpError::Zero {
+            what: "values per channel (hw)",
+        });
+    }
+    let expected = c * hw;
+    let got = x.shape().1;
+    if got != expected {
+        return Err(OpError::InputWidth {
+            got,
+            expected,
+            what: format!("{c} channels x {hw}"),
+        });
+    }
+    for (what, len) in [
+        ("gamma", gamma.shape().0),
+        ("beta", beta.shape().0),
+        ("running_mean", state.running_mean.len()),
+        ("running_var", state.running_var.len()),
+    ] {
+        if len != c {
+            return Err(OpError::ParamLen {
+                what,
+                got: len,
+                expected: c,
+            });
+        }
+    }
+    let n = x.shape().0;
+    let m = n * hw;
+    if training && m < 2 {
+        return Err(OpError::TooFewValuesPerChannel { got: m });
+    }
+
+    let input = take_input(x)?;
+    let xs = input.data;
+    let g = param_values(gamma);
+    let b = param_values(beta);
+
+    // Per channel: the mean and 1/sqrt(var + eps) used to normalise.
+    let (mean, inv_std): (Vec<f32>, Vec<f32>) = if training {
+        let mut mean = vec![0.0f32; c];
+        let mut var = vec![0.0f32; c];
+        for ch in 0..c {
+            // Two passes in f64: one-pass sums lose too much precision on large, offset inputs.
+            let mut s = 0.0f64;
+            for row in xs.chunks_exact(expected) {
+                s += row[ch * hw..(ch + 1) * hw]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
+            }
+            let mu = s / m as f64;
+            let mut ss = 0.0f64;
+            for row in xs.chunks_exact(expected) {
+                ss += row[ch * hw..(ch + 1) * hw]
+                    .iter()
+                    .map(|&v| (v as f64 - mu) * (v as f64 - mu))
+                    .sum::<f64>();
+            }
+            mean[ch] = mu as f32;
+            var[ch] = (ss / m as f64) as f32;
+        }
+        let mom = state.momentum;
+        let unbias = m as f32 / (m - 1) as f32;
+        for ch in 0..c {
+            state.running_mean[ch] = (1.0 - mom) * state.running_mean[ch] + mom * mean[ch];
+            state.running_var[ch] = (1.0 - mom) * state.running_var[ch] + mom * var[ch] * unbias;
+        }
+        let inv_std = var.iter().map(|v| 1.0 / (v + state.eps).sqrt()).collect();
+        (mean, inv_std)
+    } else {
+        let inv_std = state
+            .running_var
+            .iter()
+            .map(|v| 1.0 / (v + state.eps).sqrt())
+            .collect();
+        (state.running_mean.clone(), inv_std)
+    };
+
+    // x_hat is what the backward pass needs, so it is kept instead of x.
+    let mut x_hat = xs;
+    let mut out = vec![0.0f32; n * expected];
+    for (row_hat, row_out) in x_hat
+        .chunks_exact_mut(expected)
+        .zip(out.chunks_exact_mut(expected))
+    {
+        for ch in 0..c {
+            let (mu, is, ga, be) = (mean[ch], inv_std[ch], g[ch], b[ch]);
+            let r = ch * hw..(ch + 1) * hw;
+            for (h, o) in row_hat[r.clone()].iter_mut().zip(&mut row_out[r]) {
+                *h = (*h - mu) * is;
+                *o = ga * *h + be;
+            }
+        }
+    }
+
+    let dev = input.tensor.device().clone();
+    let y = make_output(&dev, out, n, expected)?;
+    let mut tape = input.tape;
+    let x_ghost = input.tensor.ghost();
+    let y_ghost = y.ghost();
+    let gamma = gamma.clone();
+    let beta = beta.clone();
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad!(grads, &y_ghost);
+        // Per channel: sum(dy) and sum(dy * x_hat), shared by all three gradients.
+        let mut sum_dy = vec![0.0f32; c];
+        let mut sum_dy_xhat = vec![0.0f32; c];
+        for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
+            for ch in 0..c {
+                let r = ch * hw..(ch + 1) * hw;
+                let (mut s1, mut s2) = (0.0f32, 0.0f32);
+                for (&d, &h) in row_gy[r.clone()].iter().zip(&row_hat[r]) {
+                    s1 += d;
+                    s2 += d * h;
+                }
+                sum_dy[ch] += s1;
+                sum_dy_xhat[ch] += s2;
+            }
+        }
+        {
+            let gx = grads.get_or_alloc_mut(&x_ghost)?;
+            let inv_m = 1.0 / m as f32;
+            for ((row_gx, row_gy), row_hat) in gx
+                .chunks_exact_mut(expected)
+                .zip(gy.chunks_exact(expected))
+                .zip(x_hat.chunks_exact(expected))
+            {
+                for ch in 0..c {
+                    let r = ch * hw..(ch + 1) * hw;
+                    let k = g[ch] * inv_std[ch];
+                    let dst = &mut row_gx[r.clone()];
+                    if training {
+                        // The batch statistics depend on x too: subtract the mean of dy and the
+                        // projection of dy on x_hat.
+                        let mean_dy = sum_dy[ch] * inv_m;
+                        let mean_dy_xhat = sum_dy_xhat[ch] * inv_m;
+                        for ((o, &d), &h) in dst.iter_mut().zip(&row_gy[r.clone()]).zip(&row_hat[r])
+                        {
+                            *o += k * (d - mean_dy - h * mean_dy_xhat);
+                        }
+                    } else {
+                        for (o, &d) in dst.iter_mut().zip(&row_gy[r]) {
+                            *o += k * d;
+                        }
+                    }
+                }
+            }
+        }
+        {
+            let gg = grads.get_or_alloc_mut(&gamma)?;
+            for (o, s) in gg.iter_mut().zip(&sum_dy_xhat) {
+                *o += s;
+            }
+        }
+        {
+            let gb = grads.get_or_alloc_mut(&beta)?;
+            for (o, s) in gb.iter_mut().zip(&sum_dy) {
+                *o += s;
+            }
+        }
+        put_grad!(grads, &y_ghost, gy);
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}

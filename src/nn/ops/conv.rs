@@ -1,0 +1,609 @@
+//! 2-D convolution with rectangular kernels, stride, padding and groups: batched im2col + GEMM,
+//! and a direct kernel when each output channel reads a single input channel (depthwise).
+
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
+
+use super::gemm::{gemm, View};
+use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
+
+/// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Conv2dGeom {
+    pub in_c: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+    pub groups: usize,
+}
+
+impl Conv2dGeom {
+    /// Output height; only meaningful once [`Conv2dGeom::check`] passed.
+    pub fn out_h(&self) -> usize {
+        out_len(self.in_h, self.pad_h, self.kh, self.stride_h)
+    }
+
+    /// Output width; only meaningful once [`Conv2dGeom::check`] passed.
+    pub fn out_w(&self) -> usize {
+        out_len(self.in_w, self.pad_w, self.kw, self.stride_w)
+    }
+
+    /// Rejects geometries that have no valid output or split channels unevenly.
+    pub fn check(&self) -> Result<(), OpError> {
+        for (what, v) in [
+            ("in_c", self.in_c),
+            ("in_h", self.in_h),
+            ("in_w", self.in_w),
+            ("out_c", self.out_c),
+            ("kh", self.kh),
+            ("kw", self.kw),
+            ("stride_h", self.stride_h),
+            ("stride_w", self.stride_w),
+            ("groups", self.groups),
+        ] {
+            if v == 0 {
+                return Err(OpError::Zero { what });
+            }
+        }
+        check_window(
+            self.kh,
+            self.kw,
+            self.in_h + 2 * self.pad_h,
+            self.in_w + 2 * self.pad_w,
+        )?;
+        for (which, channels) in [("in_c", self.in_c), ("out_c", self.out_c)] {
+            if channels % self.groups != 0 {
+                return Err(OpError::GroupsDoNotDivide {
+                    which,
+                    channels,
+                    groups: self.groups,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `(out_c, in_c / groups * kh * kw)`: one row of weights per output channel.
+    pub fn weight_shape(&self) -> (usize, usize) {
+        (self.out_c, self.in_c / self.groups * self.kh * self.kw)
+    }
+
+    /// Multiply-accumulates of one forward pass for one sample (bias excluded).
+    pub fn macs_per_sample(&self) -> u64 {
+        let (rows, cols) = self.weight_shape();
+        (rows as u64) * (cols as u64) * (self.out_h() as u64) * (self.out_w() as u64)
+    }
+
+    fn in_len(&self) -> usize {
+        self.in_c * self.in_h * self.in_w
+    }
+
+    fn out_len(&self) -> usize {
+        self.out_c * self.out_h() * self.out_w()
+    }
+}
+
+pub(crate) fn out_len(len: usize, pad: usize, k: usize, stride: usize) -> usize {
+    (len + 2 * pad).saturating_sub(k) / stride.max(1) + 1
+}
+
+pub(crate) fn check_window(
+    kh: usize,
+    kw: usize,
+    padded_h: usize,
+    padded_w: usize,
+) -> Result<(), OpError> {
+    if kh > padded_h || kw > padded_w {
+        return Err(OpError::KernelTooLarge {
+            kh,
+            kw,
+            padded_h,
+            padded_w,
+        });
+    }
+    Ok(())
+}
+
+/// For one kernel offset along an axis, the output positions whose input falls inside the
+/// image (the rest read padding): `lo..hi`.
+#[inline]
+pub(crate) fn valid_range(
+    offset: usize,
+    pad: usize,
+    stride: usize,
+    in_len: usize,
+    out_len: usize,
+) -> (usize, usize) {
+    // Output o reads input o * stride + offset - pad; it must lie in 0..in_len.
+    let lo = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
+    let hi = if in_len + pad <= offset {
+        0
+    } else {
+        (in_len + pad - offset).div_ceil(stride)
+    };
+    (lo.min(out_len), hi.min(out_len).max(lo.min(out_len)))
+}
+
+/// 2-D convolution of `(N, in_c*in_h*in_w)` activations into `(N, out_c*out_h*out_w)`.
+///
+/// `weight` is `(out_c, in_c/groups * kh * kw)` (see [`Conv2dGeom::weight_shape`]), `bias` has
+/// `out_c` values.
+///
+/// # Panics
+/// On any [`OpError`] from [`try_conv2d`]; check the geometry once with [`Conv2dGeom::check`].
+pub fn conv2d<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    weight: &Tensor<(usize, usize), f32, Cpu>,
+    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    g: &Conv2dGeom,
+) -> Activations<T> {
+    match try_conv2d(x, weight, bias, g) {
+        Ok(y) => y,
+        Err(e) => panic!("conv2d: {e}"),
+    }
+}
+
+/// [`conv2d`] with its errors returned.
+pub fn try_conv2d<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    weight: &Tensor<(usize, usize), f32, Cpu>,
+    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    g: &Conv2dGeom,
+) -> Result<Activations<T>, OpError> {
+    g.check()?;
+    let got = x.shape().1;
+    if got != g.in_len() {
+        return Err(OpError::InputWidth {
+            got,
+            expected: g.in_len(),
+            what: format!("{}x{}x{}", g.in_c, g.in_h, g.in_w),
+        });
+    }
+    let (wr, wc) = g.weight_shape();
+    if *weight.shape() != (wr, wc) {
+        return Err(OpError::ParamLen {
+            what: "conv weight",
+            got: weight.shape().0 * weight.shape().1,
+            expected: wr * wc,
+        });
+    }
+    if let Some(b) = bias {
+        if b.shape().0 != g.out_c {
+            return Err(OpError::ParamLen {
+                what: "conv bias",
+                got: b.shape().0,
+                expected: g.out_c,
+            });
+        }
+    }
+
+    let n = x.shape().0;
+    let input = take_input(x)?;
+    let w = param_values(weight);
+    let b = bias.map(param_values);
+    let geom = *g;
+    let direct = g.in_c == g.groups;
+    let mut out = vec![0.0f32; n * g.out_len()];
+    // What backward needs besides the weights: the im2col matrices (GEMM path) or the input.
+    let saved = if direct {
+        direct_forward(&geom, n, &input.data, &w, b.as_deref(), &mut out);
+        input.data
+    } else {
+        gemm_forward::<T>(&geom, n, input.data, &w, b.as_deref(), &mut out)
+    };
+
+    let dev = input.tensor.device().clone();
+    let y = make_output(&dev, out, n, g.out_len())?;
+    let mut tape = input.tape;
+    let x_ghost = input.tensor.ghost();
+    let y_ghost = y.ghost();
+    let weight = weight.clone();
+    let bias = bias.cloned();
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad!(grads, &y_ghost);
+        {
+            let gw = grads.get_or_alloc_mut(&weight)?;
+            if direct {
+                direct_weight_grad(&geom, n, &saved, &gy, gw);
+            } else {
+                gemm_weight_grad(&geom, n, &saved, &gy, gw);
+            }
+        }
+        if let Some(bias) = &bias {
+            let gb = grads.get_or_alloc_mut(bias)?;
+            bias_grad(&geom, &gy, gb);
+        }
+        {
+            let gx = grads.get_or_alloc_mut(&x_ghost)?;
+            if direct {
+                direct_input_grad(&geom, n, &w, &gy, gx);
+            } else {
+                gemm_input_grad(&geom, n, &w, &gy, gx);
+            }
+        }
+        put_grad!(grads, &y_ghost, gy);
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}
+
+/// Whether the im2col matrix of a sample is the sample itself (1x1 kernel, stride 1, no padding).
+fn col_is_input(g: &Conv2dGeom) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0
+}
+
+/// Unfolds one group of one sample (`cin_g` channels) into `col`, a `(cin_g*kh*kw, oh*ow)` matrix.
+fn im2col(g: &Conv2dGeom, x: &[f32], cin_g: usize, col: &mut [f32]) {
+    let (h, w, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
+    let p = oh * ow;
+    let mut row = 0;
+    for ci in 0..cin_g {
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        for i in 0..g.kh {
+            let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
+            for j in 0..g.kw {
+                let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, w, ow);
+                let dst = &mut col[row * p..(row + 1) * p];
+                dst[..ylo * ow].fill(0.0);
+                dst[yhi * ow..].fill(0.0);
+                for oy in ylo..yhi {
+                    let iy = oy * g.stride_h + i - g.pad_h;
+                    let d = &mut dst[oy * ow..(oy + 1) * ow];
+                    d[..xlo].fill(0.0);
+                    d[xhi..].fill(0.0);
+                    if xlo < xhi {
+                        let src = &plane[iy * w..(iy + 1) * w];
+                        let ix0 = xlo * g.stride_w + j - g.pad_w;
+                        if g.stride_w == 1 {
+                            d[xlo..xhi].copy_from_slice(&src[ix0..ix0 + (xhi - xlo)]);
+                        } else {
+                            for (k, v) in d[xlo..xhi].iter_mut().enumerate() {
+                                *v = src[ix0 + k * g.stride_w];
+                            }
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Adds a `(cin_g*kh*kw, oh*ow)` column gradient back onto one group of one sample.
+fn col2im(g: &Conv2dGeom, col: &[f32], cin_g: usize, gx: &mut [f32]) {
+    let (h, w, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
+    let p = oh * ow;
+    let mut row = 0;
+    for ci in 0..cin_g {
+        let plane = &mut gx[ci * h * w..(ci + 1) * h * w];
+        for i in 0..g.kh {
+            let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
+            for j in 0..g.kw {
+                let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, w, ow);
+                let src = &col[row * p..(row + 1) * p];
+                if xlo < xhi {
+                    for oy in ylo..yhi {
+                        let iy = oy * g.stride_h + i - g.pad_h;
+                        let s = &src[oy * ow + xlo..oy * ow + xhi];
+                        let dst = &mut plane[iy * w..(iy + 1) * w];
+                        let ix0 = xlo * g.stride_w + j - g.pad_w;
+                        if g.stride_w == 1 {
+                            for (d, v) in dst[ix0..ix0 + s.len()].iter_mut().zip(s) {
+                                *d += v;
+                            }
+                        } else {
+                            for (k, v) in s.iter().enumerate() {
+                                dst[ix0 + k * g.stride_w] += v;
+                            }
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Fills `out` with the bias of each output channel, so GEMMs can accumulate onto it.
+fn init_with_bias(g: &Conv2dGeom, bias: Option<&[f32]>, out: &mut [f32]) {
+    if let Some(b) = bias {
+        let p = g.out_h() * g.out_w();
+        for sample in out.chunks_exact_mut(g.out_len()) {
+            for (plane, &bv) in sample.chunks_exact_mut(p).zip(b) {
+                plane.fill(bv);
+            }
+        }
+    }
+}
+
+/// GEMM forward; returns the im2col matrices of every sample when a tape will need them.
+fn gemm_forward<T: Tape<f32, Cpu>>(
+    g: &Conv2dGeom,
+    n: usize,
+    x: Vec<f32>,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Vec<f32> {
+    init_with_bias(g, bias, out);
+    let beta = if bias.is_some() { 1.0 } else { 0.0 };
+    let cin_g = g.in_c / g.groups;
+    let cout_g = g.out_c / g.groups;
+    let p = g.out_h() * g.out_w();
+    let k = cin_g * g.kh * g.kw;
+    let hw = g.in_h * g.in_w;
+    if col_is_input(g) {
+        for (xs, ys) in x
+            .chunks_exact(g.in_len())
+            .zip(out.chunks_exact_mut(g.out_len()))
+        {
+            for grp in 0..g.groups {
+                gemm(
+                    cout_g,
+                    k,
+                    p,
+                    1.0,
+                    View::rows(&w[grp * cout_g * k..], k),
+                    View::rows(&xs[grp * cin_g * hw..], p),
+                    beta,
+                    &mut ys[grp * cout_g * p..],
+                    p,
+                );
+            }
+        }
+        return if T::OWNS_TAPE { x } else { Vec::new() };
+    }
+    // Per sample and group, a (k, p) matrix; all kept when training, one reused otherwise.
+    let per_sample = g.groups * k * p;
+    let mut cols = vec![0.0f32; if T::OWNS_TAPE { n * per_sample } else { k * p }];
+    for (s, (xs, ys)) in x
+        .chunks_exact(g.in_len())
+        .zip(out.chunks_exact_mut(g.out_len()))
+        .enumerate()
+    {
+        for grp in 0..g.groups {
+            let off = if T::OWNS_TAPE {
+                s * per_sample + grp * k * p
+            } else {
+                0
+            };
+            let col = &mut cols[off..off + k * p];
+            im2col(g, &xs[grp * cin_g * hw..(grp + 1) * cin_g * hw], cin_g, col);
+            gemm(
+                cout_g,
+                k,
+                p,
+                1.0,
+                View::rows(&w[grp * cout_g * k..], k),
+                View::rows(col, p),
+                beta,
+                &mut ys[grp * cout_g * p..],
+                p,
+            );
+        }
+    }
+    cols
+}
+
+/// dW += dY * col^T, sample by sample (matrixmultiply accumulates with beta = 1).
+fn gemm_weight_grad(g: &Conv2dGeom, n: usize, cols: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let cin_g = g.in_c / g.groups;
+    let cout_g = g.out_c / g.groups;
+    let p = g.out_h() * g.out_w();
+    let k = cin_g * g.kh * g.kw;
+    // On the 1x1 path the saved matrices are the input samples, laid out the same way.
+    let per_sample = if col_is_input(g) {
+        g.in_len()
+    } else {
+        g.groups * k * p
+    };
+    for s in 0..n {
+        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
+        for grp in 0..g.groups {
+            let col = &cols[s * per_sample + grp * k * p..];
+            gemm(
+                cout_g,
+                p,
+                k,
+                1.0,
+                View::rows(&gys[grp * cout_g * p..], p),
+                View::transposed(col, p),
+                1.0,
+                &mut gw[grp * cout_g * k..],
+                k,
+            );
+        }
+    }
+}
+
+/// dX += col2im(W^T * dY), sample by sample.
+fn gemm_input_grad(g: &Conv2dGeom, n: usize, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+    let cin_g = g.in_c / g.groups;
+    let cout_g = g.out_c / g.groups;
+    let p = g.out_h() * g.out_w();
+    let k = cin_g * g.kh * g.kw;
+    let hw = g.in_h * g.in_w;
+    let direct = col_is_input(g);
+    let mut dcol = vec![0.0f32; if direct { 0 } else { k * p }];
+    for s in 0..n {
+        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
+        let gxs = &mut gx[s * g.in_len()..(s + 1) * g.in_len()];
+        for grp in 0..g.groups {
+            let wg = View::transposed(&w[grp * cout_g * k..], k);
+            let gyg = View::rows(&gys[grp * cout_g * p..], p);
+            if direct {
+                gemm(
+                    k,
+                    cout_g,
+                    p,
+                    1.0,
+                    wg,
+                    gyg,
+                    1.0,
+                    &mut gxs[grp * cin_g * hw..],
+                    p,
+                );
+            } else {
+                gemm(k, cout_g, p, 1.0, wg, gyg, 0.0, &mut dcol, p);
+                col2im(
+                    g,
+                    &dcol,
+                    cin_g,
+                    &mut gxs[grp * cin_g * hw..(grp + 1) * cin_g * hw],
+                );
+            }
+        }
+    }
+}
+
+fn bias_grad(g: &Conv2dGeom, gy: &[f32], gb: &mut [f32]) {
+    let p = g.out_h() * g.out_w();
+    for sample in gy.chunks_exact(g.out_len()) {
+        for (plane, o) in sample.chunks_exact(p).zip(gb.iter_mut()) {
+            *o += plane.iter().sum::<f32>();
+        }
+    }
+}
+
+/// The input channel that output channel `co` reads when every group has one input channel.
+#[inline]
+fn source_channel(g: &Conv2dGeom, co: usize) -> usize {
+    co / (g.out_c / g.groups)
+}
+
+/// Direct forward for one input channel per group: a GEMM with k = kh*kw would spend more time
+/// packing than multiplying.
+fn direct_forward(
+    g: &Conv2dGeom,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
+    let kk = g.kh * g.kw;
+    for s in 0..n {
+        let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+        let ys = &mut out[s * g.out_len()..(s + 1) * g.out_len()];
+        for (co, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
+            let ci = source_channel(g, co);
+            let plane = &xs[ci * h * wd..(ci + 1) * h * wd];
+            dst.fill(bias.map_or(0.0, |b| b[co]));
+            for i in 0..g.kh {
+                let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
+                for j in 0..g.kw {
+                    let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, wd, ow);
+                    if xlo == xhi {
+                        continue;
+                    }
+                    let wv = w[co * kk + i * g.kw + j];
+                    for oy in ylo..yhi {
+                        let iy = oy * g.stride_h + i - g.pad_h;
+                        let src = &plane[iy * wd..(iy + 1) * wd];
+                        let d = &mut dst[oy * ow + xlo..oy * ow + xhi];
+                        let ix0 = xlo * g.stride_w + j - g.pad_w;
+                        if g.stride_w == 1 {
+                            for (o, v) in d.iter_mut().zip(&src[ix0..ix0 + (xhi - xlo)]) {
+                                *o += wv * v;
+                            }
+                        } else {
+                            for (k, o) in d.iter_mut().enumerate() {
+                                *o += wv * src[ix0 + k * g.stride_w];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn direct_weight_grad(g: &Conv2dGeom, n: usize, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
+    let kk = g.kh * g.kw;
+    for s in 0..n {
+        let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
+        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
+        for (co, gplane) in gys.chunks_exact(oh * ow).enumerate() {
+            let ci = source_channel(g, co);
+            let plane = &xs[ci * h * wd..(ci + 1) * h * wd];
+            for i in 0..g.kh {
+                let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
+                for j in 0..g.kw {
+                    let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, wd, ow);
+                    if xlo == xhi {
+                        continue;
+                    }
+                    let mut acc = 0.0f32;
+                    for oy in ylo..yhi {
+                        let iy = oy * g.stride_h + i - g.pad_h;
+                        let src = &plane[iy * wd..(iy + 1) * wd];
+                        let d = &gplane[oy * ow + xlo..oy * ow + xhi];
+                        let ix0 = xlo * g.stride_w + j - g.pad_w;
+                        if g.stride_w == 1 {
+                            acc += d
+                                .iter()
+                                .zip(&src[ix0..ix0 + d.len()])
+                                .map(|(a, b)| a * b)
+                                .sum::<f32>();
+                        } else {
+                            for (k, dv) in d.iter().enumerate() {
+                                acc += dv * src[ix0 + k * g.stride_w];
+                            }
+                        }
+                    }
+                    gw[co * kk + i * g.kw + j] += acc;
+                }
+            }
+        }
+    }
+}
+
+fn direct_input_grad(g: &Conv2dGeom, n: usize, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+    let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
+    let kk = g.kh * g.kw;
+    for s in 0..n {
+        let gxs = &mut gx[s * g.in_len()..(s + 1) * g.in_len()];
+        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
+        for (co, gplane) in gys.chunks_exact(oh * ow).enumerate() {
+            let ci = source_channel(g, co);
+            let plane = &mut gxs[ci * h * wd..(ci + 1) * h * wd];
+            for i in 0..g.kh {
+                let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
+                for j in 0..g.kw {
+                    let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, wd, ow);
+                    if xlo == xhi {
+                        continue;
+                    }
+                    let wv = w[co * kk + i * g.kw + j];
+                    for oy in ylo..yhi {
+                        let iy = oy * g.stride_h + i - g.pad_h;
+                        let dst = &mut plane[iy * wd..(iy + 1) * wd];
+                        let d = &gplane[oy * ow + xlo..oy * ow + xhi];
+                        let ix0 = xlo * g.stride_w + j - g.pad_w;
+                        if g.stride_w == 1 {
+                            for (o, v) in dst[ix0..ix0 + d.len()].iter_mut().zip(d) {
+                                *o += wv * v;
+                            }
+                        } else {
+                            for (k, v) in d.iter().enumerate() {
+                                dst[ix0 + k * g.stride_w] += wv * v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

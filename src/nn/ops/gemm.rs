@@ -1,0 +1,79 @@
+//! A bounds-checked front to `matrixmultiply::sgemm` (single-threaded, any strides).
+
+/// A read-only strided matrix view: element (r, c) is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// A row-major matrix whose rows are `cols` apart.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        View {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+    /// The transpose of a row-major matrix with `cols` columns, without copying.
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        View {
+            data,
+            rs: 1,
+            cs: cols,
+        }
+    }
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `c = alpha * a * b + beta * c`, where `a` is m x k, `b` is k x n and `c` is row-major m x n
+/// with rows `ldc` apart.
+///
+/// # Panics
+/// If a view is too short for its shape: the unsafe call below relies on it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: View<'_>,
+    b: View<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(a.fits(m, k) && b.fits(k, n), "gemm operand too short");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
+        "gemm output too short"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: every index the kernel touches is (r * rs + c * cs) with r, c within the shapes
+    // above, which the asserts keep inside the slices; `c` is borrowed mutably, so it aliases
+    // neither `a` nor `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
+    }
+}

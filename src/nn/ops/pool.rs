@@ -1,0 +1,295 @@
+//! Max and average pooling (rectangular windows, stride, padding) and global average pooling.
+
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, PutTape, Tape};
+
+use super::conv::{check_window, out_len};
+use super::{make_output, put_grad, take_grad, take_input, Activations, OpError};
+
+/// What a pooling window computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    /// The largest value of the window; padding never wins.
+    Max,
+    /// The mean of the window's values inside the input (padding is not counted).
+    Avg,
+}
+
+/// Shape of a pooling layer: channels, input size, window, stride, padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pool2dGeom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+}
+
+impl Pool2dGeom {
+    /// Output height; only meaningful once [`Pool2dGeom::check`] passed.
+    pub fn out_h(&self) -> usize {
+        out_len(self.h, self.pad_h, self.kh, self.stride_h)
+    }
+
+    /// Output width; only meaningful once [`Pool2dGeom::check`] passed.
+    pub fn out_w(&self) -> usize {
+        out_len(self.w, self.pad_w, self.kw, self.stride_w)
+    }
+
+    /// Rejects empty sizes, windows larger than the padded input, and padding past half a
+    /// window (PyTorch's rule), which guarantees every window overlaps the input.
+    pub fn check(&self) -> Result<(), OpError> {
+        for (what, v) in [
+            ("c", self.c),
+            ("h", self.h),
+            ("w", self.w),
+            ("kh", self.kh),
+            ("kw", self.kw),
+            ("stride_h", self.stride_h),
+            ("stride_w", self.stride_w),
+        ] {
+            if v == 0 {
+                return Err(OpError::Zero { what });
+            }
+        }
+        if 2 * self.pad_h > self.kh || 2 * self.pad_w > self.kw {
+            return Err(OpError::PoolPaddingTooLarge {
+                pad_h: self.pad_h,
+                pad_w: self.pad_w,
+                kh: self.kh,
+                kw: self.kw,
+            });
+        }
+        check_window(
+            self.kh,
+            self.kw,
+            self.h + 2 * self.pad_h,
+            self.w + 2 * self.pad_w,
+        )
+    }
+
+    fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    fn out_len(&self) -> usize {
+        self.c * self.out_h() * self.out_w()
+    }
+
+    /// The input rows (or columns) window `o` covers, clipped to the input.
+    #[inline]
+    fn span(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize) {
+        let start = o * stride;
+        let lo = start.saturating_sub(pad);
+        let hi = (start + k).saturating_sub(pad).min(len);
+        (lo, hi)
+    }
+}
+
+/// Max or average pooling of `(N, c*h*w)` activations into `(N, c*out_h*out_w)`.
+///
+/// # Panics
+/// On any [`OpError`] from [`try_pool2d`]; check the geometry once with [`Pool2dGeom::check`].
+pub fn pool2d<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    kind: PoolKind,
+    g: &Pool2dGeom,
+) -> Activations<T> {
+    match try_pool2d(x, kind, g) {
+        Ok(y) => y,
+        Err(e) => panic!("pool2d: {e}"),
+    }
+}
+
+/// [`pool2d`] with its errors returned.
+pub fn try_pool2d<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    kind: PoolKind,
+    g: &Pool2dGeom,
+) -> Result<Activations<T>, OpError> {
+    g.check()?;
+    let got = x.shape().1;
+    if got != g.in_len() {
+        return Err(OpError::InputWidth {
+            got,
+            expected: g.in_len(),
+            what: format!("{}x{}x{}", g.c, g.h, g.w),
+        });
+    }
+    let n = x.shape().0;
+    let input = take_input(x)?;
+    let geom = *g;
+    let mut out = vec![0.0f32; n * g.out_len()];
+    // Max pooling remembers each window's winner (an index into the input), so that backward
+    // needs neither the input nor a second search.
+    let winners = match kind {
+        PoolKind::Max => max_forward(&geom, &input.data, &mut out, T::OWNS_TAPE),
+        PoolKind::Avg => {
+            avg_forward(&geom, &input.data, &mut out);
+            Vec::new()
+        }
+    };
+    drop(input.data);
+
+    let dev = input.tensor.device().clone();
+    let y = make_output(&dev, out, n, g.out_len())?;
+    let mut tape = input.tape;
+    let x_ghost = input.tensor.ghost();
+    let y_ghost = y.ghost();
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad!(grads, &y_ghost);
+        {
+            let gx = grads.get_or_alloc_mut(&x_ghost)?;
+            match kind {
+                PoolKind::Max => {
+                    for (&i, &d) in winners.iter().zip(gy.iter()) {
+                        gx[i] += d;
+                    }
+                }
+                PoolKind::Avg => avg_backward(&geom, &gy, gx),
+            }
+        }
+        put_grad!(grads, &y_ghost, gy);
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}
+
+/// Writes each window's maximum; returns the winners' input indices when `keep` asks for them.
+fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut winners = Vec::with_capacity(if keep { out.len() } else { 0 });
+    let planes = x.chunks_exact(g.h * g.w).zip(out.chunks_exact_mut(oh * ow));
+    for (p, (plane, dst)) in planes.enumerate() {
+        let base = p * g.h * g.w;
+        for oy in 0..oh {
+            let (ylo, yhi) = Pool2dGeom::span(oy, g.stride_h, g.pad_h, g.kh, g.h);
+            for ox in 0..ow {
+                let (xlo, xhi) = Pool2dGeom::span(ox, g.stride_w, g.pad_w, g.kw, g.w);
+                let mut best = ylo * g.w + xlo;
+                let mut best_v = plane[best];
+                for iy in ylo..yhi {
+                    for ix in xlo..xhi {
+                        let v = plane[iy * g.w + ix];
+                        // NaN wins, as in PyTorch, so that it is not silently dropped.
+                        if v > best_v || (v.is_nan() && !best_v.is_nan()) {
+                            best_v = v;
+                            best = iy * g.w + ix;
+                        }
+                    }
+                }
+                dst[oy * ow + ox] = best_v;
+                if keep {
+                    winners.push(base + best);
+                }
+            }
+        }
+    }
+    winners
+}
+
+fn avg_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    for (plane, dst) in x.chunks_exact(g.h * g.w).zip(out.chunks_exact_mut(oh * ow)) {
+        for oy in 0..oh {
+            let (ylo, yhi) = Pool2dGeom::span(oy, g.stride_h, g.pad_h, g.kh, g.h);
+            for ox in 0..ow {
+                let (xlo, xhi) = Pool2dGeom::span(ox, g.stride_w, g.pad_w, g.kw, g.w);
+                let mut s = 0.0f32;
+                for iy in ylo..yhi {
+                    s += plane[iy * g.w + xlo..iy * g.w + xhi].iter().sum::<f32>();
+                }
+                dst[oy * ow + ox] = s / ((yhi - ylo) * (xhi - xlo)) as f32;
+            }
+        }
+    }
+}
+
+fn avg_backward(g: &Pool2dGeom, gy: &[f32], gx: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    for (plane, src) in gx.chunks_exact_mut(g.h * g.w).zip(gy.chunks_exact(oh * ow)) {
+        for oy in 0..oh {
+            let (ylo, yhi) = Pool2dGeom::span(oy, g.stride_h, g.pad_h, g.kh, g.h);
+            for ox in 0..ow {
+                let (xlo, xhi) = Pool2dGeom::span(ox, g.stride_w, g.pad_w, g.kw, g.w);
+                let d = src[oy * ow + ox] / ((yhi - ylo) * (xhi - xlo)) as f32;
+                for iy in ylo..yhi {
+                    for v in &mut plane[iy * g.w + xlo..iy * g.w + xhi] {
+                        *v += d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Averages each channel's `hw` values: `(N, c*hw)` into `(N, c)`.
+///
+/// # Panics
+/// On any [`OpError`] from [`try_global_avg_pool`].
+pub fn global_avg_pool<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    c: usize,
+    hw: usize,
+) -> Activations<T> {
+    match try_global_avg_pool(x, c, hw) {
+        Ok(y) => y,
+        Err(e) => panic!("global_avg_pool: {e}"),
+    }
+}
+
+/// [`global_avg_pool`] with its errors returned.
+pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    c: usize,
+    hw: usize,
+) -> Result<Activations<T>, OpError> {
+    if c == 0 {
+        return Err(OpError::Zero { what: "channels" });
+    }
+    if hw == 0 {
+        return Err(OpError::Zero {
+            what: "values per channel (hw)",
+        });
+    }
+    let got = x.shape().1;
+    if got != c * hw {
+        return Err(OpError::InputWidth {
+            got,
+            expected: c * hw,
+            what: format!("{c} channels x {hw}"),
+        });
+    }
+    let n = x.shape().0;
+    let input = take_input(x)?;
+    let inv = 1.0 / hw as f32;
+    let out: Vec<f32> = input
+        .data
+        .chunks_exact(hw)
+        .map(|plane| plane.iter().sum::<f32>() * inv)
+        .collect();
+    drop(input.data);
+    let dev = input.tensor.device().clone();
+    let y = make_output(&dev, out, n, c)?;
+    let mut tape = input.tape;
+    let x_ghost = input.tensor.ghost();
+    let y_ghost = y.ghost();
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad!(grads, &y_ghost);
+        {
+            let gx = grads.get_or_alloc_mut(&x_ghost)?;
+            for (plane, &d) in gx.chunks_exact_mut(hw).zip(gy.iter()) {
+                for v in plane {
+                    *v += d * inv;
+                }
+            }
+        }
+        put_grad!(grads, &y_ghost, gy);
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}

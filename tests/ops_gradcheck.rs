@@ -1,0 +1,826 @@
+//! Checks our differentiable ops against central finite differences and naive reference kernels.
+
+use dfdx::prelude::*;
+use nas::nn::ops::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type Act<T> = Tensor<(usize, usize), f32, Cpu, T>;
+
+/// The parameters an op under test uses: matrices (conv weights) and vectors (bias, gamma, beta).
+#[derive(Clone)]
+struct Params {
+    mats: Vec<(Vec<f32>, (usize, usize))>,
+    vecs: Vec<Vec<f32>>,
+}
+
+/// Tape-less parameter tensors built from [`Params`].
+struct Built {
+    mats: Vec<Tensor<(usize, usize), f32, Cpu>>,
+    vecs: Vec<Tensor<(usize,), f32, Cpu>>,
+}
+
+impl Params {
+    fn none() -> Self {
+        Params {
+            mats: vec![],
+            vecs: vec![],
+        }
+    }
+    fn build(&self, dev: &Cpu) -> Built {
+        Built {
+            mats: self
+                .mats
+                .iter()
+                .map(|(v, s)| dev.tensor_from_vec(v.clone(), *s))
+                .collect(),
+            vecs: self
+                .vecs
+                .iter()
+                .map(|v| dev.tensor_from_vec(v.clone(), (v.len(),)))
+                .collect(),
+        }
+    }
+    fn count(&self) -> usize {
+        self.mats.len() + self.vecs.len()
+    }
+    fn slot(&mut self, k: usize) -> &mut Vec<f32> {
+        if k < self.mats.len() {
+            &mut self.mats[k].0
+        } else {
+            &mut self.vecs[k - self.mats.len()]
+        }
+    }
+}
+
+/// An op under test, runnable with or without a tape.
+trait OpUnderTest {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, p: &Built) -> Act<T>;
+}
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+fn uniform(r: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect()
+}
+
+/// Distinct values at least 0.01 apart, so that finite differences never swap a max-pool winner.
+fn distinct(r: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n).map(|i| (i as f32 - n as f32 / 2.0) * 0.01).collect();
+    for i in (1..n).rev() {
+        let j = r.gen_range(0..=i);
+        v.swap(i, j);
+    }
+    v
+}
+
+fn loss_of(y: &[f32], r: &[f32]) -> f64 {
+    y.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+fn assert_close(what: &str, analytic: &[f32], numeric: &[(usize, f64)]) {
+    for &(i, num) in numeric {
+        let a = analytic[i] as f64;
+        let tol = 2e-3 + 1e-2 * a.abs().max(num.abs());
+        assert!(
+            (a - num).abs() <= tol,
+            "{what}[{i}]: analytic {a} vs finite differences {num}"
+        );
+    }
+}
+
+/// Indices to probe: all of them for small tensors, an even spread of about 150 otherwise.
+fn probes(len: usize) -> Vec<usize> {
+    let step = len.div_ceil(150).max(1);
+    (0..len).step_by(step).chain([len - 1]).collect()
+}
+
+/// Compares the gradients of `sum(op(x) * r)` w.r.t. x and every parameter with central differences.
+fn gradcheck<O: OpUnderTest>(op: &O, x: Vec<f32>, n: usize, params: Params, eps: f32) {
+    let dev = Cpu::seed_from_u64(0);
+    let d = x.len() / n;
+    let built = params.build(&dev);
+    let xt = dev.tensor_from_vec(x.clone(), (n, d));
+    let y = op.run(xt.leaky_trace(), &built);
+    let out_len = y.shape().0 * y.shape().1;
+    let rv = uniform(&mut rng(99), out_len);
+    let rt = dev.tensor_from_vec(rv.clone(), *y.shape());
+    let grads = (y * rt).sum().backward();
+    let gx = grads.get(&xt).as_vec();
+    let gp: Vec<Vec<f32>> = built
+        .mats
+        .iter()
+        .map(|t| grads.get(t).as_vec())
+        .chain(built.vecs.iter().map(|t| grads.get(t).as_vec()))
+        .collect();
+
+    let eval = |x: &[f32], p: &Params| -> f64 {
+        let b = p.build(&dev);
+        let y = op.run(dev.tensor_from_vec(x.to_vec(), (n, d)), &b);
+        loss_of(&y.as_vec(), &rv)
+    };
+    let h = eps as f64;
+    let numeric_x: Vec<(usize, f64)> = probes(x.len())
+        .into_iter()
+        .map(|i| {
+            let mut xp = x.clone();
+            xp[i] += eps;
+            let mut xm = x.clone();
+            xm[i] -= eps;
+            (i, (eval(&xp, &params) - eval(&xm, &params)) / (2.0 * h))
+        })
+        .collect();
+    assert_close("d/dx", &gx, &numeric_x);
+    for (k, g) in gp.iter().enumerate() {
+        let len = params.clone().slot(k).len();
+        let numeric: Vec<(usize, f64)> = probes(len)
+            .into_iter()
+            .map(|i| {
+                let mut pp = params.clone();
+                pp.slot(k)[i] += eps;
+                let mut pm = params.clone();
+                pm.slot(k)[i] -= eps;
+                (i, (eval(&x, &pp) - eval(&x, &pm)) / (2.0 * h))
+            })
+            .collect();
+        assert_close(&format!("d/dparam{k}"), g, &numeric);
+    }
+    assert_eq!(gp.len(), params.count());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch norm
+
+struct Bn {
+    c: usize,
+    hw: usize,
+    training: bool,
+    state: BatchNormState,
+}
+
+impl OpUnderTest for Bn {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, p: &Built) -> Act<T> {
+        // A fresh copy per run, so that finite differences all see the same running statistics.
+        let mut state = self.state.clone();
+        batch_norm(
+            x,
+            &p.vecs[0],
+            &p.vecs[1],
+            self.c,
+            self.hw,
+            &mut state,
+            self.training,
+        )
+    }
+}
+
+fn bn_params(c: usize, seed: u64) -> Params {
+    let mut r = rng(seed);
+    Params {
+        mats: vec![],
+        vecs: vec![
+            (0..c).map(|_| r.gen_range(0.5f32..1.5)).collect(),
+            uniform(&mut r, c),
+        ],
+    }
+}
+
+#[test]
+fn batch_norm_2d_in_training_matches_finite_differences() {
+    for &(n, c, hw) in &[(4, 3, 9), (2, 2, 25), (3, 5, 7)] {
+        let bn = Bn {
+            c,
+            hw,
+            training: true,
+            state: BatchNormState::new(c),
+        };
+        let x = uniform(&mut rng(1), n * c * hw);
+        gradcheck(&bn, x, n, bn_params(c, 2), 1e-2);
+    }
+}
+
+#[test]
+fn batch_norm_1d_for_mlps_matches_finite_differences() {
+    let bn = Bn {
+        c: 6,
+        hw: 1,
+        training: true,
+        state: BatchNormState::new(6),
+    };
+    let x = uniform(&mut rng(3), 5 * 6);
+    gradcheck(&bn, x, 5, bn_params(6, 4), 1e-2);
+}
+
+fn eval_state(c: usize) -> BatchNormState {
+    let mut r = rng(5);
+    BatchNormState {
+        running_mean: uniform(&mut r, c),
+        running_var: (0..c).map(|_| r.gen_range(0.5f32..2.0)).collect(),
+        momentum: 0.1,
+        eps: 1e-5,
+    }
+}
+
+#[test]
+fn batch_norm_in_eval_mode_matches_finite_differences() {
+    let bn = Bn {
+        c: 3,
+        hw: 4,
+        training: false,
+        state: eval_state(3),
+    };
+    let x = uniform(&mut rng(6), 2 * 3 * 4);
+    gradcheck(&bn, x, 2, bn_params(3, 7), 1e-2);
+}
+
+#[test]
+fn batch_norm_in_eval_mode_normalises_with_running_statistics() {
+    let dev = Cpu::default();
+    let (n, c, hw) = (2, 3, 4);
+    let mut state = eval_state(c);
+    let before = state.clone();
+    let p = bn_params(c, 8);
+    let x = uniform(&mut rng(9), n * c * hw);
+    let b = p.build(&dev);
+    let y = batch_norm(
+        dev.tensor_from_vec(x.clone(), (n, c * hw)),
+        &b.vecs[0],
+        &b.vecs[1],
+        c,
+        hw,
+        &mut state,
+        false,
+    )
+    .as_vec();
+    assert_eq!(state, before, "eval mode must not touch running statistics");
+    for (i, (&xi, &yi)) in x.iter().zip(&y).enumerate() {
+        let ch = (i / hw) % c;
+        let want = p.vecs[0][ch] * (xi - before.running_mean[ch])
+            / (before.running_var[ch] + before.eps).sqrt()
+            + p.vecs[1][ch];
+        assert!((want - yi).abs() < 1e-5, "y[{i}] = {yi}, want {want}");
+    }
+}
+
+#[test]
+fn batch_norm_in_training_updates_running_statistics_like_pytorch() {
+    let dev = Cpu::default();
+    let (n, c, hw) = (3, 2, 2);
+    let x: Vec<f32> = (0..n * c * hw).map(|i| (i * i) as f32 * 0.1).collect();
+    let mut state = BatchNormState::new(c);
+    let p = bn_params(c, 10).build(&dev);
+    let y = batch_norm(
+        dev.tensor_from_vec(x.clone(), (n, c * hw)),
+        &p.vecs[0],
+        &p.vecs[1],
+        c,
+        hw,
+        &mut state,
+        true,
+    );
+    let yv = y.as_vec();
+    for ch in 0..c {
+        let vals: Vec<f64> = (0..n)
+            .flat_map(|s| (0..hw).map(move |k| (s, k)))
+            .map(|(s, k)| x[s * c * hw + ch * hw + k] as f64)
+            .collect();
+        let m = vals.len() as f64;
+        let mean = vals.iter().sum::<f64>() / m;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+        let want_rm = 0.1 * mean;
+        let want_rv = 0.9 + 0.1 * var * m / (m - 1.0);
+        assert!((state.running_mean[ch] as f64 - want_rm).abs() < 1e-4);
+        assert!((state.running_var[ch] as f64 - want_rv).abs() < 1e-3 * want_rv);
+        // Normalised with the biased variance: each channel of y has mean beta and std gamma.
+        let ys: Vec<f64> = (0..n)
+            .flat_map(|s| (0..hw).map(move |k| (s, k)))
+            .map(|(s, k)| yv[s * c * hw + ch * hw + k] as f64)
+            .collect();
+        let ymean = ys.iter().sum::<f64>() / m;
+        assert!((ymean - p.vecs[1].as_vec()[ch] as f64).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn batch_norm_rejects_a_single_value_per_channel_in_training() {
+    let dev = Cpu::default();
+    let p = bn_params(2, 11).build(&dev);
+    let mut state = BatchNormState::new(2);
+    let err = try_batch_norm(
+        dev.tensor_from_vec(vec![1.0, 2.0], (1, 2)),
+        &p.vecs[0],
+        &p.vecs[1],
+        2,
+        1,
+        &mut state,
+        true,
+    )
+    .err()
+    .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("batch norm in training needs more than one value per channel, got 1")
+    );
+    assert_eq!(state, BatchNormState::new(2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+
+#[allow(clippy::too_many_arguments)]
+fn geom(
+    in_c: usize,
+    (in_h, in_w): (usize, usize),
+    out_c: usize,
+    (kh, kw): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+    (pad_h, pad_w): (usize, usize),
+    groups: usize,
+) -> Conv2dGeom {
+    Conv2dGeom {
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        kh,
+        kw,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+        groups,
+    }
+}
+
+struct Conv {
+    g: Conv2dGeom,
+}
+
+impl OpUnderTest for Conv {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, p: &Built) -> Act<T> {
+        conv2d(x, &p.mats[0], p.vecs.first(), &self.g)
+    }
+}
+
+fn conv_params(g: &Conv2dGeom, bias: bool, seed: u64) -> Params {
+    let mut r = rng(seed);
+    let (o, k) = g.weight_shape();
+    Params {
+        mats: vec![(uniform(&mut r, o * k), (o, k))],
+        vecs: if bias {
+            vec![uniform(&mut r, g.out_c)]
+        } else {
+            vec![]
+        },
+    }
+}
+
+/// The textbook seven loops, as the reference for the forward pass.
+fn naive_conv(g: &Conv2dGeom, n: usize, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let cin_g = g.in_c / g.groups;
+    let cout_g = g.out_c / g.groups;
+    let k = cin_g * g.kh * g.kw;
+    let mut out = Vec::with_capacity(n * g.out_c * oh * ow);
+    for s in 0..n {
+        for co in 0..g.out_c {
+            let grp = co / cout_g;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b.map_or(0.0, |b| b[co]);
+                    for cl in 0..cin_g {
+                        let ci = grp * cin_g + cl;
+                        for i in 0..g.kh {
+                            for j in 0..g.kw {
+                                let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
+                                let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= g.in_h as isize
+                                    || ix >= g.in_w as isize
+                                {
+                                    continue;
+                                }
+                                let xv = x[s * g.in_c * g.in_h * g.in_w
+                                    + ci * g.in_h * g.in_w
+                                    + iy as usize * g.in_w
+                                    + ix as usize];
+                                acc += w[co * k + (cl * g.kh + i) * g.kw + j] * xv;
+                            }
+                        }
+                    }
+                    out.push(acc);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (batch, geometry, with bias) for every path: GEMM, 1x1, grouped, direct (one input channel per group).
+fn conv_grid() -> Vec<(usize, Conv2dGeom, bool)> {
+    vec![
+        (2, geom(3, (5, 5), 4, (3, 3), (1, 1), (1, 1), 1), true),
+        (2, geom(2, (7, 7), 3, (3, 3), (2, 2), (1, 1), 1), true),
+        (3, geom(2, (6, 5), 3, (2, 3), (2, 1), (1, 0), 1), true),
+        (2, geom(4, (5, 6), 6, (3, 3), (1, 1), (1, 1), 2), true),
+        (2, geom(4, (6, 6), 4, (3, 3), (1, 1), (1, 1), 4), true),
+        (2, geom(3, (7, 6), 3, (5, 3), (2, 2), (2, 1), 3), false),
+        (2, geom(2, (5, 5), 4, (3, 3), (1, 1), (0, 0), 2), true),
+        (2, geom(2, (1, 40), 3, (1, 5), (1, 2), (0, 2), 1), true),
+        (3, geom(3, (1, 40), 3, (1, 3), (1, 1), (0, 1), 3), true),
+        (2, geom(1, (8, 8), 4, (3, 3), (1, 1), (1, 1), 1), true),
+        (2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 1), true),
+        (2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false),
+        (3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true),
+        (3, geom(2, (3, 3), 2, (5, 5), (1, 1), (1, 1), 1), true),
+    ]
+}
+
+fn conv_gradcheck(n: usize, g: Conv2dGeom, bias: bool) {
+    g.check().expect("test geometry is valid");
+    let x = uniform(&mut rng(20), n * g.in_c * g.in_h * g.in_w);
+    gradcheck(&Conv { g }, x, n, conv_params(&g, bias, 21), 1e-2);
+}
+
+#[test]
+fn conv2d_forward_matches_a_naive_direct_convolution_on_every_geometry() {
+    let dev = Cpu::default();
+    for (n, g, bias) in conv_grid() {
+        let x = uniform(&mut rng(22), n * g.in_c * g.in_h * g.in_w);
+        let p = conv_params(&g, bias, 23);
+        let b = p.build(&dev);
+        let y = conv2d(
+            dev.tensor_from_vec(x.clone(), (n, g.in_c * g.in_h * g.in_w)),
+            &b.mats[0],
+            b.vecs.first(),
+            &g,
+        );
+        assert_eq!(*y.shape(), (n, g.out_c * g.out_h() * g.out_w()), "{g:?}");
+        let want = naive_conv(&g, n, &x, &p.mats[0].0, p.vecs.first().map(|v| &v[..]));
+        for (i, (a, e)) in y.as_vec().iter().zip(&want).enumerate() {
+            assert!((a - e).abs() < 1e-4, "{g:?} y[{i}] = {a}, want {e}");
+        }
+    }
+}
+
+#[test]
+fn conv2d_with_padding_matches_finite_differences() {
+    conv_gradcheck(2, geom(3, (5, 5), 4, (3, 3), (1, 1), (1, 1), 1), true);
+}
+
+#[test]
+fn conv2d_with_stride_two_and_padding_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (7, 7), 3, (3, 3), (2, 2), (1, 1), 1), true);
+}
+
+#[test]
+fn conv2d_with_rectangular_kernel_and_uneven_stride_matches_finite_differences() {
+    conv_gradcheck(3, geom(2, (6, 5), 3, (2, 3), (2, 1), (1, 0), 1), true);
+}
+
+#[test]
+fn conv2d_with_two_groups_matches_finite_differences() {
+    conv_gradcheck(2, geom(4, (5, 6), 6, (3, 3), (1, 1), (1, 1), 2), true);
+}
+
+#[test]
+fn depthwise_conv2d_matches_finite_differences() {
+    conv_gradcheck(2, geom(4, (6, 6), 4, (3, 3), (1, 1), (1, 1), 4), true);
+}
+
+#[test]
+fn depthwise_conv2d_with_stride_two_rectangular_kernel_and_no_bias_matches_finite_differences() {
+    conv_gradcheck(2, geom(3, (7, 6), 3, (5, 3), (2, 2), (2, 1), 3), false);
+}
+
+#[test]
+fn grouped_conv2d_with_a_channel_multiplier_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (5, 5), 4, (3, 3), (1, 1), (0, 0), 2), true);
+}
+
+#[test]
+fn conv1d_over_a_height_one_signal_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (1, 40), 3, (1, 5), (1, 2), (0, 2), 1), true);
+}
+
+#[test]
+fn depthwise_conv1d_over_a_height_one_signal_matches_finite_differences() {
+    conv_gradcheck(3, geom(3, (1, 40), 3, (1, 3), (1, 1), (0, 1), 3), true);
+}
+
+#[test]
+fn conv2d_on_a_single_channel_image_matches_finite_differences() {
+    conv_gradcheck(2, geom(1, (8, 8), 4, (3, 3), (1, 1), (1, 1), 1), true);
+}
+
+#[test]
+fn pointwise_conv2d_matches_finite_differences() {
+    conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 1), true);
+    conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false);
+    conv_gradcheck(3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true);
+}
+
+#[test]
+fn conv2d_whose_kernel_covers_the_padded_input_matches_finite_differences() {
+    conv_gradcheck(3, geom(2, (3, 3), 2, (5, 5), (1, 1), (1, 1), 1), true);
+}
+
+#[test]
+fn conv2d_gradients_accumulate_into_an_input_shared_by_two_branches() {
+    // y = conv(x) + bn(x): x's gradient must be the sum of both branches' contributions.
+    struct Branches {
+        g: Conv2dGeom,
+    }
+    impl OpUnderTest for Branches {
+        fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, p: &Built) -> Act<T> {
+            let mut state = BatchNormState::new(self.g.in_c);
+            let hw = self.g.in_h * self.g.in_w;
+            let a = conv2d(x.with_empty_tape(), &p.mats[0], p.vecs.first(), &self.g);
+            let b = batch_norm(x, &p.vecs[1], &p.vecs[2], self.g.in_c, hw, &mut state, true);
+            a + b
+        }
+    }
+    let g = geom(2, (4, 4), 2, (3, 3), (1, 1), (1, 1), 1);
+    let mut p = conv_params(&g, true, 24);
+    p.vecs.extend(bn_params(2, 25).vecs);
+    let x = uniform(&mut rng(26), 3 * 2 * 16);
+    gradcheck(&Branches { g }, x, 3, p, 1e-2);
+}
+
+#[test]
+fn conv_geometry_errors_say_what_is_wrong() {
+    let too_big = geom(1, (3, 3), 1, (5, 5), (1, 1), (0, 0), 1);
+    assert_eq!(
+        too_big.check().map_err(|e| e.to_string()),
+        Err("kernel 5x5 larger than padded input 3x3".to_string())
+    );
+    let uneven = geom(6, (4, 4), 8, (3, 3), (1, 1), (1, 1), 4);
+    assert_eq!(
+        uneven.check().map_err(|e| e.to_string()),
+        Err("in_c 6 not divisible by groups 4".to_string())
+    );
+    let zero_stride = geom(2, (4, 4), 2, (3, 3), (0, 1), (1, 1), 1);
+    assert_eq!(
+        zero_stride.check().map_err(|e| e.to_string()),
+        Err("stride_h must be positive".to_string())
+    );
+}
+
+#[test]
+fn try_conv2d_rejects_inputs_of_the_wrong_width() {
+    let dev = Cpu::default();
+    let g = geom(2, (4, 4), 3, (3, 3), (1, 1), (1, 1), 1);
+    let p = conv_params(&g, true, 27).build(&dev);
+    let x = dev.tensor_from_vec(vec![0.0; 2 * 30], (2, 30));
+    let err = try_conv2d(x, &p.mats[0], p.vecs.first(), &g).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("input has 30 values per sample, expected 32 (2x4x4)")
+    );
+}
+
+#[test]
+fn conv_geometry_reports_output_size_weight_shape_and_macs() {
+    let g = geom(4, (28, 28), 8, (3, 3), (2, 2), (1, 1), 2);
+    assert_eq!((g.out_h(), g.out_w()), (14, 14));
+    assert_eq!(g.weight_shape(), (8, 18));
+    assert_eq!(g.macs_per_sample(), 8 * 18 * 14 * 14);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+fn pgeom(
+    c: usize,
+    (h, w): (usize, usize),
+    (kh, kw): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+    (pad_h, pad_w): (usize, usize),
+) -> Pool2dGeom {
+    Pool2dGeom {
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        stride_h,
+        stride_w,
+        pad_h,
+        pad_w,
+    }
+}
+
+struct Pool {
+    kind: PoolKind,
+    g: Pool2dGeom,
+}
+
+impl OpUnderTest for Pool {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, _: &Built) -> Act<T> {
+        pool2d(x, self.kind, &self.g)
+    }
+}
+
+/// Reference pooling: max over in-bounds values, mean over in-bounds values (padding not counted).
+fn naive_pool(kind: PoolKind, g: &Pool2dGeom, n: usize, x: &[f32]) -> Vec<f32> {
+    let mut out = vec![];
+    for s in 0..n {
+        for c in 0..g.c {
+            for oy in 0..g.out_h() {
+                for ox in 0..g.out_w() {
+                    let mut vals = vec![];
+                    for i in 0..g.kh {
+                        for j in 0..g.kw {
+                            let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
+                            let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
+                            if iy >= 0 && ix >= 0 && iy < g.h as isize && ix < g.w as isize {
+                                vals.push(
+                                    x[((s * g.c + c) * g.h + iy as usize) * g.w + ix as usize],
+                                );
+                            }
+                        }
+                    }
+                    out.push(match kind {
+                        PoolKind::Max => vals.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+                        PoolKind::Avg => vals.iter().sum::<f32>() / vals.len() as f32,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn pool_grid() -> Vec<(usize, Pool2dGeom)> {
+    vec![
+        (2, pgeom(3, (6, 6), (2, 2), (2, 2), (0, 0))),
+        (3, pgeom(2, (7, 5), (3, 3), (2, 2), (1, 1))),
+        (2, pgeom(2, (5, 6), (2, 3), (1, 2), (1, 1))),
+        (2, pgeom(3, (1, 40), (1, 4), (1, 3), (0, 2))),
+        (1, pgeom(1, (3, 3), (3, 3), (1, 1), (1, 1))),
+    ]
+}
+
+#[test]
+fn pooling_forward_matches_a_naive_implementation_on_every_geometry() {
+    let dev = Cpu::default();
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        for (n, g) in pool_grid() {
+            g.check().expect("test geometry is valid");
+            let x = uniform(&mut rng(30), n * g.c * g.h * g.w);
+            let y = pool2d(
+                dev.tensor_from_vec(x.clone(), (n, g.c * g.h * g.w)),
+                kind,
+                &g,
+            );
+            assert_eq!(*y.shape(), (n, g.c * g.out_h() * g.out_w()));
+            let want = naive_pool(kind, &g, n, &x);
+            for (i, (a, e)) in y.as_vec().iter().zip(&want).enumerate() {
+                assert!(
+                    (a - e).abs() < 1e-6,
+                    "{kind:?} {g:?} y[{i}] = {a}, want {e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn max_pool_never_picks_padding_even_when_every_value_is_negative() {
+    let dev = Cpu::default();
+    let g = pgeom(1, (2, 2), (2, 2), (1, 1), (1, 1));
+    let y = pool2d(
+        dev.tensor_from_vec(vec![-4.0, -3.0, -2.0, -1.0], (1, 4)),
+        PoolKind::Max,
+        &g,
+    );
+    assert_eq!(
+        y.as_vec(),
+        vec![-4.0, -3.0, -3.0, -2.0, -1.0, -1.0, -2.0, -1.0, -1.0]
+    );
+}
+
+#[test]
+fn avg_pool_leaves_padding_out_of_the_divisor() {
+    let dev = Cpu::default();
+    let g = pgeom(1, (2, 2), (2, 2), (2, 2), (1, 1));
+    let y = pool2d(
+        dev.tensor_from_vec(vec![1.0, 2.0, 3.0, 4.0], (1, 4)),
+        PoolKind::Avg,
+        &g,
+    );
+    assert_eq!(y.as_vec(), vec![1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn max_pool_with_stride_two_and_padding_matches_finite_differences() {
+    for (n, g) in pool_grid() {
+        let x = distinct(&mut rng(31), n * g.c * g.h * g.w);
+        let op = Pool {
+            kind: PoolKind::Max,
+            g,
+        };
+        gradcheck(&op, x, n, Params::none(), 2e-3);
+    }
+}
+
+#[test]
+fn avg_pool_with_stride_two_and_padding_matches_finite_differences() {
+    for (n, g) in pool_grid() {
+        let x = uniform(&mut rng(32), n * g.c * g.h * g.w);
+        let op = Pool {
+            kind: PoolKind::Avg,
+            g,
+        };
+        gradcheck(&op, x, n, Params::none(), 1e-2);
+    }
+}
+
+struct Gap {
+    c: usize,
+    hw: usize,
+}
+
+impl OpUnderTest for Gap {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, _: &Built) -> Act<T> {
+        global_avg_pool(x, self.c, self.hw)
+    }
+}
+
+#[test]
+fn global_avg_pool_averages_each_channel_and_matches_finite_differences() {
+    let dev = Cpu::default();
+    let x: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
+    let y = global_avg_pool(dev.tensor_from_vec(x, (2, 12)), 3, 4);
+    assert_eq!(*y.shape(), (2, 3));
+    assert_eq!(y.as_vec(), vec![1.5, 5.5, 9.5, 13.5, 17.5, 21.5]);
+    let x = uniform(&mut rng(33), 3 * 5 * 7);
+    gradcheck(&Gap { c: 5, hw: 7 }, x, 3, Params::none(), 1e-2);
+}
+
+#[test]
+fn pool_geometry_errors_say_what_is_wrong() {
+    assert_eq!(
+        pgeom(1, (4, 4), (2, 2), (2, 2), (2, 0))
+            .check()
+            .map_err(|e| e.to_string()),
+        Err("padding 2x0 more than half of kernel 2x2".to_string())
+    );
+    assert_eq!(
+        pgeom(1, (1, 3), (2, 2), (1, 1), (0, 0))
+            .check()
+            .map_err(|e| e.to_string()),
+        Err("kernel 2x2 larger than padded input 1x3".to_string())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inference
+
+fn assert_tapeless(_: &Tensor<(usize, usize), f32, Cpu, NoneTape>) {}
+
+#[test]
+fn ops_without_a_tape_record_nothing_and_compute_the_same_values() {
+    let dev = Cpu::default();
+    let g = geom(2, (6, 6), 4, (3, 3), (1, 1), (1, 1), 1);
+    let pg = pgeom(4, (6, 6), (2, 2), (2, 2), (0, 0));
+    let p = conv_params(&g, true, 40);
+    let bn = bn_params(4, 41);
+    let (pb, bnb) = (p.build(&dev), bn.build(&dev));
+    let x = dev.tensor_from_vec(uniform(&mut rng(42), 3 * 72), (3, 72));
+    let net = |x: Act<NoneTape>, state: &mut BatchNormState| {
+        let y = conv2d(x, &pb.mats[0], pb.vecs.first(), &g);
+        let y = batch_norm(y, &bnb.vecs[0], &bnb.vecs[1], 4, 36, state, true);
+        let y = pool2d(y, PoolKind::Max, &pg);
+        global_avg_pool(y, 4, 9)
+    };
+    let mut state = BatchNormState::new(4);
+    let y = net(x.clone(), &mut state);
+    assert_tapeless(&y);
+    // Training-mode batch norm still updates its statistics without a tape.
+    assert_ne!(state, BatchNormState::new(4));
+
+    let mut traced_state = BatchNormState::new(4);
+    let traced = {
+        let y = conv2d(x.leaky_trace(), &pb.mats[0], pb.vecs.first(), &g);
+        let y = batch_norm(
+            y,
+            &bnb.vecs[0],
+            &bnb.vecs[1],
+            4,
+            36,
+            &mut traced_state,
+            true,
+        );
+        let y = pool2d(y, PoolKind::Max, &pg);
+        global_avg_pool(y, 4, 9)
+    };
+    assert_eq!(y.as_vec(), traced.as_vec());
+    assert_eq!(state, traced_state);
+    // With a tape, the backward pass reaches the parameters; without one there was nothing to run.
+    let grads = traced.sum().backward();
+    assert!(grads.get(&pb.mats[0]).as_vec().iter().any(|v| *v != 0.0));
+}
