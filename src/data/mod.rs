@@ -1,76 +1,270 @@
 //! Data sets: IDX and CSV loaders, built-in data sets, standardisation, splits and folds.
 
-/// Temporary until the data module lands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Task {
-    Classification,
-    Regression,
+mod augment;
+mod builtin;
+mod csv;
+mod dataset;
+mod error;
+mod idx;
+mod split;
+mod standardize;
+
+use std::path::{Path, PathBuf};
+
+pub use augment::Augment;
+pub use builtin::{load_builtin, BuiltinName};
+pub use dataset::{DataSplit, Dataset, InputShape, Targets, Task};
+pub use error::DataError;
+pub use split::{kfold, train_test_split, Fold};
+pub use standardize::{Standardizer, TargetScaler};
+
+use csv::{load_csv, CsvSpec};
+use idx::{find_part, load_dir, load_part, Part};
+
+/// Where a data set comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    Builtin(BuiltinName),
+    /// A directory of `train-*` (and optionally `t10k-*`) IDX files.
+    IdxDir(PathBuf),
+    Csv {
+        train: PathBuf,
+        test: Option<PathBuf>,
+    },
 }
 
-/// Temporary until the data module lands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct InputShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-impl InputShape {
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
+impl DataSource {
+    /// `digits` / `iris` / `diabetes` name a built-in data set, a directory an IDX directory,
+    /// a `.csv` file a CSV training file, and `train.csv,test.csv` a CSV pair.
+    pub fn parse(spec: &str) -> Result<DataSource, DataError> {
+        let spec = spec.trim();
+        if let Ok(name) = spec.parse::<BuiltinName>() {
+            return Ok(DataSource::Builtin(name));
+        }
+        let is_csv = |p: &str| {
+            Path::new(p)
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        };
+        if let Some((train, test)) = spec.split_once(',') {
+            let (train, test) = (train.trim(), test.trim());
+            if is_csv(train) && is_csv(test) {
+                return Ok(DataSource::Csv {
+                    train: PathBuf::from(train),
+                    test: Some(PathBuf::from(test)),
+                });
+            }
+        }
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Ok(DataSource::IdxDir(path.to_path_buf()));
+        }
+        if is_csv(spec) {
+            return Ok(DataSource::Csv {
+                train: path.to_path_buf(),
+                test: None,
+            });
+        }
+        Err(DataError::UnknownSource {
+            spec: spec.to_string(),
+            reason: if path.exists() {
+                "a file that is not .csv (IDX data go in a directory of train-*/t10k-* files)"
+                    .into()
+            } else {
+                "not a built-in data set (digits, iris, diabetes), an existing directory or a .csv file".into()
+            },
+        })
     }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+}
+
+impl std::str::FromStr for DataSource {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self, DataError> {
+        DataSource::parse(s)
     }
 }
-impl std::fmt::Display for InputShape {
+
+impl std::fmt::Display for DataSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}x{}", self.channels, self.height, self.width)
-    }
-}
-
-/// Temporary until the data module lands.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Targets {
-    Classes { labels: Vec<usize>, n_classes: usize },
-    Values(Vec<f32>),
-}
-/// Temporary until the data module lands.
-#[derive(Clone, Debug)]
-pub struct Dataset {
-    pub name: String,
-    pub shape: InputShape,
-    pub features: Vec<f32>,
-    pub targets: Targets,
-    pub class_names: Vec<String>,
-}
-impl Dataset {
-    pub fn len(&self) -> usize {
-        match &self.targets {
-            Targets::Classes { labels, .. } => labels.len(),
-            Targets::Values(v) => v.len(),
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn n_outputs(&self) -> usize {
-        match &self.targets {
-            Targets::Classes { n_classes, .. } => *n_classes,
-            Targets::Values(_) => 1,
+        match self {
+            DataSource::Builtin(name) => write!(f, "{name}"),
+            DataSource::IdxDir(dir) => write!(f, "{}", dir.display()),
+            DataSource::Csv { train, test: None } => write!(f, "{}", train.display()),
+            DataSource::Csv {
+                train,
+                test: Some(test),
+            } => write!(f, "{},{}", train.display(), test.display()),
         }
     }
 }
 
-/// Temporary until the data module lands.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Augment {
-    pub shift: usize,
-    pub hflip: bool,
-    pub noise_std: f32,
+/// Overrides for loading; the default infers everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// CSV column holding labels/targets (default: `label`, else `target`). Ignored for IDX data.
+    pub target_column: Option<String>,
+    /// Reshape each sample; must hold exactly the number of features.
+    pub shape: Option<InputShape>,
+    /// Force classification or regression.
+    pub task: Option<Task>,
 }
-impl Augment {
-    pub fn is_identity(&self) -> bool {
-        self.shift == 0 && !self.hflip && self.noise_std == 0.0
+
+/// Loads a data set and, when it has one, its own test split (checked against the training part).
+pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<DataSplit, DataError> {
+    let (train, test) = match source {
+        DataSource::Builtin(name) => {
+            let split = load_builtin(*name)?;
+            (split.train, split.test)
+        }
+        DataSource::IdxDir(dir) => load_dir(dir)?,
+        DataSource::Csv { train, test } => {
+            let spec = CsvSpec {
+                target_column: opts.target_column.as_deref(),
+                task: opts.task,
+                like: None,
+            };
+            let train_ds = load_csv(train, &spec)?;
+            let train_ds = finish(train_ds, opts)?;
+            let test_ds = match test {
+                Some(path) => Some(load_test_file(path, opts, &train_ds)?),
+                None => None,
+            };
+            return Ok(DataSplit {
+                train: train_ds,
+                test: test_ds,
+            });
+        }
+    };
+    let train = finish(train, opts)?;
+    let test = match test {
+        Some(t) => {
+            let origin = format!("{} (test split)", t.name);
+            Some(conform(t, &train, &origin)?)
+        }
+        None => None,
+    };
+    Ok(DataSplit { train, test })
+}
+
+/// Loads held-out data (a CSV file, or an IDX directory: its `t10k-*` files, else its `train-*` files)
+/// and checks it against the training data `like`: same number of features, same task, known classes.
+pub fn load_test_file(
+    path: &Path,
+    opts: &LoadOptions,
+    like: &Dataset,
+) -> Result<Dataset, DataError> {
+    let origin = path.display().to_string();
+    let ds = if path.is_dir() {
+        let files = match find_part(path, Part::Test)? {
+            Some(files) => files,
+            None => find_part(path, Part::Train)?.ok_or_else(|| DataError::MissingFile {
+                dir: path.to_path_buf(),
+                expected: "t10k-* or train-* IDX files (images/features and labels/targets)".into(),
+            })?,
+        };
+        let mut ds = load_part(&like.name, &files)?;
+        if let Some(task) = opts.task {
+            ds.targets = retask(ds.targets, task, &origin)?;
+        }
+        ds
+    } else if path.exists() {
+        let spec = CsvSpec {
+            target_column: opts.target_column.as_deref(),
+            task: Some(opts.task.unwrap_or(like.task())),
+            like: Some(like),
+        };
+        load_csv(path, &spec)?
+    } else {
+        return Err(DataError::NotFound {
+            path: path.to_path_buf(),
+        });
+    };
+    conform(ds, like, &origin)
+}
+
+/// Applies the shape and task overrides, then validates.
+fn finish(mut ds: Dataset, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    if let Some(shape) = opts.shape {
+        if shape.len() != ds.n_features() {
+            return Err(DataError::ShapeMismatch {
+                shape,
+                expected: shape.len(),
+                found: ds.n_features(),
+            });
+        }
+        ds.shape = shape;
     }
-    pub fn apply_batch(&self, _b: &mut [f32], _s: InputShape, _r: &mut impl rand::Rng) {}
+    if let Some(task) = opts.task {
+        ds.targets = retask(ds.targets, task, &ds.name)?;
+        if task == Task::Regression {
+            ds.class_names.clear();
+        } else if ds.class_names.is_empty() {
+            ds.class_names = dataset::numbered_class_names(ds.n_outputs());
+        }
+    }
+    ds.validate()?;
+    Ok(ds)
+}
+
+/// Turns class labels into values or integral values into class labels.
+fn retask(targets: Targets, task: Task, origin: &str) -> Result<Targets, DataError> {
+    match (targets, task) {
+        (Targets::Classes { labels, .. }, Task::Regression) => Ok(Targets::Values(
+            labels.into_iter().map(|l| l as f32).collect(),
+        )),
+        (Targets::Values(values), Task::Classification) => {
+            let mut labels = Vec::with_capacity(values.len());
+            for (i, v) in values.into_iter().enumerate() {
+                if !(v >= 0.0 && v.fract() == 0.0 && v < u32::MAX as f32) {
+                    return Err(DataError::NotAClassLabel {
+                        origin: origin.to_string(),
+                        at: format!("sample {i}"),
+                        value: v.to_string(),
+                    });
+                }
+                labels.push(v as usize);
+            }
+            let n_classes = labels.iter().max().map_or(0, |m| m + 1);
+            Ok(Targets::Classes { labels, n_classes })
+        }
+        (same, _) => Ok(same),
+    }
+}
+
+/// Makes held-out data look like the training data: its shape, task, classes and class names.
+fn conform(mut ds: Dataset, like: &Dataset, origin: &str) -> Result<Dataset, DataError> {
+    if ds.n_features() != like.n_features() {
+        return Err(DataError::FeatureMismatch {
+            origin: origin.to_string(),
+            expected: like.n_features(),
+            found: ds.n_features(),
+        });
+    }
+    if ds.task() != like.task() {
+        return Err(DataError::TaskMismatch {
+            origin: origin.to_string(),
+            expected: like.task(),
+            found: ds.task(),
+        });
+    }
+    ds.shape = like.shape;
+    ds.name = like.name.clone();
+    if let (Targets::Classes { labels, n_classes }, Some(like_classes)) =
+        (&mut ds.targets, like.n_classes())
+    {
+        if let Some((i, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= like_classes) {
+            return Err(DataError::LabelOutOfRange {
+                origin: origin.to_string(),
+                at: format!("sample {i}"),
+                label,
+                n_classes: like_classes,
+            });
+        }
+        *n_classes = like_classes;
+        ds.class_names = like.class_names.clone();
+    }
+    ds.validate()?;
+    Ok(ds)
 }
