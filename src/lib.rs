@@ -4,4 +4,5 @@ pub mod data;
 pub mod nn;
 pub mod search;
 pub mod space;
+pub mod study;
 pub mod train;

@@ -2,7 +2,7 @@
 
 use super::layer::{Layer, Network};
 use super::ops::{BatchNormState, Conv2dGeom, Pool2dGeom, PoolKind};
-use super::{Mat, NnError, Vector};
+use super::{NnError, Vector};
 use crate::data::InputShape;
 use crate::space::{Activation, Architecture, BlockKind, CnnArch, Downsample, MlpArch};
 use dfdx::prelude::*;

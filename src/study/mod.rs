@@ -1,0 +1,179 @@
+//! Studies: trial records, the study's metadata, and where they are stored.
+
+mod snapshot;
+
+pub use snapshot::SnapshotStorage;
+
+use crate::data::Task;
+use crate::search::{Observation, TrialState};
+use crate::space::Config;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StudyError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path}: cannot read the study: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("no study named `{0}` under the results directory (run `nas search` first)")]
+    Missing(String),
+    #[error("trial {0} does not exist in this study")]
+    NoTrial(usize),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The score a study ranks by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Metric {
+    Accuracy,
+    Rmse,
+}
+
+impl Metric {
+    pub fn for_task(task: Task) -> Metric {
+        match task {
+            Task::Classification => Metric::Accuracy,
+            Task::Regression => Metric::Rmse,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::Rmse => "rmse",
+        }
+    }
+
+    pub fn higher_is_better(&self) -> bool {
+        matches!(self, Metric::Accuracy)
+    }
+
+    /// The score turned lower-is-better, as samplers and schedulers see it.
+    pub fn to_loss(&self, score: f64) -> f64 {
+        if self.higher_is_better() {
+            -score
+        } else {
+            score
+        }
+    }
+
+    /// Whether score `a` ranks before score `b`.
+    pub fn better(&self, a: f64, b: f64) -> bool {
+        self.to_loss(a) < self.to_loss(b)
+    }
+}
+
+/// What is fixed for the whole study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudyMeta {
+    pub name: String,
+    pub space_file: String,
+    pub space_source: String,
+    pub data: String,
+    pub task: Task,
+    pub metric: Metric,
+    pub seed: u64,
+    pub folds: usize,
+    pub strategy: String,
+    pub scheduler: String,
+}
+
+/// Everything known about one trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub number: usize,
+    pub state: TrialState,
+    pub config: Config,
+    pub seed: u64,
+    /// Mean and standard deviation of the folds' validation scores.
+    pub cv_mean: Option<f64>,
+    pub cv_std: Option<f64>,
+    pub fold_scores: Vec<f64>,
+    /// Epochs early stopping chose (mean over folds of the best epoch).
+    pub epochs: usize,
+    /// Epochs trained, summed over folds.
+    pub budget: usize,
+    /// Mean best-so-far validation objective (lower is better) per epoch.
+    pub intermediate: Vec<f64>,
+    pub params: usize,
+    pub macs: u64,
+    pub architecture: String,
+    pub seconds: f64,
+    /// Why the trial failed or was rejected.
+    pub error: Option<String>,
+}
+
+impl TrialRecord {
+    pub fn new(number: usize, config: Config, seed: u64) -> TrialRecord {
+        TrialRecord {
+            number,
+            state: TrialState::Running,
+            config,
+            seed,
+            cv_mean: None,
+            cv_std: None,
+            fold_scores: Vec::new(),
+            epochs: 0,
+            budget: 0,
+            intermediate: Vec::new(),
+            params: 0,
+            macs: 0,
+            architecture: String::new(),
+            seconds: 0.0,
+            error: None,
+        }
+    }
+
+    /// The view of this trial that samplers learn from.
+    pub fn observation(&self, metric: Metric) -> Observation {
+        let loss = match self.state {
+            TrialState::Complete => self.cv_mean.map(|s| metric.to_loss(s)),
+            TrialState::Pruned => self.intermediate.last().copied(),
+            _ => None,
+        };
+        Observation {
+            number: self.number,
+            config: self.config.clone(),
+            state: self.state,
+            loss,
+            intermediate: self.intermediate.clone(),
+        }
+    }
+}
+
+/// The final model's one evaluation on the held-out test set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    pub trial: usize,
+    pub metric: Metric,
+    pub test_score: f64,
+    pub test_loss: f64,
+    pub test_samples: usize,
+    pub train_samples: usize,
+    pub epochs: usize,
+    pub seconds: f64,
+}
+
+/// Where a study's trials live. Calls are serialised by the caller.
+pub trait Storage: Send {
+    fn meta(&self) -> &StudyMeta;
+    fn trials(&self) -> &[TrialRecord];
+    /// Allocates the next trial number and records the trial as running.
+    fn create_trial(&mut self) -> Result<usize, StudyError>;
+    /// Records the sampled configuration and seed of a running trial.
+    fn set_params(&mut self, number: usize, config: Config, seed: u64) -> Result<(), StudyError>;
+    /// An intermediate validation objective after `epoch` (counted from 1).
+    fn report(&mut self, number: usize, epoch: usize, value: f64) -> Result<(), StudyError>;
+    /// Records a trial's final state and values.
+    fn finish_trial(&mut self, record: TrialRecord) -> Result<(), StudyError>;
+    fn set_test_result(&mut self, result: TestResult) -> Result<(), StudyError>;
+    fn test_result(&self) -> Option<&TestResult>;
+}
+
+/// `results/<study>`.
+pub fn study_dir(results: &std::path::Path, study: &str) -> PathBuf {
+    results.join(study)
+}
