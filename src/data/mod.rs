@@ -1,4 +1,4 @@
-//! Data sets: IDX and CSV loaders, built-in data sets, standardisation, splits and folds.
+//! Data sets: IDX and CSV loaders, built-in data sets, standardisation, splits, folds and augmentation.
 
 mod augment;
 mod builtin;
