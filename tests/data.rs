@@ -634,6 +634,59 @@ fn csv_nan_or_infinite_cells_name_the_row_and_column() {
 }
 
 #[test]
+fn csv_blank_or_nan_class_labels_are_rejected_with_their_row() {
+    let err = load_csv_text("a,label\n1,cat\n2,\n").unwrap_err();
+    assert!(matches!(err, DataError::NotAClassLabel { .. }), "{err:?}");
+    assert!(err.to_string().contains("row 3"), "{err}");
+    let err = load_csv_text("a,label\n1,0\n2,NaN\n").unwrap_err();
+    assert!(matches!(err, DataError::NonFinite { .. }), "{err:?}");
+}
+
+#[test]
+fn csv_train_and_test_files_take_their_folder_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("flowers").join("csv");
+    std::fs::create_dir_all(&sub).unwrap();
+    let train = csv_file(&sub, "train.csv", "x,label\n1,0\n2,1\n");
+    let split = load(
+        &DataSource::Csv { train, test: None },
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(split.train.name, "flowers");
+}
+
+#[test]
+fn forcing_regression_on_an_idx_classification_applies_to_both_splits() {
+    let opts = LoadOptions {
+        task: Some(Task::Regression),
+        ..LoadOptions::default()
+    };
+    let split = load(&DataSource::Builtin(BuiltinName::Iris), &opts).unwrap();
+    assert_eq!(split.train.task(), Task::Regression);
+    assert_eq!(split.test.unwrap().task(), Task::Regression);
+    assert!(split.train.class_names.is_empty());
+
+    let opts = LoadOptions {
+        task: Some(Task::Classification),
+        ..LoadOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "train-features-idx2-float",
+        &idx_bytes(0x0D02, &[2, 1], &f32_payload(&[1.0, 2.0])),
+    );
+    write(
+        dir.path(),
+        "train-targets-idx1-float",
+        &idx_bytes(0x0D01, &[2], &f32_payload(&[0.5, 1.5])),
+    );
+    let err = load(&DataSource::IdxDir(dir.path().into()), &opts).unwrap_err();
+    assert!(matches!(err, DataError::NotAClassLabel { .. }), "{err:?}");
+}
+
+#[test]
 fn csv_with_only_a_header_is_an_empty_data_set() {
     let err = load_csv_text("a,b,label\n").unwrap_err();
     assert!(matches!(err, DataError::Empty { .. }), "{err:?}");
@@ -1180,4 +1233,27 @@ fn augmentation_keeps_the_batch_shape_and_is_reproducible_for_a_seed() {
     }
     .validate()
     .is_err());
+}
+
+#[test]
+fn an_absurd_number_of_classes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "train-features-idx2-float",
+        &idx_bytes(0x0D02, &[1, 1], &f32_payload(&[1.0])),
+    );
+    let label = 1_000_000i32.to_be_bytes();
+    write(
+        dir.path(),
+        "train-labels-idx1-int",
+        &idx_bytes(0x0C01, &[1], &label),
+    );
+    let err = load(
+        &DataSource::IdxDir(dir.path().into()),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, DataError::TooManyClasses { .. }), "{err:?}");
+    assert!(err.to_string().contains("train-labels-idx1-int"));
 }

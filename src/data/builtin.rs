@@ -139,9 +139,8 @@ fn decode(
 pub fn load_builtin(name: BuiltinName) -> Result<DataSplit, DataError> {
     let [train, test] = files(name);
     let train = decode(name, train)?;
-    let test = decode(name, test)?;
     train.validate()?;
-    test.validate()?;
+    let test = super::conform(decode(name, test)?, &train, &format!("{name} (test split)"))?;
     Ok(DataSplit {
         train,
         test: Some(test),

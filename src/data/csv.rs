@@ -141,27 +141,69 @@ pub(crate) fn parse_csv(text: &str, path: &Path, spec: &CsvSpec<'_>) -> Result<D
             }
             (Targets::Values(values), Vec::new())
         }
-        Task::Classification => match spec.like {
-            Some(like) => (
-                map_to_known_classes(&target_cells, like, &origin)?,
-                like.class_names.clone(),
-            ),
-            None => new_classes(&target_cells),
-        },
+        Task::Classification => {
+            check_label_cells(&target_cells, path, target_col, &target_name)?;
+            match spec.like {
+                Some(like) => (
+                    map_to_known_classes(&target_cells, like, &origin)?,
+                    like.class_names.clone(),
+                ),
+                None => new_classes(&target_cells),
+            }
+        }
     };
 
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("csv")
-        .to_string();
     Ok(Dataset {
-        name,
+        name: dataset_name(path),
         shape: InputShape::flat(n_features),
         features,
         targets,
         class_names,
     })
+}
+
+/// The file stem, or for `train.csv` / `test.csv` the folder (skipping one called `csv`): `digits/csv/train.csv` is `digits`.
+fn dataset_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("csv");
+    if matches!(stem, "train" | "test") {
+        let mut dir = path.parent();
+        if dir.and_then(|d| d.file_name()).and_then(|n| n.to_str()) == Some("csv") {
+            dir = dir.and_then(|d| d.parent());
+        }
+        if let Some(name) = dir.and_then(|d| d.file_name()).and_then(|n| n.to_str()) {
+            return name.to_string();
+        }
+    }
+    stem.to_string()
+}
+
+/// Class labels may be names, but not blank, NaN or infinite.
+fn check_label_cells(
+    cells: &[(usize, String)],
+    path: &Path,
+    col: usize,
+    name: &str,
+) -> Result<(), DataError> {
+    for (row, cell) in cells {
+        let at = format!("row {row}, column {} (`{name}`)", col + 1);
+        if cell.is_empty() {
+            return Err(DataError::NotAClassLabel {
+                origin: path.display().to_string(),
+                at,
+                value: cell.clone(),
+            });
+        }
+        if let Ok(v) = cell.parse::<f32>() {
+            if !v.is_finite() {
+                return Err(DataError::NonFinite {
+                    origin: path.display().to_string(),
+                    at,
+                    value: v,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_number(

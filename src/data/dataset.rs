@@ -299,6 +299,20 @@ pub struct DataSplit {
     pub test: Option<Dataset>,
 }
 
+/// More classes than this is taken to be a mistake (a regression target read as labels, say).
+pub const MAX_CLASSES: usize = 1 << 16;
+
+pub(crate) fn check_class_count(n_classes: usize, origin: &str) -> Result<(), DataError> {
+    if n_classes > MAX_CLASSES {
+        return Err(DataError::TooManyClasses {
+            origin: origin.to_string(),
+            n_classes,
+            max: MAX_CLASSES,
+        });
+    }
+    Ok(())
+}
+
 /// Default class names for integer labels: `"0"`, `"1"`, ...
 pub(crate) fn numbered_class_names(n_classes: usize) -> Vec<String> {
     (0..n_classes).map(|c| c.to_string()).collect()

@@ -108,11 +108,20 @@ pub enum DataError {
         known: String,
     },
 
-    #[error("{origin}: value `{value}` at {at} is not a class label (classification needs integers >= 0)")]
+    #[error(
+        "{origin}: `{value}` at {at} is not a usable class label (use names or integers >= 0)"
+    )]
     NotAClassLabel {
         origin: String,
         at: String,
         value: String,
+    },
+
+    #[error("{origin}: {n_classes} classes is more than the {max} allowed; is this a regression target?")]
+    TooManyClasses {
+        origin: String,
+        n_classes: usize,
+        max: usize,
     },
 
     #[error("{origin}: non-finite value {value} at {at}")]

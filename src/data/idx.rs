@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::dataset::{numbered_class_names, Dataset, InputShape, Targets};
+use super::dataset::{check_class_count, numbered_class_names, Dataset, InputShape, Targets};
 use super::error::DataError;
 
 /// Element type of an IDX array, the third byte of the magic number.
@@ -248,6 +248,7 @@ pub(crate) fn dataset_from_arrays(
             labels.push(v as usize);
         }
         let n_classes = labels.iter().max().map_or(0, |m| m + 1);
+        check_class_count(n_classes, &targets_path.display().to_string())?;
         (
             Targets::Classes { labels, n_classes },
             numbered_class_names(n_classes),

@@ -1,4 +1,4 @@
-//! Data sets: IDX and CSV loaders, built-in data sets, standardisation, splits and folds.
+//! Data sets: IDX and CSV loaders, built-in data sets, standardisation, splits, folds and augmentation.
 
 mod augment;
 mod builtin;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use augment::Augment;
 pub use builtin::{load_builtin, BuiltinName};
-pub use dataset::{DataSplit, Dataset, InputShape, Targets, Task};
+pub use dataset::{DataSplit, Dataset, InputShape, Targets, Task, MAX_CLASSES};
 pub use error::DataError;
 pub use split::{kfold, train_test_split, Fold};
 pub use standardize::{Standardizer, TargetScaler};
@@ -36,6 +36,7 @@ pub enum DataSource {
 impl DataSource {
     /// `digits` / `iris` / `diabetes` name a built-in data set, a directory an IDX directory,
     /// a `.csv` file a CSV training file, and `train.csv,test.csv` a CSV pair.
+    /// Built-in names win over a directory of the same name; write `./digits` for the directory.
     pub fn parse(spec: &str) -> Result<DataSource, DataError> {
         let spec = spec.trim();
         if let Ok(name) = spec.parse::<BuiltinName>() {
@@ -139,8 +140,11 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<DataSplit, DataEr
     };
     let train = finish(train, opts)?;
     let test = match test {
-        Some(t) => {
+        Some(mut t) => {
             let origin = format!("{} (test split)", t.name);
+            if let Some(task) = opts.task {
+                t.targets = retask(t.targets, task, &origin)?;
+            }
             Some(conform(t, &train, &origin)?)
         }
         None => None,
@@ -227,6 +231,7 @@ fn retask(targets: Targets, task: Task, origin: &str) -> Result<Targets, DataErr
                 labels.push(v as usize);
             }
             let n_classes = labels.iter().max().map_or(0, |m| m + 1);
+            dataset::check_class_count(n_classes, origin)?;
             Ok(Targets::Classes { labels, n_classes })
         }
         (same, _) => Ok(same),
