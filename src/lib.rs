@@ -1,6 +1,9 @@
 //! `nas`: neural architecture search and hyper-parameter tuning on dfdx, as a library with a thin binary.
 
+pub mod cli;
+pub mod controller;
 pub mod data;
+pub mod leaderboard;
 pub mod nn;
 pub mod search;
 pub mod space;

@@ -1,0 +1,363 @@
+//! The command line: raw flags (clap) are checked into a configuration, then each subcommand runs.
+
+use crate::controller::{best_trial, train_final, Controller, PreparedData, SearchOptions};
+use crate::data::{load, load_test_file, DataSource, InputShape, LoadOptions};
+use crate::leaderboard::{self, Format};
+use crate::search::{FifoScheduler, Strategy};
+use crate::space::{SearchSpace, SpaceError};
+use crate::study::{study_dir, Metric, SnapshotStorage, Storage, StudyMeta};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Parser)]
+#[command(name = "nas", version, about = "Neural architecture search and hyper-parameter tuning")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Search a space: sample, train with k-fold cross-validation, rank, and test the best.
+    Search(SearchArgs),
+    /// Print a study's leaderboard again.
+    Leaderboard(LeaderboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The search space (RON), e.g. search_spaces/mlp.ron.
+    #[arg(long)]
+    pub space: PathBuf,
+    /// digits | iris | diabetes, a directory of IDX files, or a CSV file
+    /// (default: the data set named in the space file, else digits).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// A held-out test set (CSV or IDX directory) instead of the data set's own.
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// CSV column with the labels or targets (default: `label` or `target`).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Input shape CxHxW (or HxW), e.g. 1x40 for a 1-D signal of 40 values.
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// Number of trials the study should hold.
+    #[arg(long, default_value_t = 20)]
+    pub trials: usize,
+    /// Start no new trial after this long (e.g. 90s, 10m, 1h), instead of a trial count.
+    #[arg(long)]
+    pub time_budget: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Cross-validation folds (1: one stratified validation split).
+    #[arg(long, default_value_t = 3)]
+    pub folds: usize,
+    /// Study name (default: the space file's name).
+    #[arg(long)]
+    pub study: Option<String>,
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Trials trained at once (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Reject candidates with more trainable parameters before training.
+    #[arg(long)]
+    pub max_params: Option<usize>,
+    /// Reject candidates with more multiply-adds per sample before training.
+    #[arg(long)]
+    pub max_flops: Option<u64>,
+    /// Continue a study whose space file has changed.
+    #[arg(long)]
+    pub force: bool,
+    /// Skip retraining the best configuration and the test-set evaluation.
+    #[arg(long)]
+    pub no_final: bool,
+    /// Print only the leaderboard, not one line per trial.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaderboardArgs {
+    #[arg(long)]
+    pub study: Option<String>,
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// table | markdown | csv | json
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    #[arg(long)]
+    pub top: Option<usize>,
+}
+
+/// Everything that can end a command; `main` maps it to an exit code in one place.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Space(#[from] SpaceError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Study(#[from] crate::study::StudyError),
+    #[error(transparent)]
+    Search(#[from] crate::controller::SearchError),
+}
+
+impl CliError {
+    /// 2 for bad input the user can fix (space file, flags, data), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Space(_) | CliError::Usage(_) | CliError::Data(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Parses durations such as `90s`, `10m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 90s, 10m or 1h)"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use s, m or h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("`{s}` must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Search(a) => search(a),
+        Command::Leaderboard(a) => show_leaderboard(a),
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
+    std::fs::write(path, text).map_err(|e| {
+        CliError::Study(crate::study::StudyError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// Writes the readable and machine-readable leaderboards next to the study.
+fn save_leaderboards(dir: &Path, storage: &dyn Storage, space: Option<&SearchSpace>) -> Result<String, CliError> {
+    let metric = storage.meta().metric;
+    let rows = leaderboard::rows(storage.trials(), metric, space);
+    let mut table = leaderboard::render(&rows, metric, Format::Table, None);
+    if let Some(t) = storage.test_result() {
+        table.push('\n');
+        table.push_str(&leaderboard::test_line(t));
+    }
+    write_file(&dir.join("leaderboard.txt"), &format!("{table}\n"))?;
+    write_file(
+        &dir.join("leaderboard.json"),
+        &leaderboard::render(&rows, metric, Format::Json, None),
+    )?;
+    write_file(
+        &dir.join("leaderboard.csv"),
+        &leaderboard::render(&rows, metric, Format::Csv, None),
+    )?;
+    Ok(table)
+}
+
+fn search(a: SearchArgs) -> Result<(), CliError> {
+    let space = SearchSpace::from_file(&a.space)?;
+    let data_spec = a
+        .data
+        .clone()
+        .or_else(|| space.data.clone())
+        .unwrap_or_else(|| "digits".into());
+    let source = DataSource::parse(&data_spec)?;
+    let shape = match &a.shape {
+        Some(s) => Some(s.parse::<InputShape>()?),
+        None => None,
+    };
+    let opts = LoadOptions {
+        target_column: a.target.clone(),
+        shape,
+        task: Some(space.task),
+    };
+    let mut split = load(&source, &opts)?;
+    if let Some(path) = &a.test_data {
+        split.test = Some(load_test_file(path, &opts, &split.train)?);
+    }
+    if split.train.task() != space.task {
+        return Err(CliError::Usage(format!(
+            "{} describes a {:?} task but {data_spec} is {:?} data",
+            a.space.display(),
+            space.task,
+            split.train.task()
+        )));
+    }
+    if a.folds == 0 {
+        return Err(CliError::Usage("--folds must be at least 1".into()));
+    }
+    let time_budget = a
+        .time_budget
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(CliError::Usage)?;
+    let study = a.study.clone().unwrap_or_else(|| space.name.clone());
+    let dir = study_dir(&a.results, &study);
+    let metric = Metric::for_task(space.task);
+    let meta = StudyMeta {
+        name: study.clone(),
+        space_file: a.space.display().to_string(),
+        space_source: space.source.clone(),
+        data: data_spec.clone(),
+        task: space.task,
+        metric,
+        seed: a.seed,
+        folds: a.folds,
+        strategy: "random".into(),
+        scheduler: "fifo".into(),
+    };
+    let mut storage = SnapshotStorage::open_or_create(&dir, meta)?;
+    if storage.meta().space_source != space.source && !a.force {
+        return Err(CliError::Usage(format!(
+            "study `{study}` in {} was created from a different space file; use another --study, or --force to continue it anyway",
+            dir.display()
+        )));
+    }
+    let seed = storage.meta().seed;
+    let folds = storage.meta().folds;
+    let data = PreparedData::new(split, space.family, folds, seed)?;
+    eprintln!(
+        "nas: study `{study}`: {} search samples in {folds} folds, {} held-out test samples ({}), input {}; results in {}",
+        data.train.len(),
+        data.test.len(),
+        data_spec,
+        data.train.shape,
+        dir.display()
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let c = cancel.clone();
+        // A second Ctrl-C while shutting down falls back to the default (immediate exit).
+        let _ = ctrlc::set_handler(move || {
+            if c.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("nas: interrupted; finishing up (Ctrl-C again to quit at once)");
+        });
+    }
+    let workers = a.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let controller = Controller {
+        space: &space,
+        data: &data,
+        metric,
+        opts: SearchOptions {
+            trials: if time_budget.is_some() && a.trials == 20 {
+                None
+            } else {
+                Some(a.trials)
+            },
+            time_budget,
+            seed,
+            workers,
+            max_params: a.max_params,
+            max_macs: a.max_flops,
+            verbose: !a.quiet,
+        },
+        cancel: cancel.clone(),
+    };
+    let sampler = Strategy::Random.build();
+    controller.run(&mut storage, sampler, Box::new(FifoScheduler), Vec::new())?;
+    let table = save_leaderboards(&dir, &storage, Some(&space))?;
+    println!("{table}");
+    if a.no_final || cancel.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let best = best_trial(storage.trials(), metric)
+        .cloned()
+        .ok_or_else(|| crate::controller::SearchError::NoBest("every trial failed".into()))?;
+    eprintln!(
+        "nas: retraining trial {} on all {} search samples for {} epochs, then one evaluation on the test set",
+        best.number,
+        data.train.len(),
+        best.epochs
+    );
+    let model = train_final(&space, &data, metric, &best, &cancel)?;
+    storage.set_test_result(model.test.clone())?;
+    let line = leaderboard::test_line(&model.test);
+    save_leaderboards(&dir, &storage, Some(&space))?;
+    write_file(
+        &dir.join("test.json"),
+        &serde_json::to_string_pretty(&model.test).unwrap_or_default(),
+    )?;
+    println!("{line}");
+    Ok(())
+}
+
+fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
+    let format: Format = a.format.parse().map_err(CliError::Usage)?;
+    let study = match a.study {
+        Some(s) => s,
+        None => only_study(&a.results)?,
+    };
+    let dir = study_dir(&a.results, &study);
+    if !dir.join(SnapshotStorage::FILE).exists() {
+        return Err(crate::study::StudyError::Missing(study).into());
+    }
+    let storage = SnapshotStorage::open(&dir)?;
+    let space = SearchSpace::from_str_named(
+        &storage.meta().space_source,
+        &study,
+        &storage.meta().space_file,
+    )
+    .ok();
+    let metric = storage.meta().metric;
+    let rows = leaderboard::rows(storage.trials(), metric, space.as_ref());
+    println!("{}", leaderboard::render(&rows, metric, format, a.top));
+    if matches!(format, Format::Table | Format::Markdown) {
+        if let Some(t) = storage.test_result() {
+            println!("{}", leaderboard::test_line(t));
+        }
+    }
+    Ok(())
+}
+
+/// The study to show when none is named: the only one, else the most recently changed.
+fn only_study(results: &Path) -> Result<String, CliError> {
+    let entries = std::fs::read_dir(results).map_err(|e| {
+        CliError::Usage(format!("cannot read {}: {e}", results.display()))
+    })?;
+    let mut best: Option<(std::time::SystemTime, String)> = None;
+    for e in entries.flatten() {
+        let file = e.path().join(SnapshotStorage::FILE);
+        if let Ok(m) = std::fs::metadata(&file).and_then(|m| m.modified()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if best.as_ref().is_none_or(|(t, _)| m > *t) {
+                best = Some((m, name));
+            }
+        }
+    }
+    best.map(|(_, n)| n).ok_or_else(|| {
+        CliError::Usage(format!(
+            "no study under {}; run `nas search --space FILE` first or pass --results",
+            results.display()
+        ))
+    })
+}

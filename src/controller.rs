@@ -1,0 +1,472 @@
+//! The search controller: asks the sampler for candidates, trains them on worker threads
+//! (each in its own one-thread pool), lets the scheduler prune them, and records every result.
+
+use crate::data::{kfold, train_test_split, DataError, DataSplit, Dataset, Standardizer};
+use crate::nn::build_network;
+use crate::search::{Decision, Observation, Sampler, Scheduler, TrialState};
+use crate::space::{Candidate, Config, Family, SearchSpace};
+use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
+use crate::train::{cross_validate, evaluate, fit, predict, Trained, TrialError};
+use dfdx::prelude::Cpu;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Study(#[from] StudyError),
+    #[error("no trial completed, so there is no best model ({0})")]
+    NoBest(String),
+    #[error("final training of trial {trial} failed: {error}")]
+    Final { trial: usize, error: TrialError },
+    #[error("cannot start worker threads: {0}")]
+    Threads(String),
+}
+
+/// Mixes the study seed with a salt (a trial number, a purpose) into an independent seed.
+pub fn derive_seed(seed: u64, salt: u64) -> u64 {
+    // SplitMix64 finaliser: consecutive salts give unrelated seeds.
+    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+const SPLIT_SALT: u64 = 0x5EED_5EED;
+const FOLD_SALT: u64 = 0xF01D_F01D;
+
+/// The data of a study: the search part split into standardised folds, and the untouched test set.
+pub struct PreparedData {
+    /// All non-test data, raw.
+    pub train: Dataset,
+    /// The held-out test set, raw. No search decision reads it.
+    pub test: Dataset,
+    /// (train, validation) per fold, standardised with the fold's training statistics.
+    pub folds: Vec<(Dataset, Dataset)>,
+    pub per_channel: bool,
+}
+
+impl PreparedData {
+    /// Splits off the test set (the data set's own, else a stratified 20% drawn from `seed`) and
+    /// cuts the rest into `k` (stratified) folds.
+    pub fn new(
+        split: DataSplit,
+        family: Family,
+        k: usize,
+        seed: u64,
+    ) -> Result<PreparedData, DataError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, SPLIT_SALT));
+        let (train, test) = match split.test {
+            Some(test) => (split.train, test),
+            None => {
+                let (tr, te) = train_test_split(&split.train, 0.2, &mut rng);
+                (split.train.subset(&tr), split.train.subset(&te))
+            }
+        };
+        let per_channel = family == Family::Cnn && train.shape.is_image();
+        let mut fold_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, FOLD_SALT));
+        let folds = kfold(&train, k, &mut fold_rng)?
+            .into_iter()
+            .map(|f| {
+                let mut tr = train.subset(&f.train);
+                let mut va = train.subset(&f.valid);
+                let s = Standardizer::fit(&tr, per_channel);
+                s.apply(&mut tr);
+                s.apply(&mut va);
+                (tr, va)
+            })
+            .collect();
+        Ok(PreparedData {
+            train,
+            test,
+            folds,
+            per_channel,
+        })
+    }
+
+    pub fn n_inputs(&self) -> usize {
+        self.train.shape.len()
+    }
+
+    pub fn n_outputs(&self) -> usize {
+        self.train.n_outputs()
+    }
+}
+
+/// How a search runs.
+pub struct SearchOptions {
+    /// Stop once the study holds this many finished trials.
+    pub trials: Option<usize>,
+    /// Start no new trial after this long.
+    pub time_budget: Option<Duration>,
+    pub seed: u64,
+    pub workers: usize,
+    pub max_params: Option<usize>,
+    pub max_macs: Option<u64>,
+    /// Print one line per finished trial on stderr.
+    pub verbose: bool,
+}
+
+/// State shared by the workers, behind one lock.
+struct Shared<'a> {
+    storage: &'a mut dyn Storage,
+    sampler: Box<dyn Sampler>,
+    /// Configurations to run again (trials that were in flight when a run died).
+    queue: Vec<Config>,
+    stop: bool,
+    error: Option<StudyError>,
+}
+
+pub struct Controller<'a> {
+    pub space: &'a SearchSpace,
+    pub data: &'a PreparedData,
+    pub metric: Metric,
+    pub opts: SearchOptions,
+    /// Set by Ctrl-C: in-flight trials end as interrupted and no new ones start.
+    pub cancel: Arc<AtomicBool>,
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+impl Controller<'_> {
+    /// The number of finished trials (complete, pruned or failed).
+    fn finished(storage: &dyn Storage) -> usize {
+        storage
+            .trials()
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.state,
+                    TrialState::Complete | TrialState::Pruned | TrialState::Failed
+                )
+            })
+            .count()
+    }
+
+    /// Runs trials until the trial count or time budget is reached, or Ctrl-C.
+    pub fn run(
+        &self,
+        storage: &mut dyn Storage,
+        sampler: Box<dyn Sampler>,
+        scheduler: Box<dyn Scheduler>,
+        requeue: Vec<Config>,
+    ) -> Result<(), SearchError> {
+        let start = Instant::now();
+        let shared = Mutex::new(Shared {
+            storage,
+            sampler,
+            queue: requeue,
+            stop: false,
+            error: None,
+        });
+        let scheduler = Mutex::new(scheduler);
+        let workers = self.opts.workers.max(1);
+        std::thread::scope(|s| -> Result<(), SearchError> {
+            let mut handles = Vec::new();
+            for _ in 0..workers {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .map_err(|e| SearchError::Threads(e.to_string()))?;
+                let (shared, scheduler) = (&shared, &scheduler);
+                handles.push(s.spawn(move || self.worker(&pool, shared, scheduler, start)));
+            }
+            for h in handles {
+                let _ = h.join();
+            }
+            Ok(())
+        })?;
+        let shared = shared
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match shared.error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the next trial: its number, configuration and seed; `None` when the search is over.
+    fn next_trial(&self, shared: &Mutex<Shared>, start: Instant) -> Option<(usize, Config, u64)> {
+        let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let over_time = self.opts.time_budget.is_some_and(|b| start.elapsed() >= b);
+        let running = sh
+            .storage
+            .trials()
+            .iter()
+            .filter(|t| t.state == TrialState::Running)
+            .count();
+        let enough = self
+            .opts
+            .trials
+            .is_some_and(|n| Self::finished(&*sh.storage) + running >= n);
+        if sh.stop || over_time || enough || self.cancel.load(Ordering::Relaxed) {
+            sh.stop = true;
+            return None;
+        }
+        let number = match sh.storage.create_trial() {
+            Ok(n) => n,
+            Err(e) => {
+                sh.error = Some(e);
+                sh.stop = true;
+                return None;
+            }
+        };
+        let seed = derive_seed(self.opts.seed, number as u64);
+        let config = match sh.queue.pop() {
+            Some(c) => c,
+            None => {
+                let history: Vec<Observation> = sh
+                    .storage
+                    .trials()
+                    .iter()
+                    .filter(|t| t.state != TrialState::Running)
+                    .map(|t| t.observation(self.metric))
+                    .collect();
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let space = self.space;
+                sh.sampler.suggest(space, &history, &mut rng)
+            }
+        };
+        if let Err(e) = sh.storage.set_params(number, config.clone(), seed) {
+            sh.error = Some(e);
+            sh.stop = true;
+            return None;
+        }
+        Some((number, config, seed))
+    }
+
+    fn worker(
+        &self,
+        pool: &rayon::ThreadPool,
+        shared: &Mutex<Shared>,
+        scheduler: &Mutex<Box<dyn Scheduler>>,
+        start: Instant,
+    ) {
+        while let Some((number, config, seed)) = self.next_trial(shared, start) {
+            let mut report = |epoch: usize, value: f64| {
+                if let Ok(mut sh) = shared.lock() {
+                    let _ = sh.storage.report(number, epoch, value);
+                }
+                match scheduler.lock() {
+                    Ok(mut s) => s.on_epoch(number, epoch, value),
+                    Err(_) => Decision::Continue,
+                }
+            };
+            let record = pool.install(|| self.run_trial(number, config, seed, &mut report));
+            if let Ok(mut s) = scheduler.lock() {
+                s.on_trial_end(number);
+            }
+            if self.opts.verbose {
+                eprintln!("{}", self.progress_line(&record));
+            }
+            let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = sh.storage.finish_trial(record) {
+                sh.error = Some(e);
+                sh.stop = true;
+            }
+        }
+    }
+
+    fn progress_line(&self, r: &TrialRecord) -> String {
+        let total = self
+            .opts
+            .trials
+            .map(|n| format!("/{n}"))
+            .unwrap_or_default();
+        let outcome = match (r.state, r.cv_mean, &r.error) {
+            (TrialState::Complete, Some(m), _) => format!(
+                "cv {} {:.4} ± {:.4}",
+                self.metric.label(),
+                m,
+                r.cv_std.unwrap_or(0.0)
+            ),
+            (TrialState::Pruned, _, _) => format!("pruned after {} epochs", r.epochs),
+            (_, _, Some(e)) => format!("{}: {e}", r.state.label()),
+            _ => r.state.label().to_string(),
+        };
+        format!(
+            "trial {}{total}  {:<10} {outcome}  [{}; {} params]  {:.1}s",
+            r.number,
+            r.state.label(),
+            r.architecture,
+            r.params,
+            r.seconds
+        )
+    }
+
+    /// The parameter count and multiply-adds of a candidate, without training it.
+    pub fn cost(&self, cand: &Candidate) -> Result<(usize, u64), String> {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let net = build_network(
+            &cand.arch,
+            self.data.train.shape,
+            self.data.n_outputs(),
+            &mut rng,
+            &Cpu::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((net.param_count, net.macs))
+    }
+
+    /// Trains and cross-validates one configuration; never panics.
+    pub fn run_trial(
+        &self,
+        number: usize,
+        config: Config,
+        seed: u64,
+        report: &mut dyn FnMut(usize, f64) -> Decision,
+    ) -> TrialRecord {
+        let start = Instant::now();
+        let cand = self.space.decode(&config);
+        let mut rec = TrialRecord::new(number, config, seed);
+        rec.architecture = cand.summary(self.data.n_inputs(), self.data.n_outputs());
+        let fail = |mut rec: TrialRecord, state: TrialState, msg: String| {
+            rec.state = state;
+            rec.error = Some(msg);
+            rec.seconds = start.elapsed().as_secs_f64();
+            rec
+        };
+        match self.cost(&cand) {
+            Ok((params, macs)) => {
+                rec.params = params;
+                rec.macs = macs;
+            }
+            Err(e) => return fail(rec, TrialState::Failed, e),
+        }
+        if let Some(max) = self.opts.max_params.filter(|m| rec.params > *m) {
+            let msg = format!(
+                "rejected before training: {} parameters exceed --max-params {max}",
+                rec.params
+            );
+            return fail(rec, TrialState::Failed, msg);
+        }
+        if let Some(max) = self.opts.max_macs.filter(|m| rec.macs > *m) {
+            let msg = format!(
+                "rejected before training: {} multiply-adds per sample exceed --max-flops {max}",
+                rec.macs
+            );
+            return fail(rec, TrialState::Failed, msg);
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            cross_validate(&cand, &self.data.folds, seed, report, &self.cancel)
+        }));
+        match result {
+            Ok(Ok(cv)) => {
+                rec.state = if cv.pruned {
+                    TrialState::Pruned
+                } else {
+                    TrialState::Complete
+                };
+                if !cv.pruned {
+                    rec.cv_mean = Some(cv.mean());
+                    rec.cv_std = Some(cv.std());
+                }
+                rec.fold_scores = cv.fold_scores.clone();
+                rec.epochs = if cv.pruned {
+                    cv.epochs_run
+                } else {
+                    cv.chosen_epochs()
+                };
+                rec.budget = cv.budget;
+                rec.intermediate = cv.intermediate;
+                rec.seconds = start.elapsed().as_secs_f64();
+                rec
+            }
+            Ok(Err(TrialError::Interrupted)) => {
+                fail(rec, TrialState::Interrupted, "interrupted (Ctrl-C)".into())
+            }
+            Ok(Err(e)) => fail(rec, TrialState::Failed, e.to_string()),
+            Err(p) => fail(
+                rec,
+                TrialState::Failed,
+                format!("panicked: {}", panic_message(p.as_ref())),
+            ),
+        }
+    }
+}
+
+/// The best complete trial by mean CV score.
+pub fn best_trial(trials: &[TrialRecord], metric: Metric) -> Option<&TrialRecord> {
+    trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.cv_mean.is_some_and(f64::is_finite))
+        .fold(None, |best: Option<&TrialRecord>, t| match best {
+            Some(b) if !metric.better(t.cv_mean.unwrap_or(f64::NAN), b.cv_mean.unwrap_or(f64::NAN)) => {
+                Some(b)
+            }
+            _ => Some(t),
+        })
+}
+
+/// The final model: trained on all non-test data, with its preprocessing.
+pub struct FinalModel {
+    pub trained: Trained,
+    pub dev: Cpu,
+    pub standardizer: Standardizer,
+    pub candidate: Candidate,
+    pub test: TestResult,
+}
+
+/// Retrains trial `rec` on all non-test data for the epochs early stopping chose, then evaluates
+/// it once on the test set.
+pub fn train_final(
+    space: &SearchSpace,
+    data: &PreparedData,
+    metric: Metric,
+    rec: &TrialRecord,
+    cancel: &AtomicBool,
+) -> Result<FinalModel, SearchError> {
+    let start = Instant::now();
+    let cand = space.decode(&rec.config);
+    let mut train = data.train.clone();
+    let standardizer = Standardizer::fit(&train, data.per_channel);
+    standardizer.apply(&mut train);
+    let mut test = data.test.clone();
+    standardizer.apply(&mut test);
+    let epochs = rec.epochs.max(1);
+    let fitted = catch_unwind(AssertUnwindSafe(|| {
+        fit(&cand, &train, epochs, derive_seed(rec.seed, 1), cancel)
+    }))
+    .map_err(|p| SearchError::Final {
+        trial: rec.number,
+        error: TrialError::Other(format!("panicked: {}", panic_message(p.as_ref()))),
+    })?;
+    let (mut trained, dev) = fitted.map_err(|error| SearchError::Final {
+        trial: rec.number,
+        error,
+    })?;
+    let out = predict(&mut trained.net, &dev, &test);
+    let m = evaluate(&out, &test.targets, trained.target);
+    let test_result = TestResult {
+        trial: rec.number,
+        metric,
+        test_score: m.score,
+        test_loss: m.loss,
+        test_samples: test.len(),
+        train_samples: train.len(),
+        epochs,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok(FinalModel {
+        trained,
+        dev,
+        standardizer,
+        candidate: cand,
+        test: test_result,
+    })
+}
