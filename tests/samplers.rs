@@ -326,7 +326,7 @@ fn grid_search_refuses_more_than_a_million_points() {
         r#"(task: Classification, model: Mlp((depth: Range(1, 20), per_layer_width: Fixed(true), width: Choice([8, 16, 32, 64]))))"#,
         "huge",
     );
-    let err = GridSampler::new(&space).err().expect("4^20 points");
+    let err = GridSampler::new(&space).expect_err("4^20 points");
     assert!(matches!(err, SearchError::GridTooLarge { .. }), "{err}");
 }
 

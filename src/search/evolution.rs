@@ -150,11 +150,8 @@ fn mutate_value(dist: &Distribution, old: ParamValue, rng: &mut ChaCha8Rng) -> P
             ParamValue::Int(w.clamp(*low, *high))
         }
         (Distribution::Float { low, high, log }, ParamValue::Float(x)) if high > low => {
-            let (to, from): (fn(f64) -> f64, fn(f64) -> f64) = if *log {
-                (f64::ln, f64::exp)
-            } else {
-                (|x| x, |x| x)
-            };
+            let to = |x: f64| if *log { x.ln() } else { x };
+            let from = |t: f64| if *log { t.exp() } else { t };
             let (a, b) = (to(*low), to(*high));
             let t = to(x.clamp(*low, *high));
             for _ in 0..16 {

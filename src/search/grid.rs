@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_float_range_of_one_value_counts_once() {
-        let s = space("dropout: Range(0.25, 0.25), depth: Range(1, 3)");
+        let s = space("dropout: Range(0.25, 0.25), depth: Range(1, 3), width: Fixed(64)");
         assert_eq!(GridSampler::new(&s).expect("discrete").len(), 3);
     }
 }

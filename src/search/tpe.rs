@@ -188,7 +188,7 @@ impl Axis {
         }
     }
 
-    fn to_axis(&self, v: ParamValue) -> f64 {
+    fn axis_point(&self, v: ParamValue) -> f64 {
         let x = match v {
             ParamValue::Int(i) => i as f64,
             ParamValue::Float(x) => x,
@@ -352,7 +352,7 @@ impl TpeSampler {
         bad: (&[ParamValue], &[f64]),
         rng: &mut ChaCha8Rng,
     ) -> ParamValue {
-        let pts = |vs: &[ParamValue]| vs.iter().map(|v| axis.to_axis(*v)).collect::<Vec<_>>();
+        let pts = |vs: &[ParamValue]| vs.iter().map(|v| axis.axis_point(*v)).collect::<Vec<_>>();
         let l = Parzen::fit(&axis, &pts(good.0), good.1, self.prior_weight);
         let g = Parzen::fit(&axis, &pts(bad.0), bad.1, self.prior_weight);
         let mut best: Option<(f64, ParamValue)> = None;
@@ -360,12 +360,12 @@ impl TpeSampler {
             let v = axis.value(l.sample(rng), dist);
             // Integers are scored at their rounded value, where l and g both place it.
             let t = if axis.int {
-                axis.to_axis(v)
+                axis.axis_point(v)
             } else {
-                axis.to_axis(v).clamp(axis.low, axis.high)
+                axis.axis_point(v).clamp(axis.low, axis.high)
             };
             let score = l.log_pdf(t) - g.log_pdf(t);
-            if best.map_or(true, |(s, _)| score.total_cmp(&s) == Ordering::Greater) {
+            if best.is_none_or(|(s, _)| score.total_cmp(&s) == Ordering::Greater) {
                 best = Some((score, v));
             }
         }
@@ -396,7 +396,7 @@ impl TpeSampler {
         for _ in 0..self.n_ei_candidates {
             let i = pick_weighted(&l, rng);
             let score = l[i].ln() - g[i].ln();
-            if best.map_or(true, |(s, _)| score.total_cmp(&s) == Ordering::Greater) {
+            if best.is_none_or(|(s, _)| score.total_cmp(&s) == Ordering::Greater) {
                 best = Some((score, i));
             }
         }
