@@ -446,6 +446,63 @@ impl Sampler for TpeSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn suggestions_concentrate_near_the_good_trials() {
+        let text = "(task: Classification, model: Mlp((dropout: Range(0.0, 0.9))))";
+        let space = SearchSpace::from_str_named(text, "t", "t.ron").expect("valid space");
+        let history: Vec<Observation> = (0..30)
+            .map(|k| {
+                let x = k as f64 * 0.03;
+                let mut config =
+                    RandomSampler.suggest(&space, &[], &mut ChaCha8Rng::seed_from_u64(0));
+                config.insert("dropout".into(), ParamValue::Float(x));
+                Observation {
+                    number: k,
+                    config,
+                    state: TrialState::Complete,
+                    loss: Some((x - 0.6).powi(2)),
+                    intermediate: vec![],
+                }
+            })
+            .collect();
+        let mut tpe = TpeSampler::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let n = 50;
+        let mean_gap: f64 = (0..n)
+            .map(
+                |_| match tpe.suggest(&space, &history, &mut rng).get("dropout") {
+                    Some(ParamValue::Float(x)) => (x - 0.6).abs(),
+                    other => panic!("dropout missing: {other:?}"),
+                },
+            )
+            .sum::<f64>()
+            / n as f64;
+        // Uniform draws on [0, 0.9] would be 0.25 away on average.
+        assert!(mean_gap < 0.1, "{mean_gap}");
+    }
+
+    #[test]
+    fn failed_and_running_trials_are_ignored_and_pruned_ones_rank_last() {
+        let obs = |number, state, loss: Option<f64>, intermediate: Vec<f64>| Observation {
+            number,
+            config: Config::new(),
+            state,
+            loss,
+            intermediate,
+        };
+        let history = vec![
+            obs(0, TrialState::Pruned, None, vec![0.1]),
+            obs(1, TrialState::Complete, Some(0.5), vec![]),
+            obs(2, TrialState::Failed, None, vec![0.0]),
+            obs(3, TrialState::Running, None, vec![0.0]),
+            obs(4, TrialState::Pruned, None, vec![0.9, 0.8]),
+            obs(5, TrialState::Complete, Some(0.2), vec![]),
+        ];
+        let order: Vec<usize> = rank(&history).iter().map(|r| r.number).collect();
+        assert_eq!(order, [5, 1, 4, 0]);
+    }
 
     #[test]
     fn gamma_takes_a_tenth_rounded_up_and_at_most_25() {
