@@ -3,16 +3,29 @@
 //! As in Ray Tune, "what to try" ([`Sampler`]) is apart from "how much budget it gets"
 //! ([`Scheduler`]), so any sampler works with any scheduler.
 
+pub mod asha;
+mod error;
+pub mod evolution;
+pub mod grid;
+pub mod hyperband;
 pub mod random;
 pub mod scheduler;
+pub mod tpe;
 
+pub use asha::AshaScheduler;
+pub use error::SearchError;
+pub use evolution::EvolutionSampler;
+pub use grid::GridSampler;
+pub use hyperband::HyperbandScheduler;
 pub use random::RandomSampler;
 pub use scheduler::{Decision, FifoScheduler, Scheduler};
+pub use tpe::TpeSampler;
 
 use crate::space::{Config, Distribution, ParamValue, SearchSpace};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::str::FromStr;
 
 /// The end state of a trial, as far as samplers care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,13 +77,99 @@ pub trait Sampler: Send {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Strategy {
     Random,
+    /// Exhaustive search over a small discrete space ([`GridSampler`]).
+    Grid,
+    /// Regularized (aging) evolution with its default population and tournament sizes.
+    Evolution,
+    /// Tree-structured Parzen estimator with its default settings.
+    Tpe,
 }
 
 impl Strategy {
-    pub fn build(self) -> Box<dyn Sampler> {
-        match self {
+    /// Every strategy, in the order the CLI lists them.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Random,
+        Strategy::Grid,
+        Strategy::Evolution,
+        Strategy::Tpe,
+    ];
+
+    /// Builds the sampler; only grid search can refuse a space (continuous or too large).
+    pub fn build(self, space: &SearchSpace) -> Result<Box<dyn Sampler>, SearchError> {
+        Ok(match self {
             Strategy::Random => Box::new(RandomSampler),
+            Strategy::Grid => Box::new(GridSampler::new(space)?),
+            Strategy::Evolution => Box::new(EvolutionSampler::default()),
+            Strategy::Tpe => Box::new(TpeSampler::default()),
+        })
+    }
+
+    /// The name used on the command line and in study files.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Strategy::Random => "random",
+            Strategy::Grid => "grid",
+            Strategy::Evolution => "evolution",
+            Strategy::Tpe => "tpe",
         }
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = SearchError;
+
+    fn from_str(s: &str) -> Result<Strategy, SearchError> {
+        Strategy::ALL
+            .into_iter()
+            .find(|k| k.label().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| SearchError::UnknownStrategy(s.to_string()))
+    }
+}
+
+/// Which scheduler decides the epochs each trial gets, as chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedulerKind {
+    /// Every trial trains for its full epochs.
+    Fifo,
+    /// Asynchronous successive halving with its defaults (min 1 epoch, reduction factor 3).
+    Asha,
+    /// Hyperband over ASHA brackets with the same defaults.
+    Hyperband,
+}
+
+impl SchedulerKind {
+    pub const ALL: [SchedulerKind; 3] = [
+        SchedulerKind::Fifo,
+        SchedulerKind::Asha,
+        SchedulerKind::Hyperband,
+    ];
+
+    /// Builds the scheduler for trials that train at most `max_epochs` epochs.
+    pub fn build(self, max_epochs: usize) -> Box<dyn Scheduler> {
+        match self {
+            SchedulerKind::Fifo => Box::new(FifoScheduler),
+            SchedulerKind::Asha => Box::new(AshaScheduler::with_max_epochs(max_epochs)),
+            SchedulerKind::Hyperband => Box::new(HyperbandScheduler::with_max_epochs(max_epochs)),
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            SchedulerKind::Fifo => "fifo",
+            SchedulerKind::Asha => "asha",
+            SchedulerKind::Hyperband => "hyperband",
+        }
+    }
+}
+
+impl FromStr for SchedulerKind {
+    type Err = SearchError;
+
+    fn from_str(s: &str) -> Result<SchedulerKind, SearchError> {
+        SchedulerKind::ALL
+            .into_iter()
+            .find(|k| k.label().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| SearchError::UnknownScheduler(s.to_string()))
     }
 }
 

@@ -1,0 +1,546 @@
+//! Tree-structured Parzen estimator (TPE): model good and bad trials apart, sample where the
+//! ratio of their densities is highest.
+//!
+//! Bergstra, Bardenet, Bengio and Kégl, "Algorithms for Hyper-Parameter Optimization",
+//! NeurIPS 2011; defaults follow Optuna's `TPESampler` (Akiba et al., KDD 2019) as a guide.
+//!
+//! * Until `n_startup_trials` usable trials exist, configurations are drawn at random.
+//! * Usable trials are ranked: completed trials by loss, then pruned trials (which reached
+//!   fewer epochs, so they rank below every completed one), the longest-running first and ties
+//!   broken by their last intermediate loss. Failed, running and interrupted trials are ignored.
+//! * The best `gamma(n) = min(ceil(0.1 n), 25)` ranked trials are "good" (l), the rest "bad" (g).
+//! * Parameters are independent ("univariate" TPE) and drawn in the space's order, so conditions
+//!   see the values chosen so far. Each parameter is modelled only from the trials in which it
+//!   was active; with fewer than two such trials it is drawn uniformly.
+//! * Numbers are modelled in (log) space as truncated Gaussian mixtures: one component per trial
+//!   and one prior component (centre of the range, sigma = the range) of weight `prior_weight`.
+//!   Bandwidths are the larger distance to the sorted neighbours (the range ends bound the
+//!   outermost ones), clipped to `[range / min(100, 1 + components), range]`: the "magic clip"
+//!   of Bergstra et al. that keeps a cluster of identical values from collapsing to a spike.
+//!   Integers are modelled on `[low - 0.5, high + 0.5]` and rounded.
+//! * Categoricals are smoothed weighted counts: `prior_weight / choices` plus each trial's weight.
+//! * Trial weights are 1, except that with 25 or more trials in a group the older ones fade in
+//!   linearly from `1/n` (the most recent 25 keep weight 1), as in Optuna's default.
+//! * `n_ei_candidates` values are drawn from l; the one maximising `log l(x) - log g(x)` (the
+//!   expected-improvement criterion of the paper) is chosen.
+
+use super::{sample_uniform, sample_with, Observation, RandomSampler, Sampler, TrialState};
+use crate::space::{Config, Distribution, ParamValue, SearchSpace};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use std::cmp::Ordering;
+
+/// Trials beyond this many in a group get weights fading with age.
+const FLAT_WEIGHT_TRIALS: usize = 25;
+/// Upper bound on gamma(n): at most this many trials count as good.
+const MAX_GOOD: usize = 25;
+/// Rejection-sampling attempts for one truncated Gaussian draw before falling back to uniform.
+const MAX_REJECTIONS: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TpeSampler {
+    /// Random configurations before the model is used (Optuna: 10).
+    pub n_startup_trials: usize,
+    /// Candidates drawn from l(x) per parameter (Optuna: 24).
+    pub n_ei_candidates: usize,
+    /// Weight of the prior component of every Parzen estimator (Optuna: 1.0).
+    pub prior_weight: f64,
+}
+
+impl Default for TpeSampler {
+    fn default() -> Self {
+        TpeSampler {
+            n_startup_trials: 10,
+            n_ei_candidates: 24,
+            prior_weight: 1.0,
+        }
+    }
+}
+
+impl TpeSampler {
+    pub fn new(n_startup_trials: usize, n_ei_candidates: usize) -> TpeSampler {
+        TpeSampler {
+            n_startup_trials,
+            n_ei_candidates: n_ei_candidates.max(1),
+            ..TpeSampler::default()
+        }
+    }
+}
+
+/// How many of `n` ranked trials count as good.
+pub fn gamma(n: usize) -> usize {
+    ((n as f64 * 0.1).ceil() as usize).min(MAX_GOOD)
+}
+
+/// A usable trial and its rank key (lower is better).
+struct Ranked<'a> {
+    number: usize,
+    config: &'a Config,
+    /// 0 for completed trials, 1 for pruned ones.
+    class: u8,
+    /// Minus the epochs a pruned trial reached (more epochs rank higher); 0 when completed.
+    neg_steps: i64,
+    value: f64,
+}
+
+fn rank(history: &[Observation]) -> Vec<Ranked<'_>> {
+    let mut ranked: Vec<Ranked> = history
+        .iter()
+        .filter_map(|o| {
+            let (class, neg_steps, value) = match (o.state, o.loss, o.intermediate.last()) {
+                (TrialState::Complete, Some(l), _) => (0, 0, l),
+                (TrialState::Pruned, _, Some(&l)) => (1, -(o.intermediate.len() as i64), l),
+                _ => return None,
+            };
+            (!value.is_nan()).then_some(Ranked {
+                number: o.number,
+                config: &o.config,
+                class,
+                neg_steps,
+                value,
+            })
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        (a.class, a.neg_steps)
+            .cmp(&(b.class, b.neg_steps))
+            .then(a.value.total_cmp(&b.value))
+            .then(a.number.cmp(&b.number))
+    });
+    ranked
+}
+
+/// Weights of `n` observations sorted oldest first.
+fn age_weights(n: usize) -> Vec<f64> {
+    if n < FLAT_WEIGHT_TRIALS {
+        return vec![1.0; n];
+    }
+    let ramp = n - FLAT_WEIGHT_TRIALS;
+    let first = 1.0 / n as f64;
+    (0..n)
+        .map(|k| match ramp {
+            0 => 1.0,
+            1 if k == 0 => first,
+            _ if k < ramp => first + (1.0 - first) * k as f64 / (ramp - 1) as f64,
+            _ => 1.0,
+        })
+        .collect()
+}
+
+/// The values `name` took in `group` (where active and inside `dist`), oldest trial first,
+/// with their weights.
+fn values_of(group: &[&Ranked], name: &str, dist: &Distribution) -> (Vec<ParamValue>, Vec<f64>) {
+    let mut found: Vec<(usize, ParamValue)> = group
+        .iter()
+        .filter_map(|r| {
+            r.config
+                .get(name)
+                .filter(|v| dist.contains(v))
+                .map(|v| (r.number, *v))
+        })
+        .collect();
+    found.sort_by_key(|(n, _)| *n);
+    let w = age_weights(found.len());
+    (found.into_iter().map(|(_, v)| v).collect(), w)
+}
+
+/// Maps a numeric distribution to the real line the mixture lives on, and back.
+#[derive(Clone, Copy, Debug)]
+struct Axis {
+    low: f64,
+    high: f64,
+    log: bool,
+    int: bool,
+}
+
+impl Axis {
+    fn of(dist: &Distribution) -> Option<Axis> {
+        match *dist {
+            Distribution::Int { low, high, log } => {
+                let (l, h) = (low as f64 - 0.5, high as f64 + 0.5);
+                let (l, h) = if log {
+                    (l.max(0.5).ln(), h.ln())
+                } else {
+                    (l, h)
+                };
+                Some(Axis {
+                    low: l,
+                    high: h,
+                    log,
+                    int: true,
+                })
+            }
+            Distribution::Float { low, high, log } => {
+                let (l, h) = if log {
+                    (low.ln(), high.ln())
+                } else {
+                    (low, high)
+                };
+                Some(Axis {
+                    low: l,
+                    high: h,
+                    log,
+                    int: false,
+                })
+            }
+            Distribution::Categorical { .. } => None,
+        }
+    }
+
+    fn axis_point(&self, v: ParamValue) -> f64 {
+        let x = match v {
+            ParamValue::Int(i) => i as f64,
+            ParamValue::Float(x) => x,
+            ParamValue::Cat(i) => i as f64,
+        };
+        if self.log {
+            x.ln()
+        } else {
+            x
+        }
+    }
+
+    /// The value of the distribution nearest to axis point `t`.
+    fn value(&self, t: f64, dist: &Distribution) -> ParamValue {
+        let x = if self.log { t.exp() } else { t };
+        match *dist {
+            Distribution::Int { low, high, .. } => {
+                ParamValue::Int((x.round() as i64).clamp(low, high))
+            }
+            Distribution::Float { low, high, .. } => ParamValue::Float(x.clamp(low, high)),
+            Distribution::Categorical { .. } => ParamValue::Cat(0),
+        }
+    }
+}
+
+/// A Gaussian mixture truncated to `[low, high]`.
+#[derive(Clone, Debug)]
+struct Parzen {
+    low: f64,
+    high: f64,
+    mus: Vec<f64>,
+    sigmas: Vec<f64>,
+    /// Normalised component weights.
+    weights: Vec<f64>,
+    /// Log of each component's mass inside `[low, high]`.
+    log_mass: Vec<f64>,
+}
+
+impl Parzen {
+    fn fit(axis: &Axis, points: &[f64], weights: &[f64], prior_weight: f64) -> Parzen {
+        let (low, high) = (axis.low, axis.high);
+        let width = high - low;
+        let prior_mu = 0.5 * (low + high);
+        let mut mus: Vec<f64> = points.iter().map(|t| t.clamp(low, high)).collect();
+        mus.push(prior_mu);
+        let n = mus.len();
+        // Neighbour bandwidths over the sorted centres, the range ends bounding the outermost.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]));
+        let mut sigmas = vec![width; n];
+        for (k, &i) in order.iter().enumerate() {
+            let left = if k == 0 { low } else { mus[order[k - 1]] };
+            let right = if k + 1 == n { high } else { mus[order[k + 1]] };
+            sigmas[i] = (mus[i] - left).max(right - mus[i]);
+        }
+        sigmas[n - 1] = width;
+        let min_sigma = width / (1.0 + n as f64).min(100.0);
+        for s in &mut sigmas {
+            *s = s.clamp(min_sigma, width).max(f64::MIN_POSITIVE);
+        }
+        let mut w: Vec<f64> = weights.to_vec();
+        w.push(prior_weight.max(f64::MIN_POSITIVE));
+        let total: f64 = w.iter().sum();
+        w.iter_mut().for_each(|x| *x /= total);
+        let log_mass = mus
+            .iter()
+            .zip(&sigmas)
+            .map(|(m, s)| {
+                (normal_cdf((high - m) / s) - normal_cdf((low - m) / s))
+                    .max(1e-12)
+                    .ln()
+            })
+            .collect();
+        Parzen {
+            low,
+            high,
+            mus,
+            sigmas,
+            weights: w,
+            log_mass,
+        }
+    }
+
+    fn sample(&self, rng: &mut ChaCha8Rng) -> f64 {
+        let k = pick_weighted(&self.weights, rng);
+        for _ in 0..MAX_REJECTIONS {
+            let z: f64 = rng.sample(StandardNormal);
+            let t = self.mus[k] + z * self.sigmas[k];
+            if (self.low..=self.high).contains(&t) {
+                return t;
+            }
+        }
+        rng.gen_range(self.low..=self.high)
+    }
+
+    fn log_pdf(&self, t: f64) -> f64 {
+        let terms: Vec<f64> = (0..self.mus.len())
+            .map(|k| {
+                let z = (t - self.mus[k]) / self.sigmas[k];
+                self.weights[k].ln()
+                    - self.sigmas[k].ln()
+                    - 0.5 * z * z
+                    - self.log_mass[k]
+                    - 0.5 * (2.0 * std::f64::consts::PI).ln()
+            })
+            .collect();
+        log_sum_exp(&terms)
+    }
+}
+
+fn log_sum_exp(xs: &[f64]) -> f64 {
+    let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+/// Standard normal CDF through erf, by Abramowitz and Stegun, "Handbook of Mathematical
+/// Functions" (1964), formula 7.1.26 (absolute error below 1.5e-7, ample for mixture masses).
+fn normal_cdf(x: f64) -> f64 {
+    let z = x / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * z.abs());
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-z * z).exp();
+    0.5 * (1.0 + erf.copysign(z))
+}
+
+/// An index drawn with probability proportional to `weights`.
+fn pick_weighted(weights: &[f64], rng: &mut ChaCha8Rng) -> usize {
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.gen::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        if u < *w {
+            return i;
+        }
+        u -= w;
+    }
+    weights.len().saturating_sub(1)
+}
+
+/// Whether the distribution has a single value (nothing to model).
+fn single_value(dist: &Distribution) -> Option<ParamValue> {
+    match *dist {
+        Distribution::Int { low, high, .. } if low == high => Some(ParamValue::Int(low)),
+        Distribution::Float { low, high, .. } if low >= high => Some(ParamValue::Float(low)),
+        Distribution::Categorical { ref choices } if choices.len() == 1 => Some(ParamValue::Cat(0)),
+        _ => None,
+    }
+}
+
+impl TpeSampler {
+    fn suggest_numeric(
+        &self,
+        dist: &Distribution,
+        axis: Axis,
+        good: (&[ParamValue], &[f64]),
+        bad: (&[ParamValue], &[f64]),
+        rng: &mut ChaCha8Rng,
+    ) -> ParamValue {
+        let pts = |vs: &[ParamValue]| vs.iter().map(|v| axis.axis_point(*v)).collect::<Vec<_>>();
+        let l = Parzen::fit(&axis, &pts(good.0), good.1, self.prior_weight);
+        let g = Parzen::fit(&axis, &pts(bad.0), bad.1, self.prior_weight);
+        let mut best: Option<(f64, ParamValue)> = None;
+        for _ in 0..self.n_ei_candidates {
+            let v = axis.value(l.sample(rng), dist);
+            // Integers are scored at their rounded value, where l and g both place it.
+            let t = if axis.int {
+                axis.axis_point(v)
+            } else {
+                axis.axis_point(v).clamp(axis.low, axis.high)
+            };
+            let score = l.log_pdf(t) - g.log_pdf(t);
+            if best.is_none_or(|(s, _)| score.total_cmp(&s) == Ordering::Greater) {
+                best = Some((score, v));
+            }
+        }
+        best.map_or_else(|| sample_uniform(dist, rng), |(_, v)| v)
+    }
+
+    fn suggest_categorical(
+        &self,
+        n_choices: usize,
+        good: (&[ParamValue], &[f64]),
+        bad: (&[ParamValue], &[f64]),
+        rng: &mut ChaCha8Rng,
+    ) -> ParamValue {
+        let counts = |(vs, ws): (&[ParamValue], &[f64])| {
+            let mut c = vec![self.prior_weight / n_choices as f64; n_choices];
+            for (v, w) in vs.iter().zip(ws) {
+                if let ParamValue::Cat(i) = v {
+                    if let Some(slot) = c.get_mut(*i) {
+                        *slot += w;
+                    }
+                }
+            }
+            let total: f64 = c.iter().sum();
+            c.into_iter().map(|x| x / total).collect::<Vec<f64>>()
+        };
+        let (l, g) = (counts(good), counts(bad));
+        let mut best: Option<(f64, usize)> = None;
+        for _ in 0..self.n_ei_candidates {
+            let i = pick_weighted(&l, rng);
+            let score = l[i].ln() - g[i].ln();
+            if best.is_none_or(|(s, _)| score.total_cmp(&s) == Ordering::Greater) {
+                best = Some((score, i));
+            }
+        }
+        ParamValue::Cat(best.map_or(0, |(_, i)| i))
+    }
+}
+
+impl Sampler for TpeSampler {
+    fn name(&self) -> &'static str {
+        "tpe"
+    }
+
+    fn suggest(
+        &mut self,
+        space: &SearchSpace,
+        history: &[Observation],
+        rng: &mut ChaCha8Rng,
+    ) -> Config {
+        let ranked = rank(history);
+        if ranked.len() < self.n_startup_trials.max(1) {
+            return RandomSampler.suggest(space, history, rng);
+        }
+        let n_good = gamma(ranked.len());
+        let good: Vec<&Ranked> = ranked[..n_good].iter().collect();
+        let bad: Vec<&Ranked> = ranked[n_good..].iter().collect();
+        sample_with(space, |i, _| {
+            let p = &space.params[i];
+            if let Some(v) = single_value(&p.dist) {
+                return v;
+            }
+            let (gv, gw) = values_of(&good, &p.name, &p.dist);
+            let (bv, bw) = values_of(&bad, &p.name, &p.dist);
+            if gv.len() + bv.len() < 2 {
+                return sample_uniform(&p.dist, rng);
+            }
+            match (&p.dist, Axis::of(&p.dist)) {
+                (Distribution::Categorical { choices }, _) => {
+                    self.suggest_categorical(choices.len(), (&gv, &gw), (&bv, &bw), rng)
+                }
+                (dist, Some(axis)) => self.suggest_numeric(dist, axis, (&gv, &gw), (&bv, &bw), rng),
+                (dist, None) => sample_uniform(dist, rng),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn suggestions_concentrate_near_the_good_trials() {
+        let text = "(task: Classification, model: Mlp((dropout: Range(0.0, 0.9))))";
+        let space = SearchSpace::from_str_named(text, "t", "t.ron").expect("valid space");
+        let history: Vec<Observation> = (0..30)
+            .map(|k| {
+                let x = k as f64 * 0.03;
+                let mut config =
+                    RandomSampler.suggest(&space, &[], &mut ChaCha8Rng::seed_from_u64(0));
+                config.insert("dropout".into(), ParamValue::Float(x));
+                Observation {
+                    number: k,
+                    config,
+                    state: TrialState::Complete,
+                    loss: Some((x - 0.6).powi(2)),
+                    intermediate: vec![],
+                }
+            })
+            .collect();
+        let mut tpe = TpeSampler::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let n = 50;
+        let mean_gap: f64 = (0..n)
+            .map(
+                |_| match tpe.suggest(&space, &history, &mut rng).get("dropout") {
+                    Some(ParamValue::Float(x)) => (x - 0.6).abs(),
+                    other => panic!("dropout missing: {other:?}"),
+                },
+            )
+            .sum::<f64>()
+            / n as f64;
+        // Uniform draws on [0, 0.9] would be 0.25 away on average.
+        assert!(mean_gap < 0.1, "{mean_gap}");
+    }
+
+    #[test]
+    fn failed_and_running_trials_are_ignored_and_pruned_ones_rank_last() {
+        let obs = |number, state, loss: Option<f64>, intermediate: Vec<f64>| Observation {
+            number,
+            config: Config::new(),
+            state,
+            loss,
+            intermediate,
+        };
+        let history = vec![
+            obs(0, TrialState::Pruned, None, vec![0.1]),
+            obs(1, TrialState::Complete, Some(0.5), vec![]),
+            obs(2, TrialState::Failed, None, vec![0.0]),
+            obs(3, TrialState::Running, None, vec![0.0]),
+            obs(4, TrialState::Pruned, None, vec![0.9, 0.8]),
+            obs(5, TrialState::Complete, Some(0.2), vec![]),
+        ];
+        let order: Vec<usize> = rank(&history).iter().map(|r| r.number).collect();
+        assert_eq!(order, [5, 1, 4, 0]);
+    }
+
+    #[test]
+    fn gamma_takes_a_tenth_rounded_up_and_at_most_25() {
+        assert_eq!(gamma(1), 1);
+        assert_eq!(gamma(10), 1);
+        assert_eq!(gamma(11), 2);
+        assert_eq!(gamma(1000), 25);
+    }
+
+    #[test]
+    fn the_normal_cdf_matches_known_values() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.0) - 0.841_344_746).abs() < 1e-6);
+        assert!((normal_cdf(-1.96) - 0.024_997_895).abs() < 1e-6);
+    }
+
+    #[test]
+    fn old_trials_fade_only_past_25() {
+        assert_eq!(age_weights(24), vec![1.0; 24]);
+        let w = age_weights(40);
+        assert!((w[0] - 1.0 / 40.0).abs() < 1e-12);
+        assert!(w.windows(2).all(|p| p[0] <= p[1]));
+        assert_eq!(w[15..], [1.0; 25]);
+    }
+
+    #[test]
+    fn a_truncated_mixture_integrates_to_one() {
+        let axis = Axis {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+            int: false,
+        };
+        let p = Parzen::fit(&axis, &[0.1, 0.15, 0.9], &[1.0, 1.0, 1.0], 1.0);
+        let n = 10_000;
+        let integral: f64 = (0..n)
+            .map(|k| p.log_pdf((k as f64 + 0.5) / n as f64).exp() / n as f64)
+            .sum();
+        assert!((integral - 1.0).abs() < 1e-3, "{integral}");
+    }
+}
