@@ -3,7 +3,7 @@
 use crate::controller::{best_trial, train_final, Controller, PreparedData, SearchOptions};
 use crate::data::{load, load_test_file, DataSource, InputShape, LoadOptions};
 use crate::leaderboard::{self, Format};
-use crate::search::{FifoScheduler, Strategy};
+use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
 use crate::study::{study_dir, Metric, SnapshotStorage, Storage, StudyMeta};
 use clap::{Args, Parser, Subcommand};
@@ -14,7 +14,11 @@ use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Parser)]
-#[command(name = "nas", version, about = "Neural architecture search and hyper-parameter tuning")]
+#[command(
+    name = "nas",
+    version,
+    about = "Neural architecture search and hyper-parameter tuning"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -65,6 +69,12 @@ pub struct SearchArgs {
     /// Trials trained at once (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// random | grid | evolution | tpe
+    #[arg(long, default_value = "random")]
+    pub strategy: String,
+    /// fifo | asha | hyperband (epochs are the budget)
+    #[arg(long, default_value = "fifo")]
+    pub scheduler: String,
     /// Reject candidates with more trainable parameters before training.
     #[arg(long)]
     pub max_params: Option<usize>,
@@ -157,7 +167,11 @@ fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
 }
 
 /// Writes the readable and machine-readable leaderboards next to the study.
-fn save_leaderboards(dir: &Path, storage: &dyn Storage, space: Option<&SearchSpace>) -> Result<String, CliError> {
+fn save_leaderboards(
+    dir: &Path,
+    storage: &dyn Storage,
+    space: Option<&SearchSpace>,
+) -> Result<String, CliError> {
     let metric = storage.meta().metric;
     let rows = leaderboard::rows(storage.trials(), metric, space);
     let mut table = leaderboard::render(&rows, metric, Format::Table, None);
@@ -215,6 +229,17 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         .map(parse_duration)
         .transpose()
         .map_err(CliError::Usage)?;
+    let strategy: Strategy = a
+        .strategy
+        .parse()
+        .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+    let scheduler: SchedulerKind = a
+        .scheduler
+        .parse()
+        .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+    let sampler = strategy
+        .build(&space)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let study = a.study.clone().unwrap_or_else(|| space.name.clone());
     let dir = study_dir(&a.results, &study);
     let metric = Metric::for_task(space.task);
@@ -227,8 +252,8 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         metric,
         seed: a.seed,
         folds: a.folds,
-        strategy: "random".into(),
-        scheduler: "fifo".into(),
+        strategy: strategy.label().into(),
+        scheduler: scheduler.label().into(),
     };
     let mut storage = SnapshotStorage::open_or_create(&dir, meta)?;
     if storage.meta().space_source != space.source && !a.force {
@@ -283,8 +308,12 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         },
         cancel: cancel.clone(),
     };
-    let sampler = Strategy::Random.build();
-    controller.run(&mut storage, sampler, Box::new(FifoScheduler), Vec::new())?;
+    controller.run(
+        &mut storage,
+        sampler,
+        scheduler.build(space.max_epochs()),
+        Vec::new(),
+    )?;
     let table = save_leaderboards(&dir, &storage, Some(&space))?;
     println!("{table}");
     if a.no_final || cancel.load(Ordering::SeqCst) {
@@ -341,9 +370,8 @@ fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
 
 /// The study to show when none is named: the only one, else the most recently changed.
 fn only_study(results: &Path) -> Result<String, CliError> {
-    let entries = std::fs::read_dir(results).map_err(|e| {
-        CliError::Usage(format!("cannot read {}: {e}", results.display()))
-    })?;
+    let entries = std::fs::read_dir(results)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", results.display())))?;
     let mut best: Option<(std::time::SystemTime, String)> = None;
     for e in entries.flatten() {
         let file = e.path().join(SnapshotStorage::FILE);

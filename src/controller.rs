@@ -33,7 +33,10 @@ pub enum SearchError {
 /// Mixes the study seed with a salt (a trial number, a purpose) into an independent seed.
 pub fn derive_seed(seed: u64, salt: u64) -> u64 {
     // SplitMix64 finaliser: consecutive salts give unrelated seeds.
-    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03);
+    let mut z = seed
+        ^ salt
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -406,7 +409,9 @@ pub fn best_trial(trials: &[TrialRecord], metric: Metric) -> Option<&TrialRecord
         .iter()
         .filter(|t| t.state == TrialState::Complete && t.cv_mean.is_some_and(f64::is_finite))
         .fold(None, |best: Option<&TrialRecord>, t| match best {
-            Some(b) if !metric.better(t.cv_mean.unwrap_or(f64::NAN), b.cv_mean.unwrap_or(f64::NAN)) => {
+            Some(b)
+                if !metric.better(t.cv_mean.unwrap_or(f64::NAN), b.cv_mean.unwrap_or(f64::NAN)) =>
+            {
                 Some(b)
             }
             _ => Some(t),

@@ -283,10 +283,7 @@ impl Builder<'_> {
             }
             layers.push(Layer::Act(a.activation));
         }
-        layers.push(Layer::GlobalAvgPool {
-            c: x.c,
-            hw: x.hw(),
-        });
+        layers.push(Layer::GlobalAvgPool { c: x.c, hw: x.hw() });
         if a.dropout > 0.0 {
             layers.push(Layer::Dropout(a.dropout));
         }

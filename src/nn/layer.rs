@@ -8,7 +8,10 @@ use dfdx::prelude::*;
 /// One layer of a network. Composite layers hold sub-layers.
 pub enum Layer {
     /// `x W + b`, with `W` of shape (in, out).
-    Linear { w: Mat, b: Vector },
+    Linear {
+        w: Mat,
+        b: Vector,
+    },
     Act(Activation),
     Dropout(f64),
     /// Batch norm over `c` channels of `hw` positions each (hw = 1 after dense layers).
@@ -24,8 +27,14 @@ pub enum Layer {
         b: Option<Vector>,
         geom: Conv2dGeom,
     },
-    Pool { kind: PoolKind, geom: Pool2dGeom },
-    GlobalAvgPool { c: usize, hw: usize },
+    Pool {
+        kind: PoolKind,
+        geom: Pool2dGeom,
+    },
+    GlobalAvgPool {
+        c: usize,
+        hw: usize,
+    },
     /// ResNet-style `act(body(x) + shortcut(x))`; an empty shortcut is the identity.
     Residual {
         body: Vec<Layer>,
@@ -33,7 +42,9 @@ pub enum Layer {
         act: Option<Activation>,
     },
     /// DenseNet-style growth: `concat(x, body(x))` along channels.
-    DenseGrow { body: Vec<Layer> },
+    DenseGrow {
+        body: Vec<Layer>,
+    },
 }
 
 /// A mutable view of one parameter, for optimisers and export.
@@ -152,7 +163,10 @@ impl Layer {
                 visit_all(shortcut, &format!("{prefix}.shortcut"), f);
             }
             Layer::DenseGrow { body } => visit_all(body, &format!("{prefix}.body"), f),
-            Layer::Act(_) | Layer::Dropout(_) | Layer::Pool { .. } | Layer::GlobalAvgPool { .. } => {}
+            Layer::Act(_)
+            | Layer::Dropout(_)
+            | Layer::Pool { .. }
+            | Layer::GlobalAvgPool { .. } => {}
         }
     }
 

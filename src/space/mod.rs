@@ -168,6 +168,23 @@ impl SearchSpace {
         raw.check(text, name, file)
     }
 
+    /// The largest value `max_epochs` can take (the budget unit of schedulers).
+    pub fn max_epochs(&self) -> usize {
+        let high = match self.param("max_epochs").map(|p| &p.dist) {
+            Some(Distribution::Int { high, .. }) => *high,
+            Some(Distribution::Categorical { choices }) => choices
+                .iter()
+                .filter_map(|c| match c {
+                    Choice::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(1),
+            _ => 1,
+        };
+        high.max(1) as usize
+    }
+
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
         self.params.iter().find(|p| p.name == name)
     }

@@ -113,7 +113,9 @@ impl DomValue for i64 {
             return Err(format!("empty range: low {lo} is above high {hi}"));
         }
         if log && *lo <= 0 {
-            return Err(format!("a log range must stay above 0, but it starts at {lo}"));
+            return Err(format!(
+                "a log range must stay above 0, but it starts at {lo}"
+            ));
         }
         Ok(Distribution::Int {
             low: *lo,
@@ -135,7 +137,9 @@ impl DomValue for f64 {
             return Err(format!("empty range: low {lo} is above high {hi}"));
         }
         if log && *lo <= 0.0 {
-            return Err(format!("a log range must stay above 0, but it starts at {lo}"));
+            return Err(format!(
+                "a log range must stay above 0, but it starts at {lo}"
+            ));
         }
         Ok(Distribution::Float {
             low: *lo,
@@ -221,7 +225,12 @@ impl Checker<'_> {
 
     /// The choice indices of categorical parameter `param` whose label is `label`.
     fn indices_of(&self, param: &str, label: &str) -> Vec<usize> {
-        match self.params.iter().find(|p| p.name == param).map(|p| &p.dist) {
+        match self
+            .params
+            .iter()
+            .find(|p| p.name == param)
+            .map(|p| &p.dist)
+        {
             Some(Distribution::Categorical { choices }) => choices
                 .iter()
                 .enumerate()
@@ -245,7 +254,9 @@ impl Checker<'_> {
         if choices.is_empty() && child_written {
             return Err(self.err(
                 child,
-                format!("only applies when `{param}` is {label}, but `{param}` never takes {label}"),
+                format!(
+                    "only applies when `{param}` is {label}, but `{param}` never takes {label}"
+                ),
             ));
         }
         Ok(Condition::OneOf {
@@ -298,7 +309,9 @@ fn odd_kernel(v: &i64) -> Result<(), String> {
     if *v >= 1 && v % 2 == 1 {
         Ok(())
     } else {
-        Err(format!("kernel size {v} must be an odd number >= 1 (\"same\" padding)"))
+        Err(format!(
+            "kernel size {v} must be an odd number >= 1 (\"same\" padding)"
+        ))
     }
 }
 
@@ -351,7 +364,10 @@ fn check_mlp(c: &mut Checker, m: &MlpSpace) -> Result<(), SpaceError> {
     let depth = c.add("depth", &m.depth, Dom::Range(1, 3), at_least(0), vec![])?;
     let max_depth = c.max_int(&depth);
     if max_depth > 64 {
-        return Err(c.err("depth", format!("{max_depth} hidden layers is more than 64")));
+        return Err(c.err(
+            "depth",
+            format!("{max_depth} hidden layers is more than 64"),
+        ));
     }
     let width_default = Dom::Choice(vec![64, 128, 256]);
     c.add(
@@ -362,7 +378,13 @@ fn check_mlp(c: &mut Checker, m: &MlpSpace) -> Result<(), SpaceError> {
         vec![],
     )?;
     let shared = c.when("width", false, "per_layer_width", "false")?;
-    c.add("width", &m.width, width_default.clone(), at_least(1), vec![shared])?;
+    c.add(
+        "width",
+        &m.width,
+        width_default.clone(),
+        at_least(1),
+        vec![shared],
+    )?;
     let per_layer = c.when("per_layer_width", false, "per_layer_width", "true")?;
     if !matches!(&per_layer, Condition::OneOf { choices, .. } if choices.is_empty()) {
         for i in 1..=max_depth {
@@ -379,8 +401,20 @@ fn check_mlp(c: &mut Checker, m: &MlpSpace) -> Result<(), SpaceError> {
             c.add(&key, &Some(dom), Dom::Fixed(1), at_least(1), conds)?;
         }
     }
-    c.add("activation", &m.activation, Dom::Fixed(Activation::Relu), any, vec![])?;
-    c.add("dropout", &m.dropout, Dom::Fixed(0.0), between(0.0, 1.0), vec![])?;
+    c.add(
+        "activation",
+        &m.activation,
+        Dom::Fixed(Activation::Relu),
+        any,
+        vec![],
+    )?;
+    c.add(
+        "dropout",
+        &m.dropout,
+        Dom::Fixed(0.0),
+        between(0.0, 1.0),
+        vec![],
+    )?;
     c.add("batch_norm", &m.batch_norm, Dom::Fixed(false), any, vec![])?;
     Ok(())
 }
@@ -404,7 +438,13 @@ fn check_cnn(c: &mut Checker, m: &CnnSpace) -> Result<(), SpaceError> {
         any,
         vec![],
     )?;
-    c.add("width", &m.width, Dom::Choice(vec![16, 32]), at_least(1), vec![])?;
+    c.add(
+        "width",
+        &m.width,
+        Dom::Choice(vec![16, 32]),
+        at_least(1),
+        vec![],
+    )?;
     let dense = c.when("growth_rate", m.growth_rate.is_some(), "block", "dense")?;
     c.add(
         "growth_rate",
@@ -414,7 +454,13 @@ fn check_cnn(c: &mut Checker, m: &CnnSpace) -> Result<(), SpaceError> {
         vec![dense],
     )?;
     let sep = c.when("expansion", m.expansion.is_some(), "block", "separable")?;
-    c.add("expansion", &m.expansion, Dom::Fixed(1), at_least(1), vec![sep])?;
+    c.add(
+        "expansion",
+        &m.expansion,
+        Dom::Fixed(1),
+        at_least(1),
+        vec![sep],
+    )?;
     c.add("kernel", &m.kernel, Dom::Fixed(3), odd_kernel, vec![])?;
     c.add(
         "downsample",
@@ -423,8 +469,20 @@ fn check_cnn(c: &mut Checker, m: &CnnSpace) -> Result<(), SpaceError> {
         any,
         vec![],
     )?;
-    c.add("activation", &m.activation, Dom::Fixed(Activation::Relu), any, vec![])?;
-    c.add("dropout", &m.dropout, Dom::Fixed(0.0), between(0.0, 1.0), vec![])?;
+    c.add(
+        "activation",
+        &m.activation,
+        Dom::Fixed(Activation::Relu),
+        any,
+        vec![],
+    )?;
+    c.add(
+        "dropout",
+        &m.dropout,
+        Dom::Fixed(0.0),
+        between(0.0, 1.0),
+        vec![],
+    )?;
     c.add("batch_norm", &m.batch_norm, Dom::Fixed(true), any, vec![])?;
     Ok(())
 }
@@ -451,8 +509,20 @@ fn check_train(c: &mut Checker, t: &TrainSpace) -> Result<(), SpaceError> {
         vec![],
     )?;
     let sgd = c.when("momentum", t.momentum.is_some(), "optimizer", "sgd")?;
-    c.add("momentum", &t.momentum, Dom::Fixed(0.9), between(0.0, 1.0), vec![sgd])?;
-    c.add("batch_size", &t.batch_size, Dom::Fixed(64), at_least(1), vec![])?;
+    c.add(
+        "momentum",
+        &t.momentum,
+        Dom::Fixed(0.9),
+        between(0.0, 1.0),
+        vec![sgd],
+    )?;
+    c.add(
+        "batch_size",
+        &t.batch_size,
+        Dom::Fixed(64),
+        at_least(1),
+        vec![],
+    )?;
     c.add(
         "weight_decay",
         &t.weight_decay,
@@ -460,7 +530,13 @@ fn check_train(c: &mut Checker, t: &TrainSpace) -> Result<(), SpaceError> {
         at_least(0.0),
         vec![],
     )?;
-    c.add("max_epochs", &t.max_epochs, Dom::Fixed(50), at_least(1), vec![])?;
+    c.add(
+        "max_epochs",
+        &t.max_epochs,
+        Dom::Fixed(50),
+        at_least(1),
+        vec![],
+    )?;
     c.add("patience", &t.patience, Dom::Fixed(5), at_least(1), vec![])?;
     Ok(())
 }

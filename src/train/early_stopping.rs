@@ -72,7 +72,10 @@ mod tests {
             .map(|(i, l)| es.update(i + 1, *l))
             .collect();
         use Verdict::*;
-        assert_eq!(verdicts[..6], [Improved, Improved, Improved, Wait, Wait, Stop]);
+        assert_eq!(
+            verdicts[..6],
+            [Improved, Improved, Improved, Wait, Wait, Stop]
+        );
         assert_eq!(es.best_epoch(), 3);
         assert!((es.best_loss() - 0.7).abs() < 1e-12);
     }

@@ -107,7 +107,13 @@ impl CvOutcome {
     pub fn std(&self) -> f64 {
         let m = self.mean();
         let n = self.fold_scores.len().max(1) as f64;
-        (self.fold_scores.iter().map(|s| (s - m).powi(2)).sum::<f64>() / n).sqrt()
+        (self
+            .fold_scores
+            .iter()
+            .map(|s| (s - m).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt()
     }
 
     /// The epochs to retrain for: the mean of the folds' best epochs.
@@ -140,12 +146,19 @@ pub fn evaluate(outputs: &[f32], targets: &Targets, scale: Option<TargetScale>) 
             let (mut loss, mut correct) = (0.0f64, 0usize);
             for (row, &y) in outputs.chunks(k).zip(labels) {
                 let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                let lse = row.iter().map(|v| ((v - max) as f64).exp()).sum::<f64>().ln();
+                let lse = row
+                    .iter()
+                    .map(|v| ((v - max) as f64).exp())
+                    .sum::<f64>()
+                    .ln();
                 loss += lse - (row[y] - max) as f64;
                 let arg = row
                     .iter()
                     .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b })
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
+                    )
                     .0;
                 correct += usize::from(arg == y);
             }
@@ -245,7 +258,14 @@ impl Run {
                 continue;
             }
             let aug = self.augment.as_ref().map(|a| (a, train));
-            let x = batch(&self.dev, &train.features, f, rows, aug, &mut Some(&mut self.rng));
+            let x = batch(
+                &self.dev,
+                &train.features,
+                f,
+                rows,
+                aug,
+                &mut Some(&mut self.rng),
+            );
             let out = self.net.forward(x.leaky_trace(), true);
             let loss = match &train.targets {
                 Targets::Classes { labels, n_classes } => {
