@@ -3,6 +3,7 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
+use super::scratch::give_f32;
 use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
@@ -226,6 +227,7 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
             }
         }
         put_grad!(grads, &y_ghost, gy);
+        give_f32(x_hat);
         Ok(())
     });
     Ok(y.put_tape(tape))

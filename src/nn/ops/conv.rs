@@ -5,6 +5,7 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::gemm::{gemm, View};
+use super::scratch::{give_f32, take_f32};
 use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
 
 /// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
@@ -192,14 +193,21 @@ pub fn try_conv2d<T: Tape<f32, Cpu>>(
     let w = param_values(weight);
     let b = bias.map(param_values);
     let geom = *g;
-    let direct = g.in_c == g.groups;
+    // One input channel per group, but not a plain single-channel conv (GEMM does that well).
+    let direct = g.in_c == g.groups && g.groups > 1;
     let mut out = vec![0.0f32; n * g.out_len()];
-    // What backward needs besides the weights: the im2col matrices (GEMM path) or the input.
-    let saved = if direct {
+    if direct {
         direct_forward(&geom, n, &input.data, &w, b.as_deref(), &mut out);
+    } else {
+        gemm_forward(&geom, &input.data, &w, b.as_deref(), &mut out);
+    }
+    // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
+    // keeping them); without a tape it needs nothing.
+    let saved = if T::OWNS_TAPE {
         input.data
     } else {
-        gemm_forward::<T>(&geom, n, input.data, &w, b.as_deref(), &mut out)
+        give_f32(input.data);
+        Vec::new()
     };
 
     let dev = input.tensor.device().clone();
@@ -211,26 +219,23 @@ pub fn try_conv2d<T: Tape<f32, Cpu>>(
     let bias = bias.cloned();
     tape.add_backward_op(move |grads| {
         let gy = take_grad!(grads, &y_ghost);
-        {
-            let gw = grads.get_or_alloc_mut(&weight)?;
-            if direct {
-                direct_weight_grad(&geom, n, &saved, &gy, gw);
-            } else {
-                gemm_weight_grad(&geom, n, &saved, &gy, gw);
-            }
-        }
         if let Some(bias) = &bias {
             let gb = grads.get_or_alloc_mut(bias)?;
             bias_grad(&geom, &gy, gb);
         }
+        // Both gradients are needed at once; the weight's is moved out while x's is borrowed.
+        let mut gw = take_grad!(grads, &weight);
         {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             if direct {
+                direct_weight_grad(&geom, n, &saved, &gy, &mut gw);
                 direct_input_grad(&geom, n, &w, &gy, gx);
             } else {
-                gemm_input_grad(&geom, n, &w, &gy, gx);
+                gemm_backward(&geom, &saved, &w, &gy, &mut gw, gx);
             }
         }
+        put_grad!(grads, &weight, gw);
+        give_f32(saved);
         put_grad!(grads, &y_ghost, gy);
         Ok(())
     });
@@ -326,15 +331,10 @@ fn init_with_bias(g: &Conv2dGeom, bias: Option<&[f32]>, out: &mut [f32]) {
     }
 }
 
-/// GEMM forward; returns the im2col matrices of every sample when a tape will need them.
-fn gemm_forward<T: Tape<f32, Cpu>>(
-    g: &Conv2dGeom,
-    n: usize,
-    x: Vec<f32>,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) -> Vec<f32> {
+/// GEMM forward, one sample at a time: its im2col matrix (a few hundred KiB at most for the
+/// layers we build) stays in cache between being written and being multiplied, which a whole
+/// batch of them would not.
+fn gemm_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
     init_with_bias(g, bias, out);
     let beta = if bias.is_some() { 1.0 } else { 0.0 };
     let cin_g = g.in_c / g.groups;
@@ -342,135 +342,93 @@ fn gemm_forward<T: Tape<f32, Cpu>>(
     let p = g.out_h() * g.out_w();
     let k = cin_g * g.kh * g.kw;
     let hw = g.in_h * g.in_w;
-    if col_is_input(g) {
-        for (xs, ys) in x
-            .chunks_exact(g.in_len())
-            .zip(out.chunks_exact_mut(g.out_len()))
-        {
-            for grp in 0..g.groups {
-                gemm(
-                    cout_g,
-                    k,
-                    p,
-                    1.0,
-                    View::rows(&w[grp * cout_g * k..], k),
-                    View::rows(&xs[grp * cin_g * hw..], p),
-                    beta,
-                    &mut ys[grp * cout_g * p..],
-                    p,
-                );
-            }
-        }
-        return if T::OWNS_TAPE { x } else { Vec::new() };
-    }
-    // Per sample and group, a (k, p) matrix; all kept when training, one reused otherwise.
-    let per_sample = g.groups * k * p;
-    let mut cols = vec![0.0f32; if T::OWNS_TAPE { n * per_sample } else { k * p }];
-    for (s, (xs, ys)) in x
+    let pointwise = col_is_input(g);
+    // im2col overwrites every value, so a recycled buffer needs no zeroing.
+    let mut col = take_f32(if pointwise { 0 } else { k * p });
+    for (xs, ys) in x
         .chunks_exact(g.in_len())
         .zip(out.chunks_exact_mut(g.out_len()))
-        .enumerate()
     {
         for grp in 0..g.groups {
-            let off = if T::OWNS_TAPE {
-                s * per_sample + grp * k * p
+            let xg = &xs[grp * cin_g * hw..(grp + 1) * cin_g * hw];
+            let b = if pointwise {
+                xg
             } else {
-                0
+                im2col(g, xg, cin_g, &mut col);
+                &col
             };
-            let col = &mut cols[off..off + k * p];
-            im2col(g, &xs[grp * cin_g * hw..(grp + 1) * cin_g * hw], cin_g, col);
             gemm(
                 cout_g,
                 k,
                 p,
                 1.0,
                 View::rows(&w[grp * cout_g * k..], k),
-                View::rows(col, p),
+                View::rows(b, p),
                 beta,
                 &mut ys[grp * cout_g * p..],
                 p,
             );
         }
     }
-    cols
+    give_f32(col);
 }
 
-/// dW += dY * col^T, sample by sample (matrixmultiply accumulates with beta = 1).
-fn gemm_weight_grad(g: &Conv2dGeom, n: usize, cols: &[f32], gy: &[f32], gw: &mut [f32]) {
-    let cin_g = g.in_c / g.groups;
-    let cout_g = g.out_c / g.groups;
-    let p = g.out_h() * g.out_w();
-    let k = cin_g * g.kh * g.kw;
-    // On the 1x1 path the saved matrices are the input samples, laid out the same way.
-    let per_sample = if col_is_input(g) {
-        g.in_len()
-    } else {
-        g.groups * k * p
-    };
-    for s in 0..n {
-        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
-        for grp in 0..g.groups {
-            let col = &cols[s * per_sample + grp * k * p..];
-            gemm(
-                cout_g,
-                p,
-                k,
-                1.0,
-                View::rows(&gys[grp * cout_g * p..], p),
-                View::transposed(col, p),
-                1.0,
-                &mut gw[grp * cout_g * k..],
-                k,
-            );
-        }
-    }
-}
-
-/// dX += col2im(W^T * dY), sample by sample.
-fn gemm_input_grad(g: &Conv2dGeom, n: usize, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+/// GEMM backward, one sample at a time: dW += dY * col^T with the sample's im2col matrix
+/// rebuilt (cheaper than keeping a batch of them), and dX += col2im(W^T * dY).
+fn gemm_backward(g: &Conv2dGeom, x: &[f32], w: &[f32], gy: &[f32], gw: &mut [f32], gx: &mut [f32]) {
     let cin_g = g.in_c / g.groups;
     let cout_g = g.out_c / g.groups;
     let p = g.out_h() * g.out_w();
     let k = cin_g * g.kh * g.kw;
     let hw = g.in_h * g.in_w;
-    let direct = col_is_input(g);
-    let mut dcol = vec![0.0f32; if direct { 0 } else { k * p }];
-    for s in 0..n {
-        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
-        let gxs = &mut gx[s * g.in_len()..(s + 1) * g.in_len()];
+    let pointwise = col_is_input(g);
+    let scratch = if pointwise { 0 } else { k * p };
+    // Both are overwritten (im2col, and a GEMM with beta = 0) before being read.
+    let (mut col, mut dcol) = (take_f32(scratch), take_f32(scratch));
+    let samples = x
+        .chunks_exact(g.in_len())
+        .zip(gy.chunks_exact(g.out_len()))
+        .zip(gx.chunks_exact_mut(g.in_len()));
+    for ((xs, gys), gxs) in samples {
         for grp in 0..g.groups {
-            let wg = View::transposed(&w[grp * cout_g * k..], k);
+            let xg = &xs[grp * cin_g * hw..(grp + 1) * cin_g * hw];
+            let gxg = &mut gxs[grp * cin_g * hw..(grp + 1) * cin_g * hw];
             let gyg = View::rows(&gys[grp * cout_g * p..], p);
-            if direct {
-                gemm(
-                    k,
-                    cout_g,
-                    p,
-                    1.0,
-                    wg,
-                    gyg,
-                    1.0,
-                    &mut gxs[grp * cin_g * hw..],
-                    p,
-                );
+            let b = if pointwise {
+                xg
             } else {
-                gemm(k, cout_g, p, 1.0, wg, gyg, 0.0, &mut dcol, p);
-                col2im(
-                    g,
-                    &dcol,
-                    cin_g,
-                    &mut gxs[grp * cin_g * hw..(grp + 1) * cin_g * hw],
-                );
+                im2col(g, xg, cin_g, &mut col);
+                &col
+            };
+            gemm(
+                cout_g,
+                p,
+                k,
+                1.0,
+                gyg,
+                View::transposed(b, p),
+                1.0,
+                &mut gw[grp * cout_g * k..],
+                k,
+            );
+            let wt = View::transposed(&w[grp * cout_g * k..], k);
+            if pointwise {
+                gemm(k, cout_g, p, 1.0, wt, gyg, 1.0, gxg, p);
+            } else {
+                gemm(k, cout_g, p, 1.0, wt, gyg, 0.0, &mut dcol, p);
+                col2im(g, &dcol, cin_g, gxg);
             }
         }
     }
+    give_f32(col);
+    give_f32(dcol);
 }
 
 fn bias_grad(g: &Conv2dGeom, gy: &[f32], gb: &mut [f32]) {
     let p = g.out_h() * g.out_w();
     for sample in gy.chunks_exact(g.out_len()) {
         for (plane, o) in sample.chunks_exact(p).zip(gb.iter_mut()) {
-            *o += plane.iter().sum::<f32>();
+            *o += sum(plane);
         }
     }
 }
@@ -552,11 +510,7 @@ fn direct_weight_grad(g: &Conv2dGeom, n: usize, x: &[f32], gy: &[f32], gw: &mut 
                         let d = &gplane[oy * ow + xlo..oy * ow + xhi];
                         let ix0 = xlo * g.stride_w + j - g.pad_w;
                         if g.stride_w == 1 {
-                            acc += d
-                                .iter()
-                                .zip(&src[ix0..ix0 + d.len()])
-                                .map(|(a, b)| a * b)
-                                .sum::<f32>();
+                            acc += dot(d, &src[ix0..ix0 + d.len()]);
                         } else {
                             for (k, dv) in d.iter().enumerate() {
                                 acc += dv * src[ix0 + k * g.stride_w];
@@ -606,4 +560,38 @@ fn direct_input_grad(g: &Conv2dGeom, n: usize, w: &[f32], gy: &[f32], gx: &mut [
             }
         }
     }
+}
+
+/// Dot product with eight independent partial sums, so that the compiler may vectorise it
+/// (a single running f32 sum has to stay in order).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (ca, cb) in a8.zip(b8) {
+        for k in 0..8 {
+            acc[k] += ca[k] * cb[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Sum with eight independent partial sums; see [`dot`].
+#[inline]
+pub(crate) fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let a8 = a.chunks_exact(8);
+    let tail: f32 = a8.remainder().iter().sum();
+    for c in a8 {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }

@@ -10,6 +10,7 @@ mod conv;
 mod error;
 mod gemm;
 mod pool;
+mod scratch;
 
 pub use batch_norm::{batch_norm, try_batch_norm, BatchNormState};
 pub use conv::{conv2d, try_conv2d, Conv2dGeom};
@@ -38,7 +39,8 @@ pub(crate) fn take_input<T: Tape<f32, Cpu>>(x: Activations<T>) -> Result<Input<T
     let x = x.try_contiguous().map_err(OpError::Device)?;
     let (rows, cols) = *x.shape();
     let (tensor, tape) = x.split_tape();
-    let mut data = vec![0.0; rows * cols];
+    // Every value is overwritten by the copy; the buffer goes back to `scratch` when done.
+    let mut data = scratch::take_f32(rows * cols);
     tensor.copy_into(&mut data);
     Ok(Input { tensor, tape, data })
 }

@@ -4,6 +4,7 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use super::conv::{check_window, out_len};
+use super::scratch::{give_f32, give_usize, take_usize};
 use super::{make_output, put_grad, take_grad, take_input, Activations, OpError};
 
 /// What a pooling window computes.
@@ -133,7 +134,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
             Vec::new()
         }
     };
-    drop(input.data);
+    give_f32(input.data);
 
     let dev = input.tensor.device().clone();
     let y = make_output(&dev, out, n, g.out_len())?;
@@ -154,6 +155,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
             }
         }
         put_grad!(grads, &y_ghost, gy);
+        give_usize(winners);
         Ok(())
     });
     Ok(y.put_tape(tape))
@@ -161,8 +163,12 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
 
 /// Writes each window's maximum; returns the winners' input indices when `keep` asks for them.
 fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
+    if (g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w) == (2, 2, 2, 2, 0, 0) {
+        return max_forward_2x2(g, x, out, keep);
+    }
     let (oh, ow) = (g.out_h(), g.out_w());
-    let mut winners = Vec::with_capacity(if keep { out.len() } else { 0 });
+    let mut winners = take_usize(if keep { out.len() } else { 0 });
+    winners.clear();
     let planes = x.chunks_exact(g.h * g.w).zip(out.chunks_exact_mut(oh * ow));
     for (p, (plane, dst)) in planes.enumerate() {
         let base = p * g.h * g.w;
@@ -185,6 +191,70 @@ fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<us
                 dst[oy * ow + ox] = best_v;
                 if keep {
                     winners.push(base + best);
+                }
+            }
+        }
+    }
+    winners
+}
+
+/// The first maximum of `c`, NaN winning (as in PyTorch) so that it is not silently dropped.
+#[inline]
+fn first_max(c: &[f32]) -> (f32, usize) {
+    let (mut best, mut k) = (c[0], 0);
+    for (i, &v) in c.iter().enumerate().skip(1) {
+        if v > best || (v.is_nan() && !best.is_nan()) {
+            best = v;
+            k = i;
+        }
+    }
+    (best, k)
+}
+
+/// The common 2x2, stride 2 window: no bounds to clip and a tournament of selects, which
+/// compiles without branches (on real data the winner is random, so branches mispredict).
+fn max_forward_2x2(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut winners = take_usize(if keep { out.len() } else { 0 });
+    let mut ks = vec![0u8; ow];
+    let planes = x.chunks_exact(g.h * g.w).zip(out.chunks_exact_mut(oh * ow));
+    for (p, (plane, dst)) in planes.enumerate() {
+        for oy in 0..oh {
+            let top = &plane[2 * oy * g.w..2 * oy * g.w + 2 * ow];
+            let bottom = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * ow];
+            let row = &mut dst[oy * ow..(oy + 1) * ow];
+            for (((o, k), t), b) in row
+                .iter_mut()
+                .zip(ks.iter_mut())
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+            {
+                let (m1, k1) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
+                let (m2, k2) = if b[1] > b[0] { (b[1], 3) } else { (b[0], 2) };
+                let (m, mk) = if m2 > m1 { (m2, k2) } else { (m1, k1) };
+                *o = m;
+                *k = mk;
+            }
+            // Comparisons are false on NaN, so windows holding one are redone the careful way.
+            for (ox, o) in row.iter_mut().enumerate() {
+                let c = [
+                    top[2 * ox],
+                    top[2 * ox + 1],
+                    bottom[2 * ox],
+                    bottom[2 * ox + 1],
+                ];
+                if (c[0] + c[1] + c[2] + c[3]).is_nan() {
+                    let (m, k) = first_max(&c);
+                    *o = m;
+                    ks[ox] = k as u8;
+                }
+            }
+            if keep {
+                let base = p * g.h * g.w + 2 * oy * g.w;
+                let dst_w = &mut winners[(p * oh + oy) * ow..(p * oh + oy + 1) * ow];
+                for (ox, (wn, &k)) in dst_w.iter_mut().zip(&ks).enumerate() {
+                    let k = k as usize;
+                    *wn = base + (k / 2) * g.w + 2 * ox + k % 2;
                 }
             }
         }
@@ -272,7 +342,7 @@ pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
         .chunks_exact(hw)
         .map(|plane| plane.iter().sum::<f32>() * inv)
         .collect();
-    drop(input.data);
+    give_f32(input.data);
     let dev = input.tensor.device().clone();
     let y = make_output(&dev, out, n, c)?;
     let mut tape = input.tape;

@@ -1,0 +1,69 @@
+//! Per-thread reuse of large scratch buffers (input copies, pooling winners, im2col matrices).
+//!
+//! A training step allocates the same few megabyte-sized buffers every time; getting them from
+//! the allocator each time costs page faults and zeroing that rival the arithmetic. Buffers come
+//! back here when an op's backward pass (or its forward pass, if nothing is saved) is done.
+
+use std::cell::RefCell;
+
+/// How many buffers of each kind a thread keeps; more than a network holds at once is waste.
+const KEEP: usize = 24;
+
+thread_local! {
+    static F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static USIZE: RefCell<Vec<Vec<usize>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take<T: Copy + Default>(pool: &RefCell<Vec<Vec<T>>>, len: usize) -> Vec<T> {
+    let mut pool = pool.borrow_mut();
+    // Best fit: the smallest buffer that is large enough, else the largest (it will grow).
+    let pick = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.capacity() >= len)
+        .min_by_key(|(_, v)| v.capacity())
+        .or_else(|| pool.iter().enumerate().max_by_key(|(_, v)| v.capacity()))
+        .map(|(i, _)| i);
+    let mut v = pick.map(|i| pool.swap_remove(i)).unwrap_or_default();
+    // Truncating is free; only a grown tail is written.
+    v.resize(len, T::default());
+    v
+}
+
+fn give<T>(pool: &RefCell<Vec<Vec<T>>>, v: Vec<T>) {
+    if v.capacity() == 0 {
+        return;
+    }
+    let mut pool = pool.borrow_mut();
+    pool.push(v);
+    if pool.len() > KEEP {
+        if let Some(i) = pool
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i)
+        {
+            pool.swap_remove(i);
+        }
+    }
+}
+
+/// A buffer of `len` floats with unspecified contents: the caller overwrites all of it.
+pub(crate) fn take_f32(len: usize) -> Vec<f32> {
+    F32.with(|p| take(p, len))
+}
+
+/// Hands a buffer from [`take_f32`] (or any other) back for reuse.
+pub(crate) fn give_f32(v: Vec<f32>) {
+    F32.with(|p| give(p, v));
+}
+
+/// A buffer of `len` indices with unspecified contents: the caller overwrites all of it.
+pub(crate) fn take_usize(len: usize) -> Vec<usize> {
+    USIZE.with(|p| take(p, len))
+}
+
+/// Hands a buffer from [`take_usize`] back for reuse.
+pub(crate) fn give_usize(v: Vec<usize>) {
+    USIZE.with(|p| give(p, v));
+}
