@@ -1,0 +1,134 @@
+//! Search-space files: valid ones parse, every kind of mistake is reported as FILE:LINE:COLUMN.
+
+use nas::space::{SearchSpace, SpaceError};
+use std::path::Path;
+
+fn parse(text: &str) -> Result<SearchSpace, SpaceError> {
+    SearchSpace::from_str_named(text, "t", "spaces/t.ron")
+}
+
+/// The (line, column) an error points at, checking the message's `FILE:LINE:COLUMN:` prefix.
+fn position(err: &SpaceError) -> (usize, usize, String) {
+    let msg = err.to_string();
+    match err {
+        SpaceError::Invalid { line, col, .. } => {
+            assert!(
+                msg.starts_with(&format!("spaces/t.ron:{line}:{col}: ")),
+                "message lacks FILE:LINE:COLUMN: {msg}"
+            );
+            (*line, *col, msg)
+        }
+        other => panic!("expected a positioned error, got {other}"),
+    }
+}
+
+const MLP: &str = "(
+    task: Classification,
+    model: Mlp((
+        depth: Range(1, 3),
+        width: Choice([32, 64]),
+    )),
+    train: (
+        optimizer: Choice([Adam, Sgd]),
+        learning_rate: LogRange(1e-4, 1e-1),
+        momentum: Range(0.8, 0.95),
+    ),
+)";
+
+#[test]
+fn every_shipped_space_file_is_valid() {
+    for f in ["mlp", "mlp_regression", "cnn", "resnet", "densenet", "mobilenet"] {
+        let path = format!("{}/search_spaces/{f}.ron", env!("CARGO_MANIFEST_DIR"));
+        let s = SearchSpace::from_file(Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.name, f);
+        assert!(!s.params.is_empty());
+    }
+}
+
+#[test]
+fn momentum_exists_only_when_the_optimizer_is_sgd() {
+    let s = parse(MLP).unwrap();
+    let m = s.param("momentum").unwrap();
+    assert_eq!(m.conditions.len(), 1);
+    assert_eq!(m.conditions[0].parent(), "optimizer");
+}
+
+#[test]
+fn unknown_field_is_reported_at_its_line_and_column() {
+    let text = MLP.replace("        width: Choice([32, 64]),", "        widht: Choice([32, 64]),");
+    let (line, col, msg) = position(&parse(&text).unwrap_err());
+    assert_eq!((line, col), (5, 14), "{msg}");
+    assert!(msg.contains("widht"), "{msg}");
+}
+
+#[test]
+fn wrong_type_is_reported_at_its_line() {
+    let text = MLP.replace("depth: Range(1, 3)", "depth: Range(1, \"three\")");
+    let (line, _, msg) = position(&parse(&text).unwrap_err());
+    assert_eq!(line, 4, "{msg}");
+}
+
+#[test]
+fn syntax_error_is_reported_at_its_line() {
+    let text = MLP.replace("width: Choice([32, 64]),", "width: Choice([32, 64],");
+    let (line, _, _) = position(&parse(&text).unwrap_err());
+    assert_eq!(line, 5);
+}
+
+#[test]
+fn empty_range_names_the_parameter_and_its_line() {
+    let text = MLP.replace("depth: Range(1, 3)", "depth: Range(3, 1)");
+    let (line, col, msg) = position(&parse(&text).unwrap_err());
+    assert_eq!((line, col), (4, 9), "{msg}");
+    assert!(msg.contains("depth") && msg.contains("empty range"), "{msg}");
+}
+
+#[test]
+fn log_range_touching_zero_is_an_error() {
+    let text = MLP.replace("LogRange(1e-4, 1e-1)", "LogRange(0.0, 1e-1)");
+    let (line, _, msg) = position(&parse(&text).unwrap_err());
+    assert_eq!(line, 9, "{msg}");
+    assert!(msg.contains("learning_rate") && msg.contains("log"), "{msg}");
+}
+
+#[test]
+fn condition_on_a_value_the_parent_never_takes_is_an_error() {
+    let text = MLP.replace("Choice([Adam, Sgd])", "Fixed(Adam)");
+    let (line, _, msg) = position(&parse(&text).unwrap_err());
+    assert_eq!(line, 10, "{msg}");
+    assert!(msg.contains("momentum") && msg.contains("optimizer"), "{msg}");
+}
+
+#[test]
+fn empty_choice_is_an_error() {
+    let text = MLP.replace("Choice([32, 64])", "Choice([])");
+    let (line, _, msg) = position(&parse(&text).unwrap_err());
+    assert_eq!(line, 5, "{msg}");
+}
+
+#[test]
+fn out_of_bounds_values_are_errors() {
+    let text = MLP.replace("momentum: Range(0.8, 0.95)", "momentum: Range(0.8, 1.5)");
+    let (line, _, msg) = position(&parse(&text).unwrap_err());
+    assert_eq!(line, 10, "{msg}");
+}
+
+#[test]
+fn the_binary_prints_file_line_column_and_exits_with_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.ron");
+    std::fs::write(&path, MLP.replace("depth: Range(1, 3)", "depth: Range(3, 1)")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(["search", "--space"])
+        .arg(&path)
+        .args(["--results"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:9:", path.display())),
+        "stderr: {stderr}"
+    );
+}
