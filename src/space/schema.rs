@@ -199,9 +199,6 @@ impl Checker<'_> {
             Dom::Range(a, b) | Dom::LogRange(a, b) => vec![a.clone(), b.clone()],
             Dom::Choice(vs) => vs.clone(),
         };
-        for v in &values {
-            valid(v).map_err(|m| self.err(key, m))?;
-        }
         let dist = match &dom {
             Dom::Fixed(v) => Distribution::Categorical {
                 choices: vec![v.choice()],
@@ -215,6 +212,9 @@ impl Checker<'_> {
                 choices: vs.iter().map(|v| v.choice()).collect(),
             },
         };
+        for v in &values {
+            valid(v).map_err(|m| self.err(key, m))?;
+        }
         self.params.push(ParamSpec {
             name: key.to_string(),
             dist: dist.clone(),

@@ -1,0 +1,189 @@
+//! Whole searches through the library: reproducibility, failing trials, early stopping, CLI.
+
+use nas::controller::{Controller, PreparedData, SearchOptions};
+use nas::data::{load, DataSource, LoadOptions};
+use nas::leaderboard;
+use nas::search::{FifoScheduler, Strategy, TrialState};
+use nas::space::SearchSpace;
+use nas::study::{Metric, SnapshotStorage, Storage, StudyMeta, TrialRecord};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+const IRIS: &str = "(
+    task: Classification,
+    data: \"iris\",
+    model: Mlp((
+        depth: Range(0, 2),
+        width: Choice([8, 16]),
+        activation: Choice([Relu, Tanh]),
+        batch_norm: Choice([false, true]),
+        dropout: Choice([0.0, 0.1]),
+    )),
+    train: (
+        optimizer: Choice([Adam, Sgd]),
+        learning_rate: LogRange(1e-3, 1e-1),
+        momentum: Range(0.8, 0.95),
+        batch_size: Choice([16, 32]),
+        max_epochs: Fixed(30),
+        patience: Fixed(3),
+    ),
+)";
+
+fn run_study(text: &str, seed: u64, trials: usize, workers: usize) -> Vec<TrialRecord> {
+    let space = SearchSpace::from_str_named(text, "t", "t.ron").unwrap();
+    let data_name = space.data.clone().unwrap();
+    let split = load(&DataSource::parse(&data_name).unwrap(), &LoadOptions::default()).unwrap();
+    let data = PreparedData::new(split, space.family, 3, seed).unwrap();
+    let metric = Metric::for_task(space.task);
+    let dir = tempfile::tempdir().unwrap();
+    let meta = StudyMeta {
+        name: "t".into(),
+        space_file: "t.ron".into(),
+        space_source: text.into(),
+        data: data_name,
+        task: space.task,
+        metric,
+        seed,
+        folds: 3,
+        strategy: "random".into(),
+        scheduler: "fifo".into(),
+    };
+    let mut storage = SnapshotStorage::open_or_create(dir.path(), meta).unwrap();
+    let c = Controller {
+        space: &space,
+        data: &data,
+        metric,
+        opts: SearchOptions {
+            trials: Some(trials),
+            time_budget: None,
+            seed,
+            workers,
+            max_params: None,
+            max_macs: None,
+            verbose: false,
+        },
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let sampler = Strategy::Random.build(&space).unwrap();
+    c.run(&mut storage, sampler, Box::new(FifoScheduler), Vec::new())
+        .unwrap();
+    storage.trials().to_vec()
+}
+
+/// The leaderboard without its time column.
+fn board(trials: &[TrialRecord], metric: Metric) -> Vec<String> {
+    leaderboard::rows(trials, metric, None)
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{:?} {} {} {} {:?} {:?} {}",
+                r.rank, r.trial, r.state, r.architecture, r.cv_mean, r.cv_std, r.epochs
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn same_seed_gives_the_same_leaderboard() {
+    let a = run_study(IRIS, 5, 6, 1);
+    let b = run_study(IRIS, 5, 6, 1);
+    assert_eq!(board(&a, Metric::Accuracy), board(&b, Metric::Accuracy));
+    let c = run_study(IRIS, 6, 6, 1);
+    assert_ne!(board(&a, Metric::Accuracy), board(&c, Metric::Accuracy));
+}
+
+#[test]
+fn random_search_leaderboard_does_not_depend_on_the_number_of_workers() {
+    let one = run_study(IRIS, 11, 6, 1);
+    let two = run_study(IRIS, 11, 6, 2);
+    assert_eq!(board(&one, Metric::Accuracy), board(&two, Metric::Accuracy));
+}
+
+#[test]
+fn a_diverging_trial_is_recorded_as_failed_and_the_search_completes() {
+    // SGD with a learning rate of 10 on unscaled-looking regression diverges within an epoch.
+    let text = "(
+        task: Regression,
+        data: \"diabetes\",
+        model: Mlp((depth: Fixed(2), width: Fixed(64))),
+        train: (
+            optimizer: Fixed(Sgd),
+            learning_rate: Choice([0.001, 10.0]),
+            momentum: Fixed(0.9),
+            max_epochs: Fixed(5),
+        ),
+    )";
+    let trials = run_study(text, 1, 8, 2);
+    assert_eq!(trials.len(), 8);
+    let failed: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .collect();
+    let complete = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .count();
+    assert!(!failed.is_empty() && complete > 0, "{trials:#?}");
+    for t in failed {
+        let e = t.error.as_deref().unwrap_or("");
+        assert!(e.contains("diverged") && e.contains("epoch"), "{e}");
+        assert!(t.cv_mean.is_none());
+    }
+}
+
+#[test]
+fn early_stopping_ends_training_before_the_epoch_limit() {
+    let text = IRIS
+        .replace("max_epochs: Fixed(30)", "max_epochs: Fixed(400)")
+        .replace("patience: Fixed(3)", "patience: Fixed(2)");
+    let trials = run_study(&text, 2, 3, 2);
+    for t in &trials {
+        assert_eq!(t.state, TrialState::Complete);
+        // Each fold stops `patience` epochs after its best; none reaches 400.
+        assert!(t.budget < 3 * 400, "trial {} trained {} epochs", t.number, t.budget);
+        assert!(t.epochs >= 1 && t.epochs < 400);
+    }
+}
+
+#[test]
+fn nas_search_and_nas_leaderboard_print_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("iris.ron");
+    std::fs::write(&space, IRIS).unwrap();
+    let nas = env!("CARGO_BIN_EXE_nas");
+    let out = std::process::Command::new(nas)
+        .args(["search", "--trials", "3", "--seed", "4", "--quiet", "--space"])
+        .arg(&space)
+        .arg("--results")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let search_out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(search_out.contains("TEST SET"), "{search_out}");
+    let study = dir.path().join("iris");
+    for f in ["study.json", "leaderboard.txt", "leaderboard.json", "leaderboard.csv", "test.json"] {
+        assert!(study.join(f).exists(), "{f} missing");
+    }
+    let out = std::process::Command::new(nas)
+        .args(["leaderboard", "--study", "iris", "--results"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let board = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(board.trim(), search_out.trim());
+
+    let out = std::process::Command::new(nas)
+        .args(["leaderboard", "--format", "json", "--study", "iris", "--results"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for key in ["rank", "trial", "state", "params", "cv_mean", "cv_std", "epochs", "architecture", "config"] {
+        assert!(rows[0].get(key).is_some(), "json row lacks {key}");
+    }
+    assert!(rows[0]["config"].get("learning_rate").is_some());
+}
