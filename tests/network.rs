@@ -44,7 +44,10 @@ fn random_input(n: usize, f: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
 fn loss_value(net: &mut Network, dev: &Cpu, x: &[f32], n: usize, r: &[f32]) -> f64 {
     let xt = dev.tensor_from_vec(x.to_vec(), (n, net.n_inputs));
     let out = net.forward(xt, true).as_vec();
-    out.iter().zip(r).map(|(o, r)| (*o as f64) * (*r as f64)).sum()
+    out.iter()
+        .zip(r)
+        .map(|(o, r)| (*o as f64) * (*r as f64))
+        .sum()
 }
 
 fn check_gradients(arch: &Architecture, shape: InputShape, n_out: usize, what: &str) {
@@ -151,13 +154,23 @@ fn every_block_type_matches_finite_differences_end_to_end() {
         }
     }
     let what = "separable with inverted residual";
-    check_gradients(&cnn(BlockKind::Separable, Downsample::AvgPool, true, 2), shape, 3, what);
+    check_gradients(
+        &cnn(BlockKind::Separable, Downsample::AvgPool, true, 2),
+        shape,
+        3,
+        what,
+    );
 }
 
 #[test]
 fn cnn_on_a_one_dimensional_signal_matches_finite_differences() {
     let shape = InputShape::new(1, 1, 12);
-    check_gradients(&cnn(BlockKind::Residual, Downsample::MaxPool, true, 1), shape, 2, "1-D");
+    check_gradients(
+        &cnn(BlockKind::Residual, Downsample::MaxPool, true, 1),
+        shape,
+        2,
+        "1-D",
+    );
 }
 
 #[test]
@@ -213,4 +226,3 @@ fn too_many_stages_for_the_input_is_an_impossible_architecture() {
     };
     assert!(err.contains("impossible architecture"), "{err}");
 }
-

@@ -32,7 +32,11 @@ const IRIS: &str = "(
 fn run_study(text: &str, seed: u64, trials: usize, workers: usize) -> Vec<TrialRecord> {
     let space = SearchSpace::from_str_named(text, "t", "t.ron").unwrap();
     let data_name = space.data.clone().unwrap();
-    let split = load(&DataSource::parse(&data_name).unwrap(), &LoadOptions::default()).unwrap();
+    let split = load(
+        &DataSource::parse(&data_name).unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let data = PreparedData::new(split, space.family, 3, seed).unwrap();
     let metric = Metric::for_task(space.task);
     let dir = tempfile::tempdir().unwrap();
@@ -140,7 +144,12 @@ fn early_stopping_ends_training_before_the_epoch_limit() {
     for t in &trials {
         assert_eq!(t.state, TrialState::Complete);
         // Each fold stops `patience` epochs after its best; none reaches 400.
-        assert!(t.budget < 3 * 400, "trial {} trained {} epochs", t.number, t.budget);
+        assert!(
+            t.budget < 3 * 400,
+            "trial {} trained {} epochs",
+            t.number,
+            t.budget
+        );
         assert!(t.epochs >= 1 && t.epochs < 400);
     }
 }
@@ -152,17 +161,29 @@ fn nas_search_and_nas_leaderboard_print_the_same_table() {
     std::fs::write(&space, IRIS).unwrap();
     let nas = env!("CARGO_BIN_EXE_nas");
     let out = std::process::Command::new(nas)
-        .args(["search", "--trials", "3", "--seed", "4", "--quiet", "--space"])
+        .args([
+            "search", "--trials", "3", "--seed", "4", "--quiet", "--space",
+        ])
         .arg(&space)
         .arg("--results")
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let search_out = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(search_out.contains("TEST SET"), "{search_out}");
     let study = dir.path().join("iris");
-    for f in ["study.json", "leaderboard.txt", "leaderboard.json", "leaderboard.csv", "test.json"] {
+    for f in [
+        "study.json",
+        "leaderboard.txt",
+        "leaderboard.json",
+        "leaderboard.csv",
+        "test.json",
+    ] {
         assert!(study.join(f).exists(), "{f} missing");
     }
     let out = std::process::Command::new(nas)
@@ -175,14 +196,31 @@ fn nas_search_and_nas_leaderboard_print_the_same_table() {
     assert_eq!(board.trim(), search_out.trim());
 
     let out = std::process::Command::new(nas)
-        .args(["leaderboard", "--format", "json", "--study", "iris", "--results"])
+        .args([
+            "leaderboard",
+            "--format",
+            "json",
+            "--study",
+            "iris",
+            "--results",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 3);
-    for key in ["rank", "trial", "state", "params", "cv_mean", "cv_std", "epochs", "architecture", "config"] {
+    for key in [
+        "rank",
+        "trial",
+        "state",
+        "params",
+        "cv_mean",
+        "cv_std",
+        "epochs",
+        "architecture",
+        "config",
+    ] {
         assert!(rows[0].get(key).is_some(), "json row lacks {key}");
     }
     assert!(rows[0]["config"].get("learning_rate").is_some());

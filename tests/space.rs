@@ -37,7 +37,14 @@ const MLP: &str = "(
 
 #[test]
 fn every_shipped_space_file_is_valid() {
-    for f in ["mlp", "mlp_regression", "cnn", "resnet", "densenet", "mobilenet"] {
+    for f in [
+        "mlp",
+        "mlp_regression",
+        "cnn",
+        "resnet",
+        "densenet",
+        "mobilenet",
+    ] {
         let path = format!("{}/search_spaces/{f}.ron", env!("CARGO_MANIFEST_DIR"));
         let s = SearchSpace::from_file(Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.name, f);
@@ -55,7 +62,10 @@ fn momentum_exists_only_when_the_optimizer_is_sgd() {
 
 #[test]
 fn unknown_field_is_reported_at_its_line_and_column() {
-    let text = MLP.replace("        width: Choice([32, 64]),", "        widht: Choice([32, 64]),");
+    let text = MLP.replace(
+        "        width: Choice([32, 64]),",
+        "        widht: Choice([32, 64]),",
+    );
     let (line, col, msg) = position(&parse(&text).unwrap_err());
     assert_eq!((line, col), (5, 14), "{msg}");
     assert!(msg.contains("widht"), "{msg}");
@@ -81,7 +91,10 @@ fn empty_range_names_the_parameter_and_its_line() {
     let text = MLP.replace("depth: Range(1, 3)", "depth: Range(3, 1)");
     let (line, col, msg) = position(&parse(&text).unwrap_err());
     assert_eq!((line, col), (4, 9), "{msg}");
-    assert!(msg.contains("depth") && msg.contains("empty range"), "{msg}");
+    assert!(
+        msg.contains("depth") && msg.contains("empty range"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -89,7 +102,10 @@ fn log_range_touching_zero_is_an_error() {
     let text = MLP.replace("LogRange(1e-4, 1e-1)", "LogRange(0.0, 1e-1)");
     let (line, _, msg) = position(&parse(&text).unwrap_err());
     assert_eq!(line, 9, "{msg}");
-    assert!(msg.contains("learning_rate") && msg.contains("log"), "{msg}");
+    assert!(
+        msg.contains("learning_rate") && msg.contains("log"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -97,7 +113,10 @@ fn condition_on_a_value_the_parent_never_takes_is_an_error() {
     let text = MLP.replace("Choice([Adam, Sgd])", "Fixed(Adam)");
     let (line, _, msg) = position(&parse(&text).unwrap_err());
     assert_eq!(line, 10, "{msg}");
-    assert!(msg.contains("momentum") && msg.contains("optimizer"), "{msg}");
+    assert!(
+        msg.contains("momentum") && msg.contains("optimizer"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -118,7 +137,11 @@ fn out_of_bounds_values_are_errors() {
 fn the_binary_prints_file_line_column_and_exits_with_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.ron");
-    std::fs::write(&path, MLP.replace("depth: Range(1, 3)", "depth: Range(3, 1)")).unwrap();
+    std::fs::write(
+        &path,
+        MLP.replace("depth: Range(1, 3)", "depth: Range(3, 1)"),
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
         .args(["search", "--space"])
         .arg(&path)

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Search a space: sample, train with k-fold cross-validation, rank, and test the best.
-    Search(SearchArgs),
+    Search(Box<SearchArgs>),
     /// Print a study's leaderboard again.
     Leaderboard(LeaderboardArgs),
 }
@@ -152,7 +152,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Search(a) => search(a),
+        Command::Search(a) => search(*a),
         Command::Leaderboard(a) => show_leaderboard(a),
     }
 }
