@@ -146,7 +146,8 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
 
     // x_hat is what the backward pass needs, so it is kept instead of x.
     let mut x_hat = xs;
-    let mut out = vec![0.0f32; n * expected];
+    // Every value is written below; the buffer is recycled once copied into the output tensor.
+    let mut out = super::scratch::take_f32(n * expected);
     for (row_hat, row_out) in x_hat
         .chunks_exact_mut(expected)
         .zip(out.chunks_exact_mut(expected))
