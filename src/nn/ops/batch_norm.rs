@@ -3,7 +3,7 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
-use super::scratch::give_f32;
+use super::scratch::{give_f32, take_f32};
 use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
@@ -147,7 +147,7 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
     // x_hat is what the backward pass needs, so it is kept instead of x.
     let mut x_hat = xs;
     // Every value is written below; the buffer is recycled once copied into the output tensor.
-    let mut out = super::scratch::take_f32(n * expected);
+    let mut out = take_f32(n * expected);
     for (row_hat, row_out) in x_hat
         .chunks_exact_mut(expected)
         .zip(out.chunks_exact_mut(expected))
