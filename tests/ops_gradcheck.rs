@@ -436,6 +436,10 @@ fn conv_grid() -> Vec<(usize, Conv2dGeom, bool)> {
         (2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false),
         (3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true),
         (3, geom(2, (3, 3), 2, (5, 5), (1, 1), (1, 1), 1), true),
+        // Larger feature maps, and a batch of seven.
+        (2, geom(2, (16, 17), 3, (3, 3), (1, 1), (1, 1), 1), true),
+        (2, geom(3, (16, 16), 2, (1, 1), (1, 1), (0, 0), 1), true),
+        (7, geom(2, (7, 7), 4, (3, 3), (1, 1), (1, 1), 1), true),
     ]
 }
 
@@ -521,6 +525,18 @@ fn pointwise_conv2d_matches_finite_differences() {
     conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 1), true);
     conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false);
     conv_gradcheck(3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true);
+}
+
+#[test]
+fn conv2d_on_a_larger_feature_map_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (16, 17), 3, (3, 3), (1, 1), (1, 1), 1), true);
+    conv_gradcheck(2, geom(3, (16, 16), 2, (1, 1), (1, 1), (0, 0), 1), true);
+}
+
+#[test]
+fn conv2d_over_a_batch_of_seven_matches_finite_differences() {
+    conv_gradcheck(7, geom(2, (7, 7), 3, (3, 3), (1, 1), (1, 1), 1), true);
+    conv_gradcheck(7, geom(4, (7, 7), 2, (1, 1), (1, 1), (0, 0), 2), false);
 }
 
 #[test]
