@@ -3,6 +3,8 @@
 //! Model: 1x28x28 -> conv3x3(16, pad 1) relu maxpool2 -> conv3x3(32, pad 1) relu maxpool2
 //! -> dense 10 (dfdx matmul), softmax cross-entropy, Adam, batch 64, random data.
 //! Run with `cargo bench --bench cnn_throughput`; `-- --seconds S` changes the timing window.
+//! dfdx's buffer cache is on, as a trainer should have it; `NAS_BENCH_NO_CACHE=1` measures
+//! without it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
