@@ -3,6 +3,8 @@
 //! Model: 1x28x28 -> conv3x3(16, pad 1) relu maxpool2 -> conv3x3(32, pad 1) relu maxpool2
 //! -> dense 10 (dfdx matmul), softmax cross-entropy, Adam, batch 64, random data.
 //! Run with `cargo bench --bench cnn_throughput`; `-- --seconds S` changes the timing window.
+//! dfdx's buffer cache is on, as a trainer should have it; `NAS_BENCH_NO_CACHE=1` measures
+//! without it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -143,6 +145,11 @@ impl Cnn {
 /// Trains for about `window` after a warm-up and returns samples per second.
 fn ours(window: Duration) -> f64 {
     let dev = Cpu::seed_from_u64(0);
+    // Recycle tensor buffers between steps (the `fast-alloc` feature we build dfdx with): without
+    // it every step gets its activations and gradients as fresh pages from the system allocator.
+    if std::env::var_os("NAS_BENCH_NO_CACHE").is_none() {
+        dev.enable_cache();
+    }
     let mut net = Cnn::new(&dev);
     let adam = AdamConfig::default();
     let batches: Vec<_> = (0..8)

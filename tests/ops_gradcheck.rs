@@ -436,6 +436,10 @@ fn conv_grid() -> Vec<(usize, Conv2dGeom, bool)> {
         (2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false),
         (3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true),
         (3, geom(2, (3, 3), 2, (5, 5), (1, 1), (1, 1), 1), true),
+        // Larger feature maps, and a batch of seven.
+        (2, geom(2, (16, 17), 3, (3, 3), (1, 1), (1, 1), 1), true),
+        (2, geom(3, (16, 16), 2, (1, 1), (1, 1), (0, 0), 1), true),
+        (7, geom(2, (7, 7), 4, (3, 3), (1, 1), (1, 1), 1), true),
     ]
 }
 
@@ -521,6 +525,18 @@ fn pointwise_conv2d_matches_finite_differences() {
     conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 1), true);
     conv_gradcheck(2, geom(4, (3, 5), 6, (1, 1), (1, 1), (0, 0), 2), false);
     conv_gradcheck(3, geom(2, (5, 7), 2, (1, 1), (2, 2), (0, 0), 1), true);
+}
+
+#[test]
+fn conv2d_on_a_larger_feature_map_matches_finite_differences() {
+    conv_gradcheck(2, geom(2, (16, 17), 3, (3, 3), (1, 1), (1, 1), 1), true);
+    conv_gradcheck(2, geom(3, (16, 16), 2, (1, 1), (1, 1), (0, 0), 1), true);
+}
+
+#[test]
+fn conv2d_over_a_batch_of_seven_matches_finite_differences() {
+    conv_gradcheck(7, geom(2, (7, 7), 3, (3, 3), (1, 1), (1, 1), 1), true);
+    conv_gradcheck(7, geom(4, (7, 7), 2, (1, 1), (1, 1), (0, 0), 2), false);
 }
 
 #[test]
@@ -823,4 +839,46 @@ fn ops_without_a_tape_record_nothing_and_compute_the_same_values() {
     // With a tape, the backward pass reaches the parameters; without one there was nothing to run.
     let grads = traced.sum().backward();
     assert!(grads.get(&pb.mats[0]).as_vec().iter().any(|v| *v != 0.0));
+}
+
+#[test]
+fn max_pool_lets_nan_win_like_pytorch_on_every_path() {
+    let dev = Cpu::default();
+    // The 2x2 / stride 2 fast path, then a 3x3 window through the general path.
+    for g in [
+        pgeom(1, (2, 4), (2, 2), (2, 2), (0, 0)),
+        pgeom(1, (2, 4), (2, 3), (1, 1), (0, 1)),
+    ] {
+        let x = vec![1.0, 5.0, f32::NAN, 2.0, 3.0, 4.0, 0.0, -1.0];
+        let y = pool2d(dev.tensor_from_vec(x.clone(), (1, 8)), PoolKind::Max, &g).as_vec();
+        let want = naive_pool_nan(&g, &x);
+        assert_eq!(y.len(), want.len());
+        for (a, e) in y.iter().zip(&want) {
+            assert!(
+                a == e || (a.is_nan() && e.is_nan()),
+                "{g:?}: {y:?} vs {want:?}"
+            );
+        }
+    }
+}
+
+/// Max pooling where any NaN in a window makes the result NaN.
+fn naive_pool_nan(g: &Pool2dGeom, x: &[f32]) -> Vec<f32> {
+    let plain = naive_pool(PoolKind::Max, g, 1, x);
+    let zeroed: Vec<f32> = x
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { 1.0 })
+        .collect();
+    // A window holds a NaN exactly when its minimum of the 0/1 mask is 0.
+    let masks = naive_pool(
+        PoolKind::Max,
+        g,
+        1,
+        &zeroed.iter().map(|m| -m).collect::<Vec<_>>(),
+    );
+    plain
+        .iter()
+        .zip(masks)
+        .map(|(&v, m)| if m == 0.0 { f32::NAN } else { v })
+        .collect()
 }

@@ -3,7 +3,7 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
-use super::scratch::give_f32;
+use super::scratch::{give_f32, take_f32};
 use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
@@ -146,7 +146,8 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
 
     // x_hat is what the backward pass needs, so it is kept instead of x.
     let mut x_hat = xs;
-    let mut out = vec![0.0f32; n * expected];
+    // Every value is written below; the buffer is recycled once copied into the output tensor.
+    let mut out = take_f32(n * expected);
     for (row_hat, row_out) in x_hat
         .chunks_exact_mut(expected)
         .zip(out.chunks_exact_mut(expected))
@@ -163,6 +164,13 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
 
     let dev = input.tensor.device().clone();
     let y = make_output(&dev, out, n, expected)?;
+    // Without a tape nothing will read x_hat again.
+    let x_hat = if T::OWNS_TAPE {
+        x_hat
+    } else {
+        give_f32(x_hat);
+        Vec::new()
+    };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();

@@ -195,7 +195,8 @@ pub fn try_conv2d<T: Tape<f32, Cpu>>(
     let geom = *g;
     // One input channel per group, but not a plain single-channel conv (GEMM does that well).
     let direct = g.in_c == g.groups && g.groups > 1;
-    let mut out = vec![0.0f32; n * g.out_len()];
+    // Every value is written below; the buffer is recycled once copied into the output tensor.
+    let mut out = take_f32(n * g.out_len());
     if direct {
         direct_forward(&geom, n, &input.data, &w, b.as_deref(), &mut out);
     } else {

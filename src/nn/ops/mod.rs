@@ -18,7 +18,7 @@ pub use error::OpError;
 pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, SplitTape, Tape, Tensor, TensorFromVec};
+use dfdx::tensor::{Cpu, SplitTape, Tape, Tensor, ZerosTensor};
 use dfdx::tensor_ops::ReshapeTo;
 
 /// A batch of activations: `(N, features)`, row-major, one sample per row.
@@ -45,15 +45,21 @@ pub(crate) fn take_input<T: Tape<f32, Cpu>>(x: Activations<T>) -> Result<Input<T
     Ok(Input { tensor, tape, data })
 }
 
-/// Wraps a freshly computed buffer as a tape-less `(rows, cols)` tensor on `dev`.
+/// Copies a computed buffer into a new tape-less `(rows, cols)` tensor on `dev`, and recycles it.
+///
+/// The tensor comes from dfdx's allocator rather than wrapping `data`, so that with dfdx's
+/// cache enabled (`Cache::enable_cache`) its memory is reused step after step; a wrapped
+/// buffer would come from the system allocator each time, fresh pages and page faults included.
 pub(crate) fn make_output(
     dev: &Cpu,
     data: Vec<f32>,
     rows: usize,
     cols: usize,
 ) -> Result<Tensor<(usize, usize), f32, Cpu>, OpError> {
-    dev.try_tensor_from_vec(data, (rows, cols))
-        .map_err(OpError::Device)
+    let mut t = dev.try_zeros_like(&(rows, cols)).map_err(OpError::Device)?;
+    t.copy_from(&data);
+    scratch::give_f32(data);
+    Ok(t)
 }
 
 /// Copies a parameter's values out (parameters are small; a copy keeps the closures simple).

@@ -4,7 +4,7 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use super::conv::{check_window, out_len};
-use super::scratch::{give_f32, give_usize, take_usize};
+use super::scratch::{give_f32, give_usize, take_f32, take_usize};
 use super::{make_output, put_grad, take_grad, take_input, Activations, OpError};
 
 /// What a pooling window computes.
@@ -124,7 +124,8 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
     let n = x.shape().0;
     let input = take_input(x)?;
     let geom = *g;
-    let mut out = vec![0.0f32; n * g.out_len()];
+    // Every value is written below; the buffer is recycled once copied into the output tensor.
+    let mut out = take_f32(n * g.out_len());
     // Max pooling remembers each window's winner (an index into the input), so that backward
     // needs neither the input nor a second search.
     let winners = match kind {

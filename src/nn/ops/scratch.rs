@@ -15,6 +15,9 @@ thread_local! {
 }
 
 fn take<T: Copy + Default>(pool: &RefCell<Vec<Vec<T>>>, len: usize) -> Vec<T> {
+    if len == 0 {
+        return Vec::new();
+    }
     let mut pool = pool.borrow_mut();
     // Best fit: the smallest buffer that is large enough, else the largest (it will grow).
     let pick = pool
