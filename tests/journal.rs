@@ -242,6 +242,24 @@ fn another_storage_sees_new_trials_after_refresh() {
     assert_eq!(b.create_trial().expect("create"), 1);
 }
 
+#[test]
+fn a_regression_study_minimises_rmse_and_keeps_its_curves_as_they_are() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = StudyMeta {
+        task: Task::Regression,
+        metric: Metric::Rmse,
+        ..meta("reg")
+    };
+    let mut s = JournalStorage::open_or_create(dir.path(), m.clone()).expect("creates");
+    let r = run_trial(&mut s, 0, TrialState::Complete, &[2.5, 1.25]).expect("trial");
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    assert!(text.contains(r#""directions":[1]"#), "MINIMIZE");
+    assert!(text.contains(r#""intermediate_value":1.25"#));
+    let again = JournalStorage::open(dir.path()).expect("reopens");
+    assert_eq!(again.meta(), &m);
+    assert_eq!(again.trials(), &[r][..]);
+}
+
 /// The pid of a process that has exited.
 fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true")

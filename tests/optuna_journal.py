@@ -41,6 +41,11 @@ def main():
     assert study.user_attrs["test_result"]["test_score"] == expected["test_score"]
     assert study.user_attrs["metric"] == "accuracy", study.user_attrs
     assert first.user_attrs["n_params"] == 1000, first.user_attrs
+    kinds = {type(d).__name__ for d in first.distributions.values()}
+    assert kinds <= {"IntDistribution", "FloatDistribution", "CategoricalDistribution"}, kinds
+    for t in trials:
+        assert t.datetime_start is not None and t.datetime_complete is not None, t
+        assert t.datetime_complete >= t.datetime_start, t
     print(f"optuna {optuna.__version__}: {len(trials)} trials, best {study.best_value}")
 
 
