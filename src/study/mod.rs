@@ -1,7 +1,9 @@
 //! Studies: trial records, the study's metadata, and where they are stored.
 
+mod journal;
 mod snapshot;
 
+pub use journal::{JournalStorage, LOST};
 pub use snapshot::SnapshotStorage;
 
 use crate::data::Task;
@@ -17,6 +19,13 @@ pub enum StudyError {
     Io { path: PathBuf, message: String },
     #[error("{path}: cannot read the study: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// A complete line in the middle of a journal that cannot be read.
+    #[error("{path}:{line}: cannot read the journal: {message}")]
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("no study named `{0}` under the results directory (run `nas search` first)")]
     Missing(String),
     #[error("trial {0} does not exist in this study")]
@@ -161,6 +170,11 @@ pub struct TestResult {
 pub trait Storage: Send {
     fn meta(&self) -> &StudyMeta;
     fn trials(&self) -> &[TrialRecord];
+    /// Picks up what other processes recorded since the last read (storages that only one
+    /// process writes have nothing to do). Writes catch up by themselves.
+    fn refresh(&mut self) -> Result<(), StudyError> {
+        Ok(())
+    }
     /// Allocates the next trial number and records the trial as running.
     fn create_trial(&mut self) -> Result<usize, StudyError>;
     /// Records the sampled configuration and seed of a running trial.

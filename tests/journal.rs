@@ -1,0 +1,354 @@
+//! The journal storage: replay, crash tolerance, several processes on one study, recovery of
+//! trials whose process died, and Optuna reading what `nas` wrote.
+
+use nas::data::Task;
+use nas::search::TrialState;
+use nas::space::{Config, Distribution, ParamValue, SearchSpace};
+use nas::study::{
+    JournalStorage, Metric, Storage, StudyError, StudyMeta, TestResult, TrialRecord, LOST,
+};
+use std::io::Write;
+use std::path::Path;
+
+fn space_source() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/search_spaces/mlp.ron"
+    ))
+    .expect("search_spaces/mlp.ron is readable")
+}
+
+fn space() -> SearchSpace {
+    SearchSpace::from_str_named(&space_source(), "mlp", "mlp.ron").expect("the space is valid")
+}
+
+fn meta(name: &str) -> StudyMeta {
+    StudyMeta {
+        name: name.into(),
+        space_file: "search_spaces/mlp.ron".into(),
+        space_source: space_source(),
+        data: "digits".into(),
+        task: Task::Classification,
+        metric: Metric::Accuracy,
+        seed: 7,
+        folds: 3,
+        strategy: "tpe".into(),
+        scheduler: "asha".into(),
+    }
+}
+
+/// A configuration of the space's parameters: the `k`-th value of each (conditions ignored,
+/// which a storage does not check).
+fn config(k: usize) -> Config {
+    space()
+        .params
+        .iter()
+        .map(|p| {
+            let v = match &p.dist {
+                Distribution::Int { low, high, .. } => ParamValue::Int((low + k as i64).min(*high)),
+                Distribution::Float { low, high, .. } => {
+                    ParamValue::Float(low + (high - low) * 0.25 * (k % 4) as f64)
+                }
+                Distribution::Categorical { choices } => ParamValue::Cat(k % choices.len()),
+            };
+            (p.name.clone(), v)
+        })
+        .collect()
+}
+
+/// Runs one trial through the storage as the controller does and returns the final record.
+fn run_trial(
+    s: &mut dyn Storage,
+    k: usize,
+    state: TrialState,
+    curve: &[f64],
+) -> Result<TrialRecord, StudyError> {
+    let number = s.create_trial()?;
+    s.set_params(number, config(k), 100 + k as u64)?;
+    for (i, v) in curve.iter().enumerate() {
+        s.report(number, i + 1, *v)?;
+    }
+    let mut r = TrialRecord::new(number, config(k), 100 + k as u64);
+    r.state = state;
+    r.intermediate = curve.to_vec();
+    r.params = 1000 + k;
+    r.macs = 5000 + k as u64;
+    r.architecture = format!("mlp {k}");
+    r.seconds = 1.5;
+    r.epochs = curve.len();
+    r.budget = 3 * curve.len();
+    match state {
+        TrialState::Complete => {
+            r.cv_mean = Some(-curve.last().copied().unwrap_or(0.0));
+            r.cv_std = Some(0.125);
+            r.fold_scores = vec![0.75, 0.875, 0.5];
+        }
+        TrialState::Failed => r.error = Some("diverged".into()),
+        TrialState::Interrupted => r.error = Some("interrupted (Ctrl-C)".into()),
+        _ => {}
+    }
+    s.finish_trial(r.clone())?;
+    Ok(r)
+}
+
+fn test_result() -> TestResult {
+    TestResult {
+        trial: 0,
+        metric: Metric::Accuracy,
+        test_score: 0.9375,
+        test_loss: 0.25,
+        test_samples: 360,
+        train_samples: 1437,
+        epochs: 3,
+        seconds: 2.5,
+    }
+}
+
+/// Writes a study with a complete, a pruned, a failed and an interrupted trial.
+fn sample_study(dir: &Path) -> Vec<TrialRecord> {
+    let mut s = JournalStorage::open_or_create(dir, meta("digits")).expect("creates the study");
+    let rs = vec![
+        run_trial(&mut s, 0, TrialState::Complete, &[-0.5, -0.625, -0.75]).expect("trial 0"),
+        run_trial(&mut s, 1, TrialState::Pruned, &[-0.25, -0.375]).expect("trial 1"),
+        run_trial(&mut s, 2, TrialState::Failed, &[]).expect("trial 2"),
+        run_trial(&mut s, 3, TrialState::Interrupted, &[-0.5]).expect("trial 3"),
+    ];
+    s.set_test_result(test_result()).expect("test result");
+    assert_eq!(s.trials(), &rs[..], "the live state is the replayed one");
+    rs
+}
+
+fn journal(dir: &Path) -> std::path::PathBuf {
+    dir.join(JournalStorage::FILE)
+}
+
+#[test]
+fn a_study_with_complete_pruned_and_failed_trials_survives_replay() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let expected = sample_study(dir.path());
+    for s in [
+        JournalStorage::open(dir.path()).expect("opens"),
+        JournalStorage::open_or_create(dir.path(), meta("digits")).expect("reopens"),
+    ] {
+        assert_eq!(s.meta(), &meta("digits"));
+        assert_eq!(s.trials(), &expected[..]);
+        assert_eq!(s.test_result(), Some(&test_result()));
+    }
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("every line is JSON");
+        assert!(
+            v["op_code"].is_u64() && v["worker_id"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_journal_with_a_torn_last_line_still_loads_and_the_next_write_removes_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let expected = sample_study(dir.path());
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(journal(dir.path()))
+        .expect("journal");
+    f.write_all(br#"{"op_code":4,"worker_id":"x-1","study_id":0,"datetime_st"#)
+        .expect("torn write");
+    drop(f);
+    let mut s = JournalStorage::open(dir.path()).expect("a torn last line is not fatal");
+    assert_eq!(s.trials(), &expected[..]);
+    let number = s.create_trial().expect("writes after a torn line");
+    assert_eq!(number, expected.len());
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    assert!(!text.contains("datetime_st\""), "the torn line is gone");
+    assert!(text.ends_with('\n'));
+    let again = JournalStorage::open(dir.path()).expect("reopens");
+    assert_eq!(again.trials().len(), expected.len() + 1);
+}
+
+#[test]
+fn garbage_in_the_middle_of_a_journal_is_an_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    sample_study(dir.path());
+    let path = journal(dir.path());
+    let text = std::fs::read_to_string(&path).expect("journal");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(4, "this is not json");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("rewrite");
+    match JournalStorage::open(dir.path()) {
+        Err(e @ StudyError::BadLine { line: 5, .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("journal.log:5:"), "{msg}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("garbage was accepted"),
+    }
+}
+
+#[test]
+fn two_processes_creating_trials_concurrently_get_distinct_numbers_and_see_all_trials() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let per_process = 15;
+    let numbers: Vec<Vec<usize>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|p| {
+                let dir = dir.path();
+                scope.spawn(move || {
+                    let mut s = JournalStorage::open_or_create(dir, meta("shared"))
+                        .expect("opens the shared study");
+                    let mut mine = Vec::new();
+                    for k in 0..per_process {
+                        let state = if k % 2 == 0 {
+                            TrialState::Complete
+                        } else {
+                            TrialState::Pruned
+                        };
+                        let r = run_trial(&mut s, p * 100 + k, state, &[-0.5]).expect("trial");
+                        mine.push(r.number);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let mut all: Vec<usize> = numbers.concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..2 * per_process).collect::<Vec<_>>());
+    let mut s = JournalStorage::open(dir.path()).expect("opens");
+    s.refresh().expect("refresh");
+    assert_eq!(s.trials().len(), 2 * per_process);
+    assert!(s.trials().iter().all(|t| t.state != TrialState::Running));
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    let creations = text
+        .lines()
+        .filter(|l| l.contains(r#""op_code":0,"#))
+        .count();
+    assert_eq!(creations, 1, "the study is created once");
+}
+
+#[test]
+fn another_storage_sees_new_trials_after_refresh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut a = JournalStorage::open_or_create(dir.path(), meta("s")).expect("a");
+    let mut b = JournalStorage::open_or_create(dir.path(), meta("s")).expect("b");
+    run_trial(&mut a, 0, TrialState::Complete, &[-0.5]).expect("trial");
+    assert!(b.trials().is_empty());
+    b.refresh().expect("refresh");
+    assert_eq!(b.trials(), a.trials());
+    assert_eq!(b.create_trial().expect("create"), 1);
+}
+
+#[test]
+fn a_regression_study_minimises_rmse_and_keeps_its_curves_as_they_are() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let m = StudyMeta {
+        task: Task::Regression,
+        metric: Metric::Rmse,
+        ..meta("reg")
+    };
+    let mut s = JournalStorage::open_or_create(dir.path(), m.clone()).expect("creates");
+    let r = run_trial(&mut s, 0, TrialState::Complete, &[2.5, 1.25]).expect("trial");
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    assert!(text.contains(r#""directions":[1]"#), "MINIMIZE");
+    assert!(text.contains(r#""intermediate_value":1.25"#));
+    let again = JournalStorage::open(dir.path()).expect("reopens");
+    assert_eq!(again.meta(), &m);
+    assert_eq!(again.trials(), &[r][..]);
+}
+
+/// The pid of a process that has exited.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawns `true`");
+    let pid = child.id();
+    child.wait().expect("waits");
+    pid
+}
+
+#[test]
+fn recover_stale_fails_running_trials_of_dead_owners_and_returns_their_configs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = journal(dir.path());
+    let me = {
+        let mut s = JournalStorage::open_or_create(dir.path(), meta("r")).expect("creates");
+        run_trial(&mut s, 0, TrialState::Complete, &[-0.5]).expect("trial 0");
+        let n = s.create_trial().expect("trial 1");
+        s.set_params(n, config(1), 1).expect("params");
+        s.worker_id().to_string()
+    };
+    // Trials 0 and 1 now belong to a process that has exited; trial 2 to one on another host.
+    let (host, _) = me.rsplit_once('-').expect("worker id is host-pid");
+    let text = std::fs::read_to_string(&path).expect("journal");
+    let quoted = format!("\"{me}\"");
+    let text = text.replace(&quoted, &format!("\"{host}-{}\"", dead_pid()));
+    std::fs::write(&path, text).expect("rewrite");
+    {
+        let mut s = JournalStorage::open(dir.path()).expect("opens");
+        let n = s.create_trial().expect("trial 2");
+        s.set_params(n, config(2), 2).expect("params");
+    }
+    let text = std::fs::read_to_string(&path).expect("journal");
+    std::fs::write(&path, text.replace(&quoted, "\"elsewhere-1\"")).expect("rewrite");
+    let mut s = JournalStorage::open(dir.path()).expect("opens");
+    // Trial 3 is this process's own, alive.
+    let live = s.create_trial().expect("trial 3");
+    let configs = s.recover_stale().expect("recovers");
+    assert_eq!(configs, vec![config(1)]);
+    let states: Vec<TrialState> = s.trials().iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [
+            TrialState::Complete,
+            TrialState::Failed,
+            TrialState::Running,
+            TrialState::Running
+        ]
+    );
+    assert_eq!(s.trials()[1].error.as_deref(), Some(LOST));
+    assert_eq!(live, 3);
+    let again = JournalStorage::open(dir.path()).expect("reopens");
+    assert_eq!(again.trials(), s.trials());
+}
+
+#[test]
+fn optuna_opens_a_nas_journal() {
+    let has_optuna = std::process::Command::new("python3")
+        .args(["-c", "import optuna"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_optuna {
+        eprintln!("skipped: python3 with optuna is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trials = sample_study(dir.path());
+    let space = space();
+    let expected = serde_json::json!({
+        "study": "digits",
+        "n_trials": trials.len(),
+        "direction": "MAXIMIZE",
+        "states": ["COMPLETE", "PRUNED", "FAIL", "FAIL"],
+        "params": space.config_json(&trials[0].config),
+        "best_value": 0.75,
+        "best_number": 0,
+        "intermediate": {"1": 0.5, "2": 0.625, "3": 0.75},
+        "pruned_value": 0.375,
+        "test_score": test_result().test_score,
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/optuna_journal.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(journal(dir.path()))
+        .arg(expected.to_string())
+        .output()
+        .expect("runs python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+}
