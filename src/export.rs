@@ -500,7 +500,11 @@ fn check_version(path: &Path, found: u32) -> Result<(), ExportError> {
 }
 
 /// Checks that the preprocessing fits the architecture's input and output.
-fn check_preprocessing(path: &Path, pre: &Preprocessing, spec: &ModelSpec) -> Result<(), ExportError> {
+fn check_preprocessing(
+    path: &Path,
+    pre: &Preprocessing,
+    spec: &ModelSpec,
+) -> Result<(), ExportError> {
     let bad = |message: String| {
         Err(ExportError::Inconsistent {
             path: path.to_path_buf(),
@@ -750,7 +754,7 @@ impl LoadedModel {
     /// Raw network outputs (logits, or standardised regression values) for raw feature rows.
     pub fn outputs(&mut self, features: &[f32], origin: &str) -> Result<Vec<f32>, ExportError> {
         let f = self.n_features();
-        if f == 0 || features.len() % f != 0 {
+        if f == 0 || !features.len().is_multiple_of(f) {
             return Err(ExportError::FeatureMismatch {
                 origin: origin.to_string(),
                 expected: f,
@@ -970,7 +974,11 @@ pub fn read_feature_csv(
             let v: f32 = cell.parse().map_err(|_| ExportError::BadRow {
                 path: path.to_path_buf(),
                 row,
-                message: format!("column {} (`{}`): `{cell}` is not a number", j + 1, header[j]),
+                message: format!(
+                    "column {} (`{}`): `{cell}` is not a number",
+                    j + 1,
+                    header[j]
+                ),
             })?;
             if !v.is_finite() {
                 return Err(ExportError::BadRow {

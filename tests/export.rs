@@ -63,7 +63,11 @@ fn cnn() -> Candidate {
 }
 
 /// Trains `cand` briefly as `train_final` would: standardised on the training part, one test evaluation.
-fn final_model(cand: Candidate, split: DataSplit, max_train: usize) -> (FinalModel, Dataset, Dataset) {
+fn final_model(
+    cand: Candidate,
+    split: DataSplit,
+    max_train: usize,
+) -> (FinalModel, Dataset, Dataset) {
     let n = split.train.len().min(max_train);
     let train = split.train.subset(&(0..n).collect::<Vec<_>>());
     let test = split.test.expect("built-in data sets have a test split");
@@ -143,8 +147,14 @@ fn round_trip(cand: Candidate, split: DataSplit, max_train: usize, dir: &Path) -
     assert_eq!(loaded.provenance.nas_version, env!("CARGO_PKG_VERSION"));
     // JSON keeps floats to within an ulp; the exact test is on the tensors and outputs below.
     let t = &loaded.metrics.test;
-    assert_eq!((t.trial, t.test_samples), (model.test.trial, model.test.test_samples));
-    assert!((t.test_score - model.test.test_score).abs() <= 1e-12 * model.test.test_score.abs().max(1.0));
+    assert_eq!(
+        (t.trial, t.test_samples),
+        (model.test.trial, model.test.test_samples)
+    );
+    assert!(
+        (t.test_score - model.test.test_score).abs()
+            <= 1e-12 * model.test.test_score.abs().max(1.0)
+    );
     let got_state = loaded.net.snapshot();
     assert_eq!(got_state.len(), expected_state.len());
     for ((n1, v1), (n2, v2)) in got_state.iter().zip(&expected_state) {
@@ -192,11 +202,14 @@ fn reloaded_cnn_with_batch_norm_predicts_bit_identically() {
     // Training moved the running statistics away from their initial values, and they were restored.
     let mut moved = false;
     loaded.net.visit_state(&mut |_, s| {
-        moved |= s.running_mean.iter().any(|m| *m != 0.0) || s.running_var.iter().any(|v| *v != 1.0);
+        moved |=
+            s.running_mean.iter().any(|m| *m != 0.0) || s.running_var.iter().any(|v| *v != 1.0);
     });
     assert!(moved, "running statistics were not exercised");
     let names = stored_tensors(&tmp.path().join(WEIGHTS_FILE)).unwrap();
-    assert!(names.keys().any(|k| k.contains(".shortcut.") && k.ends_with("running_var")));
+    assert!(names
+        .keys()
+        .any(|k| k.contains(".shortcut.") && k.ends_with("running_var")));
 }
 
 #[test]
@@ -238,7 +251,12 @@ fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, V
     edit(&mut tensors);
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
-        .map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
         .collect();
     let blob = safetensors::serialize(views, &None).unwrap();
     std::fs::write(&path, blob).unwrap();
@@ -257,16 +275,24 @@ fn a_missing_tensor_is_refused_by_name() {
     saved_iris(tmp.path());
     rewrite_weights(tmp.path(), |t| t.retain(|(n, _, _)| n != "layers.0.weight"));
     let msg = load_error(tmp.path());
-    assert!(msg.contains(WEIGHTS_FILE) && msg.contains("missing tensor `layers.0.weight`"), "{msg}");
+    assert!(
+        msg.contains(WEIGHTS_FILE) && msg.contains("missing tensor `layers.0.weight`"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_missing_running_statistic_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     saved_iris(tmp.path());
-    rewrite_weights(tmp.path(), |t| t.retain(|(n, _, _)| n != "layers.1.running_var"));
+    rewrite_weights(tmp.path(), |t| {
+        t.retain(|(n, _, _)| n != "layers.1.running_var")
+    });
     let msg = load_error(tmp.path());
-    assert!(msg.contains("missing tensor `layers.1.running_var`"), "{msg}");
+    assert!(
+        msg.contains("missing tensor `layers.1.running_var`"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -282,7 +308,10 @@ fn a_wrong_shaped_tensor_is_refused_by_name() {
         }
     });
     let msg = load_error(tmp.path());
-    assert!(msg.contains(WEIGHTS_FILE) && msg.contains("`layers.0.bias` has shape [9]"), "{msg}");
+    assert!(
+        msg.contains(WEIGHTS_FILE) && msg.contains("`layers.0.bias` has shape [9]"),
+        "{msg}"
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     saved_iris(tmp.path());
@@ -302,7 +331,11 @@ fn an_unexpected_tensor_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     saved_iris(tmp.path());
     rewrite_weights(tmp.path(), |t| {
-        t.push(("layers.9.weight".into(), vec![1], 1f32.to_le_bytes().to_vec()))
+        t.push((
+            "layers.9.weight".into(),
+            vec![1],
+            1f32.to_le_bytes().to_vec(),
+        ))
     });
     let msg = load_error(tmp.path());
     assert!(msg.contains("unexpected tensor `layers.9.weight`"), "{msg}");
@@ -345,7 +378,10 @@ fn preprocessing_that_disagrees_with_the_architecture_is_refused() {
         "{msg}"
     );
     let msg = edit(&|v| v["input_shape"]["width"] = 5.into());
-    assert!(msg.contains(PREPROCESSING_FILE) && msg.contains("input shape 1x1x5"), "{msg}");
+    assert!(
+        msg.contains(PREPROCESSING_FILE) && msg.contains("input shape 1x1x5"),
+        "{msg}"
+    );
     let msg = edit(&|v| {
         v["class_names"].as_array_mut().unwrap().pop();
     });
@@ -357,8 +393,13 @@ fn predicting_rows_of_the_wrong_width_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     saved_iris(tmp.path());
     let mut loaded = load_model(tmp.path()).unwrap();
-    let err = loaded.predict_features(&[1.0, 2.0, 3.0], "three.csv").unwrap_err();
-    assert!(matches!(err, ExportError::FeatureMismatch { expected: 4, .. }), "{err}");
+    let err = loaded
+        .predict_features(&[1.0, 2.0, 3.0], "three.csv")
+        .unwrap_err();
+    assert!(
+        matches!(err, ExportError::FeatureMismatch { expected: 4, .. }),
+        "{err}"
+    );
 }
 
 fn nas(args: &[&str]) -> std::process::Output {
@@ -405,15 +446,45 @@ fn cli_exports_a_study_then_predicts_and_evaluates_with_it() {
     std::fs::write(p("tiny.ron"), TINY_SPACE).unwrap();
     let results = p("results");
     check(&nas(&[
-        "search", "--space", &p("tiny.ron"), "--trials", "2", "--folds", "2", "--results",
-        &results, "--study", "tiny", "--workers", "1", "--quiet", "--no-final",
+        "search",
+        "--space",
+        &p("tiny.ron"),
+        "--trials",
+        "2",
+        "--folds",
+        "2",
+        "--results",
+        &results,
+        "--study",
+        "tiny",
+        "--workers",
+        "1",
+        "--quiet",
+        "--no-final",
     ]));
     let model = p("model");
-    let out = nas(&["export", "--results", &results, "--study", "tiny", "--out", &model]);
+    let out = nas(&[
+        "export",
+        "--results",
+        &results,
+        "--study",
+        "tiny",
+        "--out",
+        &model,
+    ]);
     check(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("test"));
-    for f in [ARCHITECTURE_FILE, WEIGHTS_FILE, PREPROCESSING_FILE, METRICS_FILE, PROVENANCE_FILE] {
-        assert!(tmp.path().join("model").join(f).is_file(), "{f} not written");
+    for f in [
+        ARCHITECTURE_FILE,
+        WEIGHTS_FILE,
+        PREPROCESSING_FILE,
+        METRICS_FILE,
+        PROVENANCE_FILE,
+    ] {
+        assert!(
+            tmp.path().join("model").join(f).is_file(),
+            "{f} not written"
+        );
     }
     let loaded = load_model(Path::new(&model)).unwrap();
     assert_eq!(loaded.provenance.study, "tiny");
@@ -425,21 +496,41 @@ fn cli_exports_a_study_then_predicts_and_evaluates_with_it() {
     for i in 0..test.len() {
         let x: Vec<String> = test.sample(i).iter().map(|v| v.to_string()).collect();
         features_only.push_str(&format!("{}\n", x.join(",")));
-        labelled.push_str(&format!("{},{},{},{},{}\n", x[0], x[1], test.class_names[0], x[2], x[3]));
+        labelled.push_str(&format!(
+            "{},{},{},{},{}\n",
+            x[0], x[1], test.class_names[0], x[2], x[3]
+        ));
     }
     std::fs::write(p("features.csv"), features_only).unwrap();
     std::fs::write(p("labelled.csv"), labelled).unwrap();
     check(&nas(&[
-        "predict", "--model", &model, "--data", &p("features.csv"), "--out", &p("pred.csv"),
+        "predict",
+        "--model",
+        &model,
+        "--data",
+        &p("features.csv"),
+        "--out",
+        &p("pred.csv"),
     ]));
     let pred = std::fs::read_to_string(p("pred.csv")).unwrap();
     let lines: Vec<&str> = pred.lines().collect();
-    assert_eq!(lines.len(), test.len() + 1, "one header line and one line per row");
-    assert_eq!(lines[0], "row,class,prob_setosa,prob_versicolor,prob_virginica");
+    assert_eq!(
+        lines.len(),
+        test.len() + 1,
+        "one header line and one line per row"
+    );
+    assert_eq!(
+        lines[0],
+        "row,class,prob_setosa,prob_versicolor,prob_virginica"
+    );
     assert!(lines[1].starts_with("0,"));
     let out = nas(&["predict", "--model", &model, "--data", &p("labelled.csv")]);
     check(&out);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), pred, "stdout differs from --out");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        pred,
+        "stdout differs from --out"
+    );
 
     let out = nas(&["evaluate", "--model", &model, "--data", "iris"]);
     check(&out);
@@ -449,7 +540,8 @@ fn cli_exports_a_study_then_predicts_and_evaluates_with_it() {
     std::fs::write(p("narrow.csv"), "a,b,c\n1,2,3\n").unwrap();
     let out = nas(&["predict", "--model", &model, "--data", &p("narrow.csv")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("3 features per sample, but the model takes 4"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("3 features per sample, but the model takes 4"));
     std::fs::remove_file(tmp.path().join("model").join(WEIGHTS_FILE)).unwrap();
     let out = nas(&["predict", "--model", &model, "--data", &p("features.csv")]);
     assert_eq!(out.status.code(), Some(2));

@@ -103,9 +103,7 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         None => best_trial(storage.trials(), meta.metric)
             .cloned()
             .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "study `{study}` has no complete trial to export"
-                ))
+                CliError::Usage(format!("study `{study}` has no complete trial to export"))
             })?,
     };
 
