@@ -91,7 +91,7 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
                 .trials()
                 .iter()
                 .find(|t| t.number == n)
-                .ok_or(StudyError::NoTrial(n))?;
+                .ok_or_else(|| CliError::Usage(StudyError::NoTrial(n).to_string()))?;
             if t.state != TrialState::Complete {
                 return Err(CliError::Usage(format!(
                     "trial {n} of study `{study}` is {}, not complete; only complete trials can be exported",
