@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod controller;
 pub mod data;
+pub mod export;
 pub mod leaderboard;
 pub mod nn;
 pub mod search;

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
+pub mod model;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nas",
@@ -30,6 +32,12 @@ pub enum Command {
     Search(Box<SearchArgs>),
     /// Print a study's leaderboard again.
     Leaderboard(LeaderboardArgs),
+    /// Retrain a study's best (or chosen) trial on all non-test data and write it as a model directory.
+    Export(model::ExportArgs),
+    /// Predict with an exported model: one CSV line per row.
+    Predict(model::PredictArgs),
+    /// Evaluate an exported model on labelled data.
+    Evaluate(model::EvaluateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +162,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Search(a) => search(*a),
         Command::Leaderboard(a) => show_leaderboard(a),
+        Command::Export(a) => model::export(a),
+        Command::Predict(a) => model::predict(a),
+        Command::Evaluate(a) => model::evaluate(a),
     }
 }
 
