@@ -153,10 +153,12 @@ impl Controller<'_> {
             .trials()
             .iter()
             .filter(|t| {
+                // Trials lost with a dead process are run again, so they do not use up the budget.
+                let lost = t.error.as_deref() == Some(crate::study::LOST);
                 matches!(
                     t.state,
                     TrialState::Complete | TrialState::Pruned | TrialState::Failed
-                )
+                ) && !lost
             })
             .count()
     }
@@ -206,6 +208,12 @@ impl Controller<'_> {
     /// Takes the next trial: its number, configuration and seed; `None` when the search is over.
     fn next_trial(&self, shared: &Mutex<Shared>, start: Instant) -> Option<(usize, Config, u64)> {
         let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+        // Other processes may be working on the same study: count their trials too.
+        if let Err(e) = sh.storage.refresh() {
+            sh.error = Some(e);
+            sh.stop = true;
+            return None;
+        }
         let over_time = self.opts.time_budget.is_some_and(|b| start.elapsed() >= b);
         let running = sh
             .storage

@@ -5,7 +5,7 @@ use nas::data::{load, DataSource, LoadOptions};
 use nas::leaderboard;
 use nas::search::{FifoScheduler, Strategy, TrialState};
 use nas::space::SearchSpace;
-use nas::study::{Metric, SnapshotStorage, Storage, StudyMeta, TrialRecord};
+use nas::study::{Metric, JournalStorage, Storage, StudyMeta, TrialRecord};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ fn run_study(text: &str, seed: u64, trials: usize, workers: usize) -> Vec<TrialR
         strategy: "random".into(),
         scheduler: "fifo".into(),
     };
-    let mut storage = SnapshotStorage::open_or_create(dir.path(), meta).unwrap();
+    let mut storage = JournalStorage::open_or_create(dir.path(), meta).unwrap();
     let c = Controller {
         space: &space,
         data: &data,

@@ -5,7 +5,7 @@ use crate::data::{load, load_test_file, DataSource, InputShape, LoadOptions};
 use crate::leaderboard::{self, Format};
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
-use crate::study::{study_dir, Metric, SnapshotStorage, Storage, StudyMeta};
+use crate::study::{study_dir, Metric, JournalStorage, Storage, StudyMeta};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,12 +266,19 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         strategy: strategy.label().into(),
         scheduler: scheduler.label().into(),
     };
-    let mut storage = SnapshotStorage::open_or_create(&dir, meta)?;
+    let mut storage = JournalStorage::open_or_create(&dir, meta)?;
     if storage.meta().space_source != space.source && !a.force {
         return Err(CliError::Usage(format!(
             "study `{study}` in {} was created from a different space file; use another --study, or --force to continue it anyway",
             dir.display()
         )));
+    }
+    let requeue = storage.recover_stale()?;
+    if !requeue.is_empty() {
+        eprintln!(
+            "nas: resuming study `{study}`: {} trial(s) lost by a process that died are queued again",
+            requeue.len()
+        );
     }
     let seed = storage.meta().seed;
     let folds = storage.meta().folds;
@@ -323,7 +330,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         &mut storage,
         sampler,
         scheduler.build(space.max_epochs()),
-        Vec::new(),
+        requeue,
     )?;
     let table = save_leaderboards(&dir, &storage, Some(&space))?;
     println!("{table}");
@@ -358,10 +365,10 @@ fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
         None => only_study(&a.results)?,
     };
     let dir = study_dir(&a.results, &study);
-    if !dir.join(SnapshotStorage::FILE).exists() {
+    if !dir.join(JournalStorage::FILE).exists() {
         return Err(crate::study::StudyError::Missing(study).into());
     }
-    let storage = SnapshotStorage::open(&dir)?;
+    let storage = JournalStorage::open(&dir)?;
     let space = SearchSpace::from_str_named(
         &storage.meta().space_source,
         &study,
@@ -385,7 +392,7 @@ fn only_study(results: &Path) -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", results.display())))?;
     let mut best: Option<(std::time::SystemTime, String)> = None;
     for e in entries.flatten() {
-        let file = e.path().join(SnapshotStorage::FILE);
+        let file = e.path().join(JournalStorage::FILE);
         if let Ok(m) = std::fs::metadata(&file).and_then(|m| m.modified()) {
             let name = e.file_name().to_string_lossy().into_owned();
             if best.as_ref().is_none_or(|(t, _)| m > *t) {

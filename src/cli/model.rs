@@ -8,7 +8,7 @@ use crate::export::{load_model, save_model, ExportError, Provenance};
 use crate::leaderboard;
 use crate::search::TrialState;
 use crate::space::SearchSpace;
-use crate::study::{study_dir, SnapshotStorage, Storage, StudyError};
+use crate::study::{study_dir, JournalStorage, Storage, StudyError};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -79,10 +79,10 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         None => only_study(&a.results)?,
     };
     let dir = study_dir(&a.results, &study);
-    if !dir.join(SnapshotStorage::FILE).exists() {
+    if !dir.join(JournalStorage::FILE).exists() {
         return Err(StudyError::Missing(study).into());
     }
-    let storage = SnapshotStorage::open(&dir)?;
+    let storage = JournalStorage::open(&dir)?;
     let meta = storage.meta().clone();
     let space = SearchSpace::from_str_named(&meta.space_source, &meta.name, &meta.space_file)?;
     let record = match a.trial {

@@ -1,10 +1,8 @@
 //! Studies: trial records, the study's metadata, and where they are stored.
 
 mod journal;
-mod snapshot;
 
 pub use journal::{JournalStorage, LOST};
-pub use snapshot::SnapshotStorage;
 
 use crate::data::Task;
 use crate::search::{Observation, TrialState};
