@@ -113,8 +113,29 @@ pub struct SearchOptions {
     pub workers: usize,
     pub max_params: Option<usize>,
     pub max_macs: Option<u64>,
+    /// Start no new trial once the study's trials have trained this many epochs (summed over
+    /// folds), the budget unit of strategy comparisons.
+    pub max_budget: Option<usize>,
     /// Print one line per finished trial on stderr.
     pub verbose: bool,
+}
+
+/// What a call to [`Controller::run`] cost.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunStats {
+    pub wall: Duration,
+    /// Time workers spent outside training: sampling, storage, locks (summed over workers).
+    pub controller: Duration,
+    pub workers: usize,
+    pub trials: usize,
+}
+
+impl RunStats {
+    /// Controller time as a fraction of the workers' total wall time.
+    pub fn overhead(&self) -> f64 {
+        self.controller.as_secs_f64()
+            / (self.wall.as_secs_f64() * self.workers.max(1) as f64).max(1e-9)
+    }
 }
 
 /// State shared by the workers, behind one lock.
@@ -170,7 +191,7 @@ impl Controller<'_> {
         sampler: Box<dyn Sampler>,
         scheduler: Box<dyn Scheduler>,
         requeue: Vec<Config>,
-    ) -> Result<(), SearchError> {
+    ) -> Result<RunStats, SearchError> {
         let start = Instant::now();
         let shared = Mutex::new(Shared {
             storage,
@@ -181,6 +202,10 @@ impl Controller<'_> {
         });
         let scheduler = Mutex::new(scheduler);
         let workers = self.opts.workers.max(1);
+        let mut stats = RunStats {
+            workers,
+            ..RunStats::default()
+        };
         std::thread::scope(|s| -> Result<(), SearchError> {
             let mut handles = Vec::new();
             for _ in 0..workers {
@@ -192,16 +217,20 @@ impl Controller<'_> {
                 handles.push(s.spawn(move || self.worker(&pool, shared, scheduler, start)));
             }
             for h in handles {
-                let _ = h.join();
+                if let Ok((time, n)) = h.join() {
+                    stats.controller += time;
+                    stats.trials += n;
+                }
             }
             Ok(())
         })?;
+        stats.wall = start.elapsed();
         let shared = shared
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match shared.error {
             Some(e) => Err(e.into()),
-            None => Ok(()),
+            None => Ok(stats),
         }
     }
 
@@ -225,7 +254,9 @@ impl Controller<'_> {
             .opts
             .trials
             .is_some_and(|n| Self::finished(&*sh.storage) + running >= n);
-        if sh.stop || over_time || enough || self.cancel.load(Ordering::Relaxed) {
+        let spent: usize = sh.storage.trials().iter().map(|t| t.budget).sum();
+        let over_budget = self.opts.max_budget.is_some_and(|b| spent >= b);
+        if sh.stop || over_time || over_budget || enough || self.cancel.load(Ordering::Relaxed) {
             sh.stop = true;
             return None;
         }
@@ -261,24 +292,37 @@ impl Controller<'_> {
         Some((number, config, seed))
     }
 
+    /// Runs trials until none is left; returns the time spent outside training and the count.
     fn worker(
         &self,
         pool: &rayon::ThreadPool,
         shared: &Mutex<Shared>,
         scheduler: &Mutex<Box<dyn Scheduler>>,
         start: Instant,
-    ) {
-        while let Some((number, config, seed)) = self.next_trial(shared, start) {
+    ) -> (Duration, usize) {
+        let (mut overhead, mut count) = (Duration::ZERO, 0);
+        loop {
+            let t0 = Instant::now();
+            let Some((number, config, seed)) = self.next_trial(shared, start) else {
+                overhead += t0.elapsed();
+                break;
+            };
+            overhead += t0.elapsed();
+            let mut in_reports = Duration::ZERO;
             let mut report = |epoch: usize, value: f64| {
+                let t = Instant::now();
                 if let Ok(mut sh) = shared.lock() {
                     let _ = sh.storage.report(number, epoch, value);
                 }
-                match scheduler.lock() {
+                let d = match scheduler.lock() {
                     Ok(mut s) => s.on_epoch(number, epoch, value),
                     Err(_) => Decision::Continue,
-                }
+                };
+                in_reports += t.elapsed();
+                d
             };
             let record = pool.install(|| self.run_trial(number, config, seed, &mut report));
+            let t1 = Instant::now();
             if let Ok(mut s) = scheduler.lock() {
                 s.on_trial_end(number);
             }
@@ -290,7 +334,11 @@ impl Controller<'_> {
                 sh.error = Some(e);
                 sh.stop = true;
             }
+            drop(sh);
+            overhead += t1.elapsed() + in_reports;
+            count += 1;
         }
+        (overhead, count)
     }
 
     fn progress_line(&self, r: &TrialRecord) -> String {

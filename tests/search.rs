@@ -5,7 +5,7 @@ use nas::data::{load, DataSource, LoadOptions};
 use nas::leaderboard;
 use nas::search::{FifoScheduler, Strategy, TrialState};
 use nas::space::SearchSpace;
-use nas::study::{Metric, JournalStorage, Storage, StudyMeta, TrialRecord};
+use nas::study::{JournalStorage, Metric, Storage, StudyMeta, TrialRecord};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -64,6 +64,7 @@ fn run_study(text: &str, seed: u64, trials: usize, workers: usize) -> Vec<TrialR
             workers,
             max_params: None,
             max_macs: None,
+            max_budget: None,
             verbose: false,
         },
         cancel: Arc::new(AtomicBool::new(false)),

@@ -5,7 +5,7 @@ use crate::data::{load, load_test_file, DataSource, InputShape, LoadOptions};
 use crate::leaderboard::{self, Format};
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
-use crate::study::{study_dir, Metric, JournalStorage, Storage, StudyMeta};
+use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -322,11 +322,12 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             workers,
             max_params: a.max_params,
             max_macs: a.max_flops,
+            max_budget: None,
             verbose: !a.quiet,
         },
         cancel: cancel.clone(),
     };
-    controller.run(
+    let stats = controller.run(
         &mut storage,
         sampler,
         scheduler.build(space.max_epochs()),
@@ -334,6 +335,13 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     )?;
     let table = save_leaderboards(&dir, &storage, Some(&space))?;
     println!("{table}");
+    eprintln!(
+        "nas: {} trials in {:.1}s with {} workers; controller overhead {:.2}% of worker time",
+        stats.trials,
+        stats.wall.as_secs_f64(),
+        stats.workers,
+        100.0 * stats.overhead()
+    );
     if a.no_final || cancel.load(Ordering::SeqCst) {
         return Ok(());
     }
