@@ -168,22 +168,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Controller<'_> {
-    /// The number of finished trials (complete, pruned or failed).
-    fn finished(storage: &dyn Storage) -> usize {
-        storage
-            .trials()
-            .iter()
-            .filter(|t| {
-                // Trials lost with a dead process are run again, so they do not use up the budget.
-                let lost = t.error.as_deref() == Some(crate::study::LOST);
-                matches!(
-                    t.state,
-                    TrialState::Complete | TrialState::Pruned | TrialState::Failed
-                ) && !lost
-            })
-            .count()
-    }
-
     /// Runs trials until the trial count or time budget is reached, or Ctrl-C.
     pub fn run(
         &self,
@@ -244,24 +228,20 @@ impl Controller<'_> {
             return None;
         }
         let over_time = self.opts.time_budget.is_some_and(|b| start.elapsed() >= b);
-        let running = sh
-            .storage
-            .trials()
-            .iter()
-            .filter(|t| t.state == TrialState::Running)
-            .count();
-        let enough = self
-            .opts
-            .trials
-            .is_some_and(|n| Self::finished(&*sh.storage) + running >= n);
         let spent: usize = sh.storage.trials().iter().map(|t| t.budget).sum();
         let over_budget = self.opts.max_budget.is_some_and(|b| spent >= b);
-        if sh.stop || over_time || over_budget || enough || self.cancel.load(Ordering::Relaxed) {
+        if sh.stop || over_time || over_budget || self.cancel.load(Ordering::Relaxed) {
             sh.stop = true;
             return None;
         }
-        let number = match sh.storage.create_trial() {
-            Ok(n) => n,
+        // Counting the study's trials and creating the next one is one step under the journal's
+        // lock, so processes sharing a study never start more trials than it asks for.
+        let number = match sh.storage.create_trial_within(self.opts.trials) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                sh.stop = true;
+                return None;
+            }
             Err(e) => {
                 sh.error = Some(e);
                 sh.stop = true;

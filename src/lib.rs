@@ -1,6 +1,7 @@
 //! `nas`: neural architecture search and hyper-parameter tuning on dfdx, as a library with a thin binary.
 
 pub mod cli;
+pub mod compare;
 pub mod controller;
 pub mod data;
 pub mod export;

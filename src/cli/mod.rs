@@ -38,6 +38,41 @@ pub enum Command {
     Predict(model::PredictArgs),
     /// Evaluate an exported model on labelled data.
     Evaluate(model::EvaluateArgs),
+    /// Compare samplers and schedulers: every pair, several seeds, the same epoch budget.
+    #[command(alias = "bench")]
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The search space (RON); grid search needs every parameter discrete.
+    #[arg(long, default_value = "search_spaces/bench_cnn.ron")]
+    pub space: PathBuf,
+    /// Data set (default: the one named in the space file, else digits).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Epochs each run may train, summed over its trials and folds.
+    #[arg(long, default_value_t = 180)]
+    pub budget: usize,
+    /// Seeds per pair: 0, 1, ... N-1.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Comma-separated samplers (default: all).
+    #[arg(long, default_value = "random,grid,evolution,tpe")]
+    pub strategies: String,
+    /// Comma-separated schedulers (default: all).
+    #[arg(long, default_value = "fifo,asha,hyperband")]
+    pub schedulers: String,
+    #[arg(long, default_value_t = 1)]
+    pub folds: usize,
+    /// Runs trained at once, one thread each (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Where the runs' studies and the report go.
+    #[arg(long, default_value = "results/bench")]
+    pub out: PathBuf,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +200,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Export(a) => model::export(a),
         Command::Predict(a) => model::predict(a),
         Command::Evaluate(a) => model::evaluate(a),
+        Command::Compare(a) => compare(a),
     }
 }
 
@@ -363,6 +399,104 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         &serde_json::to_string_pretty(&model.test).unwrap_or_default(),
     )?;
     println!("{line}");
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> Result<(), CliError> {
+    use crate::compare;
+    let space = SearchSpace::from_file(&a.space)?;
+    let data_spec = a
+        .data
+        .clone()
+        .or_else(|| space.data.clone())
+        .unwrap_or_else(|| "digits".into());
+    let source = DataSource::parse(&data_spec)?;
+    let opts = LoadOptions {
+        target_column: None,
+        shape: None,
+        task: Some(space.task),
+    };
+    let split = load(&source, &opts)?;
+    if a.folds == 0 || a.seeds == 0 || a.budget == 0 {
+        return Err(CliError::Usage(
+            "--folds, --seeds and --budget must be at least 1".into(),
+        ));
+    }
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let strategies = list(&a.strategies)
+        .iter()
+        .map(|s| s.parse::<Strategy>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let schedulers = list(&a.schedulers)
+        .iter()
+        .map(|s| s.parse::<SchedulerKind>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    for s in &strategies {
+        s.build(&space)
+            .map_err(|e| CliError::Usage(format!("--strategies {}: {e}", s.label())))?;
+    }
+    let seeds: Vec<u64> = (0..a.seeds).collect();
+    let mut data = Vec::new();
+    for &seed in &seeds {
+        data.push((
+            seed,
+            PreparedData::new(split.clone(), space.family, a.folds, seed)?,
+        ));
+    }
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let copts = compare::CompareOptions {
+        strategies,
+        schedulers,
+        seeds,
+        budget: a.budget,
+        jobs,
+        out: a.out.clone(),
+        verbose: !a.quiet,
+    };
+    eprintln!(
+        "nas compare: {} runs of {} epochs each on {data_spec}, {jobs} at a time; studies in {}",
+        copts.strategies.len() * copts.schedulers.len() * copts.seeds.len(),
+        a.budget,
+        a.out.display()
+    );
+    let start = std::time::Instant::now();
+    let results = compare::run_all(&space, &data_spec, &data, a.folds, &copts)?;
+    let metric = Metric::for_task(space.task);
+    let (reference, summaries) = compare::summarize(&results, metric, a.budget);
+    let mut report = compare::render(reference, &summaries, metric, a.budget);
+    report.push_str(&format!(
+        "\nSpace {}, data {data_spec}, {} fold(s); command: nas compare --space {} --budget {} --seeds {} --folds {}\n",
+        a.space.display(),
+        a.folds,
+        a.space.display(),
+        a.budget,
+        a.seeds,
+        a.folds
+    ));
+    compare::save(&a.out, &report, &results, &summaries).map_err(|e| {
+        CliError::Study(crate::study::StudyError::Io {
+            path: a.out.clone(),
+            message: e.to_string(),
+        })
+    })?;
+    println!("{report}");
+    eprintln!(
+        "nas compare: done in {:.0}s; report in {}",
+        start.elapsed().as_secs_f64(),
+        a.out.join("comparison.md").display()
+    );
     Ok(())
 }
 

@@ -442,11 +442,25 @@ impl Storage for JournalStorage {
     }
 
     fn create_trial(&mut self) -> Result<usize, StudyError> {
+        self.create_trial_within(None)?
+            .ok_or_else(|| StudyError::Conflict("no trial was created".into()))
+    }
+
+    fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
         let number = self.transact(|s| {
             let study = s
                 .replay
                 .study
                 .ok_or_else(|| StudyError::Missing(s.meta.name.clone()))?;
+            let counted = s
+                .replay
+                .records
+                .iter()
+                .filter(|t| super::counts_toward_total(t))
+                .count();
+            if limit.is_some_and(|n| counted >= n) {
+                return Ok((Vec::new(), None));
+            }
             let id = s.replay.next_trial_id;
             let mut lines = vec![(
                 op::CREATE_TRIAL,
@@ -458,10 +472,13 @@ impl Storage for JournalStorage {
                     json!({"trial_id": id, "system_attr": {OWNER_START_ATTR: start}}),
                 ));
             }
-            Ok((lines, s.replay.records.len()))
+            Ok((lines, Some(s.replay.records.len())))
         })?;
+        let Some(number) = number else {
+            return Ok(None);
+        };
         match self.replay.trials.get(number) {
-            Some(t) if t.owner == self.worker_id => Ok(number),
+            Some(t) if t.owner == self.worker_id => Ok(Some(number)),
             _ => Err(StudyError::Conflict(format!(
                 "{}: trial {number} was not recorded as created by this process",
                 self.path.display()

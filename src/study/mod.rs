@@ -175,6 +175,22 @@ pub trait Storage: Send {
     }
     /// Allocates the next trial number and records the trial as running.
     fn create_trial(&mut self) -> Result<usize, StudyError>;
+    /// Like [`Storage::create_trial`], but only while fewer than `limit` trials count toward the
+    /// study's total ([`counts_toward_total`]); the check and the creation are one step for
+    /// every process sharing the study. `None` when the study is full.
+    fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
+        let full = limit.is_some_and(|n| {
+            self.trials()
+                .iter()
+                .filter(|t| counts_toward_total(t))
+                .count()
+                >= n
+        });
+        if full {
+            return Ok(None);
+        }
+        self.create_trial().map(Some)
+    }
     /// Records the sampled configuration and seed of a running trial.
     fn set_params(&mut self, number: usize, config: Config, seed: u64) -> Result<(), StudyError>;
     /// An intermediate validation objective after `epoch` (counted from 1).
@@ -183,6 +199,16 @@ pub trait Storage: Send {
     fn finish_trial(&mut self, record: TrialRecord) -> Result<(), StudyError>;
     fn set_test_result(&mut self, result: TestResult) -> Result<(), StudyError>;
     fn test_result(&self) -> Option<&TestResult>;
+}
+
+/// Whether a trial uses up one of the trials a study asks for: running or finished, but not
+/// lost with a dead process (those run again) nor interrupted by Ctrl-C.
+pub fn counts_toward_total(t: &TrialRecord) -> bool {
+    let lost = t.error.as_deref() == Some(LOST);
+    matches!(
+        t.state,
+        TrialState::Running | TrialState::Complete | TrialState::Pruned | TrialState::Failed
+    ) && !lost
 }
 
 /// `results/<study>`.

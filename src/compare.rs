@@ -1,0 +1,446 @@
+//! Strategy comparison: every sampler × scheduler pair searches one space at the same epoch budget
+//! for several seeds; the report gives the median best score against the budget spent.
+//!
+//! Each run is an ordinary study (journal, leaderboards) under the output directory, so the
+//! claim can be inspected trial by trial, and a comparison that was cut off resumes where it
+//! stopped: a run whose study already spent the budget is read back, not trained again.
+
+use crate::controller::{Controller, PreparedData, SearchError, SearchOptions};
+use crate::leaderboard::{self, Format};
+use crate::search::{SchedulerKind, Strategy, TrialState};
+use crate::space::SearchSpace;
+use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta, TrialRecord};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// What to compare and at which budget.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    pub strategies: Vec<Strategy>,
+    pub schedulers: Vec<SchedulerKind>,
+    pub seeds: Vec<u64>,
+    /// Epochs (summed over folds) each run may train; trials that would end past it do not count.
+    pub budget: usize,
+    /// Studies trained at once, each on one thread.
+    pub jobs: usize,
+    /// Where each run's study directory goes.
+    pub out: PathBuf,
+    pub verbose: bool,
+}
+
+/// One (strategy, scheduler, seed) run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub strategy: Strategy,
+    pub scheduler: SchedulerKind,
+    pub seed: u64,
+    pub study: String,
+    /// (budget spent when the trial ended, best score so far), one point per trial within budget.
+    pub curve: Vec<(usize, f64)>,
+    pub trials: usize,
+    pub pruned: usize,
+    pub failed: usize,
+    pub seconds: f64,
+}
+
+impl RunResult {
+    /// The best score among trials that ended within `budget` epochs.
+    pub fn best_at(&self, budget: usize) -> Option<f64> {
+        self.curve
+            .iter()
+            .take_while(|(b, _)| *b <= budget)
+            .last()
+            .map(|(_, s)| *s)
+    }
+
+    /// The first budget at which the best score reached `target`.
+    pub fn budget_to_reach(&self, target: f64, metric: Metric) -> Option<usize> {
+        self.curve
+            .iter()
+            .find(|(_, s)| *s == target || metric.better(*s, target))
+            .map(|(b, _)| *b)
+    }
+}
+
+/// Best-so-far curve of a study's trials, in trial order, cut at `budget`.
+pub fn curve(trials: &[TrialRecord], metric: Metric, budget: usize) -> Vec<(usize, f64)> {
+    let mut sorted: Vec<&TrialRecord> = trials.iter().collect();
+    sorted.sort_by_key(|t| t.number);
+    let (mut spent, mut best, mut out) = (0usize, None::<f64>, Vec::new());
+    for t in sorted {
+        spent += t.budget;
+        if spent > budget {
+            break;
+        }
+        if let (TrialState::Complete, Some(s)) = (t.state, t.cv_mean) {
+            if s.is_finite() && best.is_none_or(|b| metric.better(s, b)) {
+                best = Some(s);
+            }
+        }
+        if let Some(b) = best {
+            out.push((spent, b));
+        }
+    }
+    out
+}
+
+/// The study name of one run.
+pub fn run_name(strategy: Strategy, scheduler: SchedulerKind, seed: u64) -> String {
+    format!("{}-{}-s{seed}", strategy.label(), scheduler.label())
+}
+
+/// Runs (or reads back) every run of the comparison.
+pub fn run_all(
+    space: &SearchSpace,
+    data_spec: &str,
+    data: &[(u64, PreparedData)],
+    folds: usize,
+    opts: &CompareOptions,
+) -> Result<Vec<RunResult>, SearchError> {
+    let metric = Metric::for_task(space.task);
+    let mut jobs = Vec::new();
+    for &seed in &opts.seeds {
+        for &strategy in &opts.strategies {
+            for &scheduler in &opts.schedulers {
+                jobs.push((strategy, scheduler, seed));
+            }
+        }
+    }
+    let total = jobs.len();
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let results = Mutex::new(Vec::new());
+    let error = Mutex::new(None);
+    let cancel = Arc::new(AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.max(1) {
+            s.spawn(|| loop {
+                let job = queue.lock().ok().and_then(|mut q| q.pop());
+                let Some((i, (strategy, scheduler, seed))) = job else {
+                    break;
+                };
+                let Some((_, prepared)) = data.iter().find(|(s, _)| *s == seed) else {
+                    break;
+                };
+                let r = run_one(
+                    space, data_spec, prepared, folds, metric, strategy, scheduler, seed, opts,
+                    &cancel,
+                );
+                match r {
+                    Ok(r) => {
+                        if opts.verbose {
+                            eprintln!(
+                                "compare [{}/{total}] {:<24} best {} after {} trials ({} pruned) {:.0}s",
+                                i + 1,
+                                r.study,
+                                r.curve
+                                    .last()
+                                    .map(|(_, s)| format!("{s:.4}"))
+                                    .unwrap_or_else(|| "-".into()),
+                                r.trials,
+                                r.pruned,
+                                r.seconds
+                            );
+                        }
+                        if let Ok(mut v) = results.lock() {
+                            v.push(r);
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut slot) = error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        if let Ok(mut q) = queue.lock() {
+                            q.clear();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|r| (r.strategy as u8, r.scheduler as u8, r.seed));
+    Ok(results)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    space: &SearchSpace,
+    data_spec: &str,
+    data: &PreparedData,
+    folds: usize,
+    metric: Metric,
+    strategy: Strategy,
+    scheduler: SchedulerKind,
+    seed: u64,
+    opts: &CompareOptions,
+    cancel: &Arc<AtomicBool>,
+) -> Result<RunResult, SearchError> {
+    let name = run_name(strategy, scheduler, seed);
+    let dir = study_dir(&opts.out, &name);
+    let meta = StudyMeta {
+        name: name.clone(),
+        space_file: space.name.clone(),
+        space_source: space.source.clone(),
+        data: data_spec.to_string(),
+        task: space.task,
+        metric,
+        seed,
+        folds,
+        strategy: strategy.label().into(),
+        scheduler: scheduler.label().into(),
+    };
+    let mut storage = JournalStorage::open_or_create(&dir, meta)?;
+    if storage.meta().space_source != space.source {
+        return Err(SearchError::NoBest(format!(
+            "{} holds a run of a different space; remove it or choose another --out",
+            dir.display()
+        )));
+    }
+    let requeue = storage.recover_stale()?;
+    let spent: usize = storage.trials().iter().map(|t| t.budget).sum();
+    if spent < opts.budget {
+        let controller = Controller {
+            space,
+            data,
+            metric,
+            opts: SearchOptions {
+                trials: None,
+                time_budget: None,
+                seed,
+                workers: 1,
+                max_params: None,
+                max_macs: None,
+                max_budget: Some(opts.budget),
+                verbose: false,
+            },
+            cancel: cancel.clone(),
+        };
+        let sampler = strategy
+            .build(space)
+            .map_err(|e| SearchError::NoBest(e.to_string()))?;
+        controller.run(
+            &mut storage,
+            sampler,
+            scheduler.build(space.max_epochs()),
+            requeue,
+        )?;
+        let rows = leaderboard::rows(storage.trials(), metric, Some(space));
+        let table = leaderboard::render(&rows, metric, Format::Table, None);
+        let _ = std::fs::write(dir.join("leaderboard.txt"), format!("{table}\n"));
+        let _ = std::fs::write(
+            dir.join("leaderboard.json"),
+            leaderboard::render(&rows, metric, Format::Json, None),
+        );
+    }
+    let trials = storage.trials();
+    let seconds = trials.iter().map(|t| t.seconds).sum::<f64>();
+    let curve = curve(trials, metric, opts.budget);
+    let mut by_number: Vec<&TrialRecord> = trials.iter().collect();
+    by_number.sort_by_key(|t| t.number);
+    let within = by_number
+        .iter()
+        .scan(0usize, |spent, t| {
+            *spent += t.budget;
+            Some(*spent)
+        })
+        .take_while(|&b| b <= opts.budget)
+        .count();
+    Ok(RunResult {
+        strategy,
+        scheduler,
+        seed,
+        study: name,
+        curve,
+        trials: within,
+        pruned: trials
+            .iter()
+            .filter(|t| t.state == TrialState::Pruned)
+            .count(),
+        failed: trials
+            .iter()
+            .filter(|t| t.state == TrialState::Failed)
+            .count(),
+        seconds,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// One line of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub strategy: Strategy,
+    pub scheduler: SchedulerKind,
+    pub seeds: usize,
+    /// Median best score at each budget checkpoint.
+    pub best_at: Vec<(usize, f64)>,
+    /// Median over seeds of the budget needed to reach the reference score (None: not reached
+    /// by at least half of the seeds).
+    pub budget_to_reference: Option<f64>,
+    /// Seeds that reached the reference score within the budget.
+    pub reached: usize,
+    pub median_trials: f64,
+}
+
+/// Medians per (strategy, scheduler) and the reference score: random search (FIFO)'s median
+/// final best.
+pub fn summarize(
+    results: &[RunResult],
+    metric: Metric,
+    budget: usize,
+) -> (Option<f64>, Vec<Summary>) {
+    let checkpoints: Vec<usize> = [8, 4, 2]
+        .iter()
+        .map(|d| budget / d)
+        .chain([budget * 3 / 4, budget])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let final_of = |r: &RunResult| r.best_at(budget).unwrap_or(f64::NAN);
+    let reference: Vec<f64> = results
+        .iter()
+        .filter(|r| r.strategy == Strategy::Random && r.scheduler == SchedulerKind::Fifo)
+        .map(final_of)
+        .filter(|s| s.is_finite())
+        .collect();
+    let reference = (!reference.is_empty()).then(|| median(reference));
+    let mut pairs: Vec<(Strategy, SchedulerKind)> =
+        results.iter().map(|r| (r.strategy, r.scheduler)).collect();
+    pairs.dedup();
+    let mut out = Vec::new();
+    for (strategy, scheduler) in pairs {
+        let runs: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.strategy == strategy && r.scheduler == scheduler)
+            .collect();
+        let best_at = checkpoints
+            .iter()
+            .map(|&b| {
+                let v = runs
+                    .iter()
+                    .map(|r| r.best_at(b).unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>();
+                // A run with no complete trial yet has no score: count it as the worst.
+                let worst = if metric.higher_is_better() {
+                    f64::NEG_INFINITY
+                } else {
+                    f64::INFINITY
+                };
+                let v = v
+                    .into_iter()
+                    .map(|s| if s.is_nan() { worst } else { s })
+                    .collect();
+                (b, median(v))
+            })
+            .collect();
+        let (budget_to_reference, reached) = match reference {
+            Some(target) => {
+                let needed: Vec<f64> = runs
+                    .iter()
+                    .map(|r| {
+                        r.budget_to_reach(target, metric)
+                            .map_or(f64::INFINITY, |b| b as f64)
+                    })
+                    .collect();
+                let reached = needed.iter().filter(|b| b.is_finite()).count();
+                let m = median(needed);
+                (m.is_finite().then_some(m), reached)
+            }
+            None => (None, 0),
+        };
+        out.push(Summary {
+            strategy,
+            scheduler,
+            seeds: runs.len(),
+            best_at,
+            budget_to_reference,
+            reached,
+            median_trials: median(runs.iter().map(|r| r.trials as f64).collect()),
+        });
+    }
+    (reference, out)
+}
+
+/// The report as a markdown table.
+pub fn render(
+    reference: Option<f64>,
+    summaries: &[Summary],
+    metric: Metric,
+    budget: usize,
+) -> String {
+    let mut s = String::new();
+    let Some(first) = summaries.first() else {
+        return "no runs\n".into();
+    };
+    s.push_str(&format!(
+        "Median best CV {} over {} seeds against epochs spent (budget {budget}); reference = random/fifo's median final best{}.\n\n",
+        metric.label(),
+        first.seeds,
+        reference.map(|r| format!(" = {r:.4}")).unwrap_or_default()
+    ));
+    s.push_str("| strategy | scheduler | trials |");
+    for (b, _) in &first.best_at {
+        s.push_str(&format!(" best @{b} |"));
+    }
+    s.push_str(" epochs to reference | seeds reaching it |\n|---|---|---:|");
+    for _ in &first.best_at {
+        s.push_str("---:|");
+    }
+    s.push_str("---:|---:|\n");
+    for m in summaries {
+        s.push_str(&format!(
+            "| {} | {} | {} |",
+            m.strategy.label(),
+            m.scheduler.label(),
+            m.median_trials
+        ));
+        for (_, v) in &m.best_at {
+            if v.is_finite() {
+                s.push_str(&format!(" {v:.4} |"));
+            } else {
+                s.push_str(" - |");
+            }
+        }
+        match m.budget_to_reference {
+            Some(b) => s.push_str(&format!(
+                " {b:.0} ({:.0}% of budget) |",
+                100.0 * b / budget as f64
+            )),
+            None => s.push_str(" not reached |"),
+        }
+        s.push_str(&format!(" {}/{} |\n", m.reached, m.seeds));
+    }
+    s
+}
+
+/// Writes the report (markdown and JSON with every run's curve) into `out`.
+pub fn save(
+    out: &Path,
+    report: &str,
+    results: &[RunResult],
+    summaries: &[Summary],
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("comparison.md"), report)?;
+    let json = serde_json::json!({ "summaries": summaries, "runs": results });
+    std::fs::write(
+        out.join("comparison.json"),
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )
+}
