@@ -179,7 +179,7 @@ fn nas_search_and_nas_leaderboard_print_the_same_table() {
     assert!(search_out.contains("TEST SET"), "{search_out}");
     let study = dir.path().join("iris");
     for f in [
-        "study.json",
+        "journal.log",
         "leaderboard.txt",
         "leaderboard.json",
         "leaderboard.csv",
@@ -225,4 +225,80 @@ fn nas_search_and_nas_leaderboard_print_the_same_table() {
         assert!(rows[0].get(key).is_some(), "json row lacks {key}");
     }
     assert!(rows[0]["config"].get("learning_rate").is_some());
+}
+
+/// A CSV of 1-D signals (40 values per row) searched with the CNN family via `--shape 1x40`.
+#[test]
+fn a_csv_of_40_features_declared_1x40_trains_the_cnn_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("label");
+    for i in 0..40 {
+        csv.push_str(&format!(",x{i}"));
+    }
+    csv.push('\n');
+    // Class 0: a slow sine; class 1: a fast one; both with a random phase.
+    let mut state = 12345u64;
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for row in 0..120 {
+        let label = row % 2;
+        let freq = if label == 0 { 0.15 } else { 0.6 };
+        let phase = uniform() * 6.28;
+        csv.push_str(&label.to_string());
+        for i in 0..40 {
+            let v = (freq * i as f64 + phase).sin() + 0.1 * (uniform() - 0.5);
+            csv.push_str(&format!(",{v:.4}"));
+        }
+        csv.push('\n');
+    }
+    let data = dir.path().join("signals.csv");
+    std::fs::write(&data, csv).unwrap();
+    let space = dir.path().join("signals.ron");
+    std::fs::write(
+        &space,
+        "(
+            task: Classification,
+            model: Cnn((
+                stages: Fixed(2),
+                blocks_per_stage: Fixed(1),
+                block: Choice([Plain, Residual, Dense, Separable]),
+                width: Fixed(4),
+                growth_rate: Fixed(4),
+                kernel: Fixed(3),
+                downsample: Choice([MaxPool, Stride]),
+            )),
+            train: (optimizer: Fixed(Adam), learning_rate: Fixed(0.01), batch_size: Fixed(16),
+                    max_epochs: Fixed(4), patience: Fixed(4)),
+        )",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args([
+            "search", "--trials", "4", "--folds", "2", "--quiet", "--shape", "1x40",
+        ])
+        .arg("--space")
+        .arg(&space)
+        .arg("--data")
+        .arg(&data)
+        .arg("--results")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("input 1x1x40"), "{stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("signals/leaderboard.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r["state"], "complete", "{r}");
+        assert!(r["params"].as_u64().unwrap() > 0);
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TEST SET"));
 }

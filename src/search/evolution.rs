@@ -1,9 +1,11 @@
 //! Regularized (aging) evolution: tournament selection over a sliding window of recent trials.
 //!
 //! Real, Aggarwal, Huang and Le, "Regularized Evolution for Image Classifier Architecture
-//! Search", AAAI 2019. The population is the `population` most recently completed trials, so
+//! Search", AAAI 2019. The population is the `population` most recently finished trials, so
 //! every configuration eventually ages out however good it looked; a child is its tournament
-//! winner with exactly one active parameter mutated.
+//! winner with exactly one active parameter mutated. Under a pruning scheduler most trials end
+//! pruned: they stay in the population but lose every tournament against a completed trial, and
+//! among themselves the one that trained longest wins, then the lower loss.
 
 use super::{sample_uniform, sample_with, Observation, RandomSampler, Sampler, TrialState};
 use crate::space::{Config, Distribution, ParamValue, SearchSpace};
@@ -19,7 +21,7 @@ const LOG_INT_STEP: f64 = 0.2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EvolutionSampler {
-    /// P: how many of the most recent completed trials form the population.
+    /// P: how many of the most recent finished (complete or pruned) trials form the population.
     pub population: usize,
     /// S: how many population members compete in each tournament.
     pub sample_size: usize,
@@ -28,8 +30,10 @@ pub struct EvolutionSampler {
 impl Default for EvolutionSampler {
     fn default() -> Self {
         EvolutionSampler {
-            population: 20,
-            sample_size: 5,
+            // Smaller than the paper's (P = 100, S = 25 over thousands of trials): a search of a
+            // few dozen trials should spend most of them evolving, not filling the population.
+            population: 10,
+            sample_size: 3,
         }
     }
 }
@@ -57,27 +61,38 @@ impl Sampler for EvolutionSampler {
         history: &[Observation],
         rng: &mut ChaCha8Rng,
     ) -> Config {
-        let mut done: Vec<(usize, f64, &Config)> = history
+        // (number, rank key, config); a smaller key is fitter.
+        let mut done: Vec<(usize, (u8, i64, f64), &Config)> = history
             .iter()
-            .filter(|o| o.state == TrialState::Complete)
             .filter_map(|o| {
+                let rank = match o.state {
+                    TrialState::Complete => 0,
+                    TrialState::Pruned => 1,
+                    _ => return None,
+                };
+                let depth = -(o.intermediate.len() as i64);
                 o.loss
                     .filter(|l| !l.is_nan())
-                    .map(|l| (o.number, l, &o.config))
+                    .map(|l| (o.number, (rank, depth, l), &o.config))
             })
             .filter(|(_, _, c)| space.validate_config(c).is_ok())
             .collect();
         if done.len() < self.population {
             return RandomSampler.suggest(space, history, rng);
         }
-        // Aging: only the P most recent completions (by trial number) stay alive.
+        // Aging: only the P most recent finished trials (by trial number) stay alive.
         done.sort_by_key(|(n, _, _)| *n);
         let alive = &done[done.len() - self.population..];
         let s = self.sample_size.min(alive.len());
         let parent = index::sample(rng, alive.len(), s)
             .into_iter()
             .map(|i| &alive[i])
-            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+            .min_by(|a, b| {
+                (a.1 .0, a.1 .1)
+                    .cmp(&(b.1 .0, b.1 .1))
+                    .then(a.1 .2.total_cmp(&b.1 .2))
+                    .then(a.0.cmp(&b.0))
+            })
             .map(|(_, _, c)| *c);
         match parent {
             Some(parent) => mutate(space, parent, rng),
