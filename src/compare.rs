@@ -444,3 +444,75 @@ pub fn save(
         serde_json::to_string_pretty(&json).unwrap_or_default(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::Config;
+
+    fn trial(number: usize, state: TrialState, score: Option<f64>, budget: usize) -> TrialRecord {
+        let mut t = TrialRecord::new(number, Config::new(), 0);
+        t.state = state;
+        t.cv_mean = score;
+        t.budget = budget;
+        t
+    }
+
+    #[test]
+    fn the_curve_keeps_the_best_complete_score_and_stops_at_the_budget() {
+        let trials = vec![
+            trial(0, TrialState::Complete, Some(0.5), 9),
+            trial(1, TrialState::Pruned, None, 1),
+            trial(2, TrialState::Complete, Some(0.4), 9),
+            trial(3, TrialState::Complete, Some(0.9), 9),
+            trial(4, TrialState::Complete, Some(0.99), 9),
+        ];
+        let c = curve(&trials, Metric::Accuracy, 30);
+        assert_eq!(c, vec![(9, 0.5), (10, 0.5), (19, 0.5), (28, 0.9)]);
+        let r = RunResult {
+            strategy: Strategy::Random,
+            scheduler: SchedulerKind::Fifo,
+            seed: 0,
+            study: "x".into(),
+            curve: c,
+            trials: 4,
+            pruned: 1,
+            failed: 0,
+            seconds: 0.0,
+        };
+        assert_eq!(r.best_at(20), Some(0.5));
+        assert_eq!(r.best_at(5), None);
+        assert_eq!(r.budget_to_reach(0.8, Metric::Accuracy), Some(28));
+        assert_eq!(r.budget_to_reach(0.95, Metric::Accuracy), None);
+    }
+
+    #[test]
+    fn the_reference_is_the_median_final_best_of_random_fifo() {
+        let run = |strategy, seed, finals: &[(usize, f64)]| RunResult {
+            strategy,
+            scheduler: SchedulerKind::Fifo,
+            seed,
+            study: String::new(),
+            curve: finals.to_vec(),
+            trials: finals.len(),
+            pruned: 0,
+            failed: 0,
+            seconds: 0.0,
+        };
+        let results = vec![
+            run(Strategy::Random, 0, &[(10, 0.7), (100, 0.8)]),
+            run(Strategy::Random, 1, &[(10, 0.9)]),
+            run(Strategy::Random, 2, &[(50, 0.85)]),
+            run(Strategy::Tpe, 0, &[(20, 0.85), (40, 0.95)]),
+            run(Strategy::Tpe, 1, &[(30, 0.86)]),
+            run(Strategy::Tpe, 2, &[(90, 0.5)]),
+        ];
+        let (reference, s) = summarize(&results, Metric::Accuracy, 100);
+        assert_eq!(reference, Some(0.85));
+        let tpe = s.iter().find(|m| m.strategy == Strategy::Tpe).unwrap();
+        // Seeds reach 0.85 at 20 and 30 epochs; the third never does: median 30.
+        assert_eq!(tpe.budget_to_reference, Some(30.0));
+        assert_eq!(tpe.reached, 2);
+        assert_eq!(tpe.best_at.last(), Some(&(100, 0.86)));
+    }
+}
