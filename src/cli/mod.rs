@@ -52,7 +52,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub data: Option<String>,
     /// Epochs each run may train, summed over its trials and folds.
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 240)]
     pub budget: usize,
     /// Seeds per pair: 0, 1, ... N-1.
     #[arg(long, default_value_t = 5)]
