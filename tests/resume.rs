@@ -232,3 +232,30 @@ fn ctrl_c_records_the_trial_in_flight_as_interrupted_and_prints_the_leaderboard(
     // Interrupted trials do not count toward the total: running again continues the study.
     assert!(trials.iter().filter(|t| counts_toward_total(t)).count() < trials.len());
 }
+
+#[test]
+fn resume_continues_a_study_from_its_journal_alone_and_refuses_an_unknown_one() {
+    let study = Study::new();
+    check_success(&study.command(2).output().unwrap());
+    let nas = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nas"));
+        c.args(["search", "--resume", "--results"])
+            .arg(&study.results)
+            .args(["--workers", "1", "--no-final", "--quiet"]);
+        c
+    };
+    // No --space: the study's own space, data, strategy and scheduler come from its journal.
+    let out = nas()
+        .args(["--study", "survive", "--trials", "3"])
+        .output()
+        .unwrap();
+    check_success(&out);
+    let trials = study.trials().unwrap();
+    assert_eq!(trials.len(), 3);
+    assert!(trials.iter().all(|t| t.state == TrialState::Complete));
+
+    let out = nas().args(["--study", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no study `nope`"), "{stderr}");
+}

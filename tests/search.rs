@@ -247,7 +247,7 @@ fn a_csv_of_40_features_declared_1x40_trains_the_cnn_family() {
     for row in 0..120 {
         let label = row % 2;
         let freq = if label == 0 { 0.15 } else { 0.6 };
-        let phase = uniform() * 6.28;
+        let phase = uniform() * std::f64::consts::TAU;
         csv.push_str(&label.to_string());
         for i in 0..40 {
             let v = (freq * i as f64 + phase).sin() + 0.1 * (uniform() - 0.5);

@@ -77,9 +77,13 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// The search space (RON), e.g. search_spaces/mlp.ron.
+    /// The search space (RON), e.g. search_spaces/mlp.ron (optional with --resume).
+    #[arg(long, required_unless_present = "resume")]
+    pub space: Option<PathBuf>,
+    /// Continue an existing study, which must exist; without --space, its own space file,
+    /// data set, strategy and scheduler are used. (Running the same command again resumes too.)
     #[arg(long)]
-    pub space: PathBuf,
+    pub resume: bool,
     /// digits | iris | diabetes, a directory of IDX files, or a CSV file
     /// (default: the data set named in the space file, else digits).
     #[arg(long)]
@@ -112,12 +116,12 @@ pub struct SearchArgs {
     /// Trials trained at once (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// random | grid | evolution | tpe
-    #[arg(long, default_value = "random")]
-    pub strategy: String,
-    /// fifo | asha | hyperband (epochs are the budget)
-    #[arg(long, default_value = "fifo")]
-    pub scheduler: String,
+    /// random | grid | evolution | tpe (default: random, or the resumed study's)
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// fifo | asha | hyperband, with epochs as the budget (default: fifo, or the resumed study's)
+    #[arg(long)]
+    pub scheduler: Option<String>,
     /// Reject candidates with more trainable parameters before training.
     #[arg(long)]
     pub max_params: Option<usize>,
@@ -238,11 +242,48 @@ fn save_leaderboards(
     Ok(table)
 }
 
+/// The study `--resume` names (or the only / latest one), as its journal records it.
+fn resumed_study(a: &SearchArgs) -> Result<StudyMeta, CliError> {
+    let study = match (&a.study, &a.space) {
+        (Some(s), _) => s.clone(),
+        (None, Some(p)) => SearchSpace::from_file(p)?.name,
+        (None, None) => only_study(&a.results)?,
+    };
+    let dir = study_dir(&a.results, &study);
+    if !dir.join(JournalStorage::FILE).exists() {
+        return Err(CliError::Usage(format!(
+            "--resume: there is no study `{study}` in {} to resume",
+            a.results.display()
+        )));
+    }
+    let storage = JournalStorage::open(&dir)?;
+    let mut meta = storage.meta().clone();
+    meta.name = study;
+    Ok(meta)
+}
+
 fn search(a: SearchArgs) -> Result<(), CliError> {
-    let space = SearchSpace::from_file(&a.space)?;
+    let resumed = if a.resume {
+        Some(resumed_study(&a)?)
+    } else {
+        None
+    };
+    let (space, space_label) = match (&a.space, &resumed) {
+        (Some(p), _) => (SearchSpace::from_file(p)?, p.display().to_string()),
+        (None, Some(m)) => (
+            SearchSpace::from_str_named(&m.space_source, &m.name, &m.space_file)?,
+            m.space_file.clone(),
+        ),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "--space FILE is required (or --resume to continue a study)".into(),
+            ))
+        }
+    };
     let data_spec = a
         .data
         .clone()
+        .or_else(|| resumed.as_ref().map(|m| m.data.clone()))
         .or_else(|| space.data.clone())
         .unwrap_or_else(|| "digits".into());
     let source = DataSource::parse(&data_spec)?;
@@ -261,8 +302,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     }
     if split.train.task() != space.task {
         return Err(CliError::Usage(format!(
-            "{} describes a {:?} task but {data_spec} is {:?} data",
-            a.space.display(),
+            "{space_label} describes a {:?} task but {data_spec} is {:?} data",
             space.task,
             split.train.task()
         )));
@@ -278,10 +318,16 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         .map_err(CliError::Usage)?;
     let strategy: Strategy = a
         .strategy
+        .clone()
+        .or_else(|| resumed.as_ref().map(|m| m.strategy.clone()))
+        .unwrap_or_else(|| "random".into())
         .parse()
         .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
     let scheduler: SchedulerKind = a
         .scheduler
+        .clone()
+        .or_else(|| resumed.as_ref().map(|m| m.scheduler.clone()))
+        .unwrap_or_else(|| "fifo".into())
         .parse()
         .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
     let sampler = strategy
@@ -292,7 +338,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     let metric = Metric::for_task(space.task);
     let meta = StudyMeta {
         name: study.clone(),
-        space_file: a.space.display().to_string(),
+        space_file: space_label.clone(),
         space_source: space.source.clone(),
         data: data_spec.clone(),
         task: space.task,
