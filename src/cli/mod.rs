@@ -364,7 +364,8 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     }
     let seed = storage.meta().seed;
     let folds = storage.meta().folds;
-    let data = PreparedData::new(split, space.family, folds, seed)?;
+    let data = PreparedData::new(split, space.family, folds, seed)
+        .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?;
     eprintln!(
         "nas: study `{study}`: {} search samples in {folds} folds, {} held-out test samples ({}), input {}; results in {}",
         data.train.len(),
@@ -494,7 +495,8 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
     for &seed in &seeds {
         data.push((
             seed,
-            PreparedData::new(split.clone(), space.family, a.folds, seed)?,
+            PreparedData::new(split.clone(), space.family, a.folds, seed)
+                .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?,
         ));
     }
     let jobs = a.jobs.unwrap_or_else(|| {
