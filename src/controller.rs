@@ -256,7 +256,11 @@ impl Controller<'_> {
                     .storage
                     .trials()
                     .iter()
-                    .filter(|t| t.state != TrialState::Running)
+                    // Running trials (of other workers and processes) are shown with their
+                    // configurations so that grid search does not hand out the same point twice;
+                    // model-based samplers learn only from finished ones. The trial being created
+                    // has no configuration yet.
+                    .filter(|t| t.state != TrialState::Running || !t.config.is_empty())
                     .map(|t| t.observation(self.metric))
                     .collect();
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);

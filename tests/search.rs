@@ -302,3 +302,48 @@ fn a_csv_of_40_features_declared_1x40_trains_the_cnn_family() {
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("TEST SET"));
 }
+
+#[test]
+fn grid_search_with_two_workers_never_runs_a_point_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("grid.ron");
+    std::fs::write(
+        &space,
+        "(
+            task: Classification,
+            data: \"iris\",
+            model: Mlp((depth: Fixed(1), width: Choice([4, 8, 16]), activation: Choice([Relu, Tanh]))),
+            train: (learning_rate: Fixed(0.01), max_epochs: Fixed(20), patience: Fixed(20)),
+        )",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args([
+            "search",
+            "--strategy",
+            "grid",
+            "--trials",
+            "6",
+            "--workers",
+            "2",
+        ])
+        .args(["--no-final", "--quiet", "--space"])
+        .arg(&space)
+        .arg("--results")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let storage = JournalStorage::open(&dir.path().join("grid")).unwrap();
+    let configs: std::collections::BTreeSet<String> = storage
+        .trials()
+        .iter()
+        .map(|t| format!("{:?}", t.config))
+        .collect();
+    assert_eq!(storage.trials().len(), 6);
+    assert_eq!(configs.len(), 6, "a grid point ran twice");
+}
