@@ -103,11 +103,12 @@ pub struct SearchArgs {
     /// Start no new trial after this long (e.g. 90s, 10m, 1h), instead of a trial count.
     #[arg(long)]
     pub time_budget: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Cross-validation folds (1: one stratified validation split).
-    #[arg(long, default_value_t = 3)]
-    pub folds: usize,
+    /// Study seed (default 0); an existing study keeps the seed it was created with.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Cross-validation folds (default 3; 1: one stratified validation split); fixed by the study.
+    #[arg(long)]
+    pub folds: Option<usize>,
     /// Study name (default: the space file's name).
     #[arg(long)]
     pub study: Option<String>,
@@ -172,6 +173,8 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Space(_) | CliError::Usage(_) | CliError::Data(_) => 2,
+            // A study name that does not exist is a typo the user can fix.
+            CliError::Study(crate::study::StudyError::Missing(_)) => 2,
             _ => 1,
         }
     }
@@ -307,7 +310,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             split.train.task()
         )));
     }
-    if a.folds == 0 {
+    if a.folds == Some(0) {
         return Err(CliError::Usage("--folds must be at least 1".into()));
     }
     let time_budget = a
@@ -343,8 +346,8 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         data: data_spec.clone(),
         task: space.task,
         metric,
-        seed: a.seed,
-        folds: a.folds,
+        seed: a.seed.unwrap_or(0),
+        folds: a.folds.unwrap_or(3),
         strategy: strategy.label().into(),
         scheduler: scheduler.label().into(),
     };
@@ -352,6 +355,23 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     if storage.meta().space_source != space.source && !a.force {
         return Err(CliError::Usage(format!(
             "study `{study}` in {} was created from a different space file; use another --study, or --force to continue it anyway",
+            dir.display()
+        )));
+    }
+    // An existing study keeps its seed, folds and data: trials made otherwise would not compare.
+    let m = storage.meta();
+    let clash = if a.seed.is_some_and(|s| s != m.seed) {
+        Some(format!("seed {}", m.seed))
+    } else if a.folds.is_some_and(|k| k != m.folds) {
+        Some(format!("{} folds", m.folds))
+    } else if a.data.is_some() && m.data != data_spec {
+        Some(format!("data `{}`", m.data))
+    } else {
+        None
+    };
+    if let Some(what) = clash {
+        return Err(CliError::Usage(format!(
+            "study `{study}` in {} was created with {what}; leave the flag out to continue it, or start a new study with --study NAME",
             dir.display()
         )));
     }
@@ -418,13 +438,15 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     )?;
     let table = save_leaderboards(&dir, &storage, Some(&space))?;
     println!("{table}");
-    eprintln!(
-        "nas: {} trials in {:.1}s with {} workers; controller overhead {:.2}% of worker time",
-        stats.trials,
-        stats.wall.as_secs_f64(),
-        stats.workers,
-        100.0 * stats.overhead()
-    );
+    if stats.trials > 0 {
+        eprintln!(
+            "nas: {} trials in {:.1}s with {} workers; controller overhead {:.2}% of worker time",
+            stats.trials,
+            stats.wall.as_secs_f64(),
+            stats.workers,
+            100.0 * stats.overhead()
+        );
+    }
     if a.no_final || cancel.load(Ordering::SeqCst) {
         return Ok(());
     }
