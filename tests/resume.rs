@@ -259,3 +259,30 @@ fn resume_continues_a_study_from_its_journal_alone_and_refuses_an_unknown_one() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no study `nope`"), "{stderr}");
 }
+
+#[test]
+fn continuing_a_study_with_another_seed_folds_or_data_is_refused() {
+    let study = Study::new();
+    check_success(&study.command(1).output().unwrap());
+    for (flag, value, what) in [
+        ("--seed", "7", "seed 0"),
+        ("--folds", "5", "3 folds"),
+        ("--data", "iris", "data `digits`"),
+    ] {
+        let out = study.command(2).args([flag, value]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(what) && stderr.contains("--study"),
+            "{stderr}"
+        );
+    }
+    // The same values, or none, continue it.
+    let out = study
+        .command(2)
+        .args(["--seed", "0", "--folds", "3", "--data", "digits"])
+        .output()
+        .unwrap();
+    check_success(&out);
+    assert_eq!(study.trials().unwrap().len(), 2);
+}
