@@ -196,7 +196,7 @@ fn run_one(
     };
     let mut storage = JournalStorage::open_or_create(&dir, meta)?;
     if storage.meta().space_source != space.source {
-        return Err(SearchError::NoBest(format!(
+        return Err(SearchError::Compare(format!(
             "{} holds a run of a different space; remove it or choose another --out",
             dir.display()
         )));
@@ -222,7 +222,7 @@ fn run_one(
         };
         let sampler = strategy
             .build(space)
-            .map_err(|e| SearchError::NoBest(e.to_string()))?;
+            .map_err(|e| SearchError::Compare(e.to_string()))?;
         controller.run(
             &mut storage,
             sampler,

@@ -28,6 +28,9 @@ pub enum SearchError {
     Final { trial: usize, error: TrialError },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
+    /// A strategy comparison that cannot run as asked (`nas compare`).
+    #[error("{0}")]
+    Compare(String),
 }
 
 /// Mixes the study seed with a salt (a trial number, a purpose) into an independent seed.
