@@ -97,9 +97,9 @@ pub struct SearchArgs {
     /// Input shape CxHxW (or HxW), e.g. 1x40 for a 1-D signal of 40 values.
     #[arg(long)]
     pub shape: Option<String>,
-    /// Number of trials the study should hold.
-    #[arg(long, default_value_t = 20)]
-    pub trials: usize,
+    /// Number of trials the study should hold (default 20; no limit with --time-budget alone).
+    #[arg(long)]
+    pub trials: Option<usize>,
     /// Start no new trial after this long (e.g. 90s, 10m, 1h), instead of a trial count.
     #[arg(long)]
     pub time_budget: Option<String>,
@@ -415,10 +415,10 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         data: &data,
         metric,
         opts: SearchOptions {
-            trials: if time_budget.is_some() && a.trials == 20 {
-                None
-            } else {
-                Some(a.trials)
+            trials: match (a.trials, time_budget) {
+                (Some(n), _) => Some(n),
+                (None, Some(_)) => None,
+                (None, None) => Some(20),
             },
             time_budget,
             seed,
