@@ -1,7 +1,7 @@
 //! The command line: raw flags (clap) are checked into a configuration, then each subcommand runs.
 
 use crate::controller::{best_trial, train_final, Controller, PreparedData, SearchOptions};
-use crate::data::{load, load_test_file, DataSource, InputShape, LoadOptions};
+use crate::data::{load, load_test_file, DataSource, DataSplit, InputShape, LoadOptions};
 use crate::leaderboard::{self, Format};
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
@@ -211,6 +211,36 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// Loads the data of a study: the source named by `spec`, read as `task` data with the CSV
+/// target column and input shape the user gave, plus a separate test set when one is named.
+/// `nas search`, `nas export` and `nas compare` all read their data through here.
+pub(crate) fn load_data(
+    spec: &str,
+    target: Option<&str>,
+    shape: Option<&str>,
+    test_data: Option<&Path>,
+    task: crate::data::Task,
+) -> Result<DataSplit, CliError> {
+    let source = DataSource::parse(spec)?;
+    let opts = LoadOptions {
+        target_column: target.map(String::from),
+        shape: shape.map(str::parse::<InputShape>).transpose()?,
+        task: Some(task),
+    };
+    let mut split = load(&source, &opts)?;
+    if let Some(path) = test_data {
+        split.test = Some(load_test_file(path, &opts, &split.train)?);
+    }
+    Ok(split)
+}
+
+/// Trials (or comparison runs) trained at once when the user does not say: one per core.
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
     std::fs::write(path, text).map_err(|e| {
         CliError::Study(crate::study::StudyError::Io {
@@ -289,20 +319,13 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         .or_else(|| resumed.as_ref().map(|m| m.data.clone()))
         .or_else(|| space.data.clone())
         .unwrap_or_else(|| "digits".into());
-    let source = DataSource::parse(&data_spec)?;
-    let shape = match &a.shape {
-        Some(s) => Some(s.parse::<InputShape>()?),
-        None => None,
-    };
-    let opts = LoadOptions {
-        target_column: a.target.clone(),
-        shape,
-        task: Some(space.task),
-    };
-    let mut split = load(&source, &opts)?;
-    if let Some(path) = &a.test_data {
-        split.test = Some(load_test_file(path, &opts, &split.train)?);
-    }
+    let split = load_data(
+        &data_spec,
+        a.target.as_deref(),
+        a.shape.as_deref(),
+        a.test_data.as_deref(),
+        space.task,
+    )?;
     if split.train.task() != space.task {
         return Err(CliError::Usage(format!(
             "{space_label} describes a {:?} task but {data_spec} is {:?} data",
@@ -405,11 +428,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             eprintln!("nas: interrupted; finishing up (Ctrl-C again to quit at once)");
         });
     }
-    let workers = a.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let workers = a.workers.unwrap_or_else(default_workers);
     let controller = Controller {
         space: &space,
         data: &data,
@@ -479,13 +498,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         .clone()
         .or_else(|| space.data.clone())
         .unwrap_or_else(|| "digits".into());
-    let source = DataSource::parse(&data_spec)?;
-    let opts = LoadOptions {
-        target_column: None,
-        shape: None,
-        task: Some(space.task),
-    };
-    let split = load(&source, &opts)?;
+    let split = load_data(&data_spec, None, None, None, space.task)?;
     if a.folds == 0 || a.seeds == 0 || a.budget == 0 {
         return Err(CliError::Usage(
             "--folds, --seeds and --budget must be at least 1".into(),
@@ -521,11 +534,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
                 .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?,
         ));
     }
-    let jobs = a.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let jobs = a.jobs.unwrap_or_else(default_workers);
     let copts = compare::CompareOptions {
         strategies,
         schedulers,

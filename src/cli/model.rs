@@ -1,9 +1,8 @@
 //! The model subcommands: `export` retrains a study's trial and writes it as a model directory,
 //! `predict` and `evaluate` reload such a directory and apply it to new data.
 
-use super::{only_study, CliError};
+use super::{load_data, only_study, CliError};
 use crate::controller::{best_trial, train_final, PreparedData};
-use crate::data::{load, load_test_file, DataSource, InputShape, LoadOptions};
 use crate::export::{load_model, save_model, ExportError, Provenance};
 use crate::leaderboard;
 use crate::search::TrialState;
@@ -107,20 +106,13 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
             })?,
     };
 
-    let source = DataSource::parse(&meta.data)?;
-    let shape = match &a.shape {
-        Some(s) => Some(s.parse::<InputShape>()?),
-        None => None,
-    };
-    let opts = LoadOptions {
-        target_column: a.target.clone(),
-        shape,
-        task: Some(space.task),
-    };
-    let mut split = load(&source, &opts)?;
-    if let Some(path) = &a.test_data {
-        split.test = Some(load_test_file(path, &opts, &split.train)?);
-    }
+    let split = load_data(
+        &meta.data,
+        a.target.as_deref(),
+        a.shape.as_deref(),
+        a.test_data.as_deref(),
+        space.task,
+    )?;
     let data = PreparedData::new(split, space.family, meta.folds, meta.seed)?;
     eprintln!(
         "nas: retraining trial {} of study `{study}` on all {} search samples for {} epochs, then one evaluation on {} test samples",
