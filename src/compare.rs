@@ -6,7 +6,7 @@
 //! stopped: a run whose study already spent the budget is read back, not trained again.
 
 use crate::controller::{Controller, PreparedData, SearchError, SearchOptions};
-use crate::leaderboard::{self, Format};
+use crate::leaderboard;
 use crate::search::{SchedulerKind, Strategy, TrialState};
 use crate::space::SearchSpace;
 use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta, TrialRecord};
@@ -229,13 +229,7 @@ fn run_one(
             scheduler.build(space.max_epochs()),
             requeue,
         )?;
-        let rows = leaderboard::rows(storage.trials(), metric, Some(space));
-        let table = leaderboard::render(&rows, metric, Format::Table, None);
-        let _ = std::fs::write(dir.join("leaderboard.txt"), format!("{table}\n"));
-        let _ = std::fs::write(
-            dir.join("leaderboard.json"),
-            leaderboard::render(&rows, metric, Format::Json, None),
-        );
+        leaderboard::save(&dir, &storage, Some(space))?;
     }
     let trials = storage.trials();
     let seconds = trials.iter().map(|t| t.seconds).sum::<f64>();

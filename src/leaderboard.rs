@@ -2,8 +2,9 @@
 
 use crate::search::TrialState;
 use crate::space::SearchSpace;
-use crate::study::{Metric, TestResult, TrialRecord};
+use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
 use serde::Serialize;
+use std::path::Path;
 use std::str::FromStr;
 use tabled::builder::Builder;
 use tabled::settings::Style;
@@ -193,4 +194,34 @@ pub fn test_line(t: &TestResult) -> String {
         t.test_score,
         t.test_samples
     )
+}
+
+/// Writes a study's leaderboards into `dir`: `leaderboard.txt` (the table, with the test-set line
+/// when there is one), `leaderboard.json` and `leaderboard.csv`. Returns the table.
+pub fn save(
+    dir: &Path,
+    storage: &dyn Storage,
+    space: Option<&SearchSpace>,
+) -> Result<String, StudyError> {
+    let metric = storage.meta().metric;
+    let rows = rows(storage.trials(), metric, space);
+    let mut table = render(&rows, metric, Format::Table, None);
+    if let Some(t) = storage.test_result() {
+        table.push('\n');
+        table.push_str(&test_line(t));
+    }
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| StudyError::Io {
+            path,
+            message: e.to_string(),
+        })
+    };
+    write("leaderboard.txt", &format!("{table}\n"))?;
+    write(
+        "leaderboard.json",
+        &render(&rows, metric, Format::Json, None),
+    )?;
+    write("leaderboard.csv", &render(&rows, metric, Format::Csv, None))?;
+    Ok(table)
 }

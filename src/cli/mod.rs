@@ -250,31 +250,6 @@ fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
     })
 }
 
-/// Writes the readable and machine-readable leaderboards next to the study.
-fn save_leaderboards(
-    dir: &Path,
-    storage: &dyn Storage,
-    space: Option<&SearchSpace>,
-) -> Result<String, CliError> {
-    let metric = storage.meta().metric;
-    let rows = leaderboard::rows(storage.trials(), metric, space);
-    let mut table = leaderboard::render(&rows, metric, Format::Table, None);
-    if let Some(t) = storage.test_result() {
-        table.push('\n');
-        table.push_str(&leaderboard::test_line(t));
-    }
-    write_file(&dir.join("leaderboard.txt"), &format!("{table}\n"))?;
-    write_file(
-        &dir.join("leaderboard.json"),
-        &leaderboard::render(&rows, metric, Format::Json, None),
-    )?;
-    write_file(
-        &dir.join("leaderboard.csv"),
-        &leaderboard::render(&rows, metric, Format::Csv, None),
-    )?;
-    Ok(table)
-}
-
 /// The study `--resume` names (or the only / latest one), as its journal records it.
 fn resumed_study(a: &SearchArgs) -> Result<StudyMeta, CliError> {
     let study = match (&a.study, &a.space) {
@@ -455,7 +430,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         scheduler.build(space.max_epochs()),
         requeue,
     )?;
-    let table = save_leaderboards(&dir, &storage, Some(&space))?;
+    let table = leaderboard::save(&dir, &storage, Some(&space))?;
     println!("{table}");
     if stats.trials > 0 {
         eprintln!(
@@ -481,7 +456,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     let model = train_final(&space, &data, metric, &best, &cancel)?;
     storage.set_test_result(model.test.clone())?;
     let line = leaderboard::test_line(&model.test);
-    save_leaderboards(&dir, &storage, Some(&space))?;
+    leaderboard::save(&dir, &storage, Some(&space))?;
     write_file(
         &dir.join("test.json"),
         &serde_json::to_string_pretty(&model.test).unwrap_or_default(),
