@@ -64,16 +64,27 @@ impl RunResult {
     }
 }
 
-/// Best-so-far curve of a study's trials, in trial order, cut at `budget`.
-pub fn curve(trials: &[TrialRecord], metric: Metric, budget: usize) -> Vec<(usize, f64)> {
+/// A study's trials in trial order, with the budget spent when each ended, up to the last one that
+/// ended within `budget`.
+fn within_budget(trials: &[TrialRecord], budget: usize) -> Vec<(usize, &TrialRecord)> {
     let mut sorted: Vec<&TrialRecord> = trials.iter().collect();
     sorted.sort_by_key(|t| t.number);
-    let (mut spent, mut best, mut out) = (0usize, None::<f64>, Vec::new());
-    for t in sorted {
-        spent += t.budget;
-        if spent > budget {
-            break;
-        }
+    let mut spent = 0usize;
+    sorted
+        .into_iter()
+        .map(|t| {
+            spent += t.budget;
+            (spent, t)
+        })
+        .take_while(|(spent, _)| *spent <= budget)
+        .collect()
+}
+
+/// Best-so-far curve of a study's trials, in trial order, cut at `budget`.
+pub fn curve(trials: &[TrialRecord], metric: Metric, budget: usize) -> Vec<(usize, f64)> {
+    let mut best = None::<f64>;
+    let mut out = Vec::new();
+    for (spent, t) in within_budget(trials, budget) {
         if let (TrialState::Complete, Some(s)) = (t.state, t.cv_mean) {
             if s.is_finite() && best.is_none_or(|b| metric.better(s, b)) {
                 best = Some(s);
@@ -234,16 +245,7 @@ fn run_one(
     let trials = storage.trials();
     let seconds = trials.iter().map(|t| t.seconds).sum::<f64>();
     let curve = curve(trials, metric, opts.budget);
-    let mut by_number: Vec<&TrialRecord> = trials.iter().collect();
-    by_number.sort_by_key(|t| t.number);
-    let within = by_number
-        .iter()
-        .scan(0usize, |spent, t| {
-            *spent += t.budget;
-            Some(*spent)
-        })
-        .take_while(|&b| b <= opts.budget)
-        .count();
+    let within = within_budget(trials, opts.budget).len();
     Ok(RunResult {
         strategy,
         scheduler,
