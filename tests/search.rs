@@ -161,19 +161,10 @@ fn nas_search_and_nas_leaderboard_print_the_same_table() {
     let space = dir.path().join("iris.ron");
     std::fs::write(&space, IRIS).unwrap();
     let nas = env!("CARGO_BIN_EXE_nas");
-    let out = std::process::Command::new(nas)
-        .args([
-            "search", "--trials", "3", "--seed", "4", "--quiet", "--space",
-        ])
-        .arg(&space)
-        .arg("--results")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = nas_search(
+        &space,
+        dir.path(),
+        &["--trials", "3", "--seed", "4", "--quiet"],
     );
     let search_out = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(search_out.contains("TEST SET"), "{search_out}");
@@ -276,20 +267,15 @@ fn a_csv_of_40_features_declared_1x40_trains_the_cnn_family() {
         )",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args([
-            "search", "--trials", "4", "--folds", "2", "--quiet", "--shape", "1x40",
-        ])
-        .arg("--space")
-        .arg(&space)
-        .arg("--data")
-        .arg(&data)
-        .arg("--results")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let data = data.display().to_string();
+    let out = nas_search(
+        &space,
+        dir.path(),
+        &[
+            "--trials", "4", "--folds", "2", "--quiet", "--shape", "1x40", "--data", &data,
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("input 1x1x40"), "{stderr}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("signals/leaderboard.json")).unwrap(),
@@ -317,27 +303,17 @@ fn grid_search_with_two_workers_never_runs_a_point_twice() {
         )",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args([
-            "search",
-            "--strategy",
-            "grid",
-            "--trials",
-            "6",
-            "--workers",
-            "2",
-        ])
-        .args(["--no-final", "--quiet", "--space"])
-        .arg(&space)
-        .arg("--results")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "--strategy",
+        "grid",
+        "--trials",
+        "6",
+        "--workers",
+        "2",
+        "--no-final",
+        "--quiet",
+    ];
+    nas_search(&space, dir.path(), &args);
     let storage = JournalStorage::open(&dir.path().join("grid")).unwrap();
     let configs: std::collections::BTreeSet<String> = storage
         .trials()
@@ -346,4 +322,27 @@ fn grid_search_with_two_workers_never_runs_a_point_twice() {
         .collect();
     assert_eq!(storage.trials().len(), 6);
     assert_eq!(configs.len(), 6, "a grid point ran twice");
+}
+
+/// Runs `nas search --space SPACE --results RESULTS ARGS..`, asserting that it succeeds.
+fn nas_search(
+    space: &std::path::Path,
+    results: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .arg("search")
+        .arg("--space")
+        .arg(space)
+        .arg("--results")
+        .arg(results)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
