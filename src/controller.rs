@@ -231,8 +231,10 @@ impl Controller<'_> {
             return None;
         }
         let over_time = self.opts.time_budget.is_some_and(|b| start.elapsed() >= b);
-        let spent: usize = sh.storage.trials().iter().map(|t| t.budget).sum();
-        let over_budget = self.opts.max_budget.is_some_and(|b| spent >= b);
+        let over_budget = self
+            .opts
+            .max_budget
+            .is_some_and(|b| sh.storage.trials().iter().map(|t| t.budget).sum::<usize>() >= b);
         if sh.stop || over_time || over_budget || self.cancel.load(Ordering::Relaxed) {
             sh.stop = true;
             return None;

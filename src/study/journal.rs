@@ -441,11 +441,6 @@ impl Storage for JournalStorage {
         self.locked(false, |s| s.sync(false))
     }
 
-    fn create_trial(&mut self) -> Result<usize, StudyError> {
-        self.create_trial_within(None)?
-            .ok_or_else(|| StudyError::Conflict("no trial was created".into()))
-    }
-
     fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
         let number = self.transact(|s| {
             let study = s

@@ -173,23 +173,14 @@ pub trait Storage: Send {
     fn refresh(&mut self) -> Result<(), StudyError> {
         Ok(())
     }
-    /// Allocates the next trial number and records the trial as running.
-    fn create_trial(&mut self) -> Result<usize, StudyError>;
-    /// Like [`Storage::create_trial`], but only while fewer than `limit` trials count toward the
-    /// study's total ([`counts_toward_total`]); the check and the creation are one step for
-    /// every process sharing the study. `None` when the study is full.
-    fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
-        let full = limit.is_some_and(|n| {
-            self.trials()
-                .iter()
-                .filter(|t| counts_toward_total(t))
-                .count()
-                >= n
-        });
-        if full {
-            return Ok(None);
-        }
-        self.create_trial().map(Some)
+    /// Allocates the next trial number and records the trial as running, but only while fewer
+    /// than `limit` trials count toward the study's total ([`counts_toward_total`]); the check and
+    /// the creation are one step for every process sharing the study. `None` when it is full.
+    fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError>;
+    /// Allocates the next trial number and records the trial as running, whatever the count.
+    fn create_trial(&mut self) -> Result<usize, StudyError> {
+        self.create_trial_within(None)?
+            .ok_or_else(|| StudyError::Conflict("no trial was created".into()))
     }
     /// Records the sampled configuration and seed of a running trial.
     fn set_params(&mut self, number: usize, config: Config, seed: u64) -> Result<(), StudyError>;
