@@ -6,7 +6,7 @@ use crate::nn::build_network;
 use crate::search::{Decision, Observation, Sampler, Scheduler, TrialState};
 use crate::space::{Candidate, Config, Family, SearchSpace};
 use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
-use crate::train::{cross_validate, evaluate, fit, predict, Trained, TrialError};
+use crate::train::{cross_validate, evaluate, fit, predict, FoldRows, Trained, TrialError};
 use dfdx::prelude::Cpu;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -54,8 +54,9 @@ pub struct PreparedData {
     pub train: Dataset,
     /// The held-out test set, raw. No search decision reads it.
     pub test: Dataset,
-    /// (train, validation) per fold, standardised with the fold's training statistics.
-    pub folds: Vec<(Dataset, Dataset)>,
+    /// The rows of `train` each fold trains and validates on, with the fold's training statistics
+    /// (rows, not copies: k copies of the data would set the memory of a search).
+    pub folds: Vec<FoldRows>,
     pub per_channel: bool,
 }
 
@@ -80,13 +81,10 @@ impl PreparedData {
         let mut fold_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, FOLD_SALT));
         let folds = kfold(&train, k, &mut fold_rng)?
             .into_iter()
-            .map(|f| {
-                let mut tr = train.subset(&f.train);
-                let mut va = train.subset(&f.valid);
-                let s = Standardizer::fit(&tr, per_channel);
-                s.apply(&mut tr);
-                s.apply(&mut va);
-                (tr, va)
+            .map(|f| FoldRows {
+                scaler: Standardizer::fit_rows(&train, &f.train, per_channel),
+                train: f.train,
+                valid: f.valid,
             })
             .collect();
         Ok(PreparedData {
@@ -411,7 +409,14 @@ impl Controller<'_> {
             return fail(rec, TrialState::Failed, msg);
         }
         let result = catch_unwind(AssertUnwindSafe(|| {
-            cross_validate(&cand, &self.data.folds, seed, report, &self.cancel)
+            cross_validate(
+                &cand,
+                &self.data.train,
+                &self.data.folds,
+                seed,
+                report,
+                &self.cancel,
+            )
         }));
         match result {
             Ok(Ok(cv)) => {

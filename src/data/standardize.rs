@@ -17,6 +17,20 @@ pub struct Standardizer {
 impl Standardizer {
     /// Statistics of `ds` (pass the training data only). Constant features get `std = 1`, so they become 0.
     pub fn fit(ds: &Dataset, per_channel: bool) -> Standardizer {
+        Self::fit_samples(ds, (0..ds.len()).map(|i| ds.sample(i)), per_channel)
+    }
+
+    /// Statistics of the rows `rows` of `ds`, as [`Standardizer::fit`] of `ds.subset(rows)`
+    /// gives them, without the copy.
+    pub fn fit_rows(ds: &Dataset, rows: &[usize], per_channel: bool) -> Standardizer {
+        Self::fit_samples(ds, rows.iter().map(|&i| ds.sample(i)), per_channel)
+    }
+
+    fn fit_samples<'a>(
+        ds: &Dataset,
+        samples: impl Iterator<Item = &'a [f32]> + Clone,
+        per_channel: bool,
+    ) -> Standardizer {
         let n_features = ds.n_features();
         let groups = if per_channel {
             ds.shape.channels
@@ -31,8 +45,8 @@ impl Standardizer {
         };
         let mut sum = vec![0f64; groups];
         let mut count = vec![0usize; groups];
-        for i in 0..ds.len() {
-            for (k, &v) in ds.sample(i).iter().enumerate() {
+        for x in samples.clone() {
+            for (k, &v) in x.iter().enumerate() {
                 sum[k / block] += f64::from(v);
                 count[k / block] += 1;
             }
@@ -43,8 +57,8 @@ impl Standardizer {
             .map(|(s, &c)| if c == 0 { 0.0 } else { s / c as f64 })
             .collect();
         let mut sq = vec![0f64; groups];
-        for i in 0..ds.len() {
-            for (k, &v) in ds.sample(i).iter().enumerate() {
+        for x in samples {
+            for (k, &v) in x.iter().enumerate() {
                 let d = f64::from(v) - mean[k / block];
                 sq[k / block] += d * d;
             }

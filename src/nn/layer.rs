@@ -243,22 +243,4 @@ impl Network {
         });
         out
     }
-
-    /// Restores values taken by [`Network::snapshot`] of the same architecture.
-    pub fn restore(&mut self, snap: &[(String, Vec<f32>)]) {
-        let mut it = snap.iter();
-        self.visit_params(&mut |_, mut p, _| {
-            if let Some((_, v)) = it.next() {
-                p.copy_from(v);
-            }
-        });
-        self.visit_state(&mut |_, s| {
-            if let Some((_, m)) = it.next() {
-                s.running_mean.clone_from(m);
-            }
-            if let Some((_, v)) = it.next() {
-                s.running_var.clone_from(v);
-            }
-        });
-    }
 }

@@ -7,7 +7,7 @@ pub enum Verdict {
     Improved,
     /// No improvement, but patience is not used up.
     Wait,
-    /// Patience is used up: stop and restore the best weights.
+    /// Patience is used up: stop (the best epoch is the one to retrain for).
     Stop,
 }
 

@@ -2,10 +2,12 @@
 
 mod early_stopping;
 mod optim;
+mod samples;
 mod trainer;
 
 pub use early_stopping::{EarlyStopping, Verdict};
 pub use optim::Optimizer;
+pub use samples::{FoldRows, Samples};
 pub use trainer::{
     cross_validate, evaluate, fit, predict, CvOutcome, Metrics, TargetScale, Trained, TrialError,
 };

@@ -1,5 +1,6 @@
 //! The training loop: mini-batches, losses, evaluation, k-fold cross-validation and final fits.
 
+use super::samples::{FoldRows, Samples};
 use super::{EarlyStopping, Optimizer, Verdict};
 use crate::data::{Augment, Dataset, Targets};
 use crate::nn::{build_network, Mat, Network};
@@ -127,12 +128,23 @@ const EVAL_CHUNK: usize = 1024;
 
 /// Runs the network over `ds` in evaluation mode and returns the raw outputs, row-major.
 pub fn predict(net: &mut Network, dev: &Cpu, ds: &Dataset) -> Vec<f32> {
-    let n = ds.len();
-    let f = ds.shape.len();
+    predict_samples(net, dev, Samples::all(ds), &mut Vec::new())
+}
+
+/// [`predict`] over a view of a data set; `buf` is reused for the input batches.
+fn predict_samples(
+    net: &mut Network,
+    dev: &Cpu,
+    samples: Samples,
+    buf: &mut Vec<f32>,
+) -> Vec<f32> {
+    let n = samples.len();
+    let f = samples.data.n_features();
     let mut out = Vec::with_capacity(n * net.n_outputs);
-    let rows: Vec<usize> = (0..n).collect();
-    for chunk in rows.chunks(EVAL_CHUNK) {
-        let x = batch(dev, &ds.features, f, chunk, None, &mut None);
+    let positions: Vec<usize> = (0..n).collect();
+    for chunk in positions.chunks(EVAL_CHUNK) {
+        samples.gather(chunk, buf);
+        let x = device_tensor(dev, buf, chunk.len(), f);
         out.extend(net.forward(x, false).as_vec());
     }
     out
@@ -187,27 +199,47 @@ pub fn evaluate(outputs: &[f32], targets: &Targets, scale: Option<TargetScale>) 
     }
 }
 
-/// Copies the given rows into a batch tensor, augmenting them when asked.
-fn batch(
-    dev: &Cpu,
-    features: &[f32],
-    f: usize,
-    rows: &[usize],
-    augment: Option<(&Augment, &Dataset)>,
-    rng: &mut Option<&mut ChaCha8Rng>,
-) -> Mat {
-    let mut buf = Vec::with_capacity(rows.len() * f);
-    for &r in rows {
-        buf.extend_from_slice(&features[r * f..(r + 1) * f]);
+/// A `(rows, cols)` tensor holding `data`, taken from the device's allocator.
+///
+/// With dfdx's cache on, every dropped tensor's buffer goes into the cache, keyed by its length,
+/// and only the device's own allocations take buffers out. A tensor that wraps a `Vec` of ours
+/// (`tensor_from_vec`) would add one buffer to the cache per step that nothing takes out again:
+/// the input batch alone leaked 100 kB a step (about 50 MB/s on MNIST-sized inputs).
+fn device_tensor(dev: &Cpu, data: &[f32], rows: usize, cols: usize) -> Mat {
+    let mut t = dev.zeros_like(&(rows, cols));
+    t.copy_from(data);
+    t
+}
+
+/// dfdx's buffer cache for one training run, enabled for the run's life and emptied at its end.
+///
+/// Recycling buffers avoids page faults on every op (measured: about 2x on conv nets), but
+/// dfdx never frees what its cache holds, not even when the device is dropped (its cache has no
+/// `Drop`): without this guard every trial leaked every buffer it had used. Declared first in
+/// [`Run`], it is dropped first, so the network's and optimiser's buffers are freed, not cached.
+struct BufferCache(Cpu);
+
+impl BufferCache {
+    fn new(dev: &Cpu) -> BufferCache {
+        dev.enable_cache();
+        BufferCache(dev.clone())
     }
-    if let (Some((aug, ds)), Some(rng)) = (augment, rng.as_mut()) {
-        aug.apply_batch(&mut buf, ds.shape, rng);
+
+    /// Frees what the cache holds now (it stays enabled).
+    fn trim(&self) {
+        self.0.empty_cache();
     }
-    dev.tensor_from_vec(buf, (rows.len(), f))
+}
+
+impl Drop for BufferCache {
+    fn drop(&mut self) {
+        self.0.disable_cache();
+    }
 }
 
 /// One network being trained on one fold.
 struct Run {
+    cache: BufferCache,
     dev: Cpu,
     net: Network,
     opt: Optimizer,
@@ -215,18 +247,21 @@ struct Run {
     target: Option<TargetScale>,
     augment: Option<Augment>,
     batch_size: usize,
+    /// Reused for every input batch and every one-hot target batch.
+    buf: Vec<f32>,
+    targets_buf: Vec<f32>,
 }
 
 impl Run {
-    fn new(cand: &Candidate, train: &Dataset, seed: u64) -> Result<Run, TrialError> {
+    fn new(cand: &Candidate, train: Samples, seed: u64) -> Result<Run, TrialError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dev = Cpu::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
-        // Recycling buffers avoids page faults on every op (measured: about 2x on conv nets).
-        dev.enable_cache();
-        let net = build_network(&cand.arch, train.shape, train.n_outputs(), &mut rng, &dev)
+        let cache = BufferCache::new(&dev);
+        let data = train.data;
+        let net = build_network(&cand.arch, data.shape, data.n_outputs(), &mut rng, &dev)
             .map_err(|e| TrialError::Impossible(e.to_string()))?;
-        let target = match &train.targets {
-            Targets::Values(v) => Some(TargetScale::fit(v)),
+        let target = match train.targets() {
+            Targets::Values(v) => Some(TargetScale::fit(&v)),
             Targets::Classes { .. } => None,
         };
         let t = &cand.train;
@@ -237,6 +272,7 @@ impl Run {
             noise_std: a.noise as f32,
         };
         Ok(Run {
+            cache,
             opt: Optimizer::new(t.optimizer, t.learning_rate, t.weight_decay),
             dev,
             net,
@@ -244,13 +280,15 @@ impl Run {
             target,
             augment: (!augment.is_identity()).then_some(augment),
             batch_size: t.batch_size,
+            buf: Vec::new(),
+            targets_buf: Vec::new(),
         })
     }
 
     /// One pass over the training data; returns the mean training loss.
-    fn epoch(&mut self, train: &Dataset) -> Result<f32, f32> {
+    fn epoch(&mut self, train: Samples) -> Result<f32, f32> {
         let n = train.len();
-        let f = train.shape.len();
+        let f = train.data.n_features();
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut self.rng);
         let (mut total, mut count) = (0.0f32, 0usize);
@@ -259,23 +297,21 @@ impl Run {
             if rows.len() < 2 && n >= 2 {
                 continue;
             }
-            let aug = self.augment.as_ref().map(|a| (a, train));
-            let x = batch(
-                &self.dev,
-                &train.features,
-                f,
-                rows,
-                aug,
-                &mut Some(&mut self.rng),
-            );
+            train.gather(rows, &mut self.buf);
+            if let Some(aug) = &self.augment {
+                aug.apply_batch(&mut self.buf, train.data.shape, &mut self.rng);
+            }
+            let x = device_tensor(&self.dev, &self.buf, rows.len(), f);
             let out = self.net.forward(x.leaky_trace(), true);
-            let loss = match &train.targets {
+            let y = &mut self.targets_buf;
+            y.clear();
+            let loss = match &train.data.targets {
                 Targets::Classes { labels, n_classes } => {
-                    let mut onehot = vec![0.0f32; rows.len() * n_classes];
+                    y.resize(rows.len() * n_classes, 0.0);
                     for (i, &r) in rows.iter().enumerate() {
-                        onehot[i * n_classes + labels[r]] = 1.0;
+                        y[i * n_classes + labels[train.row(r)]] = 1.0;
                     }
-                    let y = self.dev.tensor_from_vec(onehot, (rows.len(), *n_classes));
+                    let y = device_tensor(&self.dev, y, rows.len(), *n_classes);
                     cross_entropy_with_logits_loss(out, y)
                 }
                 Targets::Values(values) => {
@@ -283,8 +319,8 @@ impl Run {
                         mean: 0.0,
                         std: 1.0,
                     });
-                    let z: Vec<f32> = rows.iter().map(|&r| (values[r] - s.mean) / s.std).collect();
-                    let y = self.dev.tensor_from_vec(z, (rows.len(), 1));
+                    y.extend(rows.iter().map(|&r| (values[train.row(r)] - s.mean) / s.std));
+                    let y = device_tensor(&self.dev, y, rows.len(), 1);
                     mse_loss(out, y)
                 }
             };
@@ -299,20 +335,26 @@ impl Run {
             total += value * rows.len() as f32;
             count += rows.len();
         }
+        // Whatever the cache gathered beyond one step's needs (a last, smaller batch; evaluation
+        // chunks) is freed once an epoch rather than kept for the rest of the run.
+        self.cache.trim();
         Ok(total / count.max(1) as f32)
     }
 
-    fn evaluate(&mut self, ds: &Dataset) -> Metrics {
-        let out = predict(&mut self.net, &self.dev, ds);
-        evaluate(&out, &ds.targets, self.target)
+    fn evaluate(&mut self, ds: Samples, targets: &Targets) -> Metrics {
+        let out = predict_samples(&mut self.net, &self.dev, ds, &mut self.buf);
+        evaluate(&out, targets, self.target)
     }
 }
 
 /// Per-fold state of cross-validation.
+///
+/// Only the best epoch's metrics are kept, not its weights: cross-validation scores a
+/// configuration, and the model that is kept (final fit, export) is retrained on all non-test
+/// data for the epochs early stopping chose.
 struct FoldState {
     run: Run,
     stop: EarlyStopping,
-    best: Vec<(String, Vec<f32>)>,
     best_metrics: Option<Metrics>,
     epochs: usize,
     done: bool,
@@ -323,20 +365,26 @@ struct FoldState {
 /// objective (lower is better) and may prune the trial.
 pub fn cross_validate(
     cand: &Candidate,
-    folds: &[(Dataset, Dataset)],
+    data: &Dataset,
+    folds: &[FoldRows],
     seed: u64,
     on_epoch: &mut dyn FnMut(usize, f64) -> Decision,
     cancel: &AtomicBool,
 ) -> Result<CvOutcome, TrialError> {
-    let classification = folds
-        .first()
-        .is_some_and(|(t, _)| matches!(t.targets, Targets::Classes { .. }));
+    let classification = matches!(data.targets, Targets::Classes { .. });
+    let views: Vec<(Samples, Samples, Targets)> = folds
+        .iter()
+        .map(|f| {
+            let valid = Samples::rows(data, &f.valid, &f.scaler);
+            let targets = valid.targets();
+            (Samples::rows(data, &f.train, &f.scaler), valid, targets)
+        })
+        .collect();
     let mut states = Vec::with_capacity(folds.len());
-    for (i, (train, _)) in folds.iter().enumerate() {
+    for (i, (train, _, _)) in views.iter().enumerate() {
         states.push(FoldState {
-            run: Run::new(cand, train, seed.wrapping_add(i as u64 * 0x1000_0001))?,
+            run: Run::new(cand, *train, seed.wrapping_add(i as u64 * 0x1000_0001))?,
             stop: EarlyStopping::new(cand.train.patience),
-            best: Vec::new(),
             best_metrics: None,
             epochs: 0,
             done: false,
@@ -352,20 +400,20 @@ pub fn cross_validate(
         if states.iter().all(|s| s.done) {
             break;
         }
-        for (fold, (s, (train, valid))) in states.iter_mut().zip(folds).enumerate() {
+        for (fold, (s, (train, valid, targets))) in states.iter_mut().zip(&views).enumerate() {
             if s.done {
                 continue;
             }
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrialError::Interrupted);
             }
-            s.run.epoch(train).map_err(|value| TrialError::Diverged {
+            s.run.epoch(*train).map_err(|value| TrialError::Diverged {
                 fold: fold + 1,
                 epoch,
                 value,
             })?;
             s.epochs = epoch;
-            let m = s.run.evaluate(valid);
+            let m = s.run.evaluate(*valid, targets);
             if !m.loss.is_finite() {
                 return Err(TrialError::Diverged {
                     fold: fold + 1,
@@ -374,10 +422,7 @@ pub fn cross_validate(
                 });
             }
             match s.stop.update(epoch, m.loss) {
-                Verdict::Improved => {
-                    s.best = s.run.net.snapshot();
-                    s.best_metrics = Some(m);
-                }
+                Verdict::Improved => s.best_metrics = Some(m),
                 Verdict::Wait => {}
                 Verdict::Stop => s.done = true,
             }
@@ -416,6 +461,7 @@ pub fn fit(
     seed: u64,
     cancel: &AtomicBool,
 ) -> Result<(Trained, Cpu), TrialError> {
+    let train = Samples::all(train);
     let mut run = Run::new(cand, train, seed)?;
     for epoch in 1..=epochs.max(1) {
         if cancel.load(Ordering::Relaxed) {
