@@ -173,7 +173,7 @@ pub fn run_all(
     if let Some(e) = error.into_inner().ok().flatten() {
         return Err(e);
     }
-    let mut results = results.into_inner().unwrap_or_default();
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|r| (r.strategy as u8, r.scheduler as u8, r.seed));
     Ok(results)
 }
@@ -221,13 +221,9 @@ fn run_one(
             metric,
             opts: SearchOptions {
                 trials: None,
-                time_budget: None,
                 seed,
-                workers: 1,
-                max_params: None,
-                max_macs: None,
                 max_budget: Some(opts.budget),
-                verbose: false,
+                ..SearchOptions::default()
             },
             cancel: cancel.clone(),
         };
@@ -435,10 +431,9 @@ pub fn save(
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("comparison.md"), report)?;
     let json = serde_json::json!({ "summaries": summaries, "runs": results });
-    std::fs::write(
-        out.join("comparison.json"),
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
-    )
+    // A report that cannot be serialised is an error, never an empty file.
+    let text = serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?;
+    std::fs::write(out.join("comparison.json"), text)
 }
 
 #[cfg(test)]

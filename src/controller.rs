@@ -2,11 +2,14 @@
 //! (each in its own one-thread pool), lets the scheduler prune them, and records every result.
 
 use crate::data::{kfold, train_test_split, DataError, DataSplit, Dataset, Standardizer};
-use crate::nn::build_network;
+use crate::nn::Cost;
 use crate::search::{Decision, Observation, Sampler, Scheduler, TrialState};
 use crate::space::{Candidate, Config, Family, SearchSpace};
 use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
-use crate::train::{cross_validate, evaluate, fit, predict, FoldRows, Trained, TrialError};
+use crate::sys::human_bytes;
+use crate::train::{
+    cross_validate, evaluate, fit, predict, FoldRows, Stop, Trained, TrialError, EVAL_BATCH,
+};
 use dfdx::prelude::Cpu;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +31,15 @@ pub enum SearchError {
     Final { trial: usize, error: TrialError },
     #[error("cannot start worker threads: {0}")]
     Threads(String),
+    #[error("a search worker stopped unexpectedly: {0}")]
+    Worker(String),
+    /// The space (or data) cannot train: the search stops rather than spend its budget.
+    #[error("{count} trials in a row failed (--max-consecutive-failures {count}); the last, trial {trial}, failed with: {error}")]
+    TooManyFailures {
+        count: usize,
+        trial: usize,
+        error: String,
+    },
     /// A strategy comparison that cannot run as asked (`nas compare`).
     #[error("{0}")]
     Compare(String),
@@ -117,8 +129,35 @@ pub struct SearchOptions {
     /// Start no new trial once the study's trials have trained this many epochs (summed over
     /// folds), the budget unit of strategy comparisons.
     pub max_budget: Option<usize>,
+    /// Memory one trial may need (estimated before training, see [`Cost::training_bytes`]);
+    /// larger candidates fail with that reason instead of being trained.
+    pub max_memory: Option<u64>,
+    /// A trial that trains longer than this ends as failed, and its worker goes on.
+    pub trial_timeout: Option<Duration>,
+    /// Stop the search after this many failed trials in a row (rejections by a constraint and
+    /// interruptions do not count).
+    pub max_consecutive_failures: Option<usize>,
     /// Print one line per finished trial on stderr.
     pub verbose: bool,
+}
+
+impl Default for SearchOptions {
+    /// 20 trials, seed 0, one worker, no other limit.
+    fn default() -> Self {
+        SearchOptions {
+            trials: Some(20),
+            time_budget: None,
+            seed: 0,
+            workers: 1,
+            max_params: None,
+            max_macs: None,
+            max_budget: None,
+            max_memory: None,
+            trial_timeout: None,
+            max_consecutive_failures: None,
+            verbose: false,
+        }
+    }
 }
 
 /// What a call to [`Controller::run`] cost.
@@ -146,7 +185,9 @@ struct Shared<'a> {
     /// Configurations to run again (trials that were in flight when a run died).
     queue: Vec<Config>,
     stop: bool,
-    error: Option<StudyError>,
+    error: Option<SearchError>,
+    /// Trials that failed in a row, most recent last (cleared by any other ending).
+    failures: usize,
 }
 
 pub struct Controller<'a> {
@@ -184,6 +225,7 @@ impl Controller<'_> {
             queue: requeue,
             stop: false,
             error: None,
+            failures: 0,
         });
         let scheduler = Mutex::new(scheduler);
         let workers = self.opts.workers.max(1);
@@ -202,9 +244,19 @@ impl Controller<'_> {
                 handles.push(s.spawn(move || self.worker(&pool, shared, scheduler, start)));
             }
             for h in handles {
-                if let Ok((time, n)) = h.join() {
-                    stats.controller += time;
-                    stats.trials += n;
+                match h.join() {
+                    Ok((time, n)) => {
+                        stats.controller += time;
+                        stats.trials += n;
+                    }
+                    // Training panics are caught per trial; one here is a bug in the
+                    // controller, and the search must not end as if all went well.
+                    Err(p) => {
+                        let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+                        sh.stop = true;
+                        sh.error
+                            .get_or_insert(SearchError::Worker(panic_message(p.as_ref())));
+                    }
                 }
             }
             Ok(())
@@ -214,7 +266,7 @@ impl Controller<'_> {
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match shared.error {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(stats),
         }
     }
@@ -224,8 +276,7 @@ impl Controller<'_> {
         let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
         // Other processes may be working on the same study: count their trials too.
         if let Err(e) = sh.storage.refresh() {
-            sh.error = Some(e);
-            sh.stop = true;
+            sh.fail(e.into());
             return None;
         }
         let over_time = self.opts.time_budget.is_some_and(|b| start.elapsed() >= b);
@@ -246,8 +297,7 @@ impl Controller<'_> {
                 return None;
             }
             Err(e) => {
-                sh.error = Some(e);
-                sh.stop = true;
+                sh.fail(e.into());
                 return None;
             }
         };
@@ -272,8 +322,7 @@ impl Controller<'_> {
             }
         };
         if let Err(e) = sh.storage.set_params(number, config.clone(), seed) {
-            sh.error = Some(e);
-            sh.stop = true;
+            sh.fail(e.into());
             return None;
         }
         Some((number, config, seed))
@@ -298,17 +347,27 @@ impl Controller<'_> {
             let mut in_reports = Duration::ZERO;
             let mut report = |epoch: usize, value: f64| {
                 let t = Instant::now();
-                if let Ok(mut sh) = shared.lock() {
-                    let _ = sh.storage.report(number, epoch, value);
+                let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = sh.storage.report(number, epoch, value) {
+                    // A journal that cannot be written ends the search: training on would
+                    // produce results that are not saved.
+                    sh.fail(e.into());
                 }
-                let d = match scheduler.lock() {
-                    Ok(mut s) => s.on_epoch(number, epoch, value),
-                    Err(_) => Decision::Continue,
+                let stopping = sh.stop;
+                drop(sh);
+                let d = if stopping {
+                    Decision::Prune
+                } else {
+                    match scheduler.lock() {
+                        Ok(mut s) => s.on_epoch(number, epoch, value),
+                        Err(_) => Decision::Continue,
+                    }
                 };
                 in_reports += t.elapsed();
                 d
             };
-            let record = pool.install(|| self.run_trial(number, config, seed, &mut report));
+            let (record, ending) =
+                pool.install(|| self.attempt_trial(number, config, seed, &mut report));
             let t1 = Instant::now();
             if let Ok(mut s) = scheduler.lock() {
                 s.on_trial_end(number);
@@ -317,9 +376,24 @@ impl Controller<'_> {
                 eprintln!("{}", self.progress_line(&record));
             }
             let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let (trial, error) = (record.number, record.error.clone());
             if let Err(e) = sh.storage.finish_trial(record) {
-                sh.error = Some(e);
-                sh.stop = true;
+                sh.fail(e.into());
+            }
+            match ending {
+                Ending::Failed => sh.failures += 1,
+                Ending::Finished => sh.failures = 0,
+                Ending::Rejected | Ending::Interrupted => {}
+            }
+            if let Some(max) = self.opts.max_consecutive_failures {
+                let count = sh.failures;
+                if count >= max.max(1) {
+                    sh.fail(SearchError::TooManyFailures {
+                        count,
+                        trial,
+                        error: error.unwrap_or_default(),
+                    });
+                }
             }
             drop(sh);
             overhead += t1.elapsed() + in_reports;
@@ -355,18 +429,10 @@ impl Controller<'_> {
         )
     }
 
-    /// The parameter count and multiply-adds of a candidate, without training it.
-    pub fn cost(&self, cand: &Candidate) -> Result<(usize, u64), String> {
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let net = build_network(
-            &cand.arch,
-            self.data.train.shape,
-            self.data.n_outputs(),
-            &mut rng,
-            &Cpu::default(),
-        )
-        .map_err(|e| e.to_string())?;
-        Ok((net.param_count, net.macs))
+    /// What a candidate costs, counted from its architecture alone (no weight is allocated).
+    pub fn cost(&self, cand: &Candidate) -> Result<Cost, String> {
+        crate::nn::cost(&cand.arch, self.data.train.shape, self.data.n_outputs())
+            .map_err(|e| e.to_string())
     }
 
     /// Trains and cross-validates one configuration; never panics.
@@ -377,6 +443,17 @@ impl Controller<'_> {
         seed: u64,
         report: &mut dyn FnMut(usize, f64) -> Decision,
     ) -> TrialRecord {
+        self.attempt_trial(number, config, seed, report).0
+    }
+
+    /// [`Controller::run_trial`], and how the trial ended, for the failure count.
+    fn attempt_trial(
+        &self,
+        number: usize,
+        config: Config,
+        seed: u64,
+        report: &mut dyn FnMut(usize, f64) -> Decision,
+    ) -> (TrialRecord, Ending) {
         let start = Instant::now();
         let cand = self.space.decode(&config);
         let mut rec = TrialRecord::new(number, config, seed);
@@ -387,27 +464,37 @@ impl Controller<'_> {
             rec.seconds = start.elapsed().as_secs_f64();
             rec
         };
-        match self.cost(&cand) {
-            Ok((params, macs)) => {
-                rec.params = params;
-                rec.macs = macs;
-            }
-            Err(e) => return fail(rec, TrialState::Failed, e),
-        }
+        let cost = match self.cost(&cand) {
+            Ok(c) => c,
+            Err(e) => return (fail(rec, TrialState::Failed, e), Ending::Failed),
+        };
+        rec.params = cost.params;
+        rec.macs = cost.macs;
         if let Some(max) = self.opts.max_params.filter(|m| rec.params > *m) {
             let msg = format!(
                 "rejected before training: {} parameters exceed --max-params {max}",
                 rec.params
             );
-            return fail(rec, TrialState::Failed, msg);
+            return (fail(rec, TrialState::Failed, msg), Ending::Rejected);
         }
         if let Some(max) = self.opts.max_macs.filter(|m| rec.macs > *m) {
             let msg = format!(
                 "rejected before training: {} multiply-adds per sample exceed --max-flops {max}",
                 rec.macs
             );
-            return fail(rec, TrialState::Failed, msg);
+            return (fail(rec, TrialState::Failed, msg), Ending::Rejected);
         }
+        // Every fold's network trains in lockstep, so all of them are alive at once.
+        let need = cost.training_bytes(cand.train.batch_size, EVAL_BATCH, self.data.folds.len());
+        if let Some(max) = self.opts.max_memory.filter(|m| need > *m) {
+            let msg = format!(
+                "too large for this machine: training it needs about {} of memory, {} is available to each worker",
+                human_bytes(need),
+                human_bytes(max)
+            );
+            return (fail(rec, TrialState::Failed, msg), Ending::Failed);
+        }
+        let stop = Stop::with_timeout(&self.cancel, self.opts.trial_timeout);
         let result = catch_unwind(AssertUnwindSafe(|| {
             cross_validate(
                 &cand,
@@ -415,7 +502,7 @@ impl Controller<'_> {
                 &self.data.folds,
                 seed,
                 report,
-                &self.cancel,
+                stop,
             )
         }));
         match result {
@@ -438,18 +525,43 @@ impl Controller<'_> {
                 rec.budget = cv.budget;
                 rec.intermediate = cv.intermediate;
                 rec.seconds = start.elapsed().as_secs_f64();
-                rec
+                (rec, Ending::Finished)
             }
-            Ok(Err(TrialError::Interrupted)) => {
-                fail(rec, TrialState::Interrupted, "interrupted (Ctrl-C)".into())
-            }
-            Ok(Err(e)) => fail(rec, TrialState::Failed, e.to_string()),
-            Err(p) => fail(
-                rec,
-                TrialState::Failed,
-                format!("panicked: {}", panic_message(p.as_ref())),
+            Ok(Err(TrialError::Interrupted)) => (
+                fail(rec, TrialState::Interrupted, "interrupted".into()),
+                Ending::Interrupted,
+            ),
+            Ok(Err(e)) => (fail(rec, TrialState::Failed, e.to_string()), Ending::Failed),
+            Err(p) => (
+                fail(
+                    rec,
+                    TrialState::Failed,
+                    format!("panicked: {}", panic_message(p.as_ref())),
+                ),
+                Ending::Failed,
             ),
         }
+    }
+}
+
+/// How a trial ended, as the count of failures in a row sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// Complete or pruned.
+    Finished,
+    /// Refused by a constraint (`--max-params`, `--max-flops`) before training.
+    Rejected,
+    /// Could not be built, diverged, ran out of memory or time, or panicked.
+    Failed,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl Shared<'_> {
+    /// Ends the search with `e` (the first error is the one reported).
+    fn fail(&mut self, e: SearchError) {
+        self.stop = true;
+        self.error.get_or_insert(e);
     }
 }
 

@@ -10,4 +10,5 @@ pub mod nn;
 pub mod search;
 pub mod space;
 pub mod study;
+pub mod sys;
 pub mod train;

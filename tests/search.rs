@@ -62,10 +62,7 @@ fn run_study(text: &str, seed: u64, trials: usize, workers: usize) -> Vec<TrialR
             time_budget: None,
             seed,
             workers,
-            max_params: None,
-            max_macs: None,
-            max_budget: None,
-            verbose: false,
+            ..SearchOptions::default()
         },
         cancel: Arc::new(AtomicBool::new(false)),
     };

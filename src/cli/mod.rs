@@ -132,6 +132,12 @@ pub struct SearchArgs {
     /// Continue a study whose space file has changed.
     #[arg(long)]
     pub force: bool,
+    /// A trial that trains longer than this (e.g. 90s, 5m, 1h) ends as failed; its worker goes on.
+    #[arg(long)]
+    pub trial_timeout: Option<String>,
+    /// Stop the search after this many failed trials in a row (a space that cannot train).
+    #[arg(long, default_value_t = 10)]
+    pub max_consecutive_failures: usize,
     /// Skip retraining the best configuration and the test-set evaluation.
     #[arg(long)]
     pub no_final: bool,
@@ -175,6 +181,8 @@ impl CliError {
             CliError::Space(_) | CliError::Usage(_) | CliError::Data(_) => 2,
             // A study name that does not exist is a typo the user can fix.
             CliError::Study(crate::study::StudyError::Missing(_)) => 2,
+            // Every trial in a row failing means a space or data set that cannot train.
+            CliError::Search(crate::controller::SearchError::TooManyFailures { .. }) => 2,
             _ => 1,
         }
     }
@@ -270,7 +278,73 @@ fn resumed_study(a: &SearchArgs) -> Result<StudyMeta, CliError> {
     Ok(meta)
 }
 
+/// The flags of `nas search`, checked before any file is read.
+struct SearchPlan {
+    trials: Option<usize>,
+    time_budget: Option<Duration>,
+    workers: usize,
+    trial_timeout: Option<Duration>,
+    max_consecutive_failures: Option<usize>,
+}
+
+impl SearchArgs {
+    /// Checks every flag that needs no file, so that a typo fails at once, before data loads.
+    fn plan(&self) -> Result<SearchPlan, CliError> {
+        let at_least_one = |flag: &str, v: Option<usize>| match v {
+            Some(0) => Err(CliError::Usage(format!("{flag} must be at least 1"))),
+            _ => Ok(()),
+        };
+        at_least_one("--folds", self.folds)?;
+        at_least_one("--workers", self.workers)?;
+        at_least_one("--trials", self.trials)?;
+        at_least_one("--max-consecutive-failures", Some(self.max_consecutive_failures))?;
+        let duration = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| CliError::Usage(format!("{flag}: {e}")))
+        };
+        let time_budget = duration("--time-budget", &self.time_budget)?;
+        let trial_timeout = duration("--trial-timeout", &self.trial_timeout)?;
+        if let Some(s) = &self.strategy {
+            s.parse::<Strategy>()
+                .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+        }
+        if let Some(s) = &self.scheduler {
+            s.parse::<SchedulerKind>()
+                .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+        }
+        if let Some(s) = &self.shape {
+            s.parse::<InputShape>()?;
+        }
+        Ok(SearchPlan {
+            trials: match (self.trials, time_budget) {
+                (Some(n), _) => Some(n),
+                (None, Some(_)) => None,
+                (None, None) => Some(20),
+            },
+            time_budget,
+            workers: self.workers.unwrap_or_else(default_workers),
+            trial_timeout,
+            max_consecutive_failures: Some(self.max_consecutive_failures),
+        })
+    }
+}
+
+/// The study `a` names, as its journal records it, when it exists already.
+fn existing_study(results: &Path, study: &str) -> Result<Option<StudyMeta>, CliError> {
+    let dir = study_dir(results, study);
+    if !dir.join(JournalStorage::FILE).exists() {
+        return Ok(None);
+    }
+    let storage = JournalStorage::open(&dir)?;
+    let mut meta = storage.meta().clone();
+    meta.name = study.to_string();
+    Ok(Some(meta))
+}
+
 fn search(a: SearchArgs) -> Result<(), CliError> {
+    let plan = a.plan()?;
     let resumed = if a.resume {
         Some(resumed_study(&a)?)
     } else {
@@ -288,12 +362,61 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             ))
         }
     };
+    let study = a.study.clone().unwrap_or_else(|| space.name.clone());
+    let dir = study_dir(&a.results, &study);
+    // An existing study is read before anything else: it fixes the data, seed and folds.
+    let existing = match resumed {
+        Some(m) => Some(m),
+        None => existing_study(&a.results, &study)?,
+    };
+    if let Some(m) = &existing {
+        if m.space_source != space.source && !a.force {
+            return Err(CliError::Usage(format!(
+                "study `{study}` in {} was created from a different space file; use another --study, or --force to continue it anyway",
+                dir.display()
+            )));
+        }
+        // Trials made with another seed, other folds or other data would not compare.
+        let clash = if a.seed.is_some_and(|s| s != m.seed) {
+            Some(format!("seed {}", m.seed))
+        } else if a.folds.is_some_and(|k| k != m.folds) {
+            Some(format!("{} folds", m.folds))
+        } else if a.data.as_ref().is_some_and(|d| *d != m.data) {
+            Some(format!("data `{}`", m.data))
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            return Err(CliError::Usage(format!(
+                "study `{study}` in {} was created with {what}; leave the flag out to continue it, or start a new study with --study NAME",
+                dir.display()
+            )));
+        }
+    }
+    // Without --data an existing study continues on its own data, never the space file's.
     let data_spec = a
         .data
         .clone()
-        .or_else(|| resumed.as_ref().map(|m| m.data.clone()))
+        .or_else(|| existing.as_ref().map(|m| m.data.clone()))
         .or_else(|| space.data.clone())
         .unwrap_or_else(|| "digits".into());
+    let strategy: Strategy = a
+        .strategy
+        .clone()
+        .or_else(|| existing.as_ref().map(|m| m.strategy.clone()))
+        .unwrap_or_else(|| "random".into())
+        .parse()
+        .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+    let scheduler: SchedulerKind = a
+        .scheduler
+        .clone()
+        .or_else(|| existing.as_ref().map(|m| m.scheduler.clone()))
+        .unwrap_or_else(|| "fifo".into())
+        .parse()
+        .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+    let sampler = strategy
+        .build(&space)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let split = load_data(
         &data_spec,
         a.target.as_deref(),
@@ -308,35 +431,12 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             split.train.task()
         )));
     }
-    if a.folds == Some(0) {
-        return Err(CliError::Usage("--folds must be at least 1".into()));
-    }
-    let time_budget = a
-        .time_budget
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(CliError::Usage)?;
-    let strategy: Strategy = a
-        .strategy
-        .clone()
-        .or_else(|| resumed.as_ref().map(|m| m.strategy.clone()))
-        .unwrap_or_else(|| "random".into())
-        .parse()
-        .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
-    let scheduler: SchedulerKind = a
-        .scheduler
-        .clone()
-        .or_else(|| resumed.as_ref().map(|m| m.scheduler.clone()))
-        .unwrap_or_else(|| "fifo".into())
-        .parse()
-        .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
-    let sampler = strategy
-        .build(&space)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    let study = a.study.clone().unwrap_or_else(|| space.name.clone());
-    let dir = study_dir(&a.results, &study);
+    let seed = existing.as_ref().map_or(a.seed.unwrap_or(0), |m| m.seed);
+    let folds = existing.as_ref().map_or(a.folds.unwrap_or(3), |m| m.folds);
+    let data = PreparedData::new(split, space.family, folds, seed)
+        .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?;
     let metric = Metric::for_task(space.task);
+    // Only now, with everything checked and the data loaded, is a new study created.
     let meta = StudyMeta {
         name: study.clone(),
         space_file: space_label.clone(),
@@ -344,35 +444,12 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         data: data_spec.clone(),
         task: space.task,
         metric,
-        seed: a.seed.unwrap_or(0),
-        folds: a.folds.unwrap_or(3),
+        seed,
+        folds,
         strategy: strategy.label().into(),
         scheduler: scheduler.label().into(),
     };
     let mut storage = JournalStorage::open_or_create(&dir, meta)?;
-    if storage.meta().space_source != space.source && !a.force {
-        return Err(CliError::Usage(format!(
-            "study `{study}` in {} was created from a different space file; use another --study, or --force to continue it anyway",
-            dir.display()
-        )));
-    }
-    // An existing study keeps its seed, folds and data: trials made otherwise would not compare.
-    let m = storage.meta();
-    let clash = if a.seed.is_some_and(|s| s != m.seed) {
-        Some(format!("seed {}", m.seed))
-    } else if a.folds.is_some_and(|k| k != m.folds) {
-        Some(format!("{} folds", m.folds))
-    } else if a.data.is_some() && m.data != data_spec {
-        Some(format!("data `{}`", m.data))
-    } else {
-        None
-    };
-    if let Some(what) = clash {
-        return Err(CliError::Usage(format!(
-            "study `{study}` in {} was created with {what}; leave the flag out to continue it, or start a new study with --study NAME",
-            dir.display()
-        )));
-    }
     let requeue = storage.recover_stale()?;
     if !requeue.is_empty() {
         eprintln!(
@@ -380,10 +457,6 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             requeue.len()
         );
     }
-    let seed = storage.meta().seed;
-    let folds = storage.meta().folds;
-    let data = PreparedData::new(split, space.family, folds, seed)
-        .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?;
     eprintln!(
         "nas: study `{study}`: {} search samples in {folds} folds, {} held-out test samples ({}), input {}; results in {}",
         data.train.len(),
@@ -395,7 +468,8 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let c = cancel.clone();
-        // A second Ctrl-C while shutting down falls back to the default (immediate exit).
+        // Ctrl-C, and SIGTERM (what `kill`, Slurm and Kubernetes send), end the trials in
+        // flight as interrupted. A second signal while shutting down quits at once.
         let _ = ctrlc::set_handler(move || {
             if c.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
@@ -403,38 +477,43 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             eprintln!("nas: interrupted; finishing up (Ctrl-C again to quit at once)");
         });
     }
-    let workers = a.workers.unwrap_or_else(default_workers);
+    let workers = plan.workers;
     let controller = Controller {
         space: &space,
         data: &data,
         metric,
         opts: SearchOptions {
-            trials: match (a.trials, time_budget) {
-                (Some(n), _) => Some(n),
-                (None, Some(_)) => None,
-                (None, None) => Some(20),
-            },
-            time_budget,
+            trials: plan.trials,
+            time_budget: plan.time_budget,
             seed,
             workers,
             max_params: a.max_params,
             max_macs: a.max_flops,
             max_budget: None,
+            // What the machine has free now, shared between the workers.
+            max_memory: crate::sys::available_bytes().map(|b| b / workers.max(1) as u64),
+            trial_timeout: plan.trial_timeout,
+            max_consecutive_failures: plan.max_consecutive_failures,
             verbose: !a.quiet,
         },
         cancel: cancel.clone(),
     };
-    let stats = controller.run(
+    let run = controller.run(
         &mut storage,
         sampler,
         scheduler.build(space.max_epochs()),
         requeue,
-    )?;
+    );
+    // Whatever ended the search, the trials that finished are ranked and saved.
     let table = leaderboard::save(&dir, &storage, Some(&space))?;
+    let stats = run?;
     println!("{table}");
     if stats.trials > 0 {
+        let peak = crate::sys::peak_resident_bytes()
+            .map(|b| format!("; peak memory {}", crate::sys::human_bytes(b)))
+            .unwrap_or_default();
         eprintln!(
-            "nas: {} trials in {:.1}s with {} workers; controller overhead {:.2}% of worker time",
+            "nas: {} trials in {:.1}s with {} workers; controller overhead {:.2}% of worker time{peak}",
             stats.trials,
             stats.wall.as_secs_f64(),
             stats.workers,
@@ -457,10 +536,9 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     storage.set_test_result(model.test.clone())?;
     let line = leaderboard::test_line(&model.test);
     leaderboard::save(&dir, &storage, Some(&space))?;
-    write_file(
-        &dir.join("test.json"),
-        &serde_json::to_string_pretty(&model.test).unwrap_or_default(),
-    )?;
+    let json = serde_json::to_string_pretty(&model.test)
+        .map_err(|e| CliError::Usage(format!("cannot write the test result: {e}")))?;
+    write_file(&dir.join("test.json"), &json)?;
     println!("{line}");
     Ok(())
 }

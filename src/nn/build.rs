@@ -1,8 +1,9 @@
-//! Builds a [`Network`] from a sampled architecture, checking every shape before any tensor op.
+//! Builds a [`Network`] from a sampled architecture, checking every shape before any tensor op,
+//! and counts what a network would cost without building it ([`cost`]).
 
 use super::layer::{Layer, Network};
 use super::ops::{BatchNormState, Conv2dGeom, Pool2dGeom, PoolKind};
-use super::{NnError, Vector};
+use super::{Mat, NnError, Vector};
 use crate::data::InputShape;
 use crate::space::{Activation, Architecture, BlockKind, CnnArch, Downsample, MlpArch};
 use dfdx::prelude::*;
@@ -17,22 +18,62 @@ pub fn build_network(
     rng: &mut ChaCha8Rng,
     dev: &Cpu,
 ) -> Result<Network, NnError> {
-    let mut b = Builder {
-        rng,
-        dev,
-        params: 0,
-        macs: 0,
-    };
-    let layers = match arch {
-        Architecture::Mlp(m) => b.mlp(m, shape.len(), n_outputs)?,
-        Architecture::Cnn(c) => b.cnn(c, shape, n_outputs)?,
-    };
+    let mut b = Builder::new(rng, Some(dev));
+    let layers = b.layers(arch, shape, n_outputs)?;
     Ok(Network {
         layers,
         n_inputs: shape.len(),
         n_outputs,
         param_count: b.params,
         macs: b.macs,
+    })
+}
+
+/// What a network would cost, counted from its architecture alone: no weight is allocated, so a
+/// candidate of any size can be measured (and refused) before it exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Trainable scalars.
+    pub params: usize,
+    /// Multiply-adds of one forward pass for one sample.
+    pub macs: u64,
+    /// Values one sample's forward pass produces (layer outputs and convolution patch matrices),
+    /// all of which training keeps for the backward pass.
+    pub activations: u64,
+    /// The largest single layer output of one sample.
+    pub largest_activation: u64,
+}
+
+impl Cost {
+    /// Bytes that training `networks` networks in lockstep (one per fold) at `batch` samples a
+    /// step needs at its peak, roughly: per network, weights, gradients and two optimiser moments
+    /// per parameter; once, the step's activations with their gradients, and evaluation in chunks
+    /// of `eval_batch` samples.
+    pub fn training_bytes(&self, batch: usize, eval_batch: usize, networks: usize) -> u64 {
+        let f32s = (self.params as u64)
+            .saturating_mul(4)
+            .saturating_mul(networks.max(1) as u64)
+            .saturating_add((batch as u64).saturating_mul(self.activations).saturating_mul(2))
+            .saturating_add(
+                (eval_batch as u64)
+                    .saturating_mul(self.largest_activation)
+                    .saturating_mul(2),
+            );
+        f32s.saturating_mul(4)
+    }
+}
+
+/// Counts the cost of `arch` on inputs of `shape` with `n_outputs` outputs, checking its shapes
+/// as [`build_network`] does.
+pub fn cost(arch: &Architecture, shape: InputShape, n_outputs: usize) -> Result<Cost, NnError> {
+    let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut b = Builder::new(&mut rng, None);
+    b.layers(arch, shape, n_outputs)?;
+    Ok(Cost {
+        params: b.params,
+        macs: b.macs,
+        activations: b.activations,
+        largest_activation: b.largest,
     })
 }
 
@@ -50,11 +91,17 @@ impl Chw {
     }
 }
 
+/// Walks an architecture once; with a device it also makes the weights, without one it only
+/// counts (every weight tensor is then empty).
 struct Builder<'a> {
     rng: &'a mut ChaCha8Rng,
-    dev: &'a Cpu,
+    dev: Option<&'a Cpu>,
+    /// Makes the empty placeholder tensors of a counting walk.
+    placeholder: Cpu,
     params: usize,
     macs: u64,
+    activations: u64,
+    largest: u64,
 }
 
 /// Initialisation gain: He for rectifiers, Glorot-like otherwise.
@@ -65,38 +112,90 @@ fn fan_scale(act: Activation, fan_in: usize, fan_out: usize) -> f64 {
     }
 }
 
-impl Builder<'_> {
-    fn uniform(&mut self, n: usize, bound: f64) -> Vec<f32> {
-        (0..n)
-            .map(|_| self.rng.gen_range(-bound..=bound) as f32)
-            .collect()
-    }
+/// `a * b`, or an error naming what overflowed: sizes come from user-written spaces.
+fn times(a: usize, b: usize, what: &str) -> Result<usize, NnError> {
+    a.checked_mul(b)
+        .ok_or_else(|| NnError::Impossible(format!("{what} is too large to count ({a} x {b})")))
+}
 
-    fn vector(&mut self, values: Vec<f32>) -> Vector {
-        self.params += values.len();
-        let n = values.len();
-        self.dev.tensor_from_vec(values, (n,))
-    }
-
-    fn linear(&mut self, n_in: usize, n_out: usize, act: Activation) -> Layer {
-        let bound = fan_scale(act, n_in, n_out);
-        let w = self.uniform(n_in * n_out, bound);
-        self.params += w.len();
-        self.macs += (n_in * n_out) as u64;
-        Layer::Linear {
-            w: self.dev.tensor_from_vec(w, (n_in, n_out)),
-            b: self.vector(vec![0.0; n_out]),
+impl<'a> Builder<'a> {
+    fn new(rng: &'a mut ChaCha8Rng, dev: Option<&'a Cpu>) -> Builder<'a> {
+        Builder {
+            rng,
+            dev,
+            placeholder: Cpu::default(),
+            params: 0,
+            macs: 0,
+            activations: 0,
+            largest: 0,
         }
+    }
+
+    fn layers(
+        &mut self,
+        arch: &Architecture,
+        shape: InputShape,
+        n_outputs: usize,
+    ) -> Result<Vec<Layer>, NnError> {
+        match arch {
+            Architecture::Mlp(m) => self.mlp(m, shape.len(), n_outputs),
+            Architecture::Cnn(c) => self.cnn(c, shape, n_outputs),
+        }
+    }
+
+    /// Counts one layer output of `n` values per sample.
+    fn output(&mut self, n: usize) {
+        self.activations = self.activations.saturating_add(n as u64);
+        self.largest = self.largest.max(n as u64);
+    }
+
+    /// A `(rows, cols)` weight matrix drawn from U(-bound, bound).
+    fn matrix(&mut self, rows: usize, cols: usize, bound: f64) -> Result<Mat, NnError> {
+        let n = times(rows, cols, "a weight matrix")?;
+        self.params = self.params.saturating_add(n);
+        Ok(match self.dev {
+            Some(dev) => {
+                let w = (0..n)
+                    .map(|_| self.rng.gen_range(-bound..=bound) as f32)
+                    .collect();
+                dev.tensor_from_vec(w, (rows, cols))
+            }
+            None => self.placeholder.tensor_from_vec(Vec::new(), (0, 0)),
+        })
+    }
+
+    fn vector(&mut self, n: usize, value: f32) -> Vector {
+        self.params = self.params.saturating_add(n);
+        match self.dev {
+            Some(dev) => dev.tensor_from_vec(vec![value; n], (n,)),
+            None => self.placeholder.tensor_from_vec(Vec::new(), (0,)),
+        }
+    }
+
+    fn linear(&mut self, n_in: usize, n_out: usize, act: Activation) -> Result<Layer, NnError> {
+        let w = self.matrix(n_in, n_out, fan_scale(act, n_in, n_out))?;
+        self.macs = self.macs.saturating_add((n_in * n_out) as u64);
+        self.output(n_out);
+        Ok(Layer::Linear {
+            w,
+            b: self.vector(n_out, 0.0),
+        })
     }
 
     fn batch_norm(&mut self, c: usize, hw: usize) -> Layer {
+        self.output(c.saturating_mul(hw));
         Layer::BatchNorm {
-            gamma: self.vector(vec![1.0; c]),
-            beta: self.vector(vec![0.0; c]),
+            gamma: self.vector(c, 1.0),
+            beta: self.vector(c, 0.0),
             c,
             hw,
-            state: BatchNormState::new(c),
+            state: BatchNormState::new(if self.dev.is_some() { c } else { 0 }),
         }
+    }
+
+    fn act(&mut self, a: Activation, n: usize) -> Layer {
+        self.output(n);
+        Layer::Act(a)
     }
 
     fn mlp(&mut self, m: &MlpArch, n_in: usize, n_out: usize) -> Result<Vec<Layer>, NnError> {
@@ -108,18 +207,18 @@ impl Builder<'_> {
         let mut layers = Vec::new();
         let mut width = n_in;
         for &h in &m.hidden {
-            layers.push(self.linear(width, h, m.activation));
+            layers.push(self.linear(width, h, m.activation)?);
             if m.batch_norm {
                 layers.push(self.batch_norm(h, 1));
             }
-            layers.push(Layer::Act(m.activation));
+            layers.push(self.act(m.activation, h));
             if m.dropout > 0.0 {
                 layers.push(Layer::Dropout(m.dropout));
             }
             width = h;
         }
         // The output layer is linear: Glorot scale keeps initial logits small.
-        layers.push(self.linear(width, n_out, Activation::Tanh));
+        layers.push(self.linear(width, n_out, Activation::Tanh)?);
         Ok(layers)
     }
 
@@ -153,26 +252,21 @@ impl Builder<'_> {
         geom.check()
             .map_err(|e| NnError::Impossible(e.to_string()))?;
         let fan_in = x.c / groups * kh * kw;
-        let n = out_c * fan_in;
-        let w = self.uniform(n, fan_scale(act, fan_in, out_c * kh * kw / groups));
-        self.params += n;
+        let w = self.matrix(out_c, fan_in, fan_scale(act, fan_in, out_c * kh * kw / groups))?;
         let out = Chw {
             c: out_c,
             h: geom.out_h(),
             w: geom.out_w(),
         };
-        self.macs += (out.c * out.hw() * fan_in) as u64;
-        let b = if bias {
-            Some(self.vector(vec![0.0; out_c]))
-        } else {
-            None
-        };
-        let layer = Layer::Conv {
-            w: self.dev.tensor_from_vec(w, (out_c, fan_in)),
-            b,
-            geom,
-        };
-        Ok((layer, out))
+        let out_n = times(out.c, out.hw(), "a feature map")?;
+        self.macs = self
+            .macs
+            .saturating_add((out_n as u64).saturating_mul(fan_in as u64));
+        // The output, and the patch matrix the convolution multiplies (kept for its backward).
+        self.output(out_n);
+        self.output(times(out.hw(), fan_in * groups, "a convolution's patch matrix")?);
+        let b = bias.then(|| self.vector(out_c, 0.0));
+        Ok((Layer::Conv { w, b, geom }, out))
     }
 
     /// conv, then batch norm (or a bias), then the activation if any.
@@ -194,7 +288,7 @@ impl Builder<'_> {
             layers.push(self.batch_norm(y.c, y.hw()));
         }
         if act {
-            layers.push(Layer::Act(a.activation));
+            layers.push(self.act(a.activation, y.c * y.hw()));
         }
         Ok(y)
     }
@@ -219,7 +313,8 @@ impl Builder<'_> {
             h: geom.out_h(),
             w: geom.out_w(),
         };
-        self.macs += (y.c * y.hw() * kh * kw) as u64;
+        self.macs = self.macs.saturating_add((y.c * y.hw() * kh * kw) as u64);
+        self.output(y.c * y.hw());
         Ok((Layer::Pool { kind, geom }, y))
     }
 
@@ -258,7 +353,7 @@ impl Builder<'_> {
                     if a.batch_norm {
                         layers.push(self.batch_norm(x.c, x.hw()));
                     }
-                    layers.push(Layer::Act(a.activation));
+                    layers.push(self.act(a.activation, x.c * x.hw()));
                     let (conv, y) = self.conv(x, out_c, 1, 1, 1, true, a.activation)?;
                     layers.push(conv);
                     x = y;
@@ -281,13 +376,14 @@ impl Builder<'_> {
             if a.batch_norm {
                 layers.push(self.batch_norm(x.c, x.hw()));
             }
-            layers.push(Layer::Act(a.activation));
+            layers.push(self.act(a.activation, x.c * x.hw()));
         }
+        self.output(x.c);
         layers.push(Layer::GlobalAvgPool { c: x.c, hw: x.hw() });
         if a.dropout > 0.0 {
             layers.push(Layer::Dropout(a.dropout));
         }
-        layers.push(self.linear(x.c, n_out, Activation::Tanh));
+        layers.push(self.linear(x.c, n_out, Activation::Tanh)?);
         Ok(layers)
     }
 
@@ -345,7 +441,7 @@ impl Builder<'_> {
                     if a.batch_norm {
                         body.push(self.batch_norm(y.c, y.hw()));
                     }
-                    body.push(Layer::Act(a.activation));
+                    body.push(self.act(a.activation, y.c * y.hw()));
                     let (conv, g) = self.conv(y, a.growth_rate, k, 1, 1, true, a.activation)?;
                     body.push(conv);
                     layers.push(Layer::DenseGrow { body });

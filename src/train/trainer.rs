@@ -13,7 +13,57 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use thiserror::Error;
+
+/// `90s`, `5m`, `2h 5m`: how a timeout was given, roughly.
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{:.0}s", d.as_secs_f64()),
+        120..=7199 => format!("{}m", s / 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// When training must end early: the shared cancel flag (Ctrl-C, SIGTERM) or the trial's deadline.
+#[derive(Clone, Copy, Debug)]
+pub struct Stop<'a> {
+    cancel: &'a AtomicBool,
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl<'a> Stop<'a> {
+    /// Ends when `cancel` is set.
+    pub fn on(cancel: &'a AtomicBool) -> Stop<'a> {
+        Stop {
+            cancel,
+            deadline: None,
+        }
+    }
+
+    /// Ends when `cancel` is set or `timeout` (if any) has passed from now.
+    pub fn with_timeout(cancel: &'a AtomicBool, timeout: Option<Duration>) -> Stop<'a> {
+        Stop {
+            cancel,
+            deadline: timeout.map(|t| (Instant::now() + t, t)),
+        }
+    }
+
+    /// `Err` with the reason once training must end.
+    pub fn check(&self) -> Result<(), TrialError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(TrialError::Interrupted);
+        }
+        match self.deadline {
+            Some((at, t)) if Instant::now() >= at => Err(TrialError::TimedOut(t)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Steps between two looks at the [`Stop`] signal inside an epoch.
+const STOP_CHECK_STEPS: usize = 16;
 
 /// Why a trial did not produce a score.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -28,6 +78,8 @@ pub enum TrialError {
     },
     #[error("interrupted")]
     Interrupted,
+    #[error("timed out after {} (--trial-timeout)", human_duration(*.0))]
+    TimedOut(Duration),
     #[error("{0}")]
     Other(String),
 }
@@ -124,7 +176,8 @@ impl CvOutcome {
     }
 }
 
-const EVAL_CHUNK: usize = 1024;
+/// Samples evaluated at once (no gradients are kept, so this can be large).
+pub const EVAL_BATCH: usize = 1024;
 
 /// Runs the network over `ds` in evaluation mode and returns the raw outputs, row-major.
 pub fn predict(net: &mut Network, dev: &Cpu, ds: &Dataset) -> Vec<f32> {
@@ -142,7 +195,7 @@ fn predict_samples(
     let f = samples.data.n_features();
     let mut out = Vec::with_capacity(n * net.n_outputs);
     let positions: Vec<usize> = (0..n).collect();
-    for chunk in positions.chunks(EVAL_CHUNK) {
+    for chunk in positions.chunks(EVAL_BATCH) {
         samples.gather(chunk, buf);
         let x = device_tensor(dev, buf, chunk.len(), f);
         out.extend(net.forward(x, false).as_vec());
@@ -285,14 +338,25 @@ impl Run {
         })
     }
 
-    /// One pass over the training data; returns the mean training loss.
-    fn epoch(&mut self, train: Samples) -> Result<f32, f32> {
+    /// One pass over the training data; returns the mean training loss. `fold` and `epoch`
+    /// (1-based; fold 0 is a final fit) name a divergence.
+    fn epoch(
+        &mut self,
+        train: Samples,
+        stop: Stop,
+        fold: usize,
+        epoch: usize,
+    ) -> Result<f32, TrialError> {
+        let diverged = |value: f32| TrialError::Diverged { fold, epoch, value };
         let n = train.len();
         let f = train.data.n_features();
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut self.rng);
         let (mut total, mut count) = (0.0f32, 0usize);
-        for rows in order.chunks(self.batch_size) {
+        for (step, rows) in order.chunks(self.batch_size).enumerate() {
+            if step % STOP_CHECK_STEPS == 0 {
+                stop.check()?;
+            }
             // A batch of one gives batch norm no statistics to work with.
             if rows.len() < 2 && n >= 2 {
                 continue;
@@ -326,12 +390,12 @@ impl Run {
             };
             let value = loss.array();
             if !value.is_finite() {
-                return Err(value);
+                return Err(diverged(value));
             }
             let mut grads = loss.backward();
             self.opt
                 .step(&self.dev, &mut self.net, &mut grads)
-                .map_err(|_| f32::NAN)?;
+                .map_err(|_| diverged(f32::NAN))?;
             total += value * rows.len() as f32;
             count += rows.len();
         }
@@ -369,7 +433,7 @@ pub fn cross_validate(
     folds: &[FoldRows],
     seed: u64,
     on_epoch: &mut dyn FnMut(usize, f64) -> Decision,
-    cancel: &AtomicBool,
+    stop: Stop,
 ) -> Result<CvOutcome, TrialError> {
     let classification = matches!(data.targets, Targets::Classes { .. });
     let views: Vec<(Samples, Samples, Targets)> = folds
@@ -404,14 +468,8 @@ pub fn cross_validate(
             if s.done {
                 continue;
             }
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TrialError::Interrupted);
-            }
-            s.run.epoch(*train).map_err(|value| TrialError::Diverged {
-                fold: fold + 1,
-                epoch,
-                value,
-            })?;
+            stop.check()?;
+            s.run.epoch(*train, stop, fold + 1, epoch)?;
             s.epochs = epoch;
             let m = s.run.evaluate(*valid, targets);
             if !m.loss.is_finite() {
@@ -462,16 +520,11 @@ pub fn fit(
     cancel: &AtomicBool,
 ) -> Result<(Trained, Cpu), TrialError> {
     let train = Samples::all(train);
+    let stop = Stop::on(cancel);
     let mut run = Run::new(cand, train, seed)?;
     for epoch in 1..=epochs.max(1) {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(TrialError::Interrupted);
-        }
-        run.epoch(train).map_err(|value| TrialError::Diverged {
-            fold: 0,
-            epoch,
-            value,
-        })?;
+        stop.check()?;
+        run.epoch(train, stop, 0, epoch)?;
     }
     Ok((
         Trained {
