@@ -369,6 +369,7 @@ impl Controller<'_> {
             let (record, ending) =
                 pool.install(|| self.attempt_trial(number, config, seed, &mut report));
             let t1 = Instant::now();
+            crate::sys::release_free_memory();
             if let Ok(mut s) = scheduler.lock() {
                 s.on_trial_end(number);
             }

@@ -31,6 +31,20 @@ pub fn available_bytes() -> Option<u64> {
     kb_field("/proc/meminfo", "MemAvailable:")
 }
 
+/// Hands the memory that freed allocations left in the allocator's free lists back to the system.
+///
+/// glibc keeps freed memory in per-thread arenas for reuse; between trials of different shapes
+/// it fragments, so resident memory creeps up although nothing is alive (measured: 20 MB after
+/// 10 short CNN trials, 34 MB after 200). Called between trials, resident memory then follows
+/// what is alive. A no-op where the allocator is not glibc's.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Bytes for people: `512 MB`, `1.42 GB`.
 pub fn human_bytes(bytes: u64) -> String {
     const MB: f64 = 1024.0 * 1024.0;
