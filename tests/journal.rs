@@ -316,6 +316,64 @@ fn recover_stale_fails_running_trials_of_dead_owners_and_returns_their_configs()
 }
 
 #[test]
+fn an_owner_on_another_host_is_lost_once_its_lock_is_free_and_dead_owners_lock_files_go() {
+    use fs4::fs_std::FileExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = journal(dir.path());
+    let me = {
+        let mut s = JournalStorage::open_or_create(dir.path(), meta("h")).expect("creates");
+        let n = s.create_trial().expect("trial 0");
+        s.set_params(n, config(0), 0).expect("params");
+        s.worker_id().to_string()
+    };
+    // Trial 0 now belongs to a process on another host, which holds its owner lock.
+    let text = std::fs::read_to_string(&path).expect("journal");
+    std::fs::write(&path, text.replace(&format!("\"{me}\""), "\"elsewhere-7\"")).expect("rewrite");
+    let owners = dir.path().join("owners");
+    let lock = std::fs::File::create(owners.join("elsewhere-7.lock")).expect("lock file");
+    FileExt::lock_exclusive(&lock).expect("locks");
+    std::fs::write(owners.join("gone-3.lock"), "").expect("a dead owner's lock file");
+
+    let mut s = JournalStorage::open(dir.path()).expect("opens");
+    assert!(s.recover_stale().expect("recovers").is_empty());
+    assert_eq!(
+        s.trials()[0].state,
+        TrialState::Running,
+        "its owner holds the lock"
+    );
+    assert!(owners.join("elsewhere-7.lock").exists());
+    assert!(
+        !owners.join("gone-3.lock").exists(),
+        "a dead owner's lock file is removed"
+    );
+
+    drop(lock); // the owner dies: the kernel releases its lock
+    assert_eq!(s.recover_stale().expect("recovers"), vec![config(0)]);
+    assert_eq!(s.trials()[0].state, TrialState::Failed);
+    assert_eq!(s.trials()[0].error.as_deref(), Some(LOST));
+    let left: Vec<_> = std::fs::read_dir(&owners)
+        .expect("owners")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "lock files left: {left:?}");
+}
+
+#[test]
+fn a_connection_that_finished_its_trials_leaves_no_owner_lock_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut s = JournalStorage::open_or_create(dir.path(), meta("t")).expect("creates");
+        run_trial(&mut s, 0, TrialState::Complete, &[-0.5]).expect("trial");
+        let owners: Vec<_> = std::fs::read_dir(dir.path().join("owners"))
+            .expect("owners")
+            .collect();
+        assert_eq!(owners.len(), 1, "the owner holds its lock while it lives");
+    }
+    let owners = std::fs::read_dir(dir.path().join("owners")).expect("owners");
+    assert_eq!(owners.count(), 0);
+}
+
+#[test]
 fn optuna_opens_a_nas_journal() {
     let has_optuna = std::process::Command::new("python3")
         .args(["-c", "import optuna"])

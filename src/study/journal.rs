@@ -19,14 +19,16 @@
 //!   `budget`, `seconds`, `error`) are trial user attributes, written before the final state
 //!   because Optuna ignores updates to a finished trial.
 //!
-//! A trial's owner is the `worker_id` (`<hostname>-<pid>`) of the line that created it, plus the
-//! owner's start time (system attribute `nas_owner_start`) to notice a reused pid. Whether the
-//! owner is alive can only be told on the same host (through `/proc`): running trials created on
-//! other hosts are never considered stale.
+//! A trial's owner is the `worker_id` (`<hostname>-<pid>`) of the line that created it. A process
+//! that creates trials holds its owner lock (`owners/<worker_id>.lock`, see [`super::liveness`])
+//! for as long as it may write them, so a running trial whose owner's lock is free was lost,
+//! whichever host ran it. The owner's start time (system attribute `nas_owner_start`) is still
+//! written for journals read by older versions, which look owners up in `/proc`.
 //!
 //! Limitation: the lock is `flock` on `journal.lock`, which Optuna's own writers do not take; a
 //! Python process should read the journal, not write to it while `nas` runs.
 
+use super::liveness::{self, Liveness, OwnerLock};
 use super::{Storage, StudyError, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
 use crate::space::{Choice, Config, Distribution, ParamValue, SearchSpace};
@@ -36,6 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Optuna's `JournalOperation` codes.
 mod op {
@@ -78,6 +81,8 @@ pub struct JournalStorage {
     worker_id: String,
     host: String,
     start_time: Option<u64>,
+    /// This process's owner lock, taken before the first trial this connection creates.
+    owner: Option<Arc<OwnerLock>>,
     /// The study's space, for the distributions written with parameters.
     space: Option<SearchSpace>,
     meta: StudyMeta,
@@ -192,17 +197,34 @@ impl JournalStorage {
         &self.worker_id
     }
 
-    /// Marks FAIL every running trial whose owner process is gone (same host, pid not alive or
-    /// reused), with `fail_reason` [`LOST`], and returns their configurations to run again.
-    /// Trials created on other hosts are left alone: their owners cannot be checked from here.
+    /// Marks FAIL every running trial whose owner process is gone, with `fail_reason` [`LOST`],
+    /// and returns their configurations to run again; then removes the lock files of dead owners.
+    /// An owner is gone when its owner lock can be taken, from any host. An owner without lock
+    /// file (a journal from an older version) is looked up in `/proc` on its own host, and
+    /// presumed alive on another.
     pub fn recover_stale(&mut self) -> Result<Vec<Config>, StudyError> {
-        self.transact(|s| {
+        let dir = self.dir().to_path_buf();
+        let (configs, dead) = self.transact(|s| {
+            // Dead owners' locks stay held until their trials are recorded, so that a new
+            // process reusing the worker id cannot take them in between.
+            let mut owners: HashMap<&str, Liveness> = HashMap::new();
             let mut lines = Vec::new();
             let mut configs = Vec::new();
             for (t, r) in s.replay.trials.iter().zip(&s.replay.records) {
-                if r.state != TrialState::Running
-                    || !owner_is_gone(&t.owner, t.owner_start, &s.host)
-                {
+                if r.state != TrialState::Running {
+                    continue;
+                }
+                let owner = owners
+                    .entry(t.owner.as_str())
+                    .or_insert_with(|| liveness::probe(&dir, &t.owner));
+                let gone = match owner {
+                    Liveness::Alive => false,
+                    Liveness::Dead(_) => true,
+                    Liveness::Unknown => {
+                        liveness::legacy_owner_is_gone(&t.owner, t.owner_start, &s.host)
+                    }
+                };
+                if !gone {
                     continue;
                 }
                 lines.push(trial_user_attr(t.id, FAIL_REASON, json!(LOST)));
@@ -212,8 +234,23 @@ impl JournalStorage {
                     configs.push(r.config.clone());
                 }
             }
-            Ok((lines, configs))
-        })
+            let probed: Vec<&str> = owners.keys().copied().collect();
+            let mut dead = liveness::dead_owners(&dir, &probed);
+            dead.extend(owners.into_values().filter_map(|o| match o {
+                Liveness::Dead(d) => Some(d),
+                _ => None,
+            }));
+            Ok((lines, (configs, dead)))
+        })?;
+        for d in dead {
+            d.remove();
+        }
+        Ok(configs)
+    }
+
+    /// The study directory.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     fn connect(dir: &Path, target: Target, meta: StudyMeta) -> Result<JournalStorage, StudyError> {
@@ -225,14 +262,15 @@ impl JournalStorage {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
-        let host = hostname();
+        let host = liveness::hostname();
         let pid = std::process::id();
         Ok(JournalStorage {
             path,
             lock,
             worker_id: format!("{host}-{pid}"),
             host,
-            start_time: process_start(pid),
+            start_time: liveness::process_start(pid),
+            owner: None,
             space: None,
             meta,
             replay: Replay::new(target),
@@ -428,6 +466,21 @@ impl JournalStorage {
     }
 }
 
+impl Drop for JournalStorage {
+    fn drop(&mut self) {
+        if let Some(lock) = self.owner.take() {
+            // With none of its trials running, nobody needs to ask about this owner again.
+            let tidy = !self
+                .replay
+                .trials
+                .iter()
+                .zip(&self.replay.records)
+                .any(|(t, r)| t.owner == self.worker_id && r.state == TrialState::Running);
+            liveness::release(lock, tidy);
+        }
+    }
+}
+
 impl Storage for JournalStorage {
     fn meta(&self) -> &StudyMeta {
         &self.meta
@@ -442,6 +495,10 @@ impl Storage for JournalStorage {
     }
 
     fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
+        // Held before the trial exists, so no prober can see the trial without its owner lock.
+        if self.owner.is_none() {
+            self.owner = Some(liveness::hold(self.dir(), &self.worker_id)?);
+        }
         let number = self.transact(|s| {
             let study = s
                 .replay
@@ -999,42 +1056,6 @@ fn io_err(path: &Path, e: std::io::Error) -> StudyError {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// The process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether the process behind `worker_id` (`<hostname>-<pid>`) is known to be gone.
-fn owner_is_gone(worker_id: &str, start: Option<u64>, host: &str) -> bool {
-    let Some((owner_host, pid)) = worker_id.rsplit_once('-') else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    // Another host, or no /proc to ask: the owner cannot be checked, so it is presumed alive.
-    if owner_host != host || !Path::new("/proc/self").exists() {
-        return false;
-    }
-    if !Path::new(&format!("/proc/{pid}")).exists() {
-        return true;
-    }
-    matches!((start, process_start(pid)), (Some(a), Some(b)) if a != b)
-}
-
 /// Now, as Optuna writes datetimes: `datetime.now(timezone.utc).isoformat(timespec="microseconds")`.
 fn iso_now() -> String {
     let since = std::time::SystemTime::now()
@@ -1096,11 +1117,5 @@ mod tests {
         );
         let c = categorical_json(&[Choice::Str("relu".into()), Choice::Int(2)]);
         assert!(c.contains(r#""choices": ["relu",2]"#), "{c}");
-    }
-
-    #[test]
-    fn owners_on_other_hosts_are_presumed_alive() {
-        assert!(!owner_is_gone("elsewhere-1", None, "here"));
-        assert!(!owner_is_gone("0c1f-uuid-like-140231", None, "here"));
     }
 }

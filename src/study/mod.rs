@@ -1,6 +1,7 @@
 //! Studies: trial records, the study's metadata, and where they are stored.
 
 mod journal;
+mod liveness;
 
 pub use journal::{JournalStorage, LOST};
 
