@@ -2,8 +2,11 @@
 
 mod journal;
 mod liveness;
+mod optuna;
+mod replay;
 
-pub use journal::{JournalStorage, LOST};
+pub use journal::JournalStorage;
+pub use optuna::LOST;
 
 use crate::data::Task;
 use crate::search::{Observation, TrialState};
