@@ -166,23 +166,139 @@ fn a_journal_with_a_torn_last_line_still_loads_and_the_next_write_removes_it() {
     assert_eq!(again.trials().len(), expected.len() + 1);
 }
 
-#[test]
-fn garbage_in_the_middle_of_a_journal_is_an_error_naming_file_and_line() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    sample_study(dir.path());
-    let path = journal(dir.path());
+/// Hand-edited lines a journal can hold, each a different kind of garbage.
+const GARBAGE: [(&str, &str); 12] = [
+    ("invalid JSON", "this is not json"),
+    ("JSON that is not an object", "[1, 2, 3]"),
+    ("no op code", r#"{"worker_id": "x-1", "study_id": 0}"#),
+    (
+        "an op code that is not a number",
+        r#"{"op_code": "4", "worker_id": "x-1", "study_id": 0}"#,
+    ),
+    (
+        "an op code Optuna does not have",
+        r#"{"op_code": 42, "worker_id": "x-1"}"#,
+    ),
+    (
+        "a trial that does not exist",
+        r#"{"op_code": 6, "worker_id": "x-1", "trial_id": 999, "state": 1, "values": [0.5]}"#,
+    ),
+    (
+        "a state that is not a number",
+        r#"{"op_code": 6, "worker_id": "x-1", "trial_id": 0, "state": "COMPLETE", "values": [0.5]}"#,
+    ),
+    (
+        "a state Optuna does not have",
+        r#"{"op_code": 6, "worker_id": "x-1", "trial_id": 0, "state": 17, "values": [0.5]}"#,
+    ),
+    (
+        "values that are not a list",
+        r#"{"op_code": 6, "worker_id": "x-1", "trial_id": 0, "state": 1, "values": "high"}"#,
+    ),
+    (
+        "an intermediate value that is not a number",
+        r#"{"op_code": 7, "worker_id": "x-1", "trial_id": 0, "step": 1, "intermediate_value": "high"}"#,
+    ),
+    (
+        "a trial attribute of the wrong type",
+        r#"{"op_code": 8, "worker_id": "x-1", "trial_id": 0, "user_attr": {"n_params": "many"}}"#,
+    ),
+    (
+        "a parameter value that is not a number",
+        r#"{"op_code": 5, "worker_id": "x-1", "trial_id": 0, "param_name": "lr", "param_value_internal": "x", "distribution": "{\"name\": \"FloatDistribution\", \"attributes\": {\"low\": 0.0, \"high\": 1.0, \"log\": false, \"step\": null}}"}"#,
+    ),
+];
+
+/// Writes the sample study with `garbage` as line `at` (counted from 1) and returns the journal.
+fn journal_with_garbage(dir: &Path, garbage: &str, at: usize) -> std::path::PathBuf {
+    sample_study(dir);
+    let path = journal(dir);
     let text = std::fs::read_to_string(&path).expect("journal");
     let mut lines: Vec<&str> = text.lines().collect();
-    lines.insert(4, "this is not json");
+    lines.insert(at - 1, garbage);
     std::fs::write(&path, lines.join("\n") + "\n").expect("rewrite");
-    match JournalStorage::open(dir.path()) {
-        Err(e @ StudyError::BadLine { line: 5, .. }) => {
-            let msg = e.to_string();
-            assert!(msg.contains("journal.log:5:"), "{msg}");
+    path
+}
+
+/// The line just after trial 0's creation: trial 0 exists and is running there.
+fn while_trial_0_runs() -> usize {
+    let probe = tempfile::tempdir().expect("temp dir");
+    sample_study(probe.path());
+    let text = std::fs::read_to_string(journal(probe.path())).expect("journal");
+    let created = text
+        .lines()
+        .position(|l| l.contains(r#""op_code":4,"#))
+        .expect("a trial is created");
+    created + 2
+}
+
+#[test]
+fn every_kind_of_garbage_in_the_middle_of_a_journal_is_an_error_naming_file_and_line() {
+    let mut failures = Vec::new();
+    for (kind, garbage) in GARBAGE {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let at = while_trial_0_runs();
+        journal_with_garbage(dir.path(), garbage, at);
+        if let Some(wrong) = bad_line_error(dir.path(), at) {
+            failures.push(format!("{kind}: {wrong}"));
         }
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("garbage was accepted"),
     }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// What is wrong with opening `dir`, which should fail with one line naming journal line `at`.
+fn bad_line_error(dir: &Path, at: usize) -> Option<String> {
+    match JournalStorage::open(dir) {
+        Err(e @ StudyError::BadLine { .. }) => {
+            let msg = e.to_string();
+            let named = msg.contains(&format!("journal.log:{at}: ")) && !msg.contains('\n');
+            (!named).then(|| format!("not one line naming line {at}: {msg}"))
+        }
+        Err(e) => Some(format!("wrong error: {e}")),
+        Ok(_) => Some("the garbage was accepted".into()),
+    }
+}
+
+#[test]
+fn garbage_about_a_finished_trial_is_an_error_too() {
+    let mut failures = Vec::new();
+    for (kind, garbage) in GARBAGE {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Before the last line (the test result): every trial has finished there.
+        let lines = {
+            let probe = tempfile::tempdir().expect("temp dir");
+            sample_study(probe.path());
+            std::fs::read_to_string(journal(probe.path()))
+                .expect("journal")
+                .lines()
+                .count()
+        };
+        journal_with_garbage(dir.path(), garbage, lines);
+        if let Some(wrong) = bad_line_error(dir.path(), lines) {
+            failures.push(format!("{kind}: {wrong}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn nas_leaderboard_on_a_journal_with_garbage_exits_2_with_one_line_naming_file_and_line() {
+    let results = tempfile::tempdir().expect("temp dir");
+    let dir = results.path().join("edited");
+    let at = while_trial_0_runs();
+    journal_with_garbage(&dir, r#"{"op_code": 42, "worker_id": "x-1"}"#, at);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(["leaderboard", "--study", "edited", "--results"])
+        .arg(results.path())
+        .output()
+        .expect("runs nas");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("journal.log:{at}: ")) && stderr.contains("op_code"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -173,8 +173,13 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Space(_) | CliError::Usage(_) | CliError::Data(_) => 2,
-            // A study name that does not exist is a typo the user can fix.
-            CliError::Study(crate::study::StudyError::Missing(_)) => 2,
+            // A study name that does not exist is a typo, and a journal line that cannot be read
+            // (edited by hand) is named with its line: both are input the user can fix.
+            CliError::Study(
+                crate::study::StudyError::Missing(_)
+                | crate::study::StudyError::BadLine { .. }
+                | crate::study::StudyError::Corrupt { .. },
+            ) => 2,
             _ => 1,
         }
     }

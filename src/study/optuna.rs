@@ -24,6 +24,7 @@ pub mod state {
     pub const COMPLETE: u64 = 1;
     pub const PRUNED: u64 = 2;
     pub const FAIL: u64 = 3;
+    pub const WAITING: u64 = 4;
 }
 
 /// Optuna's `StudyDirection` values.
