@@ -275,6 +275,12 @@ fn trials_of_a_killed_search_left_a_zombie_by_its_parent_are_recovered_on_resume
     let counted: Vec<&TrialRecord> = after.iter().filter(|t| counts_toward_total(t)).collect();
     assert_eq!(counted.len(), 4, "{after:#?}");
     assert!(counted.iter().all(|t| t.state == TrialState::Complete));
+    // The dead owner's lock file went with its trials, and the resumed search removed its own.
+    let owners: Vec<_> = std::fs::read_dir(study.dir().join("owners"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(owners.is_empty(), "lock files left: {owners:?}");
     child.wait().unwrap();
 }
 
