@@ -178,6 +178,7 @@ fn two_processes_on_one_study_share_the_trial_count_with_distinct_numbers() {
     check_success(&study.command(1).output().unwrap());
     let a = study.command(7).spawn().unwrap();
     let b = study.command(7).spawn().unwrap();
+    let (a_pid, b_pid) = (a.id(), b.id());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     check_success(&a);
     check_success(&b);
@@ -192,19 +193,95 @@ fn two_processes_on_one_study_share_the_trial_count_with_distinct_numbers() {
         .count();
     assert_eq!(complete, 7, "the study asked for 7 trials in all");
     assert_eq!(trials.len(), 7);
-    // Both processes created trials.
-    let creators = creators(&study.dir());
-    assert!(creators.len() >= 2, "only {creators:?} created trials");
+    // Each of the two concurrent processes created trials (the set-up run's creator is not one
+    // of them: counting it would pass with one of the two idle).
+    let pids = creator_pids(&study.dir());
+    for (name, pid) in [("a", a_pid), ("b", b_pid)] {
+        assert!(
+            pids.contains(&pid),
+            "process {name} (pid {pid}) created no trial; creators: {pids:?}"
+        );
+    }
 }
 
-/// The worker ids that created trials, from the raw journal.
-fn creators(dir: &Path) -> BTreeSet<String> {
+/// The pids of the worker ids (`<hostname>-<pid>`) that created trials, from the raw journal.
+fn creator_pids(dir: &Path) -> BTreeSet<u32> {
     let text = std::fs::read_to_string(dir.join(JournalStorage::FILE)).unwrap();
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["op_code"] == 4)
-        .filter_map(|v| v["worker_id"].as_str().map(String::from))
+        .filter_map(|v| {
+            let id = v["worker_id"].as_str()?;
+            id.rsplit_once('-')?.1.parse().ok()
+        })
         .collect()
+}
+
+/// The state letter of `/proc/<pid>/stat` (`Z` for a zombie), None once the entry is gone.
+#[cfg(target_os = "linux")]
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn trials_of_a_killed_search_left_a_zombie_by_its_parent_are_recovered_on_resume() {
+    let study = Study::new();
+    let mut child = study.command(4).spawn().unwrap();
+    study.wait_for(&mut child, mid_training(1));
+    // SIGKILL, and no wait(): this test is the parent that does not reap, so the dead search
+    // stays a zombie whose /proc entry (pid and start time) looks like a live process.
+    child.kill().unwrap();
+    let pid = child.id();
+    let start = Instant::now();
+    while proc_state(pid) != Some('Z') {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "pid {pid} did not become a zombie ({:?})",
+            proc_state(pid)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = study.trials().unwrap();
+    let lost: Vec<TrialRecord> = before
+        .iter()
+        .filter(|t| t.state == TrialState::Running)
+        .cloned()
+        .collect();
+    assert!(!lost.is_empty(), "the killed search left no running trial");
+
+    let out = study.command(4).output().unwrap();
+    check_success(&out);
+    assert_eq!(
+        proc_state(pid),
+        Some('Z'),
+        "the owner was a zombie throughout"
+    );
+    let after = study.trials().unwrap();
+    for t in &lost {
+        let now = &after[t.number];
+        assert_eq!(now.state, TrialState::Failed, "trial {}", t.number);
+        assert_eq!(now.error.as_deref(), Some(LOST));
+        assert!(
+            t.config.is_empty()
+                || after.iter().any(|r| r.number > t.number
+                    && r.config == t.config
+                    && r.state == TrialState::Complete),
+            "the lost configuration of trial {} was not run again",
+            t.number
+        );
+    }
+    let counted: Vec<&TrialRecord> = after.iter().filter(|t| counts_toward_total(t)).collect();
+    assert_eq!(counted.len(), 4, "{after:#?}");
+    assert!(counted.iter().all(|t| t.state == TrialState::Complete));
+    // The dead owner's lock file went with its trials, and the resumed search removed its own.
+    let owners: Vec<_> = std::fs::read_dir(study.dir().join("owners"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(owners.is_empty(), "lock files left: {owners:?}");
+    child.wait().unwrap();
 }
 
 #[cfg(unix)]

@@ -179,8 +179,13 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Space(_) | CliError::Usage(_) | CliError::Data(_) => 2,
-            // A study name that does not exist is a typo the user can fix.
-            CliError::Study(crate::study::StudyError::Missing(_)) => 2,
+            // A study name that does not exist is a typo, and a journal line that cannot be read
+            // (edited by hand) is named with its line: both are input the user can fix.
+            CliError::Study(
+                crate::study::StudyError::Missing(_)
+                | crate::study::StudyError::BadLine { .. }
+                | crate::study::StudyError::Corrupt { .. },
+            ) => 2,
             // Every trial in a row failing means a space or data set that cannot train.
             CliError::Search(crate::controller::SearchError::TooManyFailures { .. }) => 2,
             _ => 1,

@@ -19,57 +19,31 @@
 //!   `budget`, `seconds`, `error`) are trial user attributes, written before the final state
 //!   because Optuna ignores updates to a finished trial.
 //!
-//! A trial's owner is the `worker_id` (`<hostname>-<pid>`) of the line that created it, plus the
-//! owner's start time (system attribute `nas_owner_start`) to notice a reused pid. Whether the
-//! owner is alive can only be told on the same host (through `/proc`): running trials created on
-//! other hosts are never considered stale.
+//! A trial's owner is the `worker_id` (`<hostname>-<pid>`) of the line that created it. A process
+//! that creates trials holds its owner lock (`owners/<worker_id>.lock`, see [`super::liveness`])
+//! for as long as it may write them, so a running trial whose owner's lock is free was lost,
+//! whichever host ran it. The owner's start time (system attribute `nas_owner_start`) is still
+//! written for journals read by older versions, which look owners up in `/proc`.
 //!
 //! Limitation: the lock is `flock` on `journal.lock`, which Optuna's own writers do not take; a
 //! Python process should read the journal, not write to it while `nas` runs.
 
+use super::liveness::{self, Liveness, OwnerLock};
+use super::optuna::{
+    categorical_json, distribution_json, float_json, int_json, iso_now, op, state, FAIL_REASON,
+    INTERRUPTED, LOST, MAXIMIZE, META_ATTR, MINIMIZE, OWNER_START_ATTR, TEST_ATTR,
+};
+use super::replay::{Replay, Target, Trial};
 use super::{Storage, StudyError, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
-use crate::space::{Choice, Config, Distribution, ParamValue, SearchSpace};
+use crate::space::{Choice, Config, ParamValue, SearchSpace};
 use fs4::fs_std::FileExt;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-/// Optuna's `JournalOperation` codes.
-mod op {
-    pub const CREATE_STUDY: u64 = 0;
-    pub const DELETE_STUDY: u64 = 1;
-    pub const SET_STUDY_USER_ATTR: u64 = 2;
-    pub const SET_STUDY_SYSTEM_ATTR: u64 = 3;
-    pub const CREATE_TRIAL: u64 = 4;
-    pub const SET_TRIAL_PARAM: u64 = 5;
-    pub const SET_TRIAL_STATE_VALUES: u64 = 6;
-    pub const SET_TRIAL_INTERMEDIATE_VALUE: u64 = 7;
-    pub const SET_TRIAL_USER_ATTR: u64 = 8;
-    pub const SET_TRIAL_SYSTEM_ATTR: u64 = 9;
-}
-
-/// Optuna's `TrialState` values.
-mod state {
-    pub const RUNNING: u64 = 0;
-    pub const COMPLETE: u64 = 1;
-    pub const PRUNED: u64 = 2;
-    pub const FAIL: u64 = 3;
-}
-
-/// Optuna's `StudyDirection` values.
-const MINIMIZE: u64 = 1;
-const MAXIMIZE: u64 = 2;
-
-const META_ATTR: &str = "nas_meta";
-const TEST_ATTR: &str = "test_result";
-const OWNER_START_ATTR: &str = "nas_owner_start";
-const FAIL_REASON: &str = "fail_reason";
-const INTERRUPTED: &str = "interrupted";
-/// Why [`JournalStorage::recover_stale`] failed a trial.
-pub const LOST: &str = "lost: the process died while it ran";
+use std::sync::Arc;
 
 /// A study stored as an Optuna-compatible journal in `<dir>/journal.log`.
 pub struct JournalStorage {
@@ -78,48 +52,12 @@ pub struct JournalStorage {
     worker_id: String,
     host: String,
     start_time: Option<u64>,
+    /// This process's owner lock, taken before the first trial this connection creates.
+    owner: Option<Arc<OwnerLock>>,
     /// The study's space, for the distributions written with parameters.
     space: Option<SearchSpace>,
     meta: StudyMeta,
     replay: Replay,
-}
-
-/// Which study of the journal is ours.
-enum Target {
-    Named(String),
-    First,
-}
-
-/// The state rebuilt from the lines read so far.
-struct Replay {
-    /// Bytes and lines of the journal consumed (complete lines only).
-    offset: u64,
-    lines: usize,
-    warned_torn_at: Option<u64>,
-    target: Target,
-    /// Live studies by id, as Optuna numbers them.
-    studies: HashMap<u64, String>,
-    next_study_id: u64,
-    next_trial_id: u64,
-    study: Option<u64>,
-    maximize: bool,
-    meta: Option<StudyMeta>,
-    test: Option<TestResult>,
-    /// Optuna trial id -> our trial number.
-    numbers: HashMap<u64, usize>,
-    records: Vec<TrialRecord>,
-    /// What the records do not hold, by trial number.
-    trials: Vec<Trial>,
-}
-
-/// What the journal says about a trial beyond its [`TrialRecord`].
-struct Trial {
-    id: u64,
-    owner: String,
-    owner_start: Option<u64>,
-    /// Step -> value in the study's direction.
-    curve: BTreeMap<u64, f64>,
-    fail_reason: Option<String>,
 }
 
 impl JournalStorage {
@@ -192,17 +130,34 @@ impl JournalStorage {
         &self.worker_id
     }
 
-    /// Marks FAIL every running trial whose owner process is gone (same host, pid not alive or
-    /// reused), with `fail_reason` [`LOST`], and returns their configurations to run again.
-    /// Trials created on other hosts are left alone: their owners cannot be checked from here.
+    /// Marks FAIL every running trial whose owner process is gone, with `fail_reason` [`LOST`],
+    /// and returns their configurations to run again; then removes the lock files of dead owners.
+    /// An owner is gone when its owner lock can be taken, from any host. An owner without lock
+    /// file (a journal from an older version) is looked up in `/proc` on its own host, and
+    /// presumed alive on another.
     pub fn recover_stale(&mut self) -> Result<Vec<Config>, StudyError> {
-        self.transact(|s| {
+        let dir = self.dir().to_path_buf();
+        let (configs, dead) = self.transact(|s| {
+            // Dead owners' locks stay held until their trials are recorded, so that a new
+            // process reusing the worker id cannot take them in between.
+            let mut owners: HashMap<&str, Liveness> = HashMap::new();
             let mut lines = Vec::new();
             let mut configs = Vec::new();
             for (t, r) in s.replay.trials.iter().zip(&s.replay.records) {
-                if r.state != TrialState::Running
-                    || !owner_is_gone(&t.owner, t.owner_start, &s.host)
-                {
+                if r.state != TrialState::Running {
+                    continue;
+                }
+                let owner = owners
+                    .entry(t.owner.as_str())
+                    .or_insert_with(|| liveness::probe(&dir, &t.owner));
+                let gone = match owner {
+                    Liveness::Alive => false,
+                    Liveness::Dead(_) => true,
+                    Liveness::Unknown => {
+                        liveness::legacy_owner_is_gone(&t.owner, t.owner_start, &s.host)
+                    }
+                };
+                if !gone {
                     continue;
                 }
                 lines.push(trial_user_attr(t.id, FAIL_REASON, json!(LOST)));
@@ -212,8 +167,23 @@ impl JournalStorage {
                     configs.push(r.config.clone());
                 }
             }
-            Ok((lines, configs))
-        })
+            let probed: Vec<&str> = owners.keys().copied().collect();
+            let mut dead = liveness::dead_owners(&dir, &probed);
+            dead.extend(owners.into_values().filter_map(|o| match o {
+                Liveness::Dead(d) => Some(d),
+                _ => None,
+            }));
+            Ok((lines, (configs, dead)))
+        })?;
+        for d in dead {
+            d.remove();
+        }
+        Ok(configs)
+    }
+
+    /// The study directory.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     fn connect(dir: &Path, target: Target, meta: StudyMeta) -> Result<JournalStorage, StudyError> {
@@ -225,14 +195,15 @@ impl JournalStorage {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
-        let host = hostname();
+        let host = liveness::hostname();
         let pid = std::process::id();
         Ok(JournalStorage {
             path,
             lock,
             worker_id: format!("{host}-{pid}"),
             host,
-            start_time: process_start(pid),
+            start_time: liveness::process_start(pid),
+            owner: None,
             space: None,
             meta,
             replay: Replay::new(target),
@@ -428,6 +399,21 @@ impl JournalStorage {
     }
 }
 
+impl Drop for JournalStorage {
+    fn drop(&mut self) {
+        if let Some(lock) = self.owner.take() {
+            // With none of its trials running, nobody needs to ask about this owner again.
+            let tidy = !self
+                .replay
+                .trials
+                .iter()
+                .zip(&self.replay.records)
+                .any(|(t, r)| t.owner == self.worker_id && r.state == TrialState::Running);
+            liveness::release(lock, tidy);
+        }
+    }
+}
+
 impl Storage for JournalStorage {
     fn meta(&self) -> &StudyMeta {
         &self.meta
@@ -442,6 +428,10 @@ impl Storage for JournalStorage {
     }
 
     fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
+        // Held before the trial exists, so no prober can see the trial without its owner lock.
+        if self.owner.is_none() {
+            self.owner = Some(liveness::hold(self.dir(), &self.worker_id)?);
+        }
         let number = self.transact(|s| {
             let study = s
                 .replay
@@ -598,329 +588,6 @@ impl Storage for JournalStorage {
     }
 }
 
-impl Replay {
-    fn new(target: Target) -> Replay {
-        Replay {
-            offset: 0,
-            lines: 0,
-            warned_torn_at: None,
-            target,
-            studies: HashMap::new(),
-            next_study_id: 0,
-            next_trial_id: 0,
-            study: None,
-            maximize: false,
-            meta: None,
-            test: None,
-            numbers: HashMap::new(),
-            records: Vec::new(),
-            trials: Vec::new(),
-        }
-    }
-
-    /// Applies one line with Optuna's rules: events for unknown studies or trials, and updates
-    /// of finished trials, are ignored.
-    fn apply_line(&mut self, line: &[u8]) -> Result<(), String> {
-        let log: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
-        let code = get(&log, "op_code")?
-            .as_u64()
-            .ok_or("`op_code` is not a number")?;
-        match code {
-            op::CREATE_STUDY => self.create_study(&log),
-            op::DELETE_STUDY => {
-                let id = get_u64(&log, "study_id")?;
-                if self.studies.remove(&id).is_some() && self.study == Some(id) {
-                    return Err("the study was deleted".into());
-                }
-                Ok(())
-            }
-            op::SET_STUDY_USER_ATTR | op::SET_STUDY_SYSTEM_ATTR => {
-                let id = get_u64(&log, "study_id")?;
-                if self.study != Some(id) {
-                    return Ok(());
-                }
-                let key = if code == op::SET_STUDY_USER_ATTR {
-                    "user_attr"
-                } else {
-                    "system_attr"
-                };
-                for (k, v) in one_attr(&log, key)? {
-                    self.study_attr(code == op::SET_STUDY_USER_ATTR, k, v)?;
-                }
-                Ok(())
-            }
-            op::CREATE_TRIAL => self.create_trial(&log),
-            op::SET_TRIAL_PARAM
-            | op::SET_TRIAL_STATE_VALUES
-            | op::SET_TRIAL_INTERMEDIATE_VALUE
-            | op::SET_TRIAL_USER_ATTR
-            | op::SET_TRIAL_SYSTEM_ATTR => {
-                let id = get_u64(&log, "trial_id")?;
-                match self.numbers.get(&id) {
-                    Some(&n) if self.records[n].state == TrialState::Running => {
-                        self.trial_event(n, code, &log)
-                    }
-                    _ => Ok(()),
-                }
-            }
-            // DISCARD_TRIALS (10) and later codes are not Optuna's JournalFileBackend's own.
-            _ => Ok(()),
-        }
-    }
-
-    fn create_study(&mut self, log: &Value) -> Result<(), String> {
-        let name = get(log, "study_name")?
-            .as_str()
-            .ok_or("`study_name` is not a string")?;
-        let directions = get(log, "directions")?
-            .as_array()
-            .ok_or("`directions` is not a list")?;
-        if self.studies.values().any(|n| n == name) {
-            return Ok(());
-        }
-        let id = self.next_study_id;
-        self.next_study_id += 1;
-        self.studies.insert(id, name.to_string());
-        let ours = match &self.target {
-            Target::Named(n) => n == name,
-            Target::First => true,
-        };
-        if ours && self.study.is_none() {
-            self.study = Some(id);
-            self.maximize = directions.first().and_then(Value::as_u64) == Some(MAXIMIZE);
-        }
-        Ok(())
-    }
-
-    fn study_attr(&mut self, user: bool, key: &str, value: &Value) -> Result<(), String> {
-        match (user, key) {
-            (false, META_ATTR) => {
-                let meta = serde_json::from_value(value.clone())
-                    .map_err(|e| format!("`{META_ATTR}`: {e}"))?;
-                self.meta = Some(meta);
-            }
-            (true, TEST_ATTR) => match serde_json::from_value(value.clone()) {
-                Ok(t) => self.test = Some(t),
-                Err(e) => eprintln!("nas: warning: ignoring an unreadable `{TEST_ATTR}`: {e}"),
-            },
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn create_trial(&mut self, log: &Value) -> Result<(), String> {
-        let study = get_u64(log, "study_id")?;
-        if !self.studies.contains_key(&study) {
-            return Ok(());
-        }
-        let id = self.next_trial_id;
-        self.next_trial_id += 1;
-        if self.study != Some(study) {
-            return Ok(());
-        }
-        let number = self.records.len();
-        self.numbers.insert(id, number);
-        self.records
-            .push(TrialRecord::new(number, Config::new(), 0));
-        self.trials.push(Trial {
-            id,
-            owner: log
-                .get("worker_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            owner_start: None,
-            curve: BTreeMap::new(),
-            fail_reason: None,
-        });
-        // A trial written whole (Optuna's template trials): the same fields as the events.
-        if let (Some(Value::Object(dists)), Some(Value::Object(params))) =
-            (log.get("distributions"), log.get("params"))
-        {
-            for (name, internal) in params {
-                let dist = dists.get(name).ok_or("a parameter without distribution")?;
-                self.set_param(number, name, dist, internal)?;
-            }
-        }
-        for (key, code) in [
-            ("user_attrs", op::SET_TRIAL_USER_ATTR),
-            ("system_attrs", op::SET_TRIAL_SYSTEM_ATTR),
-        ] {
-            if let Some(Value::Object(attrs)) = log.get(key) {
-                for (k, v) in attrs {
-                    self.trial_attr(number, code == op::SET_TRIAL_USER_ATTR, k, v);
-                }
-            }
-        }
-        if let Some(Value::Object(curve)) = log.get("intermediate_values") {
-            for (step, v) in curve {
-                if let (Ok(step), Some(v)) = (step.parse::<u64>(), v.as_f64()) {
-                    self.trials[number].curve.insert(step, v);
-                }
-            }
-            self.update_curve(number);
-        }
-        if let Some(code) = log.get("state").and_then(Value::as_u64) {
-            let values = match log.get("values") {
-                Some(Value::Array(_)) => log["values"].clone(),
-                _ => log.get("value").map_or(Value::Null, |v| json!([v])),
-            };
-            self.set_state(number, code, &values);
-        }
-        Ok(())
-    }
-
-    fn trial_event(&mut self, n: usize, code: u64, log: &Value) -> Result<(), String> {
-        match code {
-            op::SET_TRIAL_PARAM => {
-                let name = get(log, "param_name")?
-                    .as_str()
-                    .ok_or("`param_name` is not a string")?;
-                let dist = get(log, "distribution")?;
-                let internal = get(log, "param_value_internal")?;
-                self.set_param(n, name, dist, internal)
-            }
-            op::SET_TRIAL_STATE_VALUES => {
-                let code = get_u64(log, "state")?;
-                self.set_state(n, code, log.get("values").unwrap_or(&Value::Null));
-                Ok(())
-            }
-            op::SET_TRIAL_INTERMEDIATE_VALUE => {
-                let step = get_u64(log, "step")?;
-                // Optuna writes NaN as a bare `NaN`, which is not JSON; null stands for it here.
-                let v = get(log, "intermediate_value")?.as_f64().unwrap_or(f64::NAN);
-                self.trials[n].curve.insert(step, v);
-                self.update_curve(n);
-                Ok(())
-            }
-            _ => {
-                let user = code == op::SET_TRIAL_USER_ATTR;
-                let key = if user { "user_attr" } else { "system_attr" };
-                for (k, v) in one_attr(log, key)? {
-                    self.trial_attr(n, user, k, v);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn set_param(
-        &mut self,
-        n: usize,
-        name: &str,
-        dist: &Value,
-        internal: &Value,
-    ) -> Result<(), String> {
-        let x = internal
-            .as_f64()
-            .ok_or_else(|| format!("parameter `{name}`: the value is not a number"))?;
-        // Optuna keeps the distribution as a JSON string inside the line.
-        let text = dist
-            .as_str()
-            .ok_or_else(|| format!("parameter `{name}`: the distribution is not a string"))?;
-        let d: Value = serde_json::from_str(text)
-            .map_err(|e| format!("parameter `{name}`: bad distribution: {e}"))?;
-        let kind = d
-            .get("name")
-            .or_else(|| d.get("type"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let value = match kind {
-            "CategoricalDistribution" | "categorical" => ParamValue::Cat(x as usize),
-            "IntDistribution" | "IntUniformDistribution" | "IntLogUniformDistribution" | "int" => {
-                ParamValue::Int(x.round() as i64)
-            }
-            "FloatDistribution"
-            | "UniformDistribution"
-            | "LogUniformDistribution"
-            | "DiscreteUniformDistribution"
-            | "float" => ParamValue::Float(x),
-            other => {
-                return Err(format!(
-                    "parameter `{name}`: unknown distribution `{other}`"
-                ))
-            }
-        };
-        self.records[n].config.insert(name.to_string(), value);
-        Ok(())
-    }
-
-    fn set_state(&mut self, n: usize, code: u64, values: &Value) {
-        let first = values
-            .as_array()
-            .and_then(|v| v.first())
-            .and_then(Value::as_f64);
-        let interrupted = self.trials[n].fail_reason.as_deref() == Some(INTERRUPTED);
-        let lost = self.trials[n].fail_reason.clone();
-        let r = &mut self.records[n];
-        r.state = match code {
-            state::COMPLETE => TrialState::Complete,
-            state::PRUNED => TrialState::Pruned,
-            state::FAIL if interrupted => TrialState::Interrupted,
-            state::FAIL => TrialState::Failed,
-            state::RUNNING => TrialState::Running,
-            // WAITING (a trial Optuna enqueued) has not finished either.
-            _ => TrialState::Running,
-        };
-        if r.state == TrialState::Complete {
-            r.cv_mean = first;
-        }
-        if r.state == TrialState::Failed && r.error.is_none() {
-            r.error = lost;
-        }
-    }
-
-    /// Our curve is lower-is-better, indexed by epoch.
-    fn update_curve(&mut self, n: usize) {
-        let sign = if self.maximize { -1.0 } else { 1.0 };
-        self.records[n].intermediate = self.trials[n].curve.values().map(|v| sign * v).collect();
-    }
-
-    fn trial_attr(&mut self, n: usize, user: bool, key: &str, v: &Value) {
-        let r = &mut self.records[n];
-        let usize_of = |v: &Value| v.as_u64().map(|x| x as usize);
-        match (user, key) {
-            (false, OWNER_START_ATTR) => self.trials[n].owner_start = v.as_u64(),
-            (true, "seed") => r.seed = v.as_u64().unwrap_or(r.seed),
-            (true, "n_params") => r.params = usize_of(v).unwrap_or(r.params),
-            (true, "macs") => r.macs = v.as_u64().unwrap_or(r.macs),
-            (true, "epochs") => r.epochs = usize_of(v).unwrap_or(r.epochs),
-            (true, "budget") => r.budget = usize_of(v).unwrap_or(r.budget),
-            (true, "seconds") => r.seconds = v.as_f64().unwrap_or(r.seconds),
-            (true, "cv_std") => r.cv_std = v.as_f64(),
-            (true, "architecture") => {
-                r.architecture = v.as_str().unwrap_or_default().to_string();
-            }
-            (true, "error") => r.error = v.as_str().map(str::to_string),
-            (true, FAIL_REASON) => self.trials[n].fail_reason = v.as_str().map(str::to_string),
-            (true, "fold_scores") => {
-                if let Some(a) = v.as_array() {
-                    // JSON has no NaN: a non-finite score was written as null.
-                    r.fold_scores = a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn get<'a>(log: &'a Value, key: &str) -> Result<&'a Value, String> {
-    log.get(key).ok_or_else(|| format!("missing `{key}`"))
-}
-
-fn get_u64(log: &Value, key: &str) -> Result<u64, String> {
-    get(log, key)?
-        .as_u64()
-        .ok_or_else(|| format!("`{key}` is not a whole number"))
-}
-
-/// The `{key: value}` object of an attribute line.
-fn one_attr<'a>(log: &'a Value, key: &str) -> Result<&'a serde_json::Map<String, Value>, String> {
-    get(log, key)?
-        .as_object()
-        .ok_or_else(|| format!("`{key}` is not an object"))
-}
-
 fn trial_user_attr(id: u64, key: &str, value: Value) -> (u64, Value) {
     (
         op::SET_TRIAL_USER_ATTR,
@@ -962,145 +629,9 @@ fn meta_lines(study: u64, meta: &StudyMeta) -> Result<Vec<(u64, Value)>, StudyEr
     Ok(lines)
 }
 
-/// `optuna.distributions.distribution_to_json`: a JSON string, attributes in Optuna's order.
-fn distribution_json(d: &Distribution) -> String {
-    match d {
-        Distribution::Int { low, high, log } => int_json(*low, *high, *log),
-        Distribution::Float { low, high, log } => float_json(*low, *high, *log),
-        Distribution::Categorical { choices } => categorical_json(choices),
-    }
-}
-
-fn int_json(low: i64, high: i64, log: bool) -> String {
-    format!(
-        r#"{{"name": "IntDistribution", "attributes": {{"log": {log}, "step": 1, "low": {low}, "high": {high}}}}}"#
-    )
-}
-
-fn float_json(low: f64, high: f64, log: bool) -> String {
-    format!(
-        r#"{{"name": "FloatDistribution", "attributes": {{"step": null, "low": {}, "high": {}, "log": {log}}}}}"#,
-        json!(low),
-        json!(high)
-    )
-}
-
-fn categorical_json(choices: &[Choice]) -> String {
-    format!(
-        r#"{{"name": "CategoricalDistribution", "attributes": {{"choices": {}}}}}"#,
-        json!(choices)
-    )
-}
-
 fn io_err(path: &Path, e: std::io::Error) -> StudyError {
     StudyError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
-    }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// The process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether the process behind `worker_id` (`<hostname>-<pid>`) is known to be gone.
-fn owner_is_gone(worker_id: &str, start: Option<u64>, host: &str) -> bool {
-    let Some((owner_host, pid)) = worker_id.rsplit_once('-') else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    // Another host, or no /proc to ask: the owner cannot be checked, so it is presumed alive.
-    if owner_host != host || !Path::new("/proc/self").exists() {
-        return false;
-    }
-    if !Path::new(&format!("/proc/{pid}")).exists() {
-        return true;
-    }
-    matches!((start, process_start(pid)), (Some(a), Some(b)) if a != b)
-}
-
-/// Now, as Optuna writes datetimes: `datetime.now(timezone.utc).isoformat(timespec="microseconds")`.
-fn iso_now() -> String {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    iso_utc(since.as_secs(), since.subsec_micros())
-}
-
-fn iso_utc(secs: u64, micros: u32) -> String {
-    let (y, m, d) = civil_date((secs / 86_400) as i64);
-    let t = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
-        t / 3600,
-        t % 3600 / 60,
-        t % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01, computed in 400-year eras
-/// (146097 days) that start on March 1st so the leap day falls at the end of a year.
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month as u32, day as u32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_written_like_python_isoformat() {
-        assert_eq!(iso_utc(0, 0), "1970-01-01T00:00:00.000000+00:00");
-        assert_eq!(iso_utc(951_782_400, 5), "2000-02-29T00:00:00.000005+00:00");
-        assert_eq!(
-            iso_utc(1_704_067_199, 999_999),
-            "2023-12-31T23:59:59.999999+00:00"
-        );
-    }
-
-    #[test]
-    fn distributions_are_encoded_as_optuna_does() {
-        assert_eq!(
-            int_json(1, 3, false),
-            r#"{"name": "IntDistribution", "attributes": {"log": false, "step": 1, "low": 1, "high": 3}}"#
-        );
-        let c = categorical_json(&[Choice::Str("relu".into()), Choice::Int(2)]);
-        assert!(c.contains(r#""choices": ["relu",2]"#), "{c}");
-    }
-
-    #[test]
-    fn owners_on_other_hosts_are_presumed_alive() {
-        assert!(!owner_is_gone("elsewhere-1", None, "here"));
-        assert!(!owner_is_gone("0c1f-uuid-like-140231", None, "here"));
     }
 }

@@ -1,8 +1,12 @@
 //! Studies: trial records, the study's metadata, and where they are stored.
 
 mod journal;
+mod liveness;
+mod optuna;
+mod replay;
 
-pub use journal::{JournalStorage, LOST};
+pub use journal::JournalStorage;
+pub use optuna::LOST;
 
 use crate::data::Task;
 use crate::search::{Observation, TrialState};

@@ -1,0 +1,488 @@
+//! A study's state rebuilt from journal lines, with Optuna's rules for what is ignored.
+
+use super::optuna::{
+    op, state, FAIL_REASON, INTERRUPTED, MAXIMIZE, META_ATTR, OWNER_START_ATTR, TEST_ATTR,
+};
+use super::{StudyMeta, TestResult, TrialRecord};
+use crate::search::TrialState;
+use crate::space::{Config, ParamValue};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Which study of the journal is ours.
+pub enum Target {
+    Named(String),
+    First,
+}
+
+/// The state rebuilt from the lines read so far.
+pub struct Replay {
+    /// Bytes and lines of the journal consumed (complete lines only).
+    pub offset: u64,
+    pub lines: usize,
+    pub warned_torn_at: Option<u64>,
+    pub target: Target,
+    /// Live studies by id, as Optuna numbers them.
+    pub studies: HashMap<u64, String>,
+    pub next_study_id: u64,
+    pub next_trial_id: u64,
+    pub study: Option<u64>,
+    pub maximize: bool,
+    pub meta: Option<StudyMeta>,
+    pub test: Option<TestResult>,
+    /// Optuna trial id -> our trial number.
+    pub numbers: HashMap<u64, usize>,
+    pub records: Vec<TrialRecord>,
+    /// What the records do not hold, by trial number.
+    pub trials: Vec<Trial>,
+}
+
+/// What the journal says about a trial beyond its [`TrialRecord`].
+pub struct Trial {
+    pub id: u64,
+    pub owner: String,
+    pub owner_start: Option<u64>,
+    /// Step -> value in the study's direction.
+    pub curve: BTreeMap<u64, f64>,
+    pub fail_reason: Option<String>,
+}
+
+impl Replay {
+    pub fn new(target: Target) -> Replay {
+        Replay {
+            offset: 0,
+            lines: 0,
+            warned_torn_at: None,
+            target,
+            studies: HashMap::new(),
+            next_study_id: 0,
+            next_trial_id: 0,
+            study: None,
+            maximize: false,
+            meta: None,
+            test: None,
+            numbers: HashMap::new(),
+            records: Vec::new(),
+            trials: Vec::new(),
+        }
+    }
+
+    /// Applies one line with Optuna's rules: events for deleted studies or for trials of other
+    /// studies, and updates of finished trials, are ignored. Every line is checked whole first,
+    /// ignored or not: a line that Optuna could not have written is an error.
+    pub fn apply_line(&mut self, line: &[u8]) -> Result<(), String> {
+        let log: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+        if !log.is_object() {
+            return Err("not a JSON object".into());
+        }
+        let code = get(&log, "op_code")?
+            .as_u64()
+            .ok_or("`op_code` is not a whole number")?;
+        if log.get("worker_id").is_some_and(|w| !w.is_string()) {
+            return Err("`worker_id` is not a string".into());
+        }
+        match code {
+            op::CREATE_STUDY => self.create_study(&log),
+            op::DELETE_STUDY => {
+                let id = self.study_id(&log)?;
+                if self.studies.remove(&id).is_some() && self.study == Some(id) {
+                    return Err("the study was deleted".into());
+                }
+                Ok(())
+            }
+            op::SET_STUDY_USER_ATTR | op::SET_STUDY_SYSTEM_ATTR => {
+                let id = self.study_id(&log)?;
+                let user = code == op::SET_STUDY_USER_ATTR;
+                let attrs = one_attr(&log, if user { "user_attr" } else { "system_attr" })?;
+                if self.study != Some(id) {
+                    return Ok(());
+                }
+                for (k, v) in attrs {
+                    self.study_attr(user, k, v)?;
+                }
+                Ok(())
+            }
+            op::CREATE_TRIAL => self.create_trial(&log),
+            op::SET_TRIAL_PARAM
+            | op::SET_TRIAL_STATE_VALUES
+            | op::SET_TRIAL_INTERMEDIATE_VALUE
+            | op::SET_TRIAL_USER_ATTR
+            | op::SET_TRIAL_SYSTEM_ATTR => {
+                let id = get_u64(&log, "trial_id")?;
+                if id >= self.next_trial_id {
+                    return Err(format!("trial_id {id}: no line before created that trial"));
+                }
+                let event = TrialEvent::read(code, &log)?;
+                match self.numbers.get(&id) {
+                    Some(&n) if self.records[n].state == TrialState::Running => {
+                        self.apply_event(n, event);
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            // Optuna's JournalOperation ends at 9: a larger code is not from Optuna nor `nas`.
+            other => Err(format!(
+                "unknown `op_code` {other} (Optuna's journal operations are 0 to 9)"
+            )),
+        }
+    }
+
+    /// The `study_id` of a line, which an earlier line must have created.
+    fn study_id(&self, log: &Value) -> Result<u64, String> {
+        let id = get_u64(log, "study_id")?;
+        if id >= self.next_study_id {
+            return Err(format!("study_id {id}: no line before created that study"));
+        }
+        Ok(id)
+    }
+
+    fn create_study(&mut self, log: &Value) -> Result<(), String> {
+        let name = get(log, "study_name")?
+            .as_str()
+            .ok_or("`study_name` is not a string")?;
+        let directions = get(log, "directions")?
+            .as_array()
+            .filter(|d| d.iter().all(|x| x.as_u64().is_some_and(|x| x <= MAXIMIZE)))
+            .ok_or("`directions` is not a list of Optuna directions")?;
+        if self.studies.values().any(|n| n == name) {
+            return Ok(());
+        }
+        let id = self.next_study_id;
+        self.next_study_id += 1;
+        self.studies.insert(id, name.to_string());
+        let ours = match &self.target {
+            Target::Named(n) => n == name,
+            Target::First => true,
+        };
+        if ours && self.study.is_none() {
+            self.study = Some(id);
+            self.maximize = directions.first().and_then(Value::as_u64) == Some(MAXIMIZE);
+        }
+        Ok(())
+    }
+
+    fn study_attr(&mut self, user: bool, key: &str, value: &Value) -> Result<(), String> {
+        match (user, key) {
+            (false, META_ATTR) => {
+                let meta = serde_json::from_value(value.clone())
+                    .map_err(|e| format!("`{META_ATTR}`: {e}"))?;
+                self.meta = Some(meta);
+            }
+            (true, TEST_ATTR) => match serde_json::from_value(value.clone()) {
+                Ok(t) => self.test = Some(t),
+                Err(e) => eprintln!("nas: warning: ignoring an unreadable `{TEST_ATTR}`: {e}"),
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn create_trial(&mut self, log: &Value) -> Result<(), String> {
+        let study = self.study_id(log)?;
+        // A trial written whole (Optuna's template trials): the same fields as the events,
+        // checked before anything is recorded.
+        let mut events = Vec::new();
+        if let Some(params) = log.get("params") {
+            let params = params.as_object().ok_or("`params` is not an object")?;
+            let dists = get(log, "distributions")?
+                .as_object()
+                .ok_or("`distributions` is not an object")?;
+            for (name, internal) in params {
+                let dist = dists
+                    .get(name)
+                    .ok_or_else(|| format!("parameter `{name}` has no distribution"))?;
+                events.push(TrialEvent::Param(name, param_value(name, dist, internal)?));
+            }
+        }
+        for (key, user) in [("user_attrs", true), ("system_attrs", false)] {
+            if let Some(attrs) = log.get(key) {
+                let attrs = attrs
+                    .as_object()
+                    .ok_or_else(|| format!("`{key}` is not an object"))?;
+                for (k, v) in attrs {
+                    check_attr(user, k, v)?;
+                }
+                events.push(TrialEvent::Attrs(user, attrs));
+            }
+        }
+        if let Some(curve) = log.get("intermediate_values") {
+            let curve = curve
+                .as_object()
+                .ok_or("`intermediate_values` is not an object")?;
+            for (step, v) in curve {
+                let step = step.parse::<u64>().map_err(|_| {
+                    format!("intermediate value step `{step}` is not a whole number")
+                })?;
+                events.push(TrialEvent::Intermediate(step, curve_value(v)?));
+            }
+        }
+        if let Some(code) = log.get("state") {
+            let code = code.as_u64().ok_or("`state` is not a whole number")?;
+            let values = match log.get("values") {
+                Some(v) => v.clone(),
+                None => log.get("value").map_or(Value::Null, |v| json!([v])),
+            };
+            events.push(TrialEvent::State(check_state(code)?, first_value(&values)?));
+        }
+        if !self.studies.contains_key(&study) {
+            return Ok(());
+        }
+        let id = self.next_trial_id;
+        self.next_trial_id += 1;
+        if self.study != Some(study) {
+            return Ok(());
+        }
+        let number = self.records.len();
+        self.numbers.insert(id, number);
+        self.records
+            .push(TrialRecord::new(number, Config::new(), 0));
+        self.trials.push(Trial {
+            id,
+            owner: log
+                .get("worker_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            owner_start: None,
+            curve: BTreeMap::new(),
+            fail_reason: None,
+        });
+        // The state last, as the attributes it reads (the fail reason) come first.
+        for event in events {
+            self.apply_event(number, event);
+        }
+        Ok(())
+    }
+
+    /// Applies a checked event to running trial `n`.
+    fn apply_event(&mut self, n: usize, event: TrialEvent) {
+        match event {
+            TrialEvent::Param(name, value) => {
+                self.records[n].config.insert(name.to_string(), value);
+            }
+            TrialEvent::State(code, first) => self.set_state(n, code, first),
+            TrialEvent::Intermediate(step, v) => {
+                self.trials[n].curve.insert(step, v);
+                self.update_curve(n);
+            }
+            TrialEvent::Attrs(user, attrs) => {
+                for (k, v) in attrs {
+                    self.trial_attr(n, user, k, v);
+                }
+            }
+        }
+    }
+
+    fn set_state(&mut self, n: usize, code: u64, first: Option<f64>) {
+        let interrupted = self.trials[n].fail_reason.as_deref() == Some(INTERRUPTED);
+        let lost = self.trials[n].fail_reason.clone();
+        let r = &mut self.records[n];
+        r.state = match code {
+            state::COMPLETE => TrialState::Complete,
+            state::PRUNED => TrialState::Pruned,
+            state::FAIL if interrupted => TrialState::Interrupted,
+            state::FAIL => TrialState::Failed,
+            // RUNNING, and WAITING (a trial Optuna enqueued), have not finished.
+            _ => TrialState::Running,
+        };
+        if r.state == TrialState::Complete {
+            r.cv_mean = first;
+        }
+        if r.state == TrialState::Failed && r.error.is_none() {
+            r.error = lost;
+        }
+    }
+
+    /// Our curve is lower-is-better, indexed by epoch.
+    fn update_curve(&mut self, n: usize) {
+        let sign = if self.maximize { -1.0 } else { 1.0 };
+        self.records[n].intermediate = self.trials[n].curve.values().map(|v| sign * v).collect();
+    }
+
+    fn trial_attr(&mut self, n: usize, user: bool, key: &str, v: &Value) {
+        let r = &mut self.records[n];
+        let usize_of = |v: &Value| v.as_u64().map(|x| x as usize);
+        match (user, key) {
+            (false, OWNER_START_ATTR) => self.trials[n].owner_start = v.as_u64(),
+            (true, "seed") => r.seed = v.as_u64().unwrap_or(r.seed),
+            (true, "n_params") => r.params = usize_of(v).unwrap_or(r.params),
+            (true, "macs") => r.macs = v.as_u64().unwrap_or(r.macs),
+            (true, "epochs") => r.epochs = usize_of(v).unwrap_or(r.epochs),
+            (true, "budget") => r.budget = usize_of(v).unwrap_or(r.budget),
+            (true, "seconds") => r.seconds = v.as_f64().unwrap_or(r.seconds),
+            (true, "cv_std") => r.cv_std = v.as_f64(),
+            (true, "architecture") => {
+                r.architecture = v.as_str().unwrap_or_default().to_string();
+            }
+            (true, "error") => r.error = v.as_str().map(str::to_string),
+            (true, FAIL_REASON) => self.trials[n].fail_reason = v.as_str().map(str::to_string),
+            (true, "fold_scores") => {
+                if let Some(a) = v.as_array() {
+                    // JSON has no NaN: a non-finite score was written as null.
+                    r.fold_scores = a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A trial event of one journal line, checked, to apply or to ignore.
+enum TrialEvent<'a> {
+    Param(&'a str, ParamValue),
+    /// Optuna's state code and the first of the values.
+    State(u64, Option<f64>),
+    /// Step and value in the study's direction.
+    Intermediate(u64, f64),
+    /// User (true) or system attributes.
+    Attrs(bool, &'a serde_json::Map<String, Value>),
+}
+
+impl<'a> TrialEvent<'a> {
+    fn read(code: u64, log: &'a Value) -> Result<TrialEvent<'a>, String> {
+        Ok(match code {
+            op::SET_TRIAL_PARAM => {
+                let name = get(log, "param_name")?
+                    .as_str()
+                    .ok_or("`param_name` is not a string")?;
+                let dist = get(log, "distribution")?;
+                let internal = get(log, "param_value_internal")?;
+                TrialEvent::Param(name, param_value(name, dist, internal)?)
+            }
+            op::SET_TRIAL_STATE_VALUES => {
+                let code = check_state(get_u64(log, "state")?)?;
+                TrialEvent::State(
+                    code,
+                    first_value(log.get("values").unwrap_or(&Value::Null))?,
+                )
+            }
+            op::SET_TRIAL_INTERMEDIATE_VALUE => {
+                let step = get_u64(log, "step")?;
+                TrialEvent::Intermediate(step, curve_value(get(log, "intermediate_value")?)?)
+            }
+            _ => {
+                let user = code == op::SET_TRIAL_USER_ATTR;
+                let attrs = one_attr(log, if user { "user_attr" } else { "system_attr" })?;
+                for (k, v) in attrs {
+                    check_attr(user, k, v)?;
+                }
+                TrialEvent::Attrs(user, attrs)
+            }
+        })
+    }
+}
+
+fn check_state(code: u64) -> Result<u64, String> {
+    if !(state::RUNNING..=state::WAITING).contains(&code) {
+        return Err(format!(
+            "unknown trial `state` {code} (Optuna's states are 0 to 4)"
+        ));
+    }
+    Ok(code)
+}
+
+/// The first of a trial's `values`: null, or a list of numbers (null for a non-finite one).
+fn first_value(values: &Value) -> Result<Option<f64>, String> {
+    match values {
+        Value::Null => Ok(None),
+        Value::Array(a) if a.iter().all(|v| v.is_number() || v.is_null()) => {
+            Ok(a.first().and_then(Value::as_f64))
+        }
+        _ => Err("`values` is not a list of numbers".into()),
+    }
+}
+
+/// An intermediate value. Optuna writes NaN as a bare `NaN`, which is not JSON; null stands for
+/// it here.
+fn curve_value(v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Null => Ok(f64::NAN),
+        v => v
+            .as_f64()
+            .ok_or_else(|| "`intermediate_value` is not a number".into()),
+    }
+}
+
+/// The trial attributes `nas` reads must have the types it writes; others may hold anything.
+fn check_attr(user: bool, key: &str, v: &Value) -> Result<(), String> {
+    let number_or_null = |v: &Value| v.is_number() || v.is_null();
+    let expected = match (user, key) {
+        (false, OWNER_START_ATTR) | (true, "seed" | "n_params" | "macs" | "epochs" | "budget") => {
+            (!v.is_u64()).then_some("a whole number")
+        }
+        (true, "seconds") => (!v.is_number()).then_some("a number"),
+        (true, "cv_std") => (!number_or_null(v)).then_some("a number or null"),
+        (true, "architecture" | FAIL_REASON) => (!v.is_string()).then_some("a string"),
+        (true, "error") => (!(v.is_string() || v.is_null())).then_some("a string or null"),
+        (true, "fold_scores") => (!v.as_array().is_some_and(|a| a.iter().all(number_or_null)))
+            .then_some("a list of numbers"),
+        _ => None,
+    };
+    match expected {
+        Some(what) => Err(format!("trial attribute `{key}` is not {what}")),
+        None => Ok(()),
+    }
+}
+
+/// A parameter's value from Optuna's internal representation and its distribution.
+fn param_value(name: &str, dist: &Value, internal: &Value) -> Result<ParamValue, String> {
+    let x = internal
+        .as_f64()
+        .ok_or_else(|| format!("parameter `{name}`: the value is not a number"))?;
+    // Optuna keeps the distribution as a JSON string inside the line.
+    let text = dist
+        .as_str()
+        .ok_or_else(|| format!("parameter `{name}`: the distribution is not a string"))?;
+    let d: Value = serde_json::from_str(text)
+        .map_err(|e| format!("parameter `{name}`: bad distribution: {e}"))?;
+    let kind = d
+        .get("name")
+        .or_else(|| d.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Ok(match kind {
+        "CategoricalDistribution" | "categorical" => {
+            let choices = d
+                .pointer("/attributes/choices")
+                .and_then(Value::as_array)
+                .map(Vec::len);
+            if x < 0.0 || x.fract() != 0.0 || choices.is_some_and(|n| x >= n as f64) {
+                return Err(format!(
+                    "parameter `{name}`: {x} is not the index of one of its choices"
+                ));
+            }
+            ParamValue::Cat(x as usize)
+        }
+        "IntDistribution" | "IntUniformDistribution" | "IntLogUniformDistribution" | "int" => {
+            ParamValue::Int(x.round() as i64)
+        }
+        "FloatDistribution"
+        | "UniformDistribution"
+        | "LogUniformDistribution"
+        | "DiscreteUniformDistribution"
+        | "float" => ParamValue::Float(x),
+        other => {
+            return Err(format!(
+                "parameter `{name}`: unknown distribution `{other}`"
+            ))
+        }
+    })
+}
+
+fn get<'a>(log: &'a Value, key: &str) -> Result<&'a Value, String> {
+    log.get(key).ok_or_else(|| format!("missing `{key}`"))
+}
+
+fn get_u64(log: &Value, key: &str) -> Result<u64, String> {
+    get(log, key)?
+        .as_u64()
+        .ok_or_else(|| format!("`{key}` is not a whole number"))
+}
+
+/// The `{key: value}` object of an attribute line.
+fn one_attr<'a>(log: &'a Value, key: &str) -> Result<&'a serde_json::Map<String, Value>, String> {
+    get(log, key)?
+        .as_object()
+        .ok_or_else(|| format!("`{key}` is not an object"))
+}
