@@ -72,7 +72,11 @@ fn resident_memory_after_100_short_trials_is_within_10_percent_of_after_10() {
         return;
     }
     let space = SearchSpace::from_str_named(SHORT_CNN, "m", "m.ron").unwrap();
-    let split = load(&DataSource::parse("digits").unwrap(), &LoadOptions::default()).unwrap();
+    let split = load(
+        &DataSource::parse("digits").unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let data = PreparedData::new(split, space.family, 1, 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut storage =

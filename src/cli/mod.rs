@@ -302,7 +302,10 @@ impl SearchArgs {
         at_least_one("--folds", self.folds)?;
         at_least_one("--workers", self.workers)?;
         at_least_one("--trials", self.trials)?;
-        at_least_one("--max-consecutive-failures", Some(self.max_consecutive_failures))?;
+        at_least_one(
+            "--max-consecutive-failures",
+            Some(self.max_consecutive_failures),
+        )?;
         let duration = |flag: &str, v: &Option<String>| {
             v.as_deref()
                 .map(parse_duration)

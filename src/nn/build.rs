@@ -53,7 +53,11 @@ impl Cost {
         let f32s = (self.params as u64)
             .saturating_mul(4)
             .saturating_mul(networks.max(1) as u64)
-            .saturating_add((batch as u64).saturating_mul(self.activations).saturating_mul(2))
+            .saturating_add(
+                (batch as u64)
+                    .saturating_mul(self.activations)
+                    .saturating_mul(2),
+            )
             .saturating_add(
                 (eval_batch as u64)
                     .saturating_mul(self.largest_activation)
@@ -252,7 +256,11 @@ impl<'a> Builder<'a> {
         geom.check()
             .map_err(|e| NnError::Impossible(e.to_string()))?;
         let fan_in = x.c / groups * kh * kw;
-        let w = self.matrix(out_c, fan_in, fan_scale(act, fan_in, out_c * kh * kw / groups))?;
+        let w = self.matrix(
+            out_c,
+            fan_in,
+            fan_scale(act, fan_in, out_c * kh * kw / groups),
+        )?;
         let out = Chw {
             c: out_c,
             h: geom.out_h(),
@@ -264,7 +272,11 @@ impl<'a> Builder<'a> {
             .saturating_add((out_n as u64).saturating_mul(fan_in as u64));
         // The output, and the patch matrix the convolution multiplies (kept for its backward).
         self.output(out_n);
-        self.output(times(out.hw(), fan_in * groups, "a convolution's patch matrix")?);
+        self.output(times(
+            out.hw(),
+            fan_in * groups,
+            "a convolution's patch matrix",
+        )?);
         let b = bias.then(|| self.vector(out_c, 0.0));
         Ok((Layer::Conv { w, b, geom }, out))
     }

@@ -9,7 +9,6 @@ pub use early_stopping::{EarlyStopping, Verdict};
 pub use optim::Optimizer;
 pub use samples::{FoldRows, Samples};
 pub use trainer::{
-    cross_validate, evaluate, fit, predict, CvOutcome, Metrics, Stop,
-    EVAL_BATCH, TargetScale, Trained,
-    TrialError,
+    cross_validate, evaluate, fit, predict, CvOutcome, Metrics, Stop, TargetScale, Trained,
+    TrialError, EVAL_BATCH,
 };

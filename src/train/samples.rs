@@ -76,7 +76,9 @@ impl<'a> Samples<'a> {
                 labels: (0..self.len()).map(|i| labels[self.row(i)]).collect(),
                 n_classes: *n_classes,
             },
-            Targets::Values(v) => Targets::Values((0..self.len()).map(|i| v[self.row(i)]).collect()),
+            Targets::Values(v) => {
+                Targets::Values((0..self.len()).map(|i| v[self.row(i)]).collect())
+            }
         }
     }
 }

@@ -185,12 +185,7 @@ pub fn predict(net: &mut Network, dev: &Cpu, ds: &Dataset) -> Vec<f32> {
 }
 
 /// [`predict`] over a view of a data set; `buf` is reused for the input batches.
-fn predict_samples(
-    net: &mut Network,
-    dev: &Cpu,
-    samples: Samples,
-    buf: &mut Vec<f32>,
-) -> Vec<f32> {
+fn predict_samples(net: &mut Network, dev: &Cpu, samples: Samples, buf: &mut Vec<f32>) -> Vec<f32> {
     let n = samples.len();
     let f = samples.data.n_features();
     let mut out = Vec::with_capacity(n * net.n_outputs);
@@ -383,7 +378,10 @@ impl Run {
                         mean: 0.0,
                         std: 1.0,
                     });
-                    y.extend(rows.iter().map(|&r| (values[train.row(r)] - s.mean) / s.std));
+                    y.extend(
+                        rows.iter()
+                            .map(|&r| (values[train.row(r)] - s.mean) / s.std),
+                    );
                     let y = device_tensor(&self.dev, y, rows.len(), 1);
                     mse_loss(out, y)
                 }
