@@ -8,7 +8,8 @@ use crate::space::{Candidate, Config, Family, SearchSpace};
 use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
 use crate::sys::human_bytes;
 use crate::train::{
-    cross_validate, evaluate, fit, predict, FoldRows, Stop, Trained, TrialError, EVAL_BATCH,
+    cross_validate, evaluate, fit_samples, predict_view, FoldRows, Samples, Stop, Trained,
+    TrialError, EVAL_BATCH,
 };
 use dfdx::prelude::Cpu;
 use rand::SeedableRng;
@@ -601,14 +602,13 @@ pub fn train_final(
 ) -> Result<FinalModel, SearchError> {
     let start = Instant::now();
     let cand = space.decode(&rec.config);
-    let mut train = data.train.clone();
-    let standardizer = Standardizer::fit(&train, data.per_channel);
-    standardizer.apply(&mut train);
-    let mut test = data.test.clone();
-    standardizer.apply(&mut test);
+    // Standardised on the fly: a standardised copy would double the data's memory.
+    let standardizer = Standardizer::fit(&data.train, data.per_channel);
+    let train = Samples::scaled(&data.train, &standardizer);
+    let test = Samples::scaled(&data.test, &standardizer);
     let epochs = rec.epochs.max(1);
     let fitted = catch_unwind(AssertUnwindSafe(|| {
-        fit(&cand, &train, epochs, derive_seed(rec.seed, 1), cancel)
+        fit_samples(&cand, train, epochs, derive_seed(rec.seed, 1), cancel)
     }))
     .map_err(|p| SearchError::Final {
         trial: rec.number,
@@ -618,8 +618,8 @@ pub fn train_final(
         trial: rec.number,
         error,
     })?;
-    let out = predict(&mut trained.net, &dev, &test);
-    let m = evaluate(&out, &test.targets, trained.target);
+    let out = predict_view(&mut trained.net, &dev, test);
+    let m = evaluate(&out, &test.targets(), trained.target);
     let test_result = TestResult {
         trial: rec.number,
         metric,

@@ -33,6 +33,15 @@ impl<'a> Samples<'a> {
         }
     }
 
+    /// Every row of `data`, standardised by `scaler`.
+    pub fn scaled(data: &'a Dataset, scaler: &'a Standardizer) -> Samples<'a> {
+        Samples {
+            data,
+            rows: None,
+            scaler: Some(scaler),
+        }
+    }
+
     /// The rows `rows` of `data`, standardised by `scaler`.
     pub fn rows(data: &'a Dataset, rows: &'a [usize], scaler: &'a Standardizer) -> Samples<'a> {
         Samples {

@@ -517,7 +517,17 @@ pub fn fit(
     seed: u64,
     cancel: &AtomicBool,
 ) -> Result<(Trained, Cpu), TrialError> {
-    let train = Samples::all(train);
+    fit_samples(cand, Samples::all(train), epochs, seed, cancel)
+}
+
+/// [`fit`] on a view of a data set (all rows standardised on the fly, without a copy).
+pub fn fit_samples(
+    cand: &Candidate,
+    train: Samples,
+    epochs: usize,
+    seed: u64,
+    cancel: &AtomicBool,
+) -> Result<(Trained, Cpu), TrialError> {
     let stop = Stop::on(cancel);
     let mut run = Run::new(cand, train, seed)?;
     for epoch in 1..=epochs.max(1) {
@@ -532,4 +542,9 @@ pub fn fit(
         },
         run.dev,
     ))
+}
+
+/// [`predict`] on a view of a data set.
+pub fn predict_view(net: &mut Network, dev: &Cpu, samples: Samples) -> Vec<f32> {
+    predict_samples(net, dev, samples, &mut Vec::new())
 }
