@@ -183,14 +183,14 @@ fn cases() -> Vec<Case> {
             name: "space file with a syntax error",
             setup: |d| space(d, "(\n    task: Classification,\n    model: Mlp((depth: Fixed(1)\n"),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
-            message: "my.ron:4:1: Unexpected end of RON",
+            message: "my.ron:4:1: unexpected end of RON",
             readme: true,
         },
         Case {
             name: "space file with a misspelt field",
             setup: |d| space(d, &SPACE.replace("width:", "widht:")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
-            message: "my.ron:5:14: unknown field `widht` in `MlpSpace`, expected one of `depth`, `width`, `per_layer_width`, `activation`, `dropout`, `batch_norm`",
+            message: "my.ron:5:14: unknown field `widht`; expected one of `depth`, `width`, `per_layer_width`, `activation`, `dropout`, `batch_norm`",
             readme: true,
         },
         Case {
@@ -204,7 +204,7 @@ fn cases() -> Vec<Case> {
             name: "space file with a value of the wrong type",
             setup: |d| space(d, &SPACE.replace("width: Fixed(8)", "width: Fixed(\"wide\")")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
-            message: "my.ron:5:22: `width`: Expected integer",
+            message: "my.ron:5:22: `width`: expected integer",
             readme: true,
         },
         Case {
@@ -292,7 +292,7 @@ fn cases() -> Vec<Case> {
             name: "fewer samples than folds",
             setup: |d| data(d, "x0,x1,x2,label\n0,0,0,0\n1,1,1,1\n0,1,0,0\n1,0,1,1\n"),
             args: &["search", "--space", "my.ron", "--data", "my.csv", "--folds", "5"],
-            message: "my.csv: cannot make 5 folds from 3 samples (need 1 <= k <= n)",
+            message: "my.csv: cannot make 5 folds from 4 samples (need 1 <= k <= n)",
             readme: true,
         },
         Case {
@@ -382,7 +382,7 @@ fn cases() -> Vec<Case> {
             name: "a flag value that is not a number",
             setup: good,
             args: &["search", "--space", "my.ron", "--data", "missing.csv", "--trials", "many"],
-            message: "invalid value 'many' for '--trials <TRIALS>': invalid digit found in string (see nas search --help)",
+            message: "invalid value 'many' for '--trials <TRIALS>': invalid digit found in string (try --help)",
             readme: true,
         },
         // ---- results ----
@@ -393,7 +393,7 @@ fn cases() -> Vec<Case> {
                 write(d, "somefile", "not a directory");
             },
             args: &["search", "--space", "my.ron", "--data", "my.csv", "--results", "somefile/results"],
-            message: "cannot create the results directory somefile/results/my: Not a directory (os error 20)",
+            message: "cannot create somefile/results/my: Not a directory (os error 20)",
             readme: true,
         },
         Case {
@@ -403,7 +403,7 @@ fn cases() -> Vec<Case> {
                 write(d, "somefile", "not a directory");
             },
             args: &["search", "--space", "my.ron", "--data", "my.csv", "--results", "somefile"],
-            message: "cannot create the results directory somefile/my: Not a directory (os error 20)",
+            message: "cannot create somefile/my: Not a directory (os error 20)",
             readme: false,
         },
         // ---- journal ----
@@ -411,21 +411,21 @@ fn cases() -> Vec<Case> {
             name: "leaderboard of a journal with a garbage line",
             setup: garbled_study,
             args: &["leaderboard", "--study", "my"],
-            message: "results/my/journal.log:5: cannot read the journal: not JSON at column 2 (expected ident); fix or delete that line",
+            message: "results/my/journal.log:5: cannot read the journal: not JSON at column 2 (expected ident)",
             readme: true,
         },
         Case {
             name: "search on a journal with a garbage line",
             setup: garbled_study,
             args: &["search", "--space", "my.ron", "--data", "my.csv", "--trials", "3"],
-            message: "results/my/journal.log:5: cannot read the journal: not JSON at column 2 (expected ident); fix or delete that line",
+            message: "results/my/journal.log:5: cannot read the journal: not JSON at column 2 (expected ident)",
             readme: false,
         },
         Case {
             name: "export of a journal with a garbage line",
             setup: garbled_study,
             args: &["export", "--study", "my", "--out", "model"],
-            message: "results/my/journal.log:5: cannot read the journal: not JSON at column 2 (expected ident); fix or delete that line",
+            message: "results/my/journal.log:5: cannot read the journal: not JSON at column 2 (expected ident)",
             readme: false,
         },
         Case {
@@ -487,7 +487,7 @@ fn cases() -> Vec<Case> {
                 write(d, "model/weights.safetensors", "not tensors");
             },
             args: &["predict", "--model", "model", "--data", "my.csv", "--out", "p.csv"],
-            message: "model/weights.safetensors: cannot parse: not a safetensors file (InvalidHeaderLength)",
+            message: "model/weights.safetensors: cannot parse: not a safetensors file (HeaderTooLarge)",
             readme: false,
         },
         Case {
@@ -534,7 +534,7 @@ fn cases() -> Vec<Case> {
             name: "missing model directory",
             setup: good,
             args: &["predict", "--model", "nomodel", "--data", "my.csv"],
-            message: "nomodel: no such model directory (write one with `nas export`)",
+            message: "nomodel: not a model directory (`nas export --out DIR` writes one)",
             readme: true,
         },
         Case {

@@ -20,7 +20,8 @@ pub use error::DataError;
 pub use split::{kfold, train_test_split, Fold};
 pub use standardize::{Standardizer, TargetScaler};
 
-use csv::{decode_utf8, load_csv, parse_csv, CsvSpec};
+pub(crate) use csv::decode_utf8;
+use csv::{load_csv, parse_csv, CsvSpec};
 use idx::{find_part, load_dir, load_part, parse_part, Part};
 
 /// Where a data set comes from.
