@@ -108,12 +108,18 @@ fn study(dir: &Path) {
     good(dir);
     let out = run_in(
         dir,
-        &["search", "--space", "my.ron", "--data", "my.csv", "--trials", "2"]
-            .into_iter()
-            .chain(["--folds", "2", "--workers", "1", "--no-final", "--quiet"])
-            .collect::<Vec<_>>(),
+        &[
+            "search", "--space", "my.ron", "--data", "my.csv", "--trials", "2",
+        ]
+        .into_iter()
+        .chain(["--folds", "2", "--workers", "1", "--no-final", "--quiet"])
+        .collect::<Vec<_>>(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The study with a line of garbage in the middle of its journal, as a hand edit might leave it.
@@ -121,7 +127,11 @@ fn garbled_study(dir: &Path) {
     study(dir);
     let path = dir.join("results/my/journal.log");
     let text = fs::read_to_string(&path).unwrap();
-    write(dir, "results/my/journal.log", with_line(&text, 5, "this is not json"));
+    write(
+        dir,
+        "results/my/journal.log",
+        with_line(&text, 5, "this is not json"),
+    );
 }
 
 /// The files of a model exported from the tiny study, made once for every model case.
@@ -131,7 +141,11 @@ fn exported_model() -> &'static BTreeMap<String, Vec<u8>> {
         let tmp = tempfile::tempdir().unwrap();
         study(tmp.path());
         let out = run_in(tmp.path(), &["export", "--study", "my", "--out", "model"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         fs::read_dir(tmp.path().join("model"))
             .unwrap()
             .map(|e| {
@@ -173,7 +187,11 @@ fn edit_weights(dir: &Path, edit: fn(&mut Vec<(String, Vec<usize>, Vec<u8>)>)) {
             (name.clone(), view)
         })
         .collect();
-    fs::write(&path, safetensors::serialize(views, meta.metadata()).unwrap()).unwrap();
+    fs::write(
+        &path,
+        safetensors::serialize(views, meta.metadata()).unwrap(),
+    )
+    .unwrap();
 }
 
 fn cases() -> Vec<Case> {
@@ -643,7 +661,14 @@ fn check(case: &Case) -> Option<String> {
     if !changed.is_empty() {
         wrong.push(format!("it wrote or changed {changed:?}"));
     }
-    (!wrong.is_empty()).then(|| format!("{}: `nas {}`: {}", case.name, args.join(" "), wrong.join("; ")))
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "{}: `nas {}`: {}",
+            case.name,
+            args.join(" "),
+            wrong.join("; ")
+        )
+    })
 }
 
 #[test]
@@ -660,7 +685,8 @@ fn every_bad_input_exits_2_with_one_line_and_writes_nothing() {
 
 #[test]
 fn the_readme_shows_the_messages_the_catalogue_produces() {
-    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let missing: Vec<String> = cases()
         .iter()
         .filter(|c| c.readme)
@@ -678,19 +704,52 @@ fn the_readme_shows_the_messages_the_catalogue_produces() {
 fn the_good_inputs_the_cases_spoil_are_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     good(tmp.path());
-    let mut args = vec!["search", "--space", "my.ron", "--data", "my.csv", "--no-final"];
+    let mut args = vec![
+        "search",
+        "--space",
+        "my.ron",
+        "--data",
+        "my.csv",
+        "--no-final",
+    ];
     args.extend(TINY);
     let out = run_in(tmp.path(), &args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (images, labels) = idx(tmp.path());
     write(tmp.path(), "mnist/train-images-idx3-ubyte", images);
     write(tmp.path(), "mnist/train-labels-idx1-ubyte", labels);
-    let mut args = vec!["search", "--space", "my.ron", "--data", "mnist", "--study", "idx", "--no-final"];
+    let mut args = vec![
+        "search",
+        "--space",
+        "my.ron",
+        "--data",
+        "mnist",
+        "--study",
+        "idx",
+        "--no-final",
+    ];
     args.extend(TINY);
     let out = run_in(tmp.path(), &args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tmp.path();
     model(dir);
-    let out = run_in(dir, &["predict", "--model", "model", "--data", "my.csv", "--out", "p.csv"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_in(
+        dir,
+        &[
+            "predict", "--model", "model", "--data", "my.csv", "--out", "p.csv",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

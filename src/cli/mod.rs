@@ -276,9 +276,12 @@ pub(crate) fn load_data(
 /// the space file, so it is named at that parameter's line and column.
 fn sampler_error(space: &SearchSpace, file: &str, e: SearchError) -> CliError {
     match &e {
-        SearchError::ContinuousParameter { param, .. } => {
-            CliError::Space(SpaceError::at_key(&space.source, file, param, e.to_string()))
-        }
+        SearchError::ContinuousParameter { param, .. } => CliError::Space(SpaceError::at_key(
+            &space.source,
+            file,
+            param,
+            e.to_string(),
+        )),
         _ => CliError::Usage(e.to_string()),
     }
 }
@@ -338,7 +341,10 @@ impl SearchArgs {
         at_least_one("--folds", self.folds)?;
         at_least_one("--workers", self.workers)?;
         at_least_one("--trials", self.trials)?;
-        at_least_one("--max-consecutive-failures", Some(self.max_consecutive_failures))?;
+        at_least_one(
+            "--max-consecutive-failures",
+            Some(self.max_consecutive_failures),
+        )?;
         let duration = |flag: &str, v: &Option<String>| {
             v.as_deref()
                 .map(parse_duration)
