@@ -167,13 +167,16 @@ fn model(dir: &Path) {
 
 /// Rewrites `model/weights.safetensors` with the safetensors crate after `edit` changes its
 /// tensors (name, shape, little-endian bytes), keeping the file's metadata.
-fn edit_weights(dir: &Path, edit: fn(&mut Vec<(String, Vec<usize>, Vec<u8>)>)) {
+/// A tensor of a weights file: name, shape, little-endian bytes.
+type Tensor = (String, Vec<usize>, Vec<u8>);
+
+fn edit_weights(dir: &Path, edit: fn(&mut Vec<Tensor>)) {
     model(dir);
     let path = dir.join("model/weights.safetensors");
     let bytes = fs::read(&path).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+    let mut tensors: Vec<Tensor> = st
         .tensors()
         .into_iter()
         .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
@@ -206,21 +209,21 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "space file with a misspelt field",
-            setup: |d| space(d, &SPACE.replace("width:", "widht:")),
+            setup: |d| space(d, SPACE.replace("width:", "widht:")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.ron:5:14: unknown field `widht`; expected one of `depth`, `width`, `per_layer_width`, `activation`, `dropout`, `batch_norm`",
             readme: true,
         },
         Case {
             name: "space file with an empty range",
-            setup: |d| space(d, &SPACE.replace("depth: Fixed(1)", "depth: Range(5, 1)")),
+            setup: |d| space(d, SPACE.replace("depth: Fixed(1)", "depth: Range(5, 1)")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.ron:4:9: `depth`: empty range: low 5 is above high 1",
             readme: true,
         },
         Case {
             name: "space file with a value of the wrong type",
-            setup: |d| space(d, &SPACE.replace("width: Fixed(8)", "width: Fixed(\"wide\")")),
+            setup: |d| space(d, SPACE.replace("width: Fixed(8)", "width: Fixed(\"wide\")")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.ron:5:22: `width`: expected integer",
             readme: true,
@@ -258,7 +261,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "grid search on a continuous space",
-            setup: |d| space(d, &SPACE.replace("Fixed(0.01)", "LogRange(0.001, 0.1)")),
+            setup: |d| space(d, SPACE.replace("Fixed(0.01)", "LogRange(0.001, 0.1)")),
             args: &["search", "--space", "my.ron", "--data", "my.csv", "--strategy", "grid"],
             message: "my.ron:8:9: grid search needs discrete parameters, but `learning_rate` is a continuous range [0.001, 0.1]; write it as Choice([..]) or Fixed(..), or use another strategy",
             readme: true,
@@ -266,21 +269,21 @@ fn cases() -> Vec<Case> {
         // ---- data files ----
         Case {
             name: "CSV with a non-numeric cell",
-            setup: |d| data(d, &with_line(&csv_text(3, |i| i % 2), 5, "0.1,abc,0.3,1")),
+            setup: |d| data(d, with_line(&csv_text(3, |i| i % 2), 5, "0.1,abc,0.3,1")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.csv: row 5, column 2 (`x1`): `abc` is not a number",
             readme: true,
         },
         Case {
             name: "CSV with a ragged row",
-            setup: |d| data(d, &with_line(&csv_text(3, |i| i % 2), 5, "0.1,0.3,1")),
+            setup: |d| data(d, with_line(&csv_text(3, |i| i % 2), 5, "0.1,0.3,1")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.csv: row 5 has 3 fields but the header has 4",
             readme: true,
         },
         Case {
             name: "CSV without a label column",
-            setup: |d| data(d, &csv_text(3, |i| i % 2).replacen("label", "klass", 1)),
+            setup: |d| data(d, csv_text(3, |i| i % 2).replacen("label", "klass", 1)),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.csv: no `label` or `target` column (columns are: x0, x1, x2, klass)",
             readme: true,
@@ -301,7 +304,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "classification CSV with one class",
-            setup: |d| data(d, &csv_text(3, |_| 1)),
+            setup: |d| data(d, csv_text(3, |_| 1)),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.csv: every sample is of class `1`; classification needs at least two classes (is this a regression target?)",
             readme: true,
