@@ -414,7 +414,7 @@ fn cases() -> Vec<Case> {
                 write(d, "somefile", "not a directory");
             },
             args: &["search", "--space", "my.ron", "--data", "my.csv", "--results", "somefile/results"],
-            message: "cannot create somefile/results/my: Not a directory (os error 20)",
+            message: "cannot create somefile/results: somefile is not a directory",
             readme: true,
         },
         Case {
@@ -424,7 +424,7 @@ fn cases() -> Vec<Case> {
                 write(d, "somefile", "not a directory");
             },
             args: &["search", "--space", "my.ron", "--data", "my.csv", "--results", "somefile"],
-            message: "cannot create somefile/my: Not a directory (os error 20)",
+            message: "cannot create somefile: somefile is not a directory",
             readme: false,
         },
         // ---- journal ----
@@ -457,6 +457,16 @@ fn cases() -> Vec<Case> {
             },
             args: &["export", "--study", "my", "--out", "model"],
             message: "my.csv: no such file or directory",
+            readme: false,
+        },
+        Case {
+            name: "export to a directory under a regular file",
+            setup: |d| {
+                study(d);
+                write(d, "somefile", "not a directory");
+            },
+            args: &["export", "--study", "my", "--out", "somefile/model"],
+            message: "cannot create somefile/model: somefile is not a directory",
             readme: false,
         },
         // ---- model directories ----

@@ -272,6 +272,22 @@ pub(crate) fn load_data(
     Ok(split)
 }
 
+/// Refuses an output directory that cannot be made because a part of it is a regular file,
+/// before any work, so that a long run does not end on a typo. Creates nothing.
+pub(crate) fn check_creatable(dir: &Path) -> Result<(), CliError> {
+    let existing = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .find(|p| p.exists());
+    match existing {
+        Some(p) if !p.is_dir() => Err(CliError::CannotCreate {
+            path: dir.to_path_buf(),
+            message: format!("{} is not a directory", p.display()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A sampler that cannot run on `space`: a continuous parameter under grid search is a mistake in
 /// the space file, so it is named at that parameter's line and column.
 fn sampler_error(space: &SearchSpace, file: &str, e: SearchError) -> CliError {
@@ -392,6 +408,7 @@ fn existing_study(results: &Path, study: &str) -> Result<Option<StudyMeta>, CliE
 
 fn search(a: SearchArgs) -> Result<(), CliError> {
     let plan = a.plan()?;
+    check_creatable(&a.results)?;
     let resumed = if a.resume {
         Some(resumed_study(&a)?)
     } else {

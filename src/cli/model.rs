@@ -73,6 +73,7 @@ impl From<ExportError> for CliError {
 }
 
 pub fn export(a: ExportArgs) -> Result<(), CliError> {
+    super::check_creatable(&a.out)?;
     let study = match a.study {
         Some(s) => s,
         None => only_study(&a.results)?,
@@ -135,6 +136,11 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
     provenance.target_column = a.target;
     provenance.shape = a.shape;
     provenance.test_data = a.test_data.map(|p| p.display().to_string());
+    // An --out under a regular file is the user's to fix, and is named as such.
+    std::fs::create_dir_all(&a.out).map_err(|e| CliError::CannotCreate {
+        path: a.out.clone(),
+        message: e.to_string(),
+    })?;
     save_model(&a.out, &mut model, &data.train, &record, &provenance)?;
     println!("{}", leaderboard::test_line(&model.test));
     eprintln!("nas: model written to {}", a.out.display());
