@@ -1403,3 +1403,32 @@ fn a_csv_that_is_not_utf8_names_the_row_and_column() {
     );
     assert!(err.to_string().contains("latin1.csv: row 2, column 3"), "{err}");
 }
+
+// ---------- found by fuzzing (fuzz/README.md) ----------
+
+#[test]
+fn float_idx_targets_read_as_classes_name_the_targets_file() {
+    // fuzz `idx`: `--task classification` on a non-integral float target named the data set
+    // (`d: ... is not a usable class label`), not the file holding the value.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "train-features-idx2-float",
+        &idx_bytes(0x0D02, &[2, 1], &f32_payload(&[1.0, 2.0])),
+    );
+    let targets = write(
+        dir.path(),
+        "train-targets-idx1-float",
+        &idx_bytes(0x0D01, &[2], &f32_payload(&[0.0, 127.5])),
+    );
+    let opts = LoadOptions {
+        task: Some(Task::Classification),
+        ..LoadOptions::default()
+    };
+    let err = load(&DataSource::IdxDir(dir.path().into()), &opts).unwrap_err();
+    assert!(matches!(err, DataError::NotAClassLabel { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(targets.to_str().unwrap()),
+        "{err}"
+    );
+}
