@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use nas::data::{
     check_classes, kfold, load, load_builtin, load_test_file, parse_csv_bytes, train_test_split,
-    Augment, BuiltinName, DataError,
-    DataSource, Dataset, InputShape, LoadOptions, Standardizer, TargetScaler, Targets, Task,
+    Augment, BuiltinName, DataError, DataSource, Dataset, InputShape, LoadOptions, Standardizer,
+    TargetScaler, Targets, Task,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -1260,7 +1260,11 @@ fn an_absurd_number_of_classes_is_refused() {
 #[test]
 fn a_one_class_csv_is_refused_naming_the_file_and_the_class() {
     let dir = tempfile::tempdir().unwrap();
-    let path = csv_file(dir.path(), "one.csv", "a,b,label\n1,2,cat\n3,4,cat\n5,6,cat\n");
+    let path = csv_file(
+        dir.path(),
+        "one.csv",
+        "a,b,label\n1,2,cat\n3,4,cat\n5,6,cat\n",
+    );
     let err = load(
         &DataSource::parse(path.to_str().unwrap()).unwrap(),
         &LoadOptions::default(),
@@ -1287,10 +1291,7 @@ fn one_class_idx_labels_are_refused_naming_the_labels_file() {
     )
     .unwrap_err();
     assert!(matches!(err, DataError::OneClass { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains("train-labels-idx1-ubyte"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("train-labels-idx1-ubyte"), "{err}");
 }
 
 #[test]
@@ -1356,7 +1357,10 @@ fn check_classes_warns_about_a_class_the_labels_skip() {
     };
     let warnings = check_classes(&ds, 2).unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("class `1` has no samples"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("class `1` has no samples"),
+        "{warnings:?}"
+    );
 }
 
 #[test]
@@ -1398,8 +1402,47 @@ fn a_csv_that_is_not_utf8_names_the_row_and_column() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, DataError::NotUtf8 { row: 2, column: 3, .. }),
+        matches!(
+            err,
+            DataError::NotUtf8 {
+                row: 2,
+                column: 3,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("latin1.csv: row 2, column 3"), "{err}");
+    assert!(
+        err.to_string().contains("latin1.csv: row 2, column 3"),
+        "{err}"
+    );
+}
+
+// ---------- found by fuzzing (fuzz/README.md) ----------
+
+#[test]
+fn float_idx_targets_read_as_classes_name_the_targets_file() {
+    // fuzz `idx`: `--task classification` on a non-integral float target named the data set
+    // (`d: ... is not a usable class label`), not the file holding the value.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "train-features-idx2-float",
+        &idx_bytes(0x0D02, &[2, 1], &f32_payload(&[1.0, 2.0])),
+    );
+    let targets = write(
+        dir.path(),
+        "train-targets-idx1-float",
+        &idx_bytes(0x0D01, &[2], &f32_payload(&[0.0, 127.5])),
+    );
+    let opts = LoadOptions {
+        task: Some(Task::Classification),
+        ..LoadOptions::default()
+    };
+    let err = load(&DataSource::IdxDir(dir.path().into()), &opts).unwrap_err();
+    assert!(matches!(err, DataError::NotAClassLabel { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(targets.to_str().unwrap()),
+        "{err}"
+    );
 }

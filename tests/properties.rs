@@ -85,7 +85,11 @@ fn check_idx(features: &[u8], labels: &[u8], conventional: bool) -> Result<(), T
         };
         if let Err(e) = parse_idx_bytes(features, Path::new(fp), labels, Path::new(tp), &opts) {
             let msg = e.to_string();
-            prop_assert!(msg.contains(fp) || msg.contains(tp), "names no file: {}", msg);
+            prop_assert!(
+                msg.contains(fp) || msg.contains(tp),
+                "names no file: {}",
+                msg
+            );
         }
     }
     Ok(())

@@ -390,12 +390,16 @@ pub(crate) fn load_part(name: &str, files: &PartFiles) -> Result<Dataset, DataEr
     dataset_from_arrays(name, features, &files.features, targets, &files.targets)
 }
 
-/// The training part of an IDX directory, the file its labels/targets came from, and the
-/// test part when there is one.
+/// One part of an IDX directory and the file its labels/targets came from (named in errors).
+pub(crate) struct LoadedPart {
+    pub data: Dataset,
+    pub targets: PathBuf,
+}
+
+/// The training part of an IDX directory and its test part when there is one.
 pub(crate) struct DirParts {
-    pub train: Dataset,
-    pub train_targets: PathBuf,
-    pub test: Option<Dataset>,
+    pub train: LoadedPart,
+    pub test: Option<LoadedPart>,
 }
 
 /// Loads the training part (required) and the test part (optional) of an IDX directory.
@@ -410,16 +414,18 @@ pub(crate) fn load_dir(dir: &Path) -> Result<DirParts, DataError> {
         dir: dir.to_path_buf(),
         expected: "train-images-idx3-ubyte (or train-features-idx2-float) with train-labels-idx1-ubyte (or train-targets-idx1-float)".into(),
     })?;
-    let train = load_part(&name, &train_files)?;
+    let part = |files: PartFiles| -> Result<LoadedPart, DataError> {
+        Ok(LoadedPart {
+            data: load_part(&name, &files)?,
+            targets: files.targets,
+        })
+    };
+    let train = part(train_files)?;
     let test = match find_part(dir, Part::Test)? {
-        Some(files) => Some(load_part(&name, &files)?),
+        Some(files) => Some(part(files)?),
         None => None,
     };
-    Ok(DirParts {
-        train,
-        train_targets: train_files.targets,
-        test,
-    })
+    Ok(DirParts { train, test })
 }
 
 /// A readable name for a directory of IDX files: its own name, or its parent's when it is called `idx`.

@@ -117,16 +117,20 @@ pub struct LoadOptions {
 
 /// Loads a data set and, when it has one, its own test split (checked against the training part).
 pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<DataSplit, DataError> {
-    // `origin` names the file that holds the training labels, for the errors `finish` raises.
-    let (train, test, origin) = match source {
+    // Each part comes with the name of the file holding its labels, for the errors below.
+    let ((train, origin), test) = match source {
         DataSource::Builtin(name) => {
             let split = load_builtin(*name)?;
-            (split.train, split.test, name.to_string())
+            let test = split.test.map(|t| (t, format!("{name} (test split)")));
+            ((split.train, name.to_string()), test)
         }
         DataSource::IdxDir(dir) => {
             let parts = load_dir(dir)?;
-            let origin = parts.train_targets.display().to_string();
-            (parts.train, parts.test, origin)
+            let origin = |p: &Path| p.display().to_string();
+            (
+                (parts.train.data, origin(&parts.train.targets)),
+                parts.test.map(|t| (t.data, origin(&t.targets))),
+            )
         }
         DataSource::Csv { train, test } => {
             let spec = CsvSpec {
@@ -148,8 +152,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<DataSplit, DataEr
     };
     let train = finish(train, opts, &origin)?;
     let test = match test {
-        Some(mut t) => {
-            let origin = format!("{} (test split)", t.name);
+        Some((mut t, origin)) => {
             if let Some(task) = opts.task {
                 t.targets = retask(t.targets, task, &origin)?;
             }
@@ -243,7 +246,8 @@ fn finish(mut ds: Dataset, opts: &LoadOptions, origin: &str) -> Result<Dataset, 
         ds.shape = shape;
     }
     if let Some(task) = opts.task {
-        ds.targets = retask(ds.targets, task, &ds.name)?;
+        // The labels file, not the data set's name: the error must say which file to fix.
+        ds.targets = retask(ds.targets, task, origin)?;
         if task == Task::Regression {
             ds.class_names.clear();
         } else if ds.class_names.is_empty() {
