@@ -52,6 +52,16 @@ pub enum ExportError {
     MissingFile { path: PathBuf },
     #[error("{}: cannot parse: {message}", path.display())]
     Parse { path: PathBuf, message: String },
+    /// A RON or JSON file that does not parse, at the line and column where it stops.
+    #[error("{}:{line}:{col}: cannot parse: {message}", path.display())]
+    ParseAt {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("{}: not a model directory (`nas export --out DIR` writes one)", path.display())]
+    NotAModelDir { path: PathBuf },
     #[error("{}: format version {found}, but this nas reads version {expected}", path.display())]
     Version {
         path: PathBuf,
@@ -482,9 +492,16 @@ fn read_text(path: &Path) -> Result<String, ExportError> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ExportError> {
     let text = read_text(path)?;
-    serde_json::from_str(&text).map_err(|e| ExportError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    serde_json::from_str(&text).map_err(|e| {
+        // serde_json's text ends with its position, which the error names in front instead.
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        ExportError::ParseAt {
+            path: path.to_path_buf(),
+            line: e.line(),
+            col: e.column(),
+            message: message.to_string(),
+        }
     })
 }
 
@@ -681,7 +698,7 @@ fn fill_weights(path: &Path, net: &mut Network) -> Result<(), ExportError> {
 /// in every tensor from `weights.safetensors`. Any disagreement between the files is refused.
 pub fn load_model(dir: &Path) -> Result<LoadedModel, ExportError> {
     if !dir.is_dir() {
-        return Err(ExportError::MissingFile {
+        return Err(ExportError::NotAModelDir {
             path: dir.to_path_buf(),
         });
     }
@@ -692,9 +709,11 @@ pub fn load_model(dir: &Path) -> Result<LoadedModel, ExportError> {
         }
     }
     let path = dir.join(ARCHITECTURE_FILE);
-    let spec: ModelSpec = ron::from_str(&read_text(&path)?).map_err(|e| ExportError::Parse {
+    let spec: ModelSpec = ron::from_str(&read_text(&path)?).map_err(|e| ExportError::ParseAt {
         path: path.clone(),
-        message: e.to_string(),
+        line: e.position.line,
+        col: e.position.col,
+        message: e.code.to_string(),
     })?;
     check_version(&path, spec.format)?;
     let dev = Cpu::default();
@@ -880,7 +899,19 @@ impl LoadedModel {
             shape: None,
             task: Some(self.task()),
         };
-        Ok(load_test_file(Path::new(spec), &opts, &like)?)
+        load_test_file(Path::new(spec), &opts, &like).map_err(|e| match e {
+            // The loader compares with training data; here the model is what the data must fit.
+            DataError::FeatureMismatch {
+                origin,
+                expected,
+                found,
+            } => ExportError::FeatureMismatch {
+                origin,
+                expected,
+                found,
+            },
+            e => e.into(),
+        })
     }
 
     fn conform_builtin(&self, ds: Dataset) -> Result<Dataset, ExportError> {
@@ -919,12 +950,14 @@ pub fn read_feature_csv(
     n_features: usize,
     target: Option<&str>,
 ) -> Result<Vec<f32>, ExportError> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ExportError::Data(DataError::NotFound {
             path: path.to_path_buf(),
         }),
         _ => io_err(path, e),
     })?;
+    // Positioned as the training loader positions it, not as an I/O failure.
+    let text = crate::data::decode_utf8(&bytes, path)?;
     let mut lines = text
         .lines()
         .enumerate()
@@ -971,14 +1004,12 @@ pub fn read_feature_csv(
             if Some(j) == skip {
                 continue;
             }
-            let v: f32 = cell.parse().map_err(|_| ExportError::BadRow {
+            let v: f32 = cell.parse().map_err(|_| DataError::NotANumber {
                 path: path.to_path_buf(),
                 row,
-                message: format!(
-                    "column {} (`{}`): `{cell}` is not a number",
-                    j + 1,
-                    header[j]
-                ),
+                column: j + 1,
+                name: header[j].clone(),
+                value: cell.clone(),
             })?;
             if !v.is_finite() {
                 return Err(ExportError::BadRow {

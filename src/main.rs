@@ -3,7 +3,14 @@
 use clap::Parser;
 
 fn main() {
-    let cli = nas::cli::Cli::parse();
+    let cli = nas::cli::Cli::try_parse().unwrap_or_else(|e| match nas::cli::flag_error(&e) {
+        Some(line) => {
+            eprintln!("nas: error: {line}");
+            std::process::exit(2);
+        }
+        // --help, --version and a bare `nas` print clap's own text.
+        None => e.exit(),
+    });
     if let Err(e) = nas::cli::run(cli) {
         eprintln!("nas: error: {e}");
         std::process::exit(e.exit_code());

@@ -3,13 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use nas::data::{
-    kfold, load, load_builtin, load_test_file, train_test_split, Augment, BuiltinName, DataError,
-    DataSource, Dataset, InputShape, LoadOptions, Standardizer, TargetScaler, Targets, Task,
+    check_classes, kfold, load, load_builtin, load_test_file, parse_csv_bytes, train_test_split,
+    Augment, BuiltinName, DataError, DataSource, Dataset, InputShape, LoadOptions, Standardizer,
+    TargetScaler, Targets, Task,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-const SHARED: &str = "/work/shared/datasets";
+/// The shared data sets, found from the project root (`/work/shared` seen from `/work/main`).
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets");
 
 fn builtin_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,18 +19,16 @@ fn builtin_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The shared data folder, or `None` (with a note) where only the repository was cloned.
-fn shared(rel: &str) -> Option<PathBuf> {
+/// A path in the shared data folder. Missing data fail the test: a comparison that silently
+/// skips itself would pass while checking nothing.
+fn shared(rel: &str) -> PathBuf {
     let p = Path::new(SHARED).join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} is missing; skipping the comparison with the shared data",
-            p.display()
-        );
-        None
-    }
+    assert!(
+        p.exists(),
+        "{} is missing: these tests compare the loaders with the shared data sets next to the project",
+        p.display()
+    );
+    p
 }
 
 fn idx_bytes(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
@@ -198,9 +198,7 @@ fn the_embedded_idx_files_load_as_an_idx_directory_like_the_builtin() {
 #[test]
 fn the_shared_idx_directories_match_the_embedded_copies() {
     for name in BuiltinName::ALL {
-        let Some(dir) = shared(&format!("{name}/idx")) else {
-            return;
-        };
+        let dir = shared(&format!("{name}/idx"));
         let split = load(
             &DataSource::parse(dir.to_str().unwrap()).unwrap(),
             &LoadOptions::default(),
@@ -214,12 +212,10 @@ fn the_shared_idx_directories_match_the_embedded_copies() {
 #[test]
 fn the_shared_csv_files_agree_with_the_idx_files() {
     for name in BuiltinName::ALL {
-        let (Some(train), Some(test)) = (
+        let (train, test) = (
             shared(&format!("{name}/csv/train.csv")),
             shared(&format!("{name}/csv/test.csv")),
-        ) else {
-            return;
-        };
+        );
         let source = DataSource::Csv {
             train,
             test: Some(test),
@@ -777,7 +773,8 @@ fn csv_chosen_target_column_infers_the_task_from_its_values_and_the_task_option_
 #[test]
 fn shape_option_that_does_not_match_the_feature_count_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let path = csv_file(dir.path(), "d.csv", "a,b,c,d,label\n1,2,3,4,0\n");
+    // Two classes: a single one is refused before the shape matters.
+    let path = csv_file(dir.path(), "d.csv", "a,b,c,d,label\n1,2,3,4,0\n5,6,7,8,1\n");
     let source = DataSource::Csv {
         train: path,
         test: None,
@@ -1256,4 +1253,196 @@ fn an_absurd_number_of_classes_is_refused() {
     .unwrap_err();
     assert!(matches!(err, DataError::TooManyClasses { .. }), "{err:?}");
     assert!(err.to_string().contains("train-labels-idx1-int"));
+}
+
+// ---------- degenerate classification data ----------
+
+#[test]
+fn a_one_class_csv_is_refused_naming_the_file_and_the_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = csv_file(
+        dir.path(),
+        "one.csv",
+        "a,b,label\n1,2,cat\n3,4,cat\n5,6,cat\n",
+    );
+    let err = load(
+        &DataSource::parse(path.to_str().unwrap()).unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, DataError::OneClass { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(path.to_str().unwrap()), "{msg}");
+    assert!(msg.contains("`cat`"), "{msg}");
+}
+
+#[test]
+fn one_class_idx_labels_are_refused_naming_the_labels_file() {
+    let dir = tiny_image_dir();
+    write(
+        dir.path(),
+        "train-labels-idx1-ubyte",
+        // Labels 2, 2, 2: three classes by count, but only one holds samples.
+        &idx_bytes(0x0801, &[3], &[2, 2, 2]),
+    );
+    let err = load(
+        &DataSource::IdxDir(dir.path().into()),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, DataError::OneClass { .. }), "{err:?}");
+    assert!(err.to_string().contains("train-labels-idx1-ubyte"), "{err}");
+}
+
+#[test]
+fn one_class_is_refused_for_in_memory_csv_bytes_too() {
+    let err = parse_csv_bytes(
+        b"x,label\n1,0\n2,0\n",
+        Path::new("mem.csv"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("mem.csv: "), "{err}");
+}
+
+#[test]
+fn a_one_class_test_file_is_still_accepted() {
+    // Held-out data may legitimately hold a single class; only training data must have two.
+    let dir = tempfile::tempdir().unwrap();
+    let train = csv_file(dir.path(), "train.csv", "x,label\n1,0\n2,1\n");
+    let test = csv_file(dir.path(), "test.csv", "x,label\n3,1\n");
+    let split = load(
+        &DataSource::Csv {
+            train,
+            test: Some(test),
+        },
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(split.test.unwrap().len(), 1);
+}
+
+#[test]
+fn classes_smaller_than_the_fold_count_are_named_in_warnings() {
+    let ds = load_csv_text("x,label\n1,a\n2,a\n3,a\n4,b\n5,b\n6,c\n").unwrap();
+    let warnings = check_classes(&ds, 3).unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("class `b` has 2 samples, fewer than the 3 folds"));
+    assert!(warnings[1].contains("class `c` has 1 sample,"));
+    assert!(check_classes(&ds, 1).unwrap().is_empty());
+}
+
+#[test]
+fn check_classes_refuses_one_class_and_ignores_regression() {
+    let mut ds = load_csv_text("x,label\n1,0\n2,1\n").unwrap();
+    ds.targets = Targets::Classes {
+        labels: vec![1, 1],
+        n_classes: 2,
+    };
+    assert!(matches!(
+        check_classes(&ds, 3),
+        Err(DataError::OneClass { .. })
+    ));
+    let reg = load_csv_text("x,target\n1,0.5\n2,0.5\n").unwrap();
+    assert!(check_classes(&reg, 10).unwrap().is_empty());
+}
+
+#[test]
+fn check_classes_warns_about_a_class_the_labels_skip() {
+    let mut ds = load_csv_text("x,label\n1,0\n2,1\n3,2\n4,2\n").unwrap();
+    // As IDX labels 0 and 2 load: three classes, the middle one without samples.
+    ds.targets = Targets::Classes {
+        labels: vec![0, 2, 0, 2],
+        n_classes: 3,
+    };
+    let warnings = check_classes(&ds, 2).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("class `1` has no samples"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn nas_search_on_a_one_class_csv_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = csv_file(
+        dir.path(),
+        "one.csv",
+        "a,b,label\n1,2,0\n3,4,0\n5,6,0\n7,8,0\n",
+    );
+    let space = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/mlp.ron");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .arg("search")
+        .arg("--space")
+        .arg(&space)
+        .arg("--data")
+        .arg(&csv)
+        .args(["--trials", "1", "--no-final", "--results"])
+        .arg(dir.path().join("results"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(csv.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("two classes"), "{stderr}");
+}
+
+// ---------- text that is not UTF-8 ----------
+
+#[test]
+fn a_csv_that_is_not_utf8_names_the_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    // Latin-1 `é` (0xE9) in the third field of the second row.
+    let path = write(dir.path(), "latin1.csv", b"a,b,label\n1,2,caf\xE9\n");
+    let err = load(
+        &DataSource::parse(path.to_str().unwrap()).unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::NotUtf8 {
+                row: 2,
+                column: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("latin1.csv: row 2, column 3"),
+        "{err}"
+    );
+}
+
+// ---------- found by fuzzing (fuzz/README.md) ----------
+
+#[test]
+fn float_idx_targets_read_as_classes_name_the_targets_file() {
+    // fuzz `idx`: `--task classification` on a non-integral float target named the data set
+    // (`d: ... is not a usable class label`), not the file holding the value.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "train-features-idx2-float",
+        &idx_bytes(0x0D02, &[2, 1], &f32_payload(&[1.0, 2.0])),
+    );
+    let targets = write(
+        dir.path(),
+        "train-targets-idx1-float",
+        &idx_bytes(0x0D01, &[2], &f32_payload(&[0.0, 127.5])),
+    );
+    let opts = LoadOptions {
+        task: Some(Task::Classification),
+        ..LoadOptions::default()
+    };
+    let err = load(&DataSource::IdxDir(dir.path().into()), &opts).unwrap_err();
+    assert!(matches!(err, DataError::NotAClassLabel { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(targets.to_str().unwrap()),
+        "{err}"
+    );
 }

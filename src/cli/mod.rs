@@ -172,13 +172,19 @@ pub enum CliError {
     Study(#[from] crate::study::StudyError),
     #[error(transparent)]
     Search(#[from] crate::controller::SearchError),
+    /// A path the user named for output (`--results`, `--out`) that cannot be made.
+    #[error("cannot create {}: {message}", path.display())]
+    CannotCreate { path: PathBuf, message: String },
 }
 
 impl CliError {
     /// 2 for bad input the user can fix (space file, flags, data), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Space(_) | CliError::Usage(_) | CliError::Data(_) => 2,
+            CliError::Space(_)
+            | CliError::Usage(_)
+            | CliError::Data(_)
+            | CliError::CannotCreate { .. } => 2,
             // A study name that does not exist is a typo, and a journal line that cannot be read
             // (edited by hand) is named with its line: both are input the user can fix.
             CliError::Study(
@@ -191,6 +197,25 @@ impl CliError {
             _ => 1,
         }
     }
+}
+
+/// A flag error from clap as one line (its text without the `error:` prefix, the usage block and
+/// the help hint, which clap spreads over several lines), or `None` for --help, --version and
+/// the help a bare `nas` prints, which are not errors to condense.
+pub fn flag_error(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return None;
+    }
+    let text = e.render().to_string();
+    let body: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = body.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    Some(format!("{line} (try --help)"))
 }
 
 /// Parses durations such as `90s`, `10m`, `1h` or a plain number of seconds.
@@ -245,6 +270,36 @@ pub(crate) fn load_data(
         split.test = Some(load_test_file(path, &opts, &split.train)?);
     }
     Ok(split)
+}
+
+/// Refuses an output directory that cannot be made because a part of it is a regular file,
+/// before any work, so that a long run does not end on a typo. Creates nothing.
+pub(crate) fn check_creatable(dir: &Path) -> Result<(), CliError> {
+    let existing = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .find(|p| p.exists());
+    match existing {
+        Some(p) if !p.is_dir() => Err(CliError::CannotCreate {
+            path: dir.to_path_buf(),
+            message: format!("{} is not a directory", p.display()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A sampler that cannot run on `space`: a continuous parameter under grid search is a mistake in
+/// the space file, so it is named at that parameter's line and column.
+fn sampler_error(space: &SearchSpace, file: &str, e: SearchError) -> CliError {
+    match &e {
+        SearchError::ContinuousParameter { param, .. } => CliError::Space(SpaceError::at_key(
+            &space.source,
+            file,
+            param,
+            e.to_string(),
+        )),
+        _ => CliError::Usage(e.to_string()),
+    }
 }
 
 /// Trials (or comparison runs) trained at once when the user does not say: one per core.
@@ -316,11 +371,11 @@ impl SearchArgs {
         let trial_timeout = duration("--trial-timeout", &self.trial_timeout)?;
         if let Some(s) = &self.strategy {
             s.parse::<Strategy>()
-                .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+                .map_err(|e: SearchError| CliError::Usage(format!("--strategy: {e}")))?;
         }
         if let Some(s) = &self.scheduler {
             s.parse::<SchedulerKind>()
-                .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
+                .map_err(|e: SearchError| CliError::Usage(format!("--scheduler: {e}")))?;
         }
         if let Some(s) = &self.shape {
             s.parse::<InputShape>()?;
@@ -353,6 +408,7 @@ fn existing_study(results: &Path, study: &str) -> Result<Option<StudyMeta>, CliE
 
 fn search(a: SearchArgs) -> Result<(), CliError> {
     let plan = a.plan()?;
+    check_creatable(&a.results)?;
     let resumed = if a.resume {
         Some(resumed_study(&a)?)
     } else {
@@ -424,7 +480,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         .map_err(|e: SearchError| CliError::Usage(e.to_string()))?;
     let sampler = strategy
         .build(&space)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| sampler_error(&space, &space_label, e))?;
     let split = load_data(
         &data_spec,
         a.target.as_deref(),
@@ -457,6 +513,11 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         strategy: strategy.label().into(),
         scheduler: scheduler.label().into(),
     };
+    // A results path under a regular file is the user's to fix, and is named as such.
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::CannotCreate {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
     let mut storage = JournalStorage::open_or_create(&dir, meta)?;
     let requeue = storage.recover_stale()?;
     if !requeue.is_empty() {
@@ -584,7 +645,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(e.to_string()))?;
     for s in &strategies {
         s.build(&space)
-            .map_err(|e| CliError::Usage(format!("--strategies {}: {e}", s.label())))?;
+            .map_err(|e| sampler_error(&space, &a.space.display().to_string(), e))?;
     }
     let seeds: Vec<u64> = (0..a.seeds).collect();
     let mut data = Vec::new();

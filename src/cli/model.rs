@@ -73,6 +73,7 @@ impl From<ExportError> for CliError {
 }
 
 pub fn export(a: ExportArgs) -> Result<(), CliError> {
+    super::check_creatable(&a.out)?;
     let study = match a.study {
         Some(s) => s,
         None => only_study(&a.results)?,
@@ -135,6 +136,11 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
     provenance.target_column = a.target;
     provenance.shape = a.shape;
     provenance.test_data = a.test_data.map(|p| p.display().to_string());
+    // An --out under a regular file is the user's to fix, and is named as such.
+    std::fs::create_dir_all(&a.out).map_err(|e| CliError::CannotCreate {
+        path: a.out.clone(),
+        message: e.to_string(),
+    })?;
     save_model(&a.out, &mut model, &data.train, &record, &provenance)?;
     println!("{}", leaderboard::test_line(&model.test));
     eprintln!("nas: model written to {}", a.out.display());
@@ -151,7 +157,7 @@ pub fn predict(a: PredictArgs) -> Result<(), CliError> {
         .map_err(|e| io_error(Path::new("<memory>"), e))?;
     match &a.out {
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| io_error(path, e))?;
+            write_output(path, &text)?;
             eprintln!(
                 "nas: {} predictions written to {}",
                 predictions.len(),
@@ -177,6 +183,27 @@ pub fn evaluate(a: EvaluateArgs) -> Result<(), CliError> {
         ds.len()
     );
     Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that a failed run leaves
+/// no half file. A path that cannot be created is the user's to fix (exit 2); a failed write is not.
+fn write_output(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| CliError::CannotCreate {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| io_error(&tmp, e))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| io_error(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> CliError {

@@ -50,8 +50,24 @@ pub(crate) struct CsvSpec<'a> {
 
 /// Reads a CSV file into a data set of shape `1x1xF`.
 pub(crate) fn load_csv(path: &Path, spec: &CsvSpec<'_>) -> Result<Dataset, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|err| io_error(path, err))?;
-    parse_csv(&text, path, spec)
+    let bytes = std::fs::read(path).map_err(|err| io_error(path, err))?;
+    parse_csv(decode_utf8(&bytes, path)?, path, spec)
+}
+
+/// The bytes as text, or an error at the row and field of the first byte that is not UTF-8
+/// (a Latin-1 export, say), which `read_to_string` would only report as "invalid data".
+pub(crate) fn decode_utf8<'b>(bytes: &'b [u8], path: &Path) -> Result<&'b str, DataError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // The valid prefix is UTF-8 by construction, so the lossy conversion changes nothing.
+        let prefix = String::from_utf8_lossy(&good[line_start..]);
+        DataError::NotUtf8 {
+            path: path.to_path_buf(),
+            row: good.iter().filter(|&&b| b == b'\n').count() + 1,
+            column: split_record(&prefix).len(),
+        }
+    })
 }
 
 /// Parses CSV text; `path` names the file in errors.

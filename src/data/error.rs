@@ -131,6 +131,18 @@ pub enum DataError {
         value: f32,
     },
 
+    #[error("{origin}: every sample is of class `{class}`; classification needs at least two classes (is this a regression target?)")]
+    OneClass { origin: String, class: String },
+
+    #[error("{}: row {row}, column {column}: not valid UTF-8 text (save the file as UTF-8)", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        /// 1-based line number in the file.
+        row: usize,
+        /// 1-based field number on that line.
+        column: usize,
+    },
+
     #[error("{origin}: the data set is empty")]
     Empty { origin: String },
 

@@ -357,11 +357,30 @@ pub(crate) fn io_error(path: &Path, err: std::io::Error) -> DataError {
 
 fn read_array(path: &Path) -> Result<IdxArray, DataError> {
     let bytes = std::fs::read(path).map_err(|err| io_error(path, err))?;
+    parse_named(&bytes, path)
+}
+
+/// Decodes an IDX file held in memory, checking the magic number its conventional name promises.
+fn parse_named(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
     let expected = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(magic_from_name);
-    parse_idx(&bytes, path, expected)
+    parse_idx(bytes, path, expected)
+}
+
+/// Builds one part from a features file and a labels/targets file held in memory, as
+/// [`load_part`] does from disk; the paths name the files in errors.
+pub(crate) fn parse_part(
+    name: &str,
+    features: &[u8],
+    features_path: &Path,
+    targets: &[u8],
+    targets_path: &Path,
+) -> Result<Dataset, DataError> {
+    let f = parse_named(features, features_path)?;
+    let t = parse_named(targets, targets_path)?;
+    dataset_from_arrays(name, f, features_path, t, targets_path)
 }
 
 /// Loads one part of an IDX directory.
@@ -371,8 +390,20 @@ pub(crate) fn load_part(name: &str, files: &PartFiles) -> Result<Dataset, DataEr
     dataset_from_arrays(name, features, &files.features, targets, &files.targets)
 }
 
+/// One part of an IDX directory and the file its labels/targets came from (named in errors).
+pub(crate) struct LoadedPart {
+    pub data: Dataset,
+    pub targets: PathBuf,
+}
+
+/// The training part of an IDX directory and its test part when there is one.
+pub(crate) struct DirParts {
+    pub train: LoadedPart,
+    pub test: Option<LoadedPart>,
+}
+
 /// Loads the training part (required) and the test part (optional) of an IDX directory.
-pub(crate) fn load_dir(dir: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
+pub(crate) fn load_dir(dir: &Path) -> Result<DirParts, DataError> {
     if !dir.is_dir() {
         return Err(DataError::NotFound {
             path: dir.to_path_buf(),
@@ -383,12 +414,18 @@ pub(crate) fn load_dir(dir: &Path) -> Result<(Dataset, Option<Dataset>), DataErr
         dir: dir.to_path_buf(),
         expected: "train-images-idx3-ubyte (or train-features-idx2-float) with train-labels-idx1-ubyte (or train-targets-idx1-float)".into(),
     })?;
-    let train = load_part(&name, &train_files)?;
+    let part = |files: PartFiles| -> Result<LoadedPart, DataError> {
+        Ok(LoadedPart {
+            data: load_part(&name, &files)?,
+            targets: files.targets,
+        })
+    };
+    let train = part(train_files)?;
     let test = match find_part(dir, Part::Test)? {
-        Some(files) => Some(load_part(&name, &files)?),
+        Some(files) => Some(part(files)?),
         None => None,
     };
-    Ok((train, test))
+    Ok(DirParts { train, test })
 }
 
 /// A readable name for a directory of IDX files: its own name, or its parent's when it is called `idx`.

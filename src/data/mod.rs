@@ -2,6 +2,7 @@
 
 mod augment;
 mod builtin;
+mod classes;
 mod csv;
 mod dataset;
 mod error;
@@ -13,13 +14,15 @@ use std::path::{Path, PathBuf};
 
 pub use augment::Augment;
 pub use builtin::{load_builtin, BuiltinName};
+pub use classes::check_classes;
 pub use dataset::{DataSplit, Dataset, InputShape, Targets, Task, MAX_CLASSES};
 pub use error::DataError;
 pub use split::{kfold, train_test_split, Fold};
 pub use standardize::{Standardizer, TargetScaler};
 
-use csv::{load_csv, CsvSpec};
-use idx::{find_part, load_dir, load_part, Part};
+pub(crate) use csv::decode_utf8;
+use csv::{load_csv, parse_csv, CsvSpec};
+use idx::{find_part, load_dir, load_part, parse_part, Part};
 
 /// Where a data set comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,12 +117,21 @@ pub struct LoadOptions {
 
 /// Loads a data set and, when it has one, its own test split (checked against the training part).
 pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<DataSplit, DataError> {
-    let (train, test) = match source {
+    // Each part comes with the name of the file holding its labels, for the errors below.
+    let ((train, origin), test) = match source {
         DataSource::Builtin(name) => {
             let split = load_builtin(*name)?;
-            (split.train, split.test)
+            let test = split.test.map(|t| (t, format!("{name} (test split)")));
+            ((split.train, name.to_string()), test)
         }
-        DataSource::IdxDir(dir) => load_dir(dir)?,
+        DataSource::IdxDir(dir) => {
+            let parts = load_dir(dir)?;
+            let origin = |p: &Path| p.display().to_string();
+            (
+                (parts.train.data, origin(&parts.train.targets)),
+                parts.test.map(|t| (t.data, origin(&t.targets))),
+            )
+        }
         DataSource::Csv { train, test } => {
             let spec = CsvSpec {
                 target_column: opts.target_column.as_deref(),
@@ -127,7 +139,7 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<DataSplit, DataEr
                 like: None,
             };
             let train_ds = load_csv(train, &spec)?;
-            let train_ds = finish(train_ds, opts)?;
+            let train_ds = finish(train_ds, opts, &train.display().to_string())?;
             let test_ds = match test {
                 Some(path) => Some(load_test_file(path, opts, &train_ds)?),
                 None => None,
@@ -138,10 +150,9 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<DataSplit, DataEr
             });
         }
     };
-    let train = finish(train, opts)?;
+    let train = finish(train, opts, &origin)?;
     let test = match test {
-        Some(mut t) => {
-            let origin = format!("{} (test split)", t.name);
+        Some((mut t, origin)) => {
             if let Some(task) = opts.task {
                 t.targets = retask(t.targets, task, &origin)?;
             }
@@ -188,8 +199,42 @@ pub fn load_test_file(
     conform(ds, like, &origin)
 }
 
-/// Applies the shape and task overrides, then validates.
-fn finish(mut ds: Dataset, opts: &LoadOptions) -> Result<Dataset, DataError> {
+/// Parses CSV training data held in memory as [`load`] reads a `.csv` file; `path` names the
+/// file in errors (with row and column). Lets the parser be tested and fuzzed without files.
+pub fn parse_csv_bytes(
+    bytes: &[u8],
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
+    let spec = CsvSpec {
+        target_column: opts.target_column.as_deref(),
+        task: opts.task,
+        like: None,
+    };
+    let ds = parse_csv(decode_utf8(bytes, path)?, path, &spec)?;
+    finish(ds, opts, &path.display().to_string())
+}
+
+/// Parses IDX training data held in memory (a features file and a labels/targets file) as
+/// [`load`] reads an IDX directory; the paths name the files in errors, and a conventional
+/// name such as `train-labels-idx1-ubyte` fixes the magic number its file must carry.
+pub fn parse_idx_bytes(
+    features: &[u8],
+    features_path: &Path,
+    targets: &[u8],
+    targets_path: &Path,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
+    let name = features_path
+        .parent()
+        .map_or_else(|| "data".to_string(), idx::dataset_name);
+    let ds = parse_part(&name, features, features_path, targets, targets_path)?;
+    finish(ds, opts, &targets_path.display().to_string())
+}
+
+/// Applies the shape and task overrides, then validates training data; `origin` names the file
+/// holding the labels when the data turn out to have a single class.
+fn finish(mut ds: Dataset, opts: &LoadOptions, origin: &str) -> Result<Dataset, DataError> {
     if let Some(shape) = opts.shape {
         if shape.len() != ds.n_features() {
             return Err(DataError::ShapeMismatch {
@@ -201,7 +246,8 @@ fn finish(mut ds: Dataset, opts: &LoadOptions) -> Result<Dataset, DataError> {
         ds.shape = shape;
     }
     if let Some(task) = opts.task {
-        ds.targets = retask(ds.targets, task, &ds.name)?;
+        // The labels file, not the data set's name: the error must say which file to fix.
+        ds.targets = retask(ds.targets, task, origin)?;
         if task == Task::Regression {
             ds.class_names.clear();
         } else if ds.class_names.is_empty() {
@@ -209,6 +255,7 @@ fn finish(mut ds: Dataset, opts: &LoadOptions) -> Result<Dataset, DataError> {
         }
     }
     ds.validate()?;
+    classes::require_two_classes(&ds, origin)?;
     Ok(ds)
 }
 

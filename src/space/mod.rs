@@ -151,7 +151,7 @@ pub struct SearchSpace {
 impl SearchSpace {
     /// Reads and validates a RON file.
     pub fn from_file(path: &Path) -> Result<SearchSpace, SpaceError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpaceError::Io {
+        let bytes = std::fs::read(path).map_err(|e| SpaceError::Io {
             file: path.display().to_string(),
             message: e.to_string(),
         })?;
@@ -159,7 +159,29 @@ impl SearchSpace {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "study".into());
-        Self::from_str_named(&text, &name, &path.display().to_string())
+        Self::from_bytes_named(&bytes, &name, &path.display().to_string())
+    }
+
+    /// Parses and validates the bytes of a RON file; text that is not UTF-8 is an error at the
+    /// line and column of its first bad byte (which `read_to_string` would not say).
+    pub fn from_bytes_named(
+        bytes: &[u8],
+        name: &str,
+        file: &str,
+    ) -> Result<SearchSpace, SpaceError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let good = &bytes[..e.valid_up_to()];
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            // Counted in characters, as RON's own positions are.
+            let col = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            SpaceError::Invalid {
+                file: file.to_string(),
+                line: good.iter().filter(|&&b| b == b'\n').count() + 1,
+                col,
+                message: "not valid UTF-8 text (save the file as UTF-8)".into(),
+            }
+        })?;
+        Self::from_str_named(text, name, file)
     }
 
     /// Parses and validates RON text; `file` is only used in error messages.

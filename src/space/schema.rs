@@ -87,14 +87,75 @@ pub struct AugmentSpace {
 
 /// Parses RON text; syntax and type errors carry RON's own line and column.
 pub fn parse(text: &str, file: &str) -> Result<SpaceFile, SpaceError> {
-    let opts = ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME);
-    opts.from_str::<SpaceFile>(text)
-        .map_err(|e| SpaceError::Invalid {
+    if text.trim().is_empty() {
+        // RON would ask for the opening `(` of an internal type's name.
+        return Err(SpaceError::Invalid {
             file: file.to_string(),
-            line: e.position.line,
-            col: e.position.col,
-            message: e.code.to_string(),
-        })
+            line: 1,
+            col: 1,
+            message: "the file is empty; a search space is a RON struct `(task: .., model: .., train: ..)`".into(),
+        });
+    }
+    let opts = ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME);
+    opts.from_str::<SpaceFile>(text).map_err(|e| {
+        let (line, col) = (e.position.line, e.position.col);
+        let message = match &e.code {
+            // RON's own wording runs two words together and names our internal types.
+            ron::Error::NoSuchStructField {
+                expected, found, ..
+            } => format!(
+                "unknown field `{found}`; expected one of {}",
+                expected
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            code => {
+                let msg = lower_first(&code.to_string());
+                // A type error points at the value; the field it belongs to says more.
+                match key_before(text_line(text, line), col) {
+                    Some(key) => format!("`{key}`: {msg}"),
+                    None => msg,
+                }
+            }
+        };
+        SpaceError::Invalid {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        }
+    })
+}
+
+fn text_line(text: &str, line: usize) -> &str {
+    text.lines().nth(line.saturating_sub(1)).unwrap_or("")
+}
+
+/// The field name written as `name:` before column `col` (1-based) of `line`, if any.
+fn key_before(line: &str, col: usize) -> Option<String> {
+    let before: String = line.chars().take(col.saturating_sub(1)).collect();
+    let colon = before.rfind(':')?;
+    let name: String = before[..colon]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// RON's messages start with a capital; ours, after the position, do not.
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match (chars.next(), chars.clone().next()) {
+        (Some(c), Some(d)) if d.is_lowercase() => c.to_lowercase().chain(chars).collect(),
+        _ => s.to_string(),
+    }
 }
 
 /// A value type that can appear inside a domain.

@@ -71,7 +71,12 @@ impl Replay {
     /// studies, and updates of finished trials, are ignored. Every line is checked whole first,
     /// ignored or not: a line that Optuna could not have written is an error.
     pub fn apply_line(&mut self, line: &[u8]) -> Result<(), String> {
-        let log: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+        let log: Value = serde_json::from_slice(line).map_err(|e| {
+            // serde_json counts lines within this one line; only the column means anything here.
+            let text = e.to_string();
+            let what = text.split(" at line ").next().unwrap_or(&text);
+            format!("not JSON at column {} ({what})", e.column())
+        })?;
         if !log.is_object() {
             return Err("not a JSON object".into());
         }
