@@ -497,6 +497,9 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     }
     let seed = existing.as_ref().map_or(a.seed.unwrap_or(0), |m| m.seed);
     let folds = existing.as_ref().map_or(a.folds.unwrap_or(3), |m| m.folds);
+    for warning in crate::data::check_classes(&split.train, folds)? {
+        eprintln!("nas: warning: {warning}");
+    }
     let data = PreparedData::new(split, space.family, folds, seed)
         .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?;
     let metric = Metric::for_task(space.task);
