@@ -156,3 +156,17 @@ fn the_binary_prints_file_line_column_and_exits_with_code_2() {
         "stderr: {stderr}"
     );
 }
+
+#[test]
+fn a_space_file_that_is_not_utf8_points_at_the_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ron");
+    // A Latin-1 `é` (0xE9) in a comment on line 2, after the 10 characters `    // caf`: column 11.
+    std::fs::write(&path, b"(\n    // caf\xE9\n    task: Classification,\n)").unwrap();
+    let err = SearchSpace::from_file(&path).unwrap_err();
+    match &err {
+        SpaceError::Invalid { line, col, .. } => assert_eq!((*line, *col), (2, 11), "{err}"),
+        other => panic!("expected a positioned error, got {other}"),
+    }
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+}
