@@ -411,3 +411,36 @@ fn a_journal_write_that_fails_while_reporting_epochs_ends_the_search_with_its_er
     assert_eq!(storage.trials().len(), 1);
     assert!(start.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn a_class_smaller_than_the_fold_count_is_named_in_a_warning_and_the_search_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("s.ron"), MLP).unwrap();
+    let mut text = String::from("x,label\n");
+    for i in 0..30 {
+        text.push_str(&format!("{i},a\n{},c\n", i + 40));
+    }
+    text.push_str("35,b\n36,b\n");
+    std::fs::write(dir.join("small.csv"), text).unwrap();
+    let out = nas(
+        &[
+            "search",
+            "--space",
+            "s.ron",
+            "--data",
+            "small.csv",
+            "--trials",
+            "1",
+            "--no-final",
+            "-q",
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("nas: warning: small.csv: class `b` has 2 samples, fewer than the 3 folds"),
+        "{e}"
+    );
+}

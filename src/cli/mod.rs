@@ -497,11 +497,12 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     }
     let seed = existing.as_ref().map_or(a.seed.unwrap_or(0), |m| m.seed);
     let folds = existing.as_ref().map_or(a.folds.unwrap_or(3), |m| m.folds);
-    for warning in crate::data::check_classes(&split.train, folds)? {
-        eprintln!("nas: warning: {warning}");
-    }
     let data = PreparedData::new(split, space.family, folds, seed)
         .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?;
+    // Warnings only once the data is known to be usable, so that an error stands alone.
+    for warning in crate::data::check_classes(&data.train, folds)? {
+        eprintln!("nas: warning: {data_spec}: {warning}");
+    }
     let metric = Metric::for_task(space.task);
     // Only now, with everything checked and the data loaded, is a new study created.
     let meta = StudyMeta {
@@ -623,12 +624,12 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         .clone()
         .or_else(|| space.data.clone())
         .unwrap_or_else(|| "digits".into());
-    let split = load_data(&data_spec, None, None, None, space.task)?;
     if a.folds == 0 || a.seeds == 0 || a.budget == 0 {
         return Err(CliError::Usage(
             "--folds, --seeds and --budget must be at least 1".into(),
         ));
     }
+    let split = load_data(&data_spec, None, None, None, space.task)?;
     let list = |s: &str| -> Vec<String> {
         s.split(',')
             .map(str::trim)
@@ -658,6 +659,11 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
             PreparedData::new(split.clone(), space.family, a.folds, seed)
                 .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?,
         ));
+    }
+    if let Some((_, d)) = data.first() {
+        for warning in crate::data::check_classes(&d.train, a.folds)? {
+            eprintln!("nas: warning: {data_spec}: {warning}");
+        }
     }
     let jobs = a.jobs.unwrap_or_else(default_workers);
     let copts = compare::CompareOptions {

@@ -44,7 +44,8 @@ pub(crate) fn require_two_classes(ds: &Dataset, origin: &str) -> Result<(), Data
     }
 }
 
-/// Checks classification data before it is cut into `folds` cross-validation folds.
+/// Checks classification data before it is cut into `folds` cross-validation folds; the
+/// warnings do not name the data (the caller knows where it came from).
 ///
 /// One class is an error (see [`DataError::OneClass`]); each class with fewer samples than
 /// folds gives a warning naming it, since some validation folds will hold none of it and its
@@ -66,13 +67,11 @@ pub fn check_classes(ds: &Dataset, folds: usize) -> Result<Vec<String>, DataErro
         if n == 0 {
             // Integer labels with a gap (0, 2, ...) make an empty class the network still predicts.
             warnings.push(format!(
-                "{}: class `{name}` has no samples (the labels skip it)",
-                ds.name
+                "class `{name}` has no samples (the labels skip it)"
             ));
         } else if n < folds {
             warnings.push(format!(
-                "{}: class `{name}` has {n} sample{}, fewer than the {folds} folds: some validation folds hold none of it",
-                ds.name,
+                "class `{name}` has {n} sample{}, fewer than the {folds} folds: some validation folds hold none of it",
                 if n == 1 { "" } else { "s" }
             ));
         }
