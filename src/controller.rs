@@ -277,7 +277,7 @@ impl Controller<'_> {
         let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
         // Other processes may be working on the same study: count their trials too.
         if let Err(e) = sh.storage.refresh() {
-            sh.fail(e.into());
+            self.abort(&mut sh, e.into());
             return None;
         }
         let over_time = self.opts.time_budget.is_some_and(|b| start.elapsed() >= b);
@@ -298,7 +298,7 @@ impl Controller<'_> {
                 return None;
             }
             Err(e) => {
-                sh.fail(e.into());
+                self.abort(&mut sh, e.into());
                 return None;
             }
         };
@@ -323,7 +323,7 @@ impl Controller<'_> {
             }
         };
         if let Err(e) = sh.storage.set_params(number, config.clone(), seed) {
-            sh.fail(e.into());
+            self.abort(&mut sh, e.into());
             return None;
         }
         Some((number, config, seed))
@@ -352,17 +352,12 @@ impl Controller<'_> {
                 if let Err(e) = sh.storage.report(number, epoch, value) {
                     // A journal that cannot be written ends the search: training on would
                     // produce results that are not saved.
-                    sh.fail(e.into());
+                    self.abort(&mut sh, e.into());
                 }
-                let stopping = sh.stop;
                 drop(sh);
-                let d = if stopping {
-                    Decision::Prune
-                } else {
-                    match scheduler.lock() {
-                        Ok(mut s) => s.on_epoch(number, epoch, value),
-                        Err(_) => Decision::Continue,
-                    }
+                let d = match scheduler.lock() {
+                    Ok(mut s) => s.on_epoch(number, epoch, value),
+                    Err(_) => Decision::Continue,
                 };
                 in_reports += t.elapsed();
                 d
@@ -380,7 +375,7 @@ impl Controller<'_> {
             let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
             let (trial, error) = (record.number, record.error.clone());
             if let Err(e) = sh.storage.finish_trial(record) {
-                sh.fail(e.into());
+                self.abort(&mut sh, e.into());
             }
             match ending {
                 Ending::Failed => sh.failures += 1,
@@ -390,11 +385,14 @@ impl Controller<'_> {
             if let Some(max) = self.opts.max_consecutive_failures {
                 let count = sh.failures;
                 if count >= max.max(1) {
-                    sh.fail(SearchError::TooManyFailures {
-                        count,
-                        trial,
-                        error: error.unwrap_or_default(),
-                    });
+                    self.abort(
+                        &mut sh,
+                        SearchError::TooManyFailures {
+                            count,
+                            trial,
+                            error: error.unwrap_or_default(),
+                        },
+                    );
                 }
             }
             drop(sh);
@@ -564,6 +562,16 @@ impl Shared<'_> {
     fn fail(&mut self, e: SearchError) {
         self.stop = true;
         self.error.get_or_insert(e);
+    }
+}
+
+impl Controller<'_> {
+    /// Ends the search with `e`: no trial starts, and the trials in flight stop at their next
+    /// step as interrupted (results that could not be saved, or a search that cannot train, must
+    /// not go on).
+    fn abort(&self, sh: &mut Shared, e: SearchError) {
+        sh.fail(e);
+        self.cancel.store(true, Ordering::SeqCst);
     }
 }
 
