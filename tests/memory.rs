@@ -6,13 +6,16 @@
 use nas::controller::{Controller, PreparedData, SearchOptions};
 use nas::data::{load, DataSource, DataSplit, Dataset, InputShape, LoadOptions, Targets};
 use nas::search::{Decision, FifoScheduler, Strategy, TrialState};
-use nas::space::{Config, SearchSpace};
-use nas::study::{JournalStorage, Metric, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
+use nas::space::SearchSpace;
+use nas::study::{JournalStorage, Metric, StudyMeta};
 use nas::sys::resident_bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+
+mod common;
+use common::Hooked;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -64,54 +67,6 @@ fn meta(space: &SearchSpace, text: &str, data: &str, folds: usize) -> StudyMeta 
     }
 }
 
-/// A journal that reads resident memory each time the study reaches one of `at` finished trials,
-/// from the worker that finished it, while the search runs on.
-struct Measured {
-    inner: JournalStorage,
-    at: Vec<usize>,
-    readings: Vec<u64>,
-}
-
-impl Storage for Measured {
-    fn meta(&self) -> &StudyMeta {
-        self.inner.meta()
-    }
-    fn trials(&self) -> &[TrialRecord] {
-        self.inner.trials()
-    }
-    fn refresh(&mut self) -> Result<(), StudyError> {
-        self.inner.refresh()
-    }
-    fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
-        self.inner.create_trial_within(limit)
-    }
-    fn set_params(&mut self, number: usize, config: Config, seed: u64) -> Result<(), StudyError> {
-        self.inner.set_params(number, config, seed)
-    }
-    fn report(&mut self, number: usize, epoch: usize, value: f64) -> Result<(), StudyError> {
-        self.inner.report(number, epoch, value)
-    }
-    fn finish_trial(&mut self, record: TrialRecord) -> Result<(), StudyError> {
-        self.inner.finish_trial(record)?;
-        let done = self
-            .trials()
-            .iter()
-            .filter(|t| t.state != TrialState::Running)
-            .count();
-        if self.at.contains(&done) {
-            nas::sys::release_free_memory();
-            self.readings.push(resident_bytes().unwrap_or(0));
-        }
-        Ok(())
-    }
-    fn set_test_result(&mut self, result: TestResult) -> Result<(), StudyError> {
-        self.inner.set_test_result(result)
-    }
-    fn test_result(&self) -> Option<&TestResult> {
-        self.inner.test_result()
-    }
-}
-
 #[test]
 fn resident_memory_after_100_short_trials_is_within_10_percent_of_after_10() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -127,12 +82,25 @@ fn resident_memory_after_100_short_trials_is_within_10_percent_of_after_10() {
     .unwrap();
     let data = PreparedData::new(split, space.family, 1, 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut storage = Measured {
-        inner: JournalStorage::open_or_create(dir.path(), meta(&space, SHORT_CNN, "digits", 1))
-            .unwrap(),
-        at: vec![10, 100],
-        readings: Vec::new(),
-    };
+    // Resident memory read by the worker that finished the 10th and the 100th trial, while the
+    // search runs on (measured within one run, so no thread of an earlier run can skew it).
+    let readings = Arc::new(Mutex::new(Vec::new()));
+    let mut storage = Hooked::new(
+        JournalStorage::open_or_create(dir.path(), meta(&space, SHORT_CNN, "digits", 1)).unwrap(),
+    );
+    let seen = readings.clone();
+    storage.on_finish = Some(Box::new(move |trials| {
+        let done = trials
+            .iter()
+            .filter(|t| t.state != TrialState::Running)
+            .count();
+        if done == 10 || done == 100 {
+            nas::sys::release_free_memory();
+            if let Ok(mut r) = seen.lock() {
+                r.push(resident_bytes().unwrap_or(0));
+            }
+        }
+    }));
     let c = Controller {
         space: &space,
         data: &data,
@@ -147,7 +115,8 @@ fn resident_memory_after_100_short_trials_is_within_10_percent_of_after_10() {
     let sampler = Strategy::Random.build(&space).unwrap();
     c.run(&mut storage, sampler, Box::new(FifoScheduler), Vec::new())
         .unwrap();
-    let (ten, hundred) = (storage.readings[0], storage.readings[1]);
+    let readings = readings.lock().unwrap().clone();
+    let (ten, hundred) = (readings[0], readings[1]);
     eprintln!(
         "resident memory: {:.1} MB after 10 trials, {:.1} MB after 100",
         mb(ten),

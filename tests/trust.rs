@@ -4,13 +4,16 @@
 use nas::controller::{Controller, PreparedData, SearchError, SearchOptions};
 use nas::data::{load, DataSource, LoadOptions};
 use nas::search::{FifoScheduler, Strategy, TrialState};
-use nas::space::{Config, SearchSpace};
-use nas::study::{JournalStorage, Metric, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
+use nas::space::SearchSpace;
+use nas::study::{JournalStorage, Metric, Storage, StudyError, StudyMeta, TrialRecord};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::Hooked;
 
 /// A few small MLPs that train quickly on any data set.
 const MLP: &str = "(
@@ -324,42 +327,6 @@ fn a_space_that_cannot_train_stops_after_max_consecutive_failures_with_the_trial
     assert!(dir.join("results/bad/leaderboard.txt").exists());
 }
 
-/// A journal whose `report` fails, as a full disk or a lost file system would make it.
-struct FailingReports(JournalStorage);
-
-impl Storage for FailingReports {
-    fn meta(&self) -> &StudyMeta {
-        self.0.meta()
-    }
-    fn trials(&self) -> &[TrialRecord] {
-        self.0.trials()
-    }
-    fn refresh(&mut self) -> Result<(), StudyError> {
-        self.0.refresh()
-    }
-    fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
-        self.0.create_trial_within(limit)
-    }
-    fn set_params(&mut self, number: usize, config: Config, seed: u64) -> Result<(), StudyError> {
-        self.0.set_params(number, config, seed)
-    }
-    fn report(&mut self, _: usize, _: usize, _: f64) -> Result<(), StudyError> {
-        Err(StudyError::Io {
-            path: PathBuf::from("journal.log"),
-            message: "No space left on device".into(),
-        })
-    }
-    fn finish_trial(&mut self, record: TrialRecord) -> Result<(), StudyError> {
-        self.0.finish_trial(record)
-    }
-    fn set_test_result(&mut self, result: TestResult) -> Result<(), StudyError> {
-        self.0.set_test_result(result)
-    }
-    fn test_result(&self) -> Option<&TestResult> {
-        self.0.test_result()
-    }
-}
-
 #[test]
 fn a_journal_write_that_fails_while_reporting_epochs_ends_the_search_with_its_error() {
     let space = SearchSpace::from_str_named(SLOW, "t", "t.ron").unwrap();
@@ -383,7 +350,14 @@ fn a_journal_write_that_fails_while_reporting_epochs_ends_the_search_with_its_er
         strategy: "random".into(),
         scheduler: "fifo".into(),
     };
-    let mut storage = FailingReports(JournalStorage::open_or_create(tmp.path(), meta).unwrap());
+    // Every epoch report fails, as a full disk or a lost file system would make it.
+    let mut storage = Hooked::new(JournalStorage::open_or_create(tmp.path(), meta).unwrap());
+    storage.on_report = Some(Box::new(|_, _, _| {
+        Err(StudyError::Io {
+            path: PathBuf::from("journal.log"),
+            message: "No space left on device".into(),
+        })
+    }));
     let c = Controller {
         space: &space,
         data: &data,
