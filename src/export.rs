@@ -276,7 +276,33 @@ pub fn save_model(
     trial: &TrialRecord,
     provenance: &Provenance,
 ) -> Result<(), ExportError> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    // A new model directory is written whole beside its place and renamed into it, so that a
+    // crash leaves no half model. Over an existing one, each file is replaced atomically (and
+    // loading refuses files that disagree).
+    if dir.exists() {
+        return write_model_files(dir, model, train, trial, provenance);
+    }
+    let mut staging = dir.as_os_str().to_owned();
+    staging.push(format!(".partial-{}", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
+    let written = write_model_files(&staging, model, train, trial, provenance)
+        .and_then(|()| std::fs::rename(&staging, dir).map_err(|e| io_err(dir, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written
+}
+
+/// Writes the files of a model directory into `dir`, which exists.
+fn write_model_files(
+    dir: &Path,
+    model: &mut FinalModel,
+    train: &Dataset,
+    trial: &TrialRecord,
+    provenance: &Provenance,
+) -> Result<(), ExportError> {
     let net = &mut model.trained.net;
     let spec = ModelSpec {
         format: FORMAT_VERSION,
