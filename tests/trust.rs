@@ -3,9 +3,10 @@
 
 use nas::controller::{Controller, PreparedData, SearchError, SearchOptions};
 use nas::data::{load, DataSource, LoadOptions};
-use nas::search::{FifoScheduler, Strategy, TrialState};
-use nas::space::SearchSpace;
+use nas::search::{FifoScheduler, Observation, RandomSampler, Sampler, Strategy, TrialState};
+use nas::space::{Config, SearchSpace};
 use nas::study::{JournalStorage, Metric, Storage, StudyError, StudyMeta, TrialRecord};
+use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -417,4 +418,65 @@ fn a_class_smaller_than_the_fold_count_is_named_in_a_warning_and_the_search_runs
         e.contains("nas: warning: small.csv: class `b` has 2 samples, fewer than the 3 folds"),
         "{e}"
     );
+}
+
+/// A sampler that fails on its third suggestion, as a bug in a sampler would.
+struct PanicsOnThird(usize);
+
+impl Sampler for PanicsOnThird {
+    fn name(&self) -> &'static str {
+        "panics"
+    }
+    fn suggest(
+        &mut self,
+        space: &SearchSpace,
+        history: &[Observation],
+        rng: &mut ChaCha8Rng,
+    ) -> Config {
+        self.0 += 1;
+        assert!(self.0 < 3, "a bug in the sampler");
+        RandomSampler.suggest(space, history, rng)
+    }
+}
+
+#[test]
+fn a_worker_that_panics_outside_training_ends_the_search_with_an_error() {
+    let space = SearchSpace::from_str_named(MLP, "t", "t.ron").unwrap();
+    let split = load(&DataSource::parse("iris").unwrap(), &LoadOptions::default()).unwrap();
+    let data = PreparedData::new(split, space.family, 1, 0).unwrap();
+    let metric = Metric::for_task(space.task);
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = StudyMeta {
+        name: "t".into(),
+        space_file: "t.ron".into(),
+        space_source: MLP.into(),
+        data: "iris".into(),
+        task: space.task,
+        metric,
+        seed: 0,
+        folds: 1,
+        strategy: "random".into(),
+        scheduler: "fifo".into(),
+    };
+    let mut storage = JournalStorage::open_or_create(tmp.path(), meta).unwrap();
+    let c = Controller {
+        space: &space,
+        data: &data,
+        metric,
+        opts: SearchOptions {
+            trials: Some(6),
+            ..SearchOptions::default()
+        },
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let result = c.run(
+        &mut storage,
+        Box::new(PanicsOnThird(0)),
+        Box::new(FifoScheduler),
+        Vec::new(),
+    );
+    match result {
+        Err(SearchError::Worker(message)) => assert!(message.contains("a bug in the sampler")),
+        other => panic!("the panic was not reported: {other:?}"),
+    }
 }
