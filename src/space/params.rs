@@ -1,0 +1,397 @@
+//! One declaration per parameter: its RON name, default domain, value check and condition.
+//!
+//! The RON schema ([`super::schema`]), validation and the decoder ([`super::decode`]) all read
+//! these tables, so a name or default is written once; the decoder names a parameter by its
+//! declaration (a Rust item), so a misspelt name does not compile instead of decoding as a default.
+
+use super::decode::{Activation, BlockKind, Downsample, OptimizerName};
+use super::Choice;
+use std::fmt;
+
+/// One literal value of a declaration; its variant is the parameter's value type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lit {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Activation(Activation),
+    Block(BlockKind),
+    Downsample(Downsample),
+    Optimizer(OptimizerName),
+}
+
+impl Lit {
+    /// The choice as journalled: named options by their lowercase label.
+    pub fn choice(&self) -> Choice {
+        match *self {
+            Lit::Int(i) => Choice::Int(i),
+            Lit::Float(x) => Choice::Float(x),
+            Lit::Bool(b) => Choice::Bool(b),
+            Lit::Activation(a) => Choice::Str(a.label().into()),
+            Lit::Block(b) => Choice::Str(b.label().into()),
+            Lit::Downsample(d) => Choice::Str(d.label().into()),
+            Lit::Optimizer(o) => Choice::Str(o.label().into()),
+        }
+    }
+
+    /// Whether `other` is a value of the same type (the same variant).
+    pub fn same_kind(&self, other: &Lit) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// Written as in a RON file (`0.001`, `MaxPool`), as the README's table shows it.
+impl fmt::Display for Lit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lit::Int(i) => write!(f, "{i}"),
+            Lit::Float(x) => write!(f, "{x:?}"),
+            Lit::Bool(b) => write!(f, "{b}"),
+            Lit::Activation(a) => write!(f, "{a:?}"),
+            Lit::Block(b) => write!(f, "{b:?}"),
+            Lit::Downsample(d) => write!(f, "{d:?}"),
+            Lit::Optimizer(o) => write!(f, "{o:?}"),
+        }
+    }
+}
+
+/// The domain a parameter takes when its field is left out of the file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DefaultDom {
+    Fixed(Lit),
+    Range(Lit, Lit),
+    Choice(&'static [Lit]),
+}
+
+impl DefaultDom {
+    /// The value a decoder falls back to when a configuration lacks the parameter: the fixed
+    /// value, the low end of a range or the first choice (a configuration sampled from a checked
+    /// space never lacks an active parameter; see the decoder's tests).
+    pub fn first(&self) -> Lit {
+        match self {
+            DefaultDom::Fixed(v) | DefaultDom::Range(v, _) => *v,
+            DefaultDom::Choice(vs) => vs[0],
+        }
+    }
+}
+
+impl fmt::Display for DefaultDom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefaultDom::Fixed(v) => write!(f, "Fixed({v})"),
+            DefaultDom::Range(a, b) => write!(f, "Range({a}, {b})"),
+            DefaultDom::Choice(vs) => {
+                let vs: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
+                write!(f, "Choice([{}])", vs.join(", "))
+            }
+        }
+    }
+}
+
+/// A parameter that exists only while a categorical parent takes one value.
+#[derive(Debug)]
+pub struct When {
+    pub parent: &'static ParamDecl,
+    pub is: Lit,
+    /// Whether writing the parameter in a file whose parent never takes `is` is an error: true
+    /// unless the written domain is also used elsewhere (the MLP `width` feeds `width_1..`).
+    pub unused_is_error: bool,
+    /// What a candidate carries while the parameter is inactive (kept in `architecture.ron`).
+    pub otherwise: Lit,
+}
+
+/// Everything about one searchable parameter.
+#[derive(Debug)]
+pub struct ParamDecl {
+    /// The RON field and the parameter's name in configurations and journals.
+    pub name: &'static str,
+    pub default: DefaultDom,
+    /// Checks each value a domain names (range ends, choices).
+    pub check: fn(&Lit) -> Result<(), String>,
+    /// The largest value the implementation supports and the message past it.
+    pub at_most: Option<(i64, fn(i64) -> String)>,
+    pub when: Option<&'static When>,
+}
+
+impl ParamDecl {
+    /// The value type, from the default's first value (every value of a domain has one type).
+    pub fn kind(&self) -> Lit {
+        self.default.first()
+    }
+}
+
+fn below(v: &dyn fmt::Display, min: &dyn fmt::Display) -> String {
+    format!("{v} is below the smallest allowed value {min}")
+}
+
+fn any(_: &Lit) -> Result<(), String> {
+    Ok(())
+}
+
+fn int_at_least_0(v: &Lit) -> Result<(), String> {
+    match v {
+        Lit::Int(i) if *i < 0 => Err(below(i, &0)),
+        _ => Ok(()),
+    }
+}
+
+fn int_at_least_1(v: &Lit) -> Result<(), String> {
+    match v {
+        Lit::Int(i) if *i < 1 => Err(below(i, &1)),
+        _ => Ok(()),
+    }
+}
+
+fn float_at_least_0(v: &Lit) -> Result<(), String> {
+    match v {
+        Lit::Float(x) if !(*x >= 0.0) => Err(below(x, &0.0)),
+        _ => Ok(()),
+    }
+}
+
+/// A probability that leaves something: dropout and momentum in [0, 1).
+fn unit_interval(v: &Lit) -> Result<(), String> {
+    match v {
+        Lit::Float(x) if !(0.0..1.0).contains(x) => Err(format!("{x} is outside [0, 1)")),
+        _ => Ok(()),
+    }
+}
+
+fn learning_rate(v: &Lit) -> Result<(), String> {
+    match v {
+        Lit::Float(x) if !(*x > 0.0 && *x <= 10.0) => {
+            Err(format!("learning rate {x} must be in (0, 10]"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn odd_kernel(v: &Lit) -> Result<(), String> {
+    match v {
+        Lit::Int(k) if !(*k >= 1 && k % 2 == 1) => Err(format!(
+            "kernel size {k} must be an odd number >= 1 (\"same\" padding)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+const fn plain(
+    name: &'static str,
+    default: DefaultDom,
+    check: fn(&Lit) -> Result<(), String>,
+) -> ParamDecl {
+    ParamDecl {
+        name,
+        default,
+        check,
+        at_most: None,
+        when: None,
+    }
+}
+
+/// The MLP family, in RON field order.
+pub mod mlp {
+    use super::*;
+
+    pub static DEPTH: ParamDecl = ParamDecl {
+        at_most: Some((64, |m| format!("{m} hidden layers is more than 64"))),
+        ..plain(
+            "depth",
+            DefaultDom::Range(Lit::Int(1), Lit::Int(3)),
+            int_at_least_0,
+        )
+    };
+    /// Also the domain of each per-layer width `width_1`, `width_2`, ...
+    pub static WIDTH: ParamDecl = ParamDecl {
+        when: Some(&When {
+            parent: &PER_LAYER_WIDTH,
+            is: Lit::Bool(false),
+            unused_is_error: false,
+            otherwise: Lit::Int(64),
+        }),
+        ..plain(
+            "width",
+            DefaultDom::Choice(&[Lit::Int(64), Lit::Int(128), Lit::Int(256)]),
+            int_at_least_1,
+        )
+    };
+    pub static PER_LAYER_WIDTH: ParamDecl =
+        plain("per_layer_width", DefaultDom::Fixed(Lit::Bool(false)), any);
+    pub static ACTIVATION: ParamDecl = plain(
+        "activation",
+        DefaultDom::Fixed(Lit::Activation(Activation::Relu)),
+        any,
+    );
+    pub static DROPOUT: ParamDecl =
+        plain("dropout", DefaultDom::Fixed(Lit::Float(0.0)), unit_interval);
+    pub static BATCH_NORM: ParamDecl =
+        plain("batch_norm", DefaultDom::Fixed(Lit::Bool(false)), any);
+
+    pub static PART: &[&ParamDecl] = &[
+        &DEPTH,
+        &WIDTH,
+        &PER_LAYER_WIDTH,
+        &ACTIVATION,
+        &DROPOUT,
+        &BATCH_NORM,
+    ];
+
+    /// The per-layer width of hidden layer `i` (1-based), drawn from the `width` domain.
+    pub fn layer_width(i: i64) -> String {
+        format!("{}_{i}", WIDTH.name)
+    }
+}
+
+/// The CNN family, in RON field order.
+pub mod cnn {
+    use super::*;
+
+    pub static STAGES: ParamDecl = ParamDecl {
+        at_most: Some((6, |_| "at most 6 stages are supported".into())),
+        ..plain(
+            "stages",
+            DefaultDom::Range(Lit::Int(1), Lit::Int(3)),
+            int_at_least_1,
+        )
+    };
+    pub static BLOCKS_PER_STAGE: ParamDecl = plain(
+        "blocks_per_stage",
+        DefaultDom::Range(Lit::Int(1), Lit::Int(2)),
+        int_at_least_1,
+    );
+    pub static BLOCK: ParamDecl = plain(
+        "block",
+        DefaultDom::Choice(&[
+            Lit::Block(BlockKind::Plain),
+            Lit::Block(BlockKind::Residual),
+        ]),
+        any,
+    );
+    pub static WIDTH: ParamDecl = plain(
+        "width",
+        DefaultDom::Choice(&[Lit::Int(16), Lit::Int(32)]),
+        int_at_least_1,
+    );
+    pub static GROWTH_RATE: ParamDecl = ParamDecl {
+        when: Some(&When {
+            parent: &BLOCK,
+            is: Lit::Block(BlockKind::Dense),
+            unused_is_error: true,
+            otherwise: Lit::Int(12),
+        }),
+        ..plain(
+            "growth_rate",
+            DefaultDom::Choice(&[Lit::Int(8), Lit::Int(12)]),
+            int_at_least_1,
+        )
+    };
+    pub static EXPANSION: ParamDecl = ParamDecl {
+        when: Some(&When {
+            parent: &BLOCK,
+            is: Lit::Block(BlockKind::Separable),
+            unused_is_error: true,
+            // No inverted residual: what a separable block with the default does.
+            otherwise: Lit::Int(1),
+        }),
+        ..plain("expansion", DefaultDom::Fixed(Lit::Int(1)), int_at_least_1)
+    };
+    pub static KERNEL: ParamDecl = plain("kernel", DefaultDom::Fixed(Lit::Int(3)), odd_kernel);
+    pub static DOWNSAMPLE: ParamDecl = plain(
+        "downsample",
+        DefaultDom::Fixed(Lit::Downsample(Downsample::MaxPool)),
+        any,
+    );
+    pub static ACTIVATION: ParamDecl = plain(
+        "activation",
+        DefaultDom::Fixed(Lit::Activation(Activation::Relu)),
+        any,
+    );
+    pub static DROPOUT: ParamDecl =
+        plain("dropout", DefaultDom::Fixed(Lit::Float(0.0)), unit_interval);
+    pub static BATCH_NORM: ParamDecl = plain("batch_norm", DefaultDom::Fixed(Lit::Bool(true)), any);
+
+    pub static PART: &[&ParamDecl] = &[
+        &STAGES,
+        &BLOCKS_PER_STAGE,
+        &BLOCK,
+        &WIDTH,
+        &GROWTH_RATE,
+        &EXPANSION,
+        &KERNEL,
+        &DOWNSAMPLE,
+        &ACTIVATION,
+        &DROPOUT,
+        &BATCH_NORM,
+    ];
+}
+
+/// Training settings (`train: (..)`), in RON field order.
+pub mod train {
+    use super::*;
+
+    pub static OPTIMIZER: ParamDecl = plain(
+        "optimizer",
+        DefaultDom::Fixed(Lit::Optimizer(OptimizerName::Adam)),
+        any,
+    );
+    pub static LEARNING_RATE: ParamDecl = plain(
+        "learning_rate",
+        DefaultDom::Fixed(Lit::Float(1e-3)),
+        learning_rate,
+    );
+    pub static MOMENTUM: ParamDecl = ParamDecl {
+        when: Some(&When {
+            parent: &OPTIMIZER,
+            is: Lit::Optimizer(OptimizerName::Sgd),
+            unused_is_error: true,
+            otherwise: Lit::Float(0.9),
+        }),
+        ..plain(
+            "momentum",
+            DefaultDom::Fixed(Lit::Float(0.9)),
+            unit_interval,
+        )
+    };
+    pub static BATCH_SIZE: ParamDecl = plain(
+        "batch_size",
+        DefaultDom::Fixed(Lit::Int(64)),
+        int_at_least_1,
+    );
+    pub static WEIGHT_DECAY: ParamDecl = plain(
+        "weight_decay",
+        DefaultDom::Fixed(Lit::Float(0.0)),
+        float_at_least_0,
+    );
+    pub static MAX_EPOCHS: ParamDecl = plain(
+        "max_epochs",
+        DefaultDom::Fixed(Lit::Int(50)),
+        int_at_least_1,
+    );
+    pub static PATIENCE: ParamDecl =
+        plain("patience", DefaultDom::Fixed(Lit::Int(5)), int_at_least_1);
+
+    pub static PART: &[&ParamDecl] = &[
+        &OPTIMIZER,
+        &LEARNING_RATE,
+        &MOMENTUM,
+        &BATCH_SIZE,
+        &WEIGHT_DECAY,
+        &MAX_EPOCHS,
+        &PATIENCE,
+    ];
+}
+
+/// Image augmentation (`augment: (..)`, CNN family only), in RON field order.
+pub mod augment {
+    use super::*;
+
+    pub static SHIFT: ParamDecl = plain("shift", DefaultDom::Fixed(Lit::Int(0)), int_at_least_0);
+    pub static HFLIP: ParamDecl = plain("hflip", DefaultDom::Fixed(Lit::Bool(false)), any);
+    pub static NOISE: ParamDecl = plain(
+        "noise",
+        DefaultDom::Fixed(Lit::Float(0.0)),
+        float_at_least_0,
+    );
+
+    pub static PART: &[&ParamDecl] = &[&SHIFT, &HFLIP, &NOISE];
+}
