@@ -288,3 +288,33 @@ fn sampled_configurations_and_their_candidates_match_the_golden_file() {
         );
     }
 }
+
+#[test]
+fn an_unknown_field_lists_the_fields_of_its_part_in_file_order() {
+    let err = parse(&MLP.replace("width:", "widht:")).unwrap_err();
+    let (_, _, msg) = position(&err);
+    assert!(
+        msg.ends_with("unknown field `widht`; expected one of `depth`, `width`, `per_layer_width`, `activation`, `dropout`, `batch_norm`"),
+        "{msg}"
+    );
+    let err = parse("(task: Classification, model: Cnn(()), train: (lr: Fixed(0.1)))").unwrap_err();
+    assert!(
+        err.to_string().ends_with("unknown field `lr`; expected one of `optimizer`, `learning_rate`, `momentum`, `batch_size`, `weight_decay`, `max_epochs`, `patience`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_field_written_twice_is_an_error() {
+    let err = parse("(task: Classification, model: Mlp((depth: Fixed(1), depth: Fixed(2))))")
+        .unwrap_err();
+    assert!(err.to_string().contains("duplicate field `depth`"), "{err}");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_field() {
+    let err = parse("(task: Classification, model: Cnn((block: Fixed(Wide))))").unwrap_err();
+    assert!(err.to_string().contains("`block`"), "{err}");
+    let err = parse("(task: Classification, model: Mlp((dropout: Fixed(true))))").unwrap_err();
+    assert!(err.to_string().contains("`dropout`"), "{err}");
+}

@@ -395,3 +395,102 @@ pub mod augment {
 
     pub static PART: &[&ParamDecl] = &[&SHIFT, &HFLIP, &NOISE];
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `(section, parameter, default)` rows of the defaults table in `search_spaces/README.md`.
+    fn readme_rows() -> Vec<(String, String, String)> {
+        let readme = include_str!("../../search_spaces/README.md");
+        let ticked = |cell: &str| cell.split('`').nth(1).map(str::to_string);
+        let mut section = String::new();
+        let mut rows = Vec::new();
+        for line in readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| section |"))
+            .skip(2)
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 5 {
+                break;
+            }
+            if let Some(s) = ticked(cells[1]) {
+                section = s;
+            }
+            let (Some(name), Some(default)) = (ticked(cells[2]), ticked(cells[3])) else {
+                panic!("README row without a `parameter` and a `default`: {line}");
+            };
+            rows.push((section.clone(), name, default));
+        }
+        rows
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_declared_parameter_with_its_default() {
+        let parts = [
+            ("Mlp((..))", mlp::PART),
+            ("Cnn((..))", cnn::PART),
+            ("train: (..)", train::PART),
+            ("augment: (..)", augment::PART),
+        ];
+        let declared: Vec<(String, String, String)> = parts
+            .iter()
+            .flat_map(|(section, part)| {
+                part.iter().map(|d| {
+                    (
+                        section.to_string(),
+                        d.name.to_string(),
+                        d.default.to_string(),
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(readme_rows(), declared);
+    }
+
+    #[test]
+    fn every_value_of_a_declaration_has_the_type_of_its_first() {
+        for part in [mlp::PART, cnn::PART, train::PART, augment::PART] {
+            for d in part {
+                let values: Vec<Lit> = match d.default {
+                    DefaultDom::Fixed(v) => vec![v],
+                    DefaultDom::Range(a, b) => vec![a, b],
+                    DefaultDom::Choice(vs) => vs.to_vec(),
+                };
+                let mut more = values.clone();
+                if let Some(w) = d.when {
+                    more.push(w.otherwise);
+                    assert!(w.is.same_kind(&w.parent.kind()), "{}", d.name);
+                }
+                for v in more {
+                    assert!(v.same_kind(&d.kind()), "{}: {v:?}", d.name);
+                }
+                for v in values {
+                    assert_eq!(
+                        (d.check)(&v),
+                        Ok(()),
+                        "{}: default {v:?} fails its check",
+                        d.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_unique_within_a_space() {
+        // One flat configuration holds a family's parameters, the training settings and the
+        // augmentation, so a name may appear once across all three.
+        for family in [mlp::PART, cnn::PART] {
+            let mut names: Vec<&str> = [family, train::PART, augment::PART]
+                .iter()
+                .flat_map(|p| p.iter().map(|d| d.name))
+                .collect();
+            let n = names.len();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), n);
+        }
+    }
+}
