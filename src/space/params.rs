@@ -100,6 +100,13 @@ pub struct When {
     pub otherwise: Lit,
 }
 
+/// The largest integer the implementation supports, and what to say past it.
+#[derive(Debug)]
+pub struct Limit {
+    pub most: i64,
+    pub message: fn(i64) -> String,
+}
+
 /// Everything about one searchable parameter.
 #[derive(Debug)]
 pub struct ParamDecl {
@@ -108,8 +115,7 @@ pub struct ParamDecl {
     pub default: DefaultDom,
     /// Checks each value a domain names (range ends, choices).
     pub check: fn(&Lit) -> Result<(), String>,
-    /// The largest value the implementation supports and the message past it.
-    pub at_most: Option<(i64, fn(i64) -> String)>,
+    pub at_most: Option<Limit>,
     pub when: Option<&'static When>,
 }
 
@@ -144,7 +150,7 @@ fn int_at_least_1(v: &Lit) -> Result<(), String> {
 
 fn float_at_least_0(v: &Lit) -> Result<(), String> {
     match v {
-        Lit::Float(x) if !(*x >= 0.0) => Err(below(x, &0.0)),
+        Lit::Float(x) if x.is_nan() || *x < 0.0 => Err(below(x, &0.0)),
         _ => Ok(()),
     }
 }
@@ -194,7 +200,10 @@ pub mod mlp {
     use super::*;
 
     pub static DEPTH: ParamDecl = ParamDecl {
-        at_most: Some((64, |m| format!("{m} hidden layers is more than 64"))),
+        at_most: Some(Limit {
+            most: 64,
+            message: |m| format!("{m} hidden layers is more than 64"),
+        }),
         ..plain(
             "depth",
             DefaultDom::Range(Lit::Int(1), Lit::Int(3)),
@@ -247,7 +256,10 @@ pub mod cnn {
     use super::*;
 
     pub static STAGES: ParamDecl = ParamDecl {
-        at_most: Some((6, |_| "at most 6 stages are supported".into())),
+        at_most: Some(Limit {
+            most: 6,
+            message: |_| "at most 6 stages are supported".into(),
+        }),
         ..plain(
             "stages",
             DefaultDom::Range(Lit::Int(1), Lit::Int(3)),

@@ -369,10 +369,10 @@ impl Checker<'_> {
         for v in &values {
             (decl.check)(v).map_err(|m| self.err(key, m))?;
         }
-        if let Some((most, message)) = decl.at_most {
+        if let Some(limit) = &decl.at_most {
             let max = max_int(&dist);
-            if max > most {
-                return Err(self.err(key, message(max)));
+            if max > limit.most {
+                return Err(self.err(key, (limit.message)(max)));
             }
         }
         self.params.push(ParamSpec {
