@@ -170,3 +170,151 @@ fn a_space_file_that_is_not_utf8_points_at_the_bad_byte() {
     }
     assert!(err.to_string().contains("UTF-8"), "{err}");
 }
+
+/// Spaces that leave every optional field out, so the golden file also covers each default domain
+/// and each conditional parameter (the shipped files write most fields).
+const GOLDEN_INLINE: [(&str, &str); 6] = [
+    ("defaults_mlp", "(task: Classification, model: Mlp(()))"),
+    ("defaults_cnn", "(task: Classification, model: Cnn(()))"),
+    (
+        "per_layer_mlp",
+        "(task: Regression, model: Mlp((depth: Range(0, 4), per_layer_width: Choice([false, true]))),
+          train: (optimizer: Choice([Adam, Sgd])))",
+    ),
+    (
+        "dense_defaults",
+        "(task: Classification, model: Cnn((block: Choice([Plain, Dense, Separable]))),
+          train: (optimizer: Fixed(Sgd)))",
+    ),
+    (
+        "separable_written",
+        "(task: Classification, model: Cnn((block: Choice([Residual, Separable]),
+          expansion: Choice([2, 6]))),
+          train: (optimizer: Choice([Sgd, Adam]), momentum: Range(0.5, 0.99)),
+          augment: (shift: Range(0, 2), hflip: Choice([false, true]), noise: LogRange(0.01, 0.1)))",
+    ),
+    (
+        "fixed_everything_mlp",
+        "(task: Classification, model: Mlp((depth: Fixed(2), width: Fixed(7),
+          per_layer_width: Fixed(true), activation: Fixed(Gelu), dropout: Fixed(0.25),
+          batch_norm: Fixed(true))),
+          train: (optimizer: Fixed(Sgd), learning_rate: Fixed(0.5), momentum: Fixed(0.0),
+          batch_size: Fixed(3), weight_decay: Fixed(0.125), max_epochs: Fixed(9), patience: Fixed(2)))",
+    ),
+];
+
+/// What every shipped space (and the inline ones above) validates to, and what 20 seeded random
+/// configurations of each decode to, as text.
+fn golden_samples() -> String {
+    use nas::search::Strategy;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::fmt::Write as _;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+        .collect();
+    files.sort();
+    let mut spaces: Vec<(String, SearchSpace)> = files
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                SearchSpace::from_file(p).unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .collect();
+    for (name, text) in GOLDEN_INLINE {
+        spaces.push((
+            name.to_string(),
+            SearchSpace::from_str_named(text, name, name).unwrap_or_else(|e| panic!("{e}")),
+        ));
+    }
+    let mut out = String::new();
+    for (name, space) in &spaces {
+        writeln!(
+            out,
+            "=== {name} family={:?} task={:?}",
+            space.family, space.task
+        )
+        .unwrap();
+        for p in &space.params {
+            writeln!(out, "param {p:?}").unwrap();
+        }
+        for seed in 0..20u64 {
+            let mut sampler = Strategy::Random.build(space).unwrap();
+            let cfg = sampler.suggest(space, &[], &mut ChaCha8Rng::seed_from_u64(seed));
+            writeln!(out, "--- {name} seed {seed}").unwrap();
+            writeln!(out, "config {cfg:?}").unwrap();
+            writeln!(
+                out,
+                "json {}",
+                serde_json::Value::Object(space.config_json(&cfg))
+            )
+            .unwrap();
+            writeln!(out, "candidate {:?}", space.decode(&cfg)).unwrap();
+        }
+    }
+    out
+}
+
+/// Refactoring the space must not change what users get: set `UPDATE_GOLDEN=1` to rewrite the
+/// file only when a change is intended (and say so in the commit).
+#[test]
+fn sampled_configurations_and_their_candidates_match_the_golden_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/space_samples.txt");
+    let got = golden_samples();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    if got != want {
+        let line = got
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "golden output differs from {} at line {}:\n got: {:?}\nwant: {:?}",
+            path.display(),
+            line + 1,
+            got.lines().nth(line),
+            want.lines().nth(line)
+        );
+    }
+}
+
+#[test]
+fn an_unknown_field_lists_the_fields_of_its_part_in_file_order() {
+    let err = parse(&MLP.replace("width:", "widht:")).unwrap_err();
+    let (_, _, msg) = position(&err);
+    assert!(
+        msg.ends_with("unknown field `widht`; expected one of `depth`, `width`, `per_layer_width`, `activation`, `dropout`, `batch_norm`"),
+        "{msg}"
+    );
+    let err = parse("(task: Classification, model: Cnn(()), train: (lr: Fixed(0.1)))").unwrap_err();
+    assert!(
+        err.to_string().ends_with("unknown field `lr`; expected one of `optimizer`, `learning_rate`, `momentum`, `batch_size`, `weight_decay`, `max_epochs`, `patience`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_field_written_twice_is_an_error() {
+    let err = parse("(task: Classification, model: Mlp((depth: Fixed(1), depth: Fixed(2))))")
+        .unwrap_err();
+    assert!(err.to_string().contains("duplicate field `depth`"), "{err}");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_field() {
+    let err = parse("(task: Classification, model: Cnn((block: Fixed(Wide))))").unwrap_err();
+    assert!(err.to_string().contains("`block`"), "{err}");
+    let err = parse("(task: Classification, model: Mlp((dropout: Fixed(true))))").unwrap_err();
+    assert!(err.to_string().contains("`dropout`"), "{err}");
+}

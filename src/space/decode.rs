@@ -1,5 +1,6 @@
 //! Turns a sampled [`Config`] into a typed candidate: the architecture and its training settings.
 
+use super::params::{augment, cnn, mlp, train, Lit, ParamDecl};
 use super::{Choice, Config, Distribution, Family, ParamValue, SearchSpace};
 use serde::{Deserialize, Serialize};
 
@@ -124,63 +125,97 @@ pub struct Candidate {
     pub train: TrainSettings,
 }
 
-/// Reads typed values out of a configuration that the space has validated.
+/// Reads typed values out of a configuration that the space has validated, each parameter named
+/// by its declaration.
 struct Reader<'a> {
     space: &'a SearchSpace,
     config: &'a Config,
 }
 
 impl Reader<'_> {
-    fn choice(&self, name: &str) -> Option<&Choice> {
-        let p = self.space.param(name)?;
-        match (&p.dist, self.config.get(name)?) {
-            (Distribution::Categorical { choices }, ParamValue::Cat(i)) => choices.get(*i),
-            _ => None,
-        }
-    }
-
-    fn int(&self, name: &str, default: i64) -> i64 {
+    /// The value of `name` (a parameter declared by `decl`), or the declaration's [`fallback`];
+    /// `None` when the value is of another type than the space says.
+    fn lit(&self, name: &str, decl: &ParamDecl) -> Option<Lit> {
+        let fallback = fallback(decl);
         match self.config.get(name) {
-            Some(ParamValue::Int(v)) => *v,
-            Some(ParamValue::Float(v)) => v.round() as i64,
-            Some(ParamValue::Cat(_)) => match self.choice(name) {
-                Some(Choice::Int(v)) => *v,
-                Some(Choice::Float(v)) => v.round() as i64,
-                _ => default,
+            None => Some(fallback),
+            Some(ParamValue::Int(v)) => Some(Lit::Int(*v)),
+            Some(ParamValue::Float(v)) => Some(Lit::Float(*v)),
+            Some(ParamValue::Cat(i)) => {
+                let p = self.space.param(name)?;
+                match &p.dist {
+                    Distribution::Categorical { choices } => match choices.get(*i)? {
+                        Choice::Int(v) => Some(Lit::Int(*v)),
+                        Choice::Float(v) => Some(Lit::Float(*v)),
+                        Choice::Bool(b) => Some(Lit::Bool(*b)),
+                        Choice::Str(s) => label_of(fallback, s),
+                    },
+                    _ => None,
+                }
+                .or(Some(fallback))
+            }
+        }
+    }
+
+    fn int_named(&self, name: &str, decl: &ParamDecl) -> i64 {
+        match self.lit(name, decl) {
+            Some(Lit::Int(v)) => v,
+            Some(Lit::Float(v)) => v.round() as i64,
+            _ => match fallback(decl) {
+                Lit::Int(v) => v,
+                other => panic!("`{}` is declared {other:?}, not an integer", decl.name),
             },
-            None => default,
         }
     }
 
-    fn usize(&self, name: &str, default: usize) -> usize {
-        self.int(name, default as i64).max(0) as usize
+    fn usize(&self, decl: &ParamDecl) -> usize {
+        self.int_named(decl.name, decl).max(0) as usize
     }
 
-    fn float(&self, name: &str, default: f64) -> f64 {
-        match self.config.get(name) {
-            Some(ParamValue::Float(v)) => *v,
-            Some(ParamValue::Int(v)) => *v as f64,
-            Some(ParamValue::Cat(_)) => match self.choice(name) {
-                Some(Choice::Float(v)) => *v,
-                Some(Choice::Int(v)) => *v as f64,
-                _ => default,
+    fn float(&self, decl: &ParamDecl) -> f64 {
+        match self.lit(decl.name, decl) {
+            Some(Lit::Float(v)) => v,
+            Some(Lit::Int(v)) => v as f64,
+            _ => match fallback(decl) {
+                Lit::Float(v) => v,
+                other => panic!("`{}` is declared {other:?}, not a number", decl.name),
             },
-            None => default,
         }
     }
 
-    fn bool(&self, name: &str, default: bool) -> bool {
-        match self.choice(name) {
-            Some(Choice::Bool(b)) => *b,
-            _ => default,
+    fn bool(&self, decl: &ParamDecl) -> bool {
+        match self.lit(decl.name, decl) {
+            Some(Lit::Bool(b)) => b,
+            _ => match fallback(decl) {
+                Lit::Bool(v) => v,
+                other => panic!("`{}` is declared {other:?}, not true/false", decl.name),
+            },
         }
     }
 
-    fn label<T>(&self, name: &str, parse: fn(&str) -> Option<T>, default: T) -> T {
-        match self.choice(name) {
-            Some(Choice::Str(s)) => parse(s).unwrap_or(default),
-            _ => default,
-        }
+    /// A named option: `get` picks the variant out of the declaration's value type.
+    fn named<T>(&self, decl: &ParamDecl, get: fn(Lit) -> Option<T>) -> T {
+        self.lit(decl.name, decl)
+            .and_then(get)
+            .or_else(|| get(fallback(decl)))
+            .unwrap_or_else(|| panic!("`{}` is declared as another type", decl.name))
+    }
+}
+
+/// What a candidate carries for `decl` when a configuration lacks it: `otherwise` for a
+/// conditional parameter, else the first value of the default domain.
+fn fallback(decl: &ParamDecl) -> Lit {
+    decl.when.map_or(decl.default.first(), |w| w.otherwise)
+}
+
+/// The named option labelled `label`, of the same type as `like`.
+fn label_of(like: Lit, label: &str) -> Option<Lit> {
+    match like {
+        Lit::Activation(_) => Activation::from_label(label).map(Lit::Activation),
+        Lit::Block(_) => BlockKind::from_label(label).map(Lit::Block),
+        Lit::Downsample(_) => Downsample::from_label(label).map(Lit::Downsample),
+        Lit::Optimizer(_) => OptimizerName::from_label(label).map(Lit::Optimizer),
+        Lit::Int(_) | Lit::Float(_) | Lit::Bool(_) => None,
     }
 }
 
@@ -191,55 +226,72 @@ impl SearchSpace {
             space: self,
             config,
         };
-        let activation = r.label("activation", Activation::from_label, Activation::Relu);
+        let activation = |decl| {
+            r.named(decl, |l| match l {
+                Lit::Activation(a) => Some(a),
+                _ => None,
+            })
+        };
         let arch = match self.family {
             Family::Mlp => {
-                let depth = r.usize("depth", 1);
-                let hidden = if r.bool("per_layer_width", false) {
-                    (1..=depth)
-                        .map(|i| r.usize(&format!("width_{i}"), 64).max(1))
+                let depth = r.usize(&mlp::DEPTH);
+                let hidden = if r.bool(&mlp::PER_LAYER_WIDTH) {
+                    (1..=depth as i64)
+                        .map(|i| {
+                            let w = r.int_named(&mlp::layer_width(i), &mlp::WIDTH);
+                            (w.max(0) as usize).max(1)
+                        })
                         .collect()
                 } else {
-                    vec![r.usize("width", 64).max(1); depth]
+                    vec![r.usize(&mlp::WIDTH).max(1); depth]
                 };
                 Architecture::Mlp(MlpArch {
                     hidden,
-                    activation,
-                    dropout: r.float("dropout", 0.0),
-                    batch_norm: r.bool("batch_norm", false),
+                    activation: activation(&mlp::ACTIVATION),
+                    dropout: r.float(&mlp::DROPOUT),
+                    batch_norm: r.bool(&mlp::BATCH_NORM),
                 })
             }
             Family::Cnn => Architecture::Cnn(CnnArch {
-                stages: r.usize("stages", 1).max(1),
-                blocks_per_stage: r.usize("blocks_per_stage", 1).max(1),
-                block: r.label("block", BlockKind::from_label, BlockKind::Plain),
-                width: r.usize("width", 16).max(1),
-                growth_rate: r.usize("growth_rate", 12).max(1),
-                expansion: r.usize("expansion", 1).max(1),
-                kernel: r.usize("kernel", 3).max(1),
-                downsample: r.label("downsample", Downsample::from_label, Downsample::MaxPool),
-                activation,
-                dropout: r.float("dropout", 0.0),
-                batch_norm: r.bool("batch_norm", true),
+                stages: r.usize(&cnn::STAGES).max(1),
+                blocks_per_stage: r.usize(&cnn::BLOCKS_PER_STAGE).max(1),
+                block: r.named(&cnn::BLOCK, |l| match l {
+                    Lit::Block(b) => Some(b),
+                    _ => None,
+                }),
+                width: r.usize(&cnn::WIDTH).max(1),
+                growth_rate: r.usize(&cnn::GROWTH_RATE).max(1),
+                expansion: r.usize(&cnn::EXPANSION).max(1),
+                kernel: r.usize(&cnn::KERNEL).max(1),
+                downsample: r.named(&cnn::DOWNSAMPLE, |l| match l {
+                    Lit::Downsample(d) => Some(d),
+                    _ => None,
+                }),
+                activation: activation(&cnn::ACTIVATION),
+                dropout: r.float(&cnn::DROPOUT),
+                batch_norm: r.bool(&cnn::BATCH_NORM),
             }),
         };
-        let optimizer = match r.label("optimizer", OptimizerName::from_label, OptimizerName::Adam) {
+        let optimizer = match r.named(&train::OPTIMIZER, |l| match l {
+            Lit::Optimizer(o) => Some(o),
+            _ => None,
+        }) {
             OptimizerName::Adam => OptimizerKind::Adam,
             OptimizerName::Sgd => OptimizerKind::Sgd {
-                momentum: r.float("momentum", 0.9),
+                momentum: r.float(&train::MOMENTUM),
             },
         };
         let train = TrainSettings {
             optimizer,
-            learning_rate: r.float("learning_rate", 1e-3),
-            batch_size: r.usize("batch_size", 64).max(1),
-            weight_decay: r.float("weight_decay", 0.0),
-            max_epochs: r.usize("max_epochs", 50).max(1),
-            patience: r.usize("patience", 5).max(1),
+            learning_rate: r.float(&train::LEARNING_RATE),
+            batch_size: r.usize(&train::BATCH_SIZE).max(1),
+            weight_decay: r.float(&train::WEIGHT_DECAY),
+            max_epochs: r.usize(&train::MAX_EPOCHS).max(1),
+            patience: r.usize(&train::PATIENCE).max(1),
             augment: AugmentSettings {
-                shift: r.usize("shift", 0),
-                hflip: r.bool("hflip", false),
-                noise: r.float("noise", 0.0),
+                shift: r.usize(&augment::SHIFT),
+                hflip: r.bool(&augment::HFLIP),
+                noise: r.float(&augment::NOISE),
             },
         };
         Candidate { arch, train }

@@ -7,6 +7,7 @@
 
 pub mod decode;
 mod error;
+pub mod params;
 pub mod schema;
 
 pub use decode::{

@@ -1,13 +1,17 @@
 //! The RON schema of a search-space file and its one-time validation into a [`SearchSpace`].
 //!
 //! Every field of a family is a domain: `Fixed(v)`, `Range(lo, hi)`, `LogRange(lo, hi)` or
-//! `Choice([..])`. Omitted fields take the defaults listed in `search_spaces/README.md`.
+//! `Choice([..])`. The fields of each part and their defaults are the declarations in
+//! [`super::params`]; `search_spaces/README.md` lists them (a test keeps the two in step).
 
-use super::decode::{Activation, BlockKind, Downsample, OptimizerName};
+use super::params::{self, mlp, DefaultDom, Lit, ParamDecl, When};
 use super::{Choice, Condition, Distribution, Family, ParamSpec, SearchSpace, SpaceError};
 use crate::data::Task;
 use ron::extensions::Extensions;
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 /// A sampling domain as written in RON.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -38,51 +42,174 @@ pub enum ModelSpace {
     Cnn(CnnSpace),
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MlpSpace {
-    pub depth: Option<Dom<i64>>,
-    pub width: Option<Dom<i64>>,
-    pub per_layer_width: Option<Dom<bool>>,
-    pub activation: Option<Dom<Activation>>,
-    pub dropout: Option<Dom<f64>>,
-    pub batch_norm: Option<Dom<bool>>,
+/// The fields of one part (`Mlp((..))`, `Cnn((..))`, `train`, `augment`) as written, in the
+/// order of the part's declaration table; `None` where a field is left out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part<P> {
+    pub written: Vec<Option<Dom<Lit>>>,
+    part: PhantomData<P>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CnnSpace {
-    pub stages: Option<Dom<i64>>,
-    pub blocks_per_stage: Option<Dom<i64>>,
-    pub block: Option<Dom<BlockKind>>,
-    pub width: Option<Dom<i64>>,
-    pub growth_rate: Option<Dom<i64>>,
-    pub expansion: Option<Dom<i64>>,
-    pub kernel: Option<Dom<i64>>,
-    pub downsample: Option<Dom<Downsample>>,
-    pub activation: Option<Dom<Activation>>,
-    pub dropout: Option<Dom<f64>>,
-    pub batch_norm: Option<Dom<bool>>,
+impl<P> Default for Part<P> {
+    fn default() -> Self {
+        Part {
+            written: Vec::new(),
+            part: PhantomData,
+        }
+    }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainSpace {
-    pub optimizer: Option<Dom<OptimizerName>>,
-    pub learning_rate: Option<Dom<f64>>,
-    pub momentum: Option<Dom<f64>>,
-    pub batch_size: Option<Dom<i64>>,
-    pub weight_decay: Option<Dom<f64>>,
-    pub max_epochs: Option<Dom<i64>>,
-    pub patience: Option<Dom<i64>>,
+impl<P: PartKind> Part<P> {
+    /// The domain written for `decl`, a parameter of this part.
+    pub fn get(&self, decl: &ParamDecl) -> Option<&Dom<Lit>> {
+        let i = P::decls().iter().position(|d| std::ptr::eq(*d, decl))?;
+        self.written.get(i)?.as_ref()
+    }
+
+    pub fn any_written(&self) -> bool {
+        self.written.iter().any(Option::is_some)
+    }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AugmentSpace {
-    pub shift: Option<Dom<i64>>,
-    pub hflip: Option<Dom<bool>>,
-    pub noise: Option<Dom<f64>>,
+/// A part of the file: its declaration table and the struct name RON's messages use.
+pub trait PartKind {
+    const STRUCT: &'static str;
+    fn decls() -> &'static [&'static ParamDecl];
+    /// The field names, for serde's "expected one of" (which wants a `'static` slice).
+    fn names() -> &'static [&'static str];
+}
+
+macro_rules! part_kind {
+    ($($t:ident: $s:literal => $table:path),* $(,)?) => {$(
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct $t;
+        impl PartKind for $t {
+            const STRUCT: &'static str = $s;
+            fn decls() -> &'static [&'static ParamDecl] {
+                $table
+            }
+            fn names() -> &'static [&'static str] {
+                static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+                NAMES.get_or_init(|| $table.iter().map(|d| d.name).collect())
+            }
+        }
+    )*};
+}
+part_kind!(
+    MlpPart: "MlpSpace" => params::mlp::PART,
+    CnnPart: "CnnSpace" => params::cnn::PART,
+    TrainPart: "TrainSpace" => params::train::PART,
+    AugmentPart: "AugmentSpace" => params::augment::PART,
+);
+
+pub type MlpSpace = Part<MlpPart>;
+pub type CnnSpace = Part<CnnPart>;
+pub type TrainSpace = Part<TrainPart>;
+pub type AugmentSpace = Part<AugmentPart>;
+
+impl<'de, P: PartKind> Deserialize<'de> for Part<P> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_struct(P::STRUCT, P::names(), PartVisitor(PhantomData::<P>))
+    }
+}
+
+/// Reads a part as serde's derive would read a struct of `Option<Dom<T>>` fields with
+/// `deny_unknown_fields` and `default`, each `T` taken from the declaration.
+struct PartVisitor<P>(PhantomData<P>);
+
+impl<'de, P: PartKind> Visitor<'de> for PartVisitor<P> {
+    type Value = Part<P>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "struct {}", P::STRUCT)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Part<P>, A::Error> {
+        let decls = P::decls();
+        let mut written: Vec<Option<Dom<Lit>>> = vec![None; decls.len()];
+        let mut seen = vec![false; decls.len()];
+        while let Some(i) = map.next_key_seed(FieldSeed(P::names()))? {
+            if seen[i] {
+                return Err(de::Error::duplicate_field(decls[i].name));
+            }
+            seen[i] = true;
+            written[i] = map.next_value_seed(DomSeed(decls[i].kind()))?;
+        }
+        Ok(Part {
+            written,
+            part: PhantomData,
+        })
+    }
+}
+
+/// A field name, as its index in the part's table.
+struct FieldSeed(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for FieldSeed {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl Visitor<'_> for FieldSeed {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("field identifier")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.0
+            .iter()
+            .position(|n| *n == v)
+            .ok_or_else(|| E::unknown_field(v, self.0))
+    }
+}
+
+/// A domain whose values have the type of `kind`'s variant.
+struct DomSeed(Lit);
+
+impl<'de> DeserializeSeed<'de> for DomSeed {
+    type Value = Option<Dom<Lit>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        fn read<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+            d: D,
+            lit: fn(T) -> Lit,
+        ) -> Result<Option<Dom<Lit>>, D::Error> {
+            Ok(Option::<Dom<T>>::deserialize(d)?.map(|dom| dom.map(lit)))
+        }
+        match self.0 {
+            Lit::Int(_) => read(d, Lit::Int),
+            Lit::Float(_) => read(d, Lit::Float),
+            Lit::Bool(_) => read(d, Lit::Bool),
+            Lit::Activation(_) => read(d, Lit::Activation),
+            Lit::Block(_) => read(d, Lit::Block),
+            Lit::Downsample(_) => read(d, Lit::Downsample),
+            Lit::Optimizer(_) => read(d, Lit::Optimizer),
+        }
+    }
+}
+
+impl<T> Dom<T> {
+    fn map<U>(self, f: impl Fn(T) -> U) -> Dom<U> {
+        match self {
+            Dom::Fixed(v) => Dom::Fixed(f(v)),
+            Dom::Range(a, b) => Dom::Range(f(a), f(b)),
+            Dom::LogRange(a, b) => Dom::LogRange(f(a), f(b)),
+            Dom::Choice(vs) => Dom::Choice(vs.into_iter().map(f).collect()),
+        }
+    }
+}
+
+impl From<DefaultDom> for Dom<Lit> {
+    fn from(d: DefaultDom) -> Dom<Lit> {
+        match d {
+            DefaultDom::Fixed(v) => Dom::Fixed(v),
+            DefaultDom::Range(a, b) => Dom::Range(a, b),
+            DefaultDom::Choice(vs) => Dom::Choice(vs.to_vec()),
+        }
+    }
 }
 
 /// Parses RON text; syntax and type errors carry RON's own line and column.
@@ -158,80 +285,48 @@ fn lower_first(s: &str) -> String {
     }
 }
 
-/// A value type that can appear inside a domain.
-trait DomValue: Clone + std::fmt::Debug {
-    fn choice(&self) -> Choice;
-    /// The distribution of `Range`/`LogRange`, or why this type has none.
-    fn range(lo: &Self, hi: &Self, log: bool) -> Result<Distribution, String>;
-}
-
-impl DomValue for i64 {
-    fn choice(&self) -> Choice {
-        Choice::Int(*self)
-    }
-    fn range(lo: &i64, hi: &i64, log: bool) -> Result<Distribution, String> {
-        if lo > hi {
-            return Err(format!("empty range: low {lo} is above high {hi}"));
-        }
-        if log && *lo <= 0 {
-            return Err(format!(
-                "a log range must stay above 0, but it starts at {lo}"
-            ));
-        }
-        Ok(Distribution::Int {
-            low: *lo,
-            high: *hi,
-            log,
-        })
-    }
-}
-
-impl DomValue for f64 {
-    fn choice(&self) -> Choice {
-        Choice::Float(*self)
-    }
-    fn range(lo: &f64, hi: &f64, log: bool) -> Result<Distribution, String> {
-        if !lo.is_finite() || !hi.is_finite() {
-            return Err("range bounds must be finite numbers".into());
-        }
-        if lo > hi {
-            return Err(format!("empty range: low {lo} is above high {hi}"));
-        }
-        if log && *lo <= 0.0 {
-            return Err(format!(
-                "a log range must stay above 0, but it starts at {lo}"
-            ));
-        }
-        Ok(Distribution::Float {
-            low: *lo,
-            high: *hi,
-            log,
-        })
-    }
-}
-
-impl DomValue for bool {
-    fn choice(&self) -> Choice {
-        Choice::Bool(*self)
-    }
-    fn range(_: &bool, _: &bool, _: bool) -> Result<Distribution, String> {
-        Err("a true/false parameter takes Fixed(..) or Choice([..]), not a range".into())
-    }
-}
-
-macro_rules! label_dom_value {
-    ($($t:ty),*) => {$(
-        impl DomValue for $t {
-            fn choice(&self) -> Choice {
-                Choice::Str(self.label().to_string())
+/// The distribution of `Range`/`LogRange` for values of `lo`'s type, or why that type has none.
+fn range(lo: &Lit, hi: &Lit, log: bool) -> Result<Distribution, String> {
+    match (*lo, *hi) {
+        (Lit::Int(lo), Lit::Int(hi)) => {
+            if lo > hi {
+                return Err(format!("empty range: low {lo} is above high {hi}"));
             }
-            fn range(_: &Self, _: &Self, _: bool) -> Result<Distribution, String> {
-                Err("a named option takes Fixed(..) or Choice([..]), not a range".into())
+            if log && lo <= 0 {
+                return Err(format!(
+                    "a log range must stay above 0, but it starts at {lo}"
+                ));
             }
+            Ok(Distribution::Int {
+                low: lo,
+                high: hi,
+                log,
+            })
         }
-    )*};
+        (Lit::Float(lo), Lit::Float(hi)) => {
+            if !lo.is_finite() || !hi.is_finite() {
+                return Err("range bounds must be finite numbers".into());
+            }
+            if lo > hi {
+                return Err(format!("empty range: low {lo} is above high {hi}"));
+            }
+            if log && lo <= 0.0 {
+                return Err(format!(
+                    "a log range must stay above 0, but it starts at {lo}"
+                ));
+            }
+            Ok(Distribution::Float {
+                low: lo,
+                high: hi,
+                log,
+            })
+        }
+        (Lit::Bool(_), _) => {
+            Err("a true/false parameter takes Fixed(..) or Choice([..]), not a range".into())
+        }
+        _ => Err("a named option takes Fixed(..) or Choice([..]), not a range".into()),
+    }
 }
-label_dom_value!(Activation, BlockKind, Downsample, OptimizerName);
 
 /// Accumulates checked parameters, reporting errors at the key's position in the text.
 struct Checker<'a> {
@@ -245,36 +340,40 @@ impl Checker<'_> {
         SpaceError::at_key(self.text, self.file, key, format!("`{key}`: {message}"))
     }
 
-    /// Converts a domain (or its default), checks every value with `valid`, and appends it.
-    fn add<T: DomValue>(
+    /// Converts a domain, checks every value it names against `decl`, and appends it as `key`.
+    fn add(
         &mut self,
         key: &str,
-        dom: &Option<Dom<T>>,
-        default: Dom<T>,
-        valid: impl Fn(&T) -> Result<(), String>,
+        decl: &ParamDecl,
+        dom: &Dom<Lit>,
         conditions: Vec<Condition>,
     ) -> Result<Distribution, SpaceError> {
-        let dom = dom.clone().unwrap_or(default);
-        let values: Vec<T> = match &dom {
-            Dom::Fixed(v) => vec![v.clone()],
-            Dom::Range(a, b) | Dom::LogRange(a, b) => vec![a.clone(), b.clone()],
+        let values: Vec<Lit> = match dom {
+            Dom::Fixed(v) => vec![*v],
+            Dom::Range(a, b) | Dom::LogRange(a, b) => vec![*a, *b],
             Dom::Choice(vs) => vs.clone(),
         };
-        let dist = match &dom {
+        let dist = match dom {
             Dom::Fixed(v) => Distribution::Categorical {
                 choices: vec![v.choice()],
             },
-            Dom::Range(a, b) => T::range(a, b, false).map_err(|m| self.err(key, m))?,
-            Dom::LogRange(a, b) => T::range(a, b, true).map_err(|m| self.err(key, m))?,
+            Dom::Range(a, b) => range(a, b, false).map_err(|m| self.err(key, m))?,
+            Dom::LogRange(a, b) => range(a, b, true).map_err(|m| self.err(key, m))?,
             Dom::Choice(vs) if vs.is_empty() => {
                 return Err(self.err(key, "Choice needs at least one value".into()))
             }
             Dom::Choice(vs) => Distribution::Categorical {
-                choices: vs.iter().map(|v| v.choice()).collect(),
+                choices: vs.iter().map(Lit::choice).collect(),
             },
         };
         for v in &values {
-            valid(v).map_err(|m| self.err(key, m))?;
+            (decl.check)(v).map_err(|m| self.err(key, m))?;
+        }
+        if let Some(limit) = &decl.at_most {
+            let max = max_int(&dist);
+            if max > limit.most {
+                return Err(self.err(key, (limit.message)(max)));
+            }
         }
         self.params.push(ParamSpec {
             name: key.to_string(),
@@ -284,95 +383,119 @@ impl Checker<'_> {
         Ok(dist)
     }
 
-    /// The choice indices of categorical parameter `param` whose label is `label`.
-    fn indices_of(&self, param: &str, label: &str) -> Vec<usize> {
-        match self
-            .params
-            .iter()
-            .find(|p| p.name == param)
-            .map(|p| &p.dist)
-        {
+    /// The condition "`parent` is `is`"; an error when the parent can never take that value and
+    /// the dependent parameter `decl` is written in the file, where it would go unused.
+    fn when(&self, decl: &ParamDecl, when: &When, written: bool) -> Result<Condition, SpaceError> {
+        let parent = when.parent.name;
+        let is = when.is.choice();
+        let choices: Vec<usize> = match self.param(parent).map(|p| &p.dist) {
             Some(Distribution::Categorical { choices }) => choices
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.to_string() == label)
+                .filter(|(_, c)| **c == is)
                 .map(|(i, _)| i)
                 .collect(),
             _ => Vec::new(),
-        }
-    }
-
-    /// The condition "`param` is `label`"; an error when `param` can never take that value,
-    /// which would leave the dependent parameter `child` (written in the file) unused.
-    fn when(
-        &self,
-        child: &str,
-        child_written: bool,
-        param: &str,
-        label: &str,
-    ) -> Result<Condition, SpaceError> {
-        let choices = self.indices_of(param, label);
-        if choices.is_empty() && child_written {
+        };
+        if choices.is_empty() && written && when.unused_is_error {
             return Err(self.err(
-                child,
-                format!(
-                    "only applies when `{param}` is {label}, but `{param}` never takes {label}"
-                ),
+                decl.name,
+                format!("only applies when `{parent}` is {is}, but `{parent}` never takes {is}"),
             ));
         }
         Ok(Condition::OneOf {
-            param: param.to_string(),
+            param: parent.to_string(),
             choices,
         })
     }
 
-    fn max_int(&self, dist: &Distribution) -> i64 {
-        match dist {
-            Distribution::Int { high, .. } => *high,
-            Distribution::Categorical { choices } => choices
-                .iter()
-                .filter_map(|c| match c {
-                    Choice::Int(i) => Some(*i),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0),
-            Distribution::Float { .. } => 0,
-        }
+    fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
     }
-}
 
-fn at_least<T: PartialOrd + std::fmt::Display>(min: T) -> impl Fn(&T) -> Result<(), String> {
-    move |v| {
-        if *v >= min {
-            Ok(())
-        } else {
-            Err(format!("{v} is below the smallest allowed value {min}"))
+    /// Adds every parameter of a part in table order, except that a conditional parameter
+    /// written before its parent follows the parent (samplers need parents first).
+    fn part<P: PartKind>(&mut self, part: &Part<P>) -> Result<(), SpaceError> {
+        let mut waiting: Vec<&'static ParamDecl> = Vec::new();
+        for &decl in P::decls() {
+            let parent_missing = decl
+                .when
+                .is_some_and(|w| self.param(w.parent.name).is_none());
+            if parent_missing {
+                waiting.push(decl);
+                continue;
+            }
+            self.declared(part, decl)?;
+            let (ready, rest): (Vec<_>, Vec<_>) = waiting
+                .into_iter()
+                .partition(|w| w.when.is_some_and(|w| std::ptr::eq(w.parent, decl)));
+            waiting = rest;
+            for w in ready {
+                self.declared(part, w)?;
+            }
         }
-    }
-}
-
-fn between(lo: f64, hi: f64) -> impl Fn(&f64) -> Result<(), String> {
-    move |v| {
-        if (lo..hi).contains(v) {
-            Ok(())
-        } else {
-            Err(format!("{v} is outside [{lo}, {hi})"))
-        }
-    }
-}
-
-fn any<T>(_: &T) -> Result<(), String> {
-    Ok(())
-}
-
-fn odd_kernel(v: &i64) -> Result<(), String> {
-    if *v >= 1 && v % 2 == 1 {
         Ok(())
-    } else {
-        Err(format!(
-            "kernel size {v} must be an odd number >= 1 (\"same\" padding)"
-        ))
+    }
+
+    /// Adds `decl` with the domain written in `part` or its default.
+    fn declared<P: PartKind>(
+        &mut self,
+        part: &Part<P>,
+        decl: &'static ParamDecl,
+    ) -> Result<(), SpaceError> {
+        let written = part.get(decl);
+        let dom = written.cloned().unwrap_or_else(|| decl.default.into());
+        let conditions = match decl.when {
+            Some(w) => vec![self.when(decl, w, written.is_some())?],
+            None => Vec::new(),
+        };
+        self.add(decl.name, decl, &dom, conditions)?;
+        if std::ptr::eq(decl, &mlp::WIDTH) {
+            self.layer_widths(&dom)?;
+        }
+        Ok(())
+    }
+
+    /// `width_1..width_D` for the deepest network, when widths may be drawn per layer; each
+    /// shares the domain of `width` and exists while the network is at least that deep.
+    fn layer_widths(&mut self, width: &Dom<Lit>) -> Result<(), SpaceError> {
+        let per_layer = When {
+            parent: &mlp::PER_LAYER_WIDTH,
+            is: Lit::Bool(true),
+            unused_is_error: false,
+            otherwise: Lit::Bool(false),
+        };
+        let per_layer = self.when(&mlp::PER_LAYER_WIDTH, &per_layer, false)?;
+        if matches!(&per_layer, Condition::OneOf { choices, .. } if choices.is_empty()) {
+            return Ok(());
+        }
+        let max_depth = self.param(mlp::DEPTH.name).map_or(0, |p| max_int(&p.dist));
+        for i in 1..=max_depth {
+            let conds = vec![
+                per_layer.clone(),
+                Condition::AtLeast {
+                    param: mlp::DEPTH.name.into(),
+                    min: i,
+                },
+            ];
+            self.add(&mlp::layer_width(i), &mlp::WIDTH, width, conds)?;
+        }
+        Ok(())
+    }
+}
+
+fn max_int(dist: &Distribution) -> i64 {
+    match dist {
+        Distribution::Int { high, .. } => *high,
+        Distribution::Categorical { choices } => choices
+            .iter()
+            .filter_map(|c| match c {
+                Choice::Int(i) => Some(*i),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0),
+        Distribution::Float { .. } => 0,
     }
 }
 
@@ -386,21 +509,18 @@ impl SpaceFile {
         };
         let family = match &self.model {
             ModelSpace::Mlp(m) => {
-                check_mlp(&mut c, m)?;
+                c.part(m)?;
                 Family::Mlp
             }
             ModelSpace::Cnn(m) => {
-                check_cnn(&mut c, m)?;
+                c.part(m)?;
                 Family::Cnn
             }
         };
-        check_train(&mut c, &self.train)?;
+        c.part(&self.train)?;
         if family == Family::Cnn {
-            let a = &self.augment;
-            c.add("shift", &a.shift, Dom::Fixed(0), at_least(0), vec![])?;
-            c.add("hflip", &a.hflip, Dom::Fixed(false), any, vec![])?;
-            c.add("noise", &a.noise, Dom::Fixed(0.0), at_least(0.0), vec![])?;
-        } else if a_written(&self.augment) {
+            c.part(&self.augment)?;
+        } else if self.augment.any_written() {
             return Err(c.err(
                 "augment",
                 "data augmentation applies to the Cnn family (image-shaped inputs)".into(),
@@ -415,189 +535,4 @@ impl SpaceFile {
             source: text.to_string(),
         })
     }
-}
-
-fn a_written(a: &AugmentSpace) -> bool {
-    a.shift.is_some() || a.hflip.is_some() || a.noise.is_some()
-}
-
-fn check_mlp(c: &mut Checker, m: &MlpSpace) -> Result<(), SpaceError> {
-    let depth = c.add("depth", &m.depth, Dom::Range(1, 3), at_least(0), vec![])?;
-    let max_depth = c.max_int(&depth);
-    if max_depth > 64 {
-        return Err(c.err(
-            "depth",
-            format!("{max_depth} hidden layers is more than 64"),
-        ));
-    }
-    let width_default = Dom::Choice(vec![64, 128, 256]);
-    c.add(
-        "per_layer_width",
-        &m.per_layer_width,
-        Dom::Fixed(false),
-        any,
-        vec![],
-    )?;
-    let shared = c.when("width", false, "per_layer_width", "false")?;
-    c.add(
-        "width",
-        &m.width,
-        width_default.clone(),
-        at_least(1),
-        vec![shared],
-    )?;
-    let per_layer = c.when("per_layer_width", false, "per_layer_width", "true")?;
-    if !matches!(&per_layer, Condition::OneOf { choices, .. } if choices.is_empty()) {
-        for i in 1..=max_depth {
-            let conds = vec![
-                per_layer.clone(),
-                Condition::AtLeast {
-                    param: "depth".into(),
-                    min: i,
-                },
-            ];
-            let key = format!("width_{i}");
-            // Per-layer widths share the domain written as `width`.
-            let dom = m.width.clone().unwrap_or(width_default.clone());
-            c.add(&key, &Some(dom), Dom::Fixed(1), at_least(1), conds)?;
-        }
-    }
-    c.add(
-        "activation",
-        &m.activation,
-        Dom::Fixed(Activation::Relu),
-        any,
-        vec![],
-    )?;
-    c.add(
-        "dropout",
-        &m.dropout,
-        Dom::Fixed(0.0),
-        between(0.0, 1.0),
-        vec![],
-    )?;
-    c.add("batch_norm", &m.batch_norm, Dom::Fixed(false), any, vec![])?;
-    Ok(())
-}
-
-fn check_cnn(c: &mut Checker, m: &CnnSpace) -> Result<(), SpaceError> {
-    let stages = c.add("stages", &m.stages, Dom::Range(1, 3), at_least(1), vec![])?;
-    if c.max_int(&stages) > 6 {
-        return Err(c.err("stages", "at most 6 stages are supported".into()));
-    }
-    c.add(
-        "blocks_per_stage",
-        &m.blocks_per_stage,
-        Dom::Range(1, 2),
-        at_least(1),
-        vec![],
-    )?;
-    c.add(
-        "block",
-        &m.block,
-        Dom::Choice(vec![BlockKind::Plain, BlockKind::Residual]),
-        any,
-        vec![],
-    )?;
-    c.add(
-        "width",
-        &m.width,
-        Dom::Choice(vec![16, 32]),
-        at_least(1),
-        vec![],
-    )?;
-    let dense = c.when("growth_rate", m.growth_rate.is_some(), "block", "dense")?;
-    c.add(
-        "growth_rate",
-        &m.growth_rate,
-        Dom::Choice(vec![8, 12]),
-        at_least(1),
-        vec![dense],
-    )?;
-    let sep = c.when("expansion", m.expansion.is_some(), "block", "separable")?;
-    c.add(
-        "expansion",
-        &m.expansion,
-        Dom::Fixed(1),
-        at_least(1),
-        vec![sep],
-    )?;
-    c.add("kernel", &m.kernel, Dom::Fixed(3), odd_kernel, vec![])?;
-    c.add(
-        "downsample",
-        &m.downsample,
-        Dom::Fixed(Downsample::MaxPool),
-        any,
-        vec![],
-    )?;
-    c.add(
-        "activation",
-        &m.activation,
-        Dom::Fixed(Activation::Relu),
-        any,
-        vec![],
-    )?;
-    c.add(
-        "dropout",
-        &m.dropout,
-        Dom::Fixed(0.0),
-        between(0.0, 1.0),
-        vec![],
-    )?;
-    c.add("batch_norm", &m.batch_norm, Dom::Fixed(true), any, vec![])?;
-    Ok(())
-}
-
-fn check_train(c: &mut Checker, t: &TrainSpace) -> Result<(), SpaceError> {
-    c.add(
-        "optimizer",
-        &t.optimizer,
-        Dom::Fixed(OptimizerName::Adam),
-        any,
-        vec![],
-    )?;
-    c.add(
-        "learning_rate",
-        &t.learning_rate,
-        Dom::Fixed(1e-3),
-        |v: &f64| {
-            if *v > 0.0 && *v <= 10.0 {
-                Ok(())
-            } else {
-                Err(format!("learning rate {v} must be in (0, 10]"))
-            }
-        },
-        vec![],
-    )?;
-    let sgd = c.when("momentum", t.momentum.is_some(), "optimizer", "sgd")?;
-    c.add(
-        "momentum",
-        &t.momentum,
-        Dom::Fixed(0.9),
-        between(0.0, 1.0),
-        vec![sgd],
-    )?;
-    c.add(
-        "batch_size",
-        &t.batch_size,
-        Dom::Fixed(64),
-        at_least(1),
-        vec![],
-    )?;
-    c.add(
-        "weight_decay",
-        &t.weight_decay,
-        Dom::Fixed(0.0),
-        at_least(0.0),
-        vec![],
-    )?;
-    c.add(
-        "max_epochs",
-        &t.max_epochs,
-        Dom::Fixed(50),
-        at_least(1),
-        vec![],
-    )?;
-    c.add("patience", &t.patience, Dom::Fixed(5), at_least(1), vec![])?;
-    Ok(())
 }
