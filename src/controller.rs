@@ -187,7 +187,7 @@ struct Shared<'a> {
     queue: Vec<Config>,
     stop: bool,
     error: Option<SearchError>,
-    /// Trials that failed in a row, most recent last (cleared by any other ending).
+    /// How many trials in a row have failed (a finished trial sets it back to 0).
     failures: usize,
 }
 
