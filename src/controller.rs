@@ -3,9 +3,12 @@
 
 use crate::data::{kfold, train_test_split, DataError, DataSplit, Dataset, Standardizer};
 use crate::nn::Cost;
-use crate::search::{Decision, Observation, Sampler, Scheduler, TrialState};
+use crate::search::{Decision, Sampler, Scheduler, TrialState};
 use crate::space::{Candidate, Config, Family, SearchSpace};
-use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
+use crate::study::{suggest, Metric, Storage, StudyError, TestResult, TrialRecord};
+// Moved to modules without tensors (ask-and-tell studies use them too); kept at their old paths.
+pub use crate::seed::derive_seed;
+pub use crate::study::best_trial;
 use crate::sys::human_bytes;
 use crate::train::{
     cross_validate, evaluate, fit_samples, predict_view, FoldRows, Samples, Stop, Trained,
@@ -44,18 +47,6 @@ pub enum SearchError {
     /// A strategy comparison that cannot run as asked (`nas compare`).
     #[error("{0}")]
     Compare(String),
-}
-
-/// Mixes the study seed with a salt (a trial number, a purpose) into an independent seed.
-pub fn derive_seed(seed: u64, salt: u64) -> u64 {
-    // SplitMix64 finaliser: consecutive salts give unrelated seeds.
-    let mut z = seed
-        ^ salt
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 const SPLIT_SALT: u64 = 0x5EED_5EED;
@@ -306,20 +297,16 @@ impl Controller<'_> {
         let config = match sh.queue.pop() {
             Some(c) => c,
             None => {
-                let history: Vec<Observation> = sh
-                    .storage
-                    .trials()
-                    .iter()
-                    // Running trials (of other workers and processes) are shown with their
-                    // configurations so that grid search does not hand out the same point twice;
-                    // model-based samplers learn only from finished ones. The trial being created
-                    // has no configuration yet.
-                    .filter(|t| t.state != TrialState::Running || !t.config.is_empty())
-                    .map(|t| t.observation(self.metric))
-                    .collect();
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let space = self.space;
-                sh.sampler.suggest(space, &history, &mut rng)
+                let Shared {
+                    storage, sampler, ..
+                } = &mut *sh;
+                suggest(
+                    sampler.as_mut(),
+                    self.space,
+                    storage.trials(),
+                    self.metric,
+                    seed,
+                )
             }
         };
         if let Err(e) = sh.storage.set_params(number, config.clone(), seed) {
@@ -573,21 +560,6 @@ impl Controller<'_> {
         sh.fail(e);
         self.cancel.store(true, Ordering::SeqCst);
     }
-}
-
-/// The best complete trial by mean CV score.
-pub fn best_trial(trials: &[TrialRecord], metric: Metric) -> Option<&TrialRecord> {
-    trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete && t.cv_mean.is_some_and(f64::is_finite))
-        .fold(None, |best: Option<&TrialRecord>, t| match best {
-            Some(b)
-                if !metric.better(t.cv_mean.unwrap_or(f64::NAN), b.cv_mean.unwrap_or(f64::NAN)) =>
-            {
-                Some(b)
-            }
-            _ => Some(t),
-        })
 }
 
 /// The final model: trained on all non-test data, with its preprocessing.

@@ -1,16 +1,20 @@
 //! Studies: trial records, the study's metadata, and where they are stored.
 
+mod ask;
 mod journal;
 mod liveness;
 mod optuna;
 mod replay;
 
+pub use ask::{Best, Outcome, Params, Study, StudyOptions, Trial, TuneError};
 pub use journal::JournalStorage;
 pub use optuna::LOST;
 
 use crate::data::Task;
-use crate::search::{Observation, TrialState};
-use crate::space::Config;
+use crate::search::{Observation, Sampler, TrialState};
+use crate::space::{Config, SearchSpace};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use thiserror::Error;
@@ -36,11 +40,20 @@ pub enum StudyError {
     Conflict(String),
 }
 
+/// Which way a value is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    Minimize,
+    Maximize,
+}
+
 /// The score a study ranks by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Metric {
     Accuracy,
     Rmse,
+    /// The value of an objective of the user's own ([`Study`]), better in its direction.
+    Value(Direction),
 }
 
 impl Metric {
@@ -55,11 +68,19 @@ impl Metric {
         match self {
             Metric::Accuracy => "accuracy",
             Metric::Rmse => "rmse",
+            Metric::Value(_) => "value",
+        }
+    }
+
+    pub fn direction(&self) -> Direction {
+        match self {
+            Metric::Accuracy | Metric::Value(Direction::Maximize) => Direction::Maximize,
+            Metric::Rmse | Metric::Value(Direction::Minimize) => Direction::Minimize,
         }
     }
 
     pub fn higher_is_better(&self) -> bool {
-        matches!(self, Metric::Accuracy)
+        self.direction() == Direction::Maximize
     }
 
     /// The score turned lower-is-better, as samplers and schedulers see it.
@@ -194,6 +215,48 @@ pub trait Storage: Send {
     fn finish_trial(&mut self, record: TrialRecord) -> Result<(), StudyError>;
     fn set_test_result(&mut self, result: TestResult) -> Result<(), StudyError>;
     fn test_result(&self) -> Option<&TestResult>;
+}
+
+/// The view of a study's trials that samplers learn from.
+pub fn history(trials: &[TrialRecord], metric: Metric) -> Vec<Observation> {
+    trials
+        .iter()
+        // Running trials (of other workers and processes) are shown with their configurations so
+        // that grid search does not hand out the same point twice; model-based samplers learn
+        // only from finished ones. A trial being created has no configuration yet.
+        .filter(|t| t.state != TrialState::Running || !t.config.is_empty())
+        .map(|t| t.observation(metric))
+        .collect()
+}
+
+/// The configuration of the trial whose seed is `seed`, asked of `sampler` given the study's
+/// trials: the one place the search controller and ask-and-tell studies sample, so both give the
+/// same suggestions for the same seed and history.
+pub fn suggest(
+    sampler: &mut dyn Sampler,
+    space: &SearchSpace,
+    trials: &[TrialRecord],
+    metric: Metric,
+    seed: u64,
+) -> Config {
+    let history = history(trials, metric);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    sampler.suggest(space, &history, &mut rng)
+}
+
+/// The best complete trial by mean CV score.
+pub fn best_trial(trials: &[TrialRecord], metric: Metric) -> Option<&TrialRecord> {
+    trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.cv_mean.is_some_and(f64::is_finite))
+        .fold(None, |best: Option<&TrialRecord>, t| match best {
+            Some(b)
+                if !metric.better(t.cv_mean.unwrap_or(f64::NAN), b.cv_mean.unwrap_or(f64::NAN)) =>
+            {
+                Some(b)
+            }
+            _ => Some(t),
+        })
 }
 
 /// Whether a trial uses up one of the trials a study asks for: running or finished, but not
