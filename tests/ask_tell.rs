@@ -5,8 +5,7 @@ use nas::leaderboard::{self, Format};
 use nas::search::{Decision, SchedulerKind, Strategy, TrialState};
 use nas::space::{Choice, Config, SearchSpace};
 use nas::study::{
-    Direction, JournalStorage, Metric, Outcome, Storage, Study, StudyError, StudyOptions,
-    TuneError,
+    Direction, JournalStorage, Metric, Outcome, Storage, Study, StudyError, StudyOptions, TuneError,
 };
 use std::path::Path;
 
@@ -52,9 +51,7 @@ fn run(study: &Study, n: usize) -> Vec<Config> {
         .map(|_| {
             let trial = study.ask().expect("ask");
             let (value, config) = (quadratic(trial.params()), trial.params().config().clone());
-            study
-                .tell(trial, Outcome::Complete(value))
-                .expect("tell");
+            study.tell(trial, Outcome::Complete(value)).expect("tell");
             config
         })
         .collect()
@@ -102,7 +99,10 @@ fn tell_records_complete_pruned_and_failed_trials_for_the_journal_and_the_leader
     // Optuna sees a MAXIMIZE study whose values are the ones told and reported.
     let journal = std::fs::read_to_string(s.dir().join(JournalStorage::FILE)).expect("journal");
     assert!(journal.contains(r#""directions":[2]"#), "{journal}");
-    assert!(journal.contains(r#""intermediate_value":0.25"#), "{journal}");
+    assert!(
+        journal.contains(r#""intermediate_value":0.25"#),
+        "{journal}"
+    );
     assert!(journal.contains(r#""values":[0.9]"#), "{journal}");
 
     let rows = leaderboard::rows(t, storage.meta().metric, Some(s.space()));
@@ -145,7 +145,11 @@ fn report_with_asha_prunes_a_clearly_bad_trial() {
 fn tpe_beats_random_on_a_quadratic_at_a_fixed_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
     let best = |strategy: Strategy, seed: u64| {
-        let s = study(dir.path(), &format!("{strategy:?}-{seed}"), options(strategy, seed));
+        let s = study(
+            dir.path(),
+            &format!("{strategy:?}-{seed}"),
+            options(strategy, seed),
+        );
         run(&s, 30);
         s.best().expect("best").expect("complete trials").value
     };
@@ -157,7 +161,6 @@ fn tpe_beats_random_on_a_quadratic_at_a_fixed_budget() {
         mean(&tpe) < mean(&random),
         "tpe {tpe:?} vs random {random:?}"
     );
-    eprintln!("tpe {tpe:?} random {random:?}");
     let wins = tpe.iter().zip(&random).filter(|(t, r)| t < r).count();
     assert!(wins >= 3, "tpe {tpe:?} vs random {random:?}");
 }
@@ -208,7 +211,13 @@ fn a_study_refuses_another_space_or_direction_under_its_name() {
     let other = QUADRATIC.replace("Range(0.0, 1.0)", "Range(0.0, 0.5)");
     let err = Study::create(dir.path(), "fixed", space(&other), opts).err();
     assert!(
-        matches!(err, Some(TuneError::Changed { what: "search space", .. })),
+        matches!(
+            err,
+            Some(TuneError::Changed {
+                what: "search space",
+                ..
+            })
+        ),
         "{err:?}"
     );
     let mut max = opts;
@@ -233,7 +242,10 @@ fn parameters_are_read_by_type_and_misuse_is_a_typed_error() {
     );
     assert!(matches!(
         t.float("depth"),
-        Err(TuneError::WrongType { wanted: "a float", .. })
+        Err(TuneError::WrongType {
+            wanted: "a float",
+            ..
+        })
     ));
     assert!(matches!(t.int("speed"), Err(TuneError::NoParam(_))));
     // Momentum only exists with SGD; this space fixes Adam.
@@ -261,4 +273,63 @@ fn parameters_are_read_by_type_and_misuse_is_a_typed_error() {
         storage.finish_trial(rec),
         Err(StudyError::Conflict(_))
     ));
+}
+
+#[test]
+fn optuna_loads_an_ask_and_tell_study_with_its_values_and_direction() {
+    let has_optuna = std::process::Command::new("python3")
+        .args(["-c", "import optuna"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_optuna {
+        let required = ["NAS_REQUIRE_OPTUNA", "CI"]
+            .into_iter()
+            .find(|v| std::env::var(v).is_ok_and(|x| !matches!(x.as_str(), "" | "0" | "false")));
+        if let Some(var) = required {
+            panic!("{var} is set, and python3 cannot import optuna (pip install optuna)");
+        }
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"SKIPPED optuna_loads_an_ask_and_tell_study: python3 cannot import optuna\n",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = study(dir.path(), "toy", options(Strategy::Random, 9));
+    let mut pruned = s.ask().expect("ask");
+    pruned.report(1, 3.5).expect("report");
+    s.tell(pruned, Outcome::Pruned).expect("tell");
+    let done = s.ask().expect("ask");
+    let lr = done.float("learning_rate").expect("float");
+    s.tell(done, Outcome::Complete(1.25)).expect("tell");
+    let failed = s.ask().expect("ask");
+    s.tell(failed, Outcome::Failed("no".into())).expect("tell");
+    let script = r#"
+import sys, optuna
+from optuna.storages import JournalStorage
+try:
+    from optuna.storages.journal import JournalFileBackend as Backend
+except ImportError:
+    from optuna.storages import JournalFileStorage as Backend
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+s = optuna.load_study(study_name="toy", storage=JournalStorage(Backend(sys.argv[1])))
+t = s.trials
+print(s.direction.name, [x.state.name for x in t], t[0].value, t[0].intermediate_values,
+      s.best_trial.number, s.best_value, repr(s.best_params["learning_rate"]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(s.dir().join(JournalStorage::FILE))
+        .output()
+        .expect("runs python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!("MINIMIZE ['PRUNED', 'COMPLETE', 'FAIL'] 3.5 {{1: 3.5}} 1 1.25 {lr:?}")
+    );
 }

@@ -410,7 +410,19 @@ impl Study {
         if !Arc::ptr_eq(&trial.core, &self.core) {
             return Err(TuneError::OtherStudy(trial.number));
         }
+        // The leaderboard's "architecture" column: what varies, since no network is built.
+        let summary: Vec<String> = trial
+            .params
+            .config
+            .iter()
+            .filter(|(k, _)| {
+                let dist = self.space.param(k).map(|p| &p.dist);
+                dist.and_then(Distribution::cardinality) != Some(1)
+            })
+            .map(|(k, v)| format!("{k}={}", self.space.display_value(k, v)))
+            .collect();
         let mut rec = TrialRecord::new(trial.number, trial.params.config, trial.seed);
+        rec.architecture = summary.join(" ");
         rec.epochs = trial.intermediate.len();
         rec.budget = trial.intermediate.len();
         rec.intermediate = trial.intermediate;
