@@ -333,3 +333,25 @@ print(s.direction.name, [x.state.name for x in t], t[0].value, t[0].intermediate
         format!("MINIMIZE ['PRUNED', 'COMPLETE', 'FAIL'] 3.5 {{1: 3.5}} 1 1.25 {lr:?}")
     );
 }
+
+#[test]
+fn studies_and_trials_can_be_shared_with_worker_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Study>();
+    send_sync::<nas::study::Trial>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = study(dir.path(), "threads", options(Strategy::Random, 0));
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| run(&s, 3));
+        }
+    });
+    let mut numbers: Vec<usize> = s
+        .trials()
+        .expect("trials")
+        .iter()
+        .map(|t| t.number)
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, [0, 1, 2, 3, 4, 5]);
+}

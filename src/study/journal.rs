@@ -7,7 +7,8 @@
 //! whatever other processes appended since the last read.
 //!
 //! How a study maps onto Optuna's model:
-//! - the study's direction is MAXIMIZE for accuracy and MINIMIZE for RMSE; [`StudyMeta`] is kept
+//! - the study's direction is MAXIMIZE for accuracy and MINIMIZE for RMSE (an ask-and-tell
+//!   study's `Metric::Value` names its own); [`StudyMeta`] is kept
 //!   whole in the study system attribute `nas_meta` and, for people, field by field in user
 //!   attributes; the test result is the study user attribute `test_result`;
 //! - parameters carry Optuna distributions (`IntDistribution`, `FloatDistribution`,
