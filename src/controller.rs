@@ -475,7 +475,7 @@ impl Controller<'_> {
         let need = cost.training_bytes(cand.train.batch_size, EVAL_BATCH, self.data.folds.len());
         if let Some(max) = self.opts.max_memory.filter(|m| need > *m) {
             let msg = format!(
-                "too large for this machine: training it needs about {} of memory, {} is available to each worker",
+                "too large for this machine: training it needs about {} of memory, {} is available to each worker (--max-memory)",
                 human_bytes(need),
                 human_bytes(max)
             );

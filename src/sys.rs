@@ -45,11 +45,13 @@ pub fn release_free_memory() {
     }
 }
 
-/// Bytes for people: `512 MB`, `1.42 GB`.
+/// Bytes for people: `64 kB`, `512 MB`, `1.42 GB`.
 pub fn human_bytes(bytes: u64) -> String {
     const MB: f64 = 1024.0 * 1024.0;
     let mb = bytes as f64 / MB;
-    if mb >= 1024.0 {
+    if bytes < 1024 * 1024 {
+        format!("{:.0} kB", bytes as f64 / 1024.0)
+    } else if mb >= 1024.0 {
         format!("{:.2} GB", mb / 1024.0)
     } else {
         format!("{mb:.0} MB")
@@ -72,6 +74,7 @@ mod tests {
 
     #[test]
     fn bytes_read_as_people_write_them() {
+        assert_eq!(human_bytes(64 * 1024), "64 kB");
         assert_eq!(human_bytes(512 * 1024 * 1024), "512 MB");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024 / 2), "1.50 GB");
     }

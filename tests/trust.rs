@@ -480,3 +480,53 @@ fn a_worker_that_panics_outside_training_ends_the_search_with_an_error() {
         other => panic!("the panic was not reported: {other:?}"),
     }
 }
+
+#[test]
+fn max_memory_sets_the_limit_a_candidate_must_fit_and_a_bad_size_is_refused_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("s.ron"), MLP).unwrap();
+    write_csv(&dir.join("my.csv"));
+    // 64 kB cannot hold even the smallest of these networks' three folds and optimiser state.
+    let out = nas(
+        &[
+            "search",
+            "--space",
+            "s.ron",
+            "--data",
+            "my.csv",
+            "--trials",
+            "2",
+            "--max-memory",
+            "64K",
+            "--no-final",
+            "-q",
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for r in trials(&dir.join("results/s")) {
+        assert_eq!(r.state, TrialState::Failed);
+        let e = r.error.unwrap_or_default();
+        assert!(e.contains("64 kB is available to each worker"), "{e}");
+        assert!(e.ends_with("(--max-memory)"), "{e}");
+    }
+    let bad = nas(
+        &[
+            "search",
+            "--space",
+            "s.ron",
+            "--data",
+            "missing.csv",
+            "--max-memory",
+            "lots",
+        ],
+        dir,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("--max-memory: `lots` is not a size"),
+        "{}",
+        stderr(&bad)
+    );
+}

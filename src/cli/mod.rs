@@ -132,6 +132,10 @@ pub struct SearchArgs {
     /// Continue a study whose space file has changed.
     #[arg(long)]
     pub force: bool,
+    /// Memory one trial may use (e.g. 512M, 4G); larger candidates fail before training
+    /// (default: the memory free when the search starts, shared between the workers).
+    #[arg(long)]
+    pub max_memory: Option<String>,
     /// A trial that trains longer than this (e.g. 90s, 5m, 1h) ends as failed; its worker goes on.
     #[arg(long)]
     pub trial_timeout: Option<String>,
@@ -338,6 +342,29 @@ fn resumed_study(a: &SearchArgs) -> Result<StudyMeta, CliError> {
     Ok(meta)
 }
 
+/// Parses sizes such as `512M`, `4G`, `1.5G` or a plain number of bytes (K, M, G are powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len()));
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (try 512M or 4G)"))?;
+    let scale = match unit.to_ascii_uppercase().trim_end_matches('B') {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use K, M, G or T)")),
+    };
+    let bytes = v * scale;
+    if !(bytes.is_finite() && bytes >= 1.0) {
+        return Err(format!("`{s}` must be a positive size"));
+    }
+    Ok(bytes as u64)
+}
+
 /// The flags of `nas search`, checked before any file is read.
 struct SearchPlan {
     trials: Option<usize>,
@@ -345,6 +372,7 @@ struct SearchPlan {
     workers: usize,
     trial_timeout: Option<Duration>,
     max_consecutive_failures: Option<usize>,
+    max_memory: Option<u64>,
 }
 
 impl SearchArgs {
@@ -369,6 +397,12 @@ impl SearchArgs {
         };
         let time_budget = duration("--time-budget", &self.time_budget)?;
         let trial_timeout = duration("--trial-timeout", &self.trial_timeout)?;
+        let max_memory = self
+            .max_memory
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()
+            .map_err(|e| CliError::Usage(format!("--max-memory: {e}")))?;
         if let Some(s) = &self.strategy {
             s.parse::<Strategy>()
                 .map_err(|e: SearchError| CliError::Usage(format!("--strategy: {e}")))?;
@@ -390,6 +424,7 @@ impl SearchArgs {
             workers: self.workers.unwrap_or_else(default_workers),
             trial_timeout,
             max_consecutive_failures: Some(self.max_consecutive_failures),
+            max_memory,
         })
     }
 }
@@ -563,8 +598,10 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             max_params: a.max_params,
             max_macs: a.max_flops,
             max_budget: None,
-            // What the machine has free now, shared between the workers.
-            max_memory: crate::sys::available_bytes().map(|b| b / workers.max(1) as u64),
+            // Unless the user says: what the machine has free now, shared between the workers.
+            max_memory: plan
+                .max_memory
+                .or_else(|| crate::sys::available_bytes().map(|b| b / workers.max(1) as u64)),
             trial_timeout: plan.trial_timeout,
             max_consecutive_failures: plan.max_consecutive_failures,
             verbose: !a.quiet,
