@@ -85,9 +85,15 @@ impl<'a> Samples<'a> {
                 labels: (0..self.len()).map(|i| labels[self.row(i)]).collect(),
                 n_classes: *n_classes,
             },
-            Targets::Values(v) => {
-                Targets::Values((0..self.len()).map(|i| v[self.row(i)]).collect())
-            }
+            Targets::Values(_) => Targets::Values(self.values().unwrap_or_default()),
+        }
+    }
+
+    /// The regression targets of this view, in its order; `None` for class labels.
+    pub fn values(&self) -> Option<Vec<f32>> {
+        match &self.data.targets {
+            Targets::Values(v) => Some((0..self.len()).map(|i| v[self.row(i)]).collect()),
+            Targets::Classes { .. } => None,
         }
     }
 }

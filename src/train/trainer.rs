@@ -3,7 +3,8 @@
 use super::samples::{FoldRows, Samples};
 use super::{EarlyStopping, Optimizer, Verdict};
 use crate::data::{Augment, Dataset, Targets};
-use crate::nn::{build_network, Mat, Network};
+use crate::nn::ops::device_tensor;
+use crate::nn::{build_network, Network};
 use crate::search::Decision;
 use crate::space::Candidate;
 use dfdx::losses::{cross_entropy_with_logits_loss, mse_loss};
@@ -247,18 +248,6 @@ pub fn evaluate(outputs: &[f32], targets: &Targets, scale: Option<TargetScale>) 
     }
 }
 
-/// A `(rows, cols)` tensor holding `data`, taken from the device's allocator.
-///
-/// With dfdx's cache on, every dropped tensor's buffer goes into the cache, keyed by its length,
-/// and only the device's own allocations take buffers out. A tensor that wraps a `Vec` of ours
-/// (`tensor_from_vec`) would add one buffer to the cache per step that nothing takes out again:
-/// the input batch alone leaked 100 kB a step (about 50 MB/s on MNIST-sized inputs).
-fn device_tensor(dev: &Cpu, data: &[f32], rows: usize, cols: usize) -> Mat {
-    let mut t = dev.zeros_like(&(rows, cols));
-    t.copy_from(data);
-    t
-}
-
 /// dfdx's buffer cache for one training run, enabled for the run's life and emptied at its end.
 ///
 /// Recycling buffers avoids page faults on every op (measured: about 2x on conv nets), but
@@ -308,10 +297,7 @@ impl Run {
         let data = train.data;
         let net = build_network(&cand.arch, data.shape, data.n_outputs(), &mut rng, &dev)
             .map_err(|e| TrialError::Impossible(e.to_string()))?;
-        let target = match train.targets() {
-            Targets::Values(v) => Some(TargetScale::fit(&v)),
-            Targets::Classes { .. } => None,
-        };
+        let target = train.values().map(|v| TargetScale::fit(&v));
         let t = &cand.train;
         let a = t.augment;
         let augment = Augment {

@@ -45,19 +45,45 @@ pub(crate) fn take_input<T: Tape<f32, Cpu>>(x: Activations<T>) -> Result<Input<T
     Ok(Input { tensor, tape, data })
 }
 
-/// Copies a computed buffer into a new tape-less `(rows, cols)` tensor on `dev`, and recycles it.
+/// A new tape-less `(rows, cols)` tensor on `dev` holding a copy of `data`.
 ///
-/// The tensor comes from dfdx's allocator rather than wrapping `data`, so that with dfdx's
-/// cache enabled (`Cache::enable_cache`) its memory is reused step after step; a wrapped
-/// buffer would come from the system allocator each time, fresh pages and page faults included.
+/// The tensor comes from dfdx's allocator rather than wrapping a `Vec` of ours. With dfdx's cache
+/// enabled (`Cache::enable_cache`) every dropped tensor's buffer goes into the cache, and only the
+/// device's own allocations take buffers out again: a wrapped `Vec` would come from the system
+/// allocator each time (fresh pages, page faults) and then stay in the cache for good (the input
+/// batch alone once leaked 100 kB a step).
+pub fn try_device_tensor(
+    dev: &Cpu,
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<Tensor<(usize, usize), f32, Cpu>, OpError> {
+    let mut t = dev.try_zeros_like(&(rows, cols)).map_err(OpError::Device)?;
+    t.copy_from(data);
+    Ok(t)
+}
+
+/// [`try_device_tensor`], panicking with its error.
+pub fn device_tensor(
+    dev: &Cpu,
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Tensor<(usize, usize), f32, Cpu> {
+    match try_device_tensor(dev, data, rows, cols) {
+        Ok(t) => t,
+        Err(e) => panic!("device_tensor: {e}"),
+    }
+}
+
+/// Copies a computed buffer into a new tensor ([`try_device_tensor`]), and recycles the buffer.
 pub(crate) fn make_output(
     dev: &Cpu,
     data: Vec<f32>,
     rows: usize,
     cols: usize,
 ) -> Result<Tensor<(usize, usize), f32, Cpu>, OpError> {
-    let mut t = dev.try_zeros_like(&(rows, cols)).map_err(OpError::Device)?;
-    t.copy_from(&data);
+    let t = try_device_tensor(dev, &data, rows, cols)?;
     scratch::give_f32(data);
     Ok(t)
 }
