@@ -329,17 +329,12 @@ fn resumed_study(a: &SearchArgs) -> Result<StudyMeta, CliError> {
         (None, Some(p)) => SearchSpace::from_file(p)?.name,
         (None, None) => only_study(&a.results)?,
     };
-    let dir = study_dir(&a.results, &study);
-    if !dir.join(JournalStorage::FILE).exists() {
-        return Err(CliError::Usage(format!(
+    existing_study(&a.results, &study)?.ok_or_else(|| {
+        CliError::Usage(format!(
             "--resume: there is no study `{study}` in {} to resume",
             a.results.display()
-        )));
-    }
-    let storage = JournalStorage::open(&dir)?;
-    let mut meta = storage.meta().clone();
-    meta.name = study;
-    Ok(meta)
+        ))
+    })
 }
 
 /// Parses sizes such as `512M`, `4G`, `1.5G` or a plain number of bytes (K, M, G are powers of 1024).
@@ -429,7 +424,7 @@ impl SearchArgs {
     }
 }
 
-/// The study `a` names, as its journal records it, when it exists already.
+/// Study `study` under `results`, as its journal records it, when it exists already.
 fn existing_study(results: &Path, study: &str) -> Result<Option<StudyMeta>, CliError> {
     let dir = study_dir(results, study);
     if !dir.join(JournalStorage::FILE).exists() {
