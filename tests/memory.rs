@@ -7,7 +7,7 @@ use nas::controller::{Controller, PreparedData, SearchOptions};
 use nas::data::{load, DataSource, DataSplit, Dataset, InputShape, LoadOptions, Targets};
 use nas::search::{Decision, FifoScheduler, Strategy, TrialState};
 use nas::space::SearchSpace;
-use nas::study::{JournalStorage, Metric, StudyMeta};
+use nas::study::{JournalStorage, Metric};
 use nas::sys::resident_bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 mod common;
-use common::Hooked;
+use common::{study_meta, Hooked};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -51,22 +51,6 @@ const SHORT_CNN: &str = "(
     ),
 )";
 
-fn meta(space: &SearchSpace, text: &str, data: &str, folds: usize) -> StudyMeta {
-    let metric = Metric::for_task(space.task);
-    StudyMeta {
-        name: "m".into(),
-        space_file: "m.ron".into(),
-        space_source: text.into(),
-        data: data.into(),
-        task: space.task,
-        metric,
-        seed: 0,
-        folds,
-        strategy: "random".into(),
-        scheduler: "fifo".into(),
-    }
-}
-
 #[test]
 fn resident_memory_after_100_short_trials_is_within_10_percent_of_after_10() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -86,7 +70,8 @@ fn resident_memory_after_100_short_trials_is_within_10_percent_of_after_10() {
     // search runs on (measured within one run, so no thread of an earlier run can skew it).
     let readings = Arc::new(Mutex::new(Vec::new()));
     let mut storage = Hooked::new(
-        JournalStorage::open_or_create(dir.path(), meta(&space, SHORT_CNN, "digits", 1)).unwrap(),
+        JournalStorage::open_or_create(dir.path(), study_meta("m", &space, SHORT_CNN, "digits", 1))
+            .unwrap(),
     );
     let seen = readings.clone();
     storage.on_finish = Some(Box::new(move |trials| {

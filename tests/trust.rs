@@ -5,7 +5,7 @@ use nas::controller::{Controller, PreparedData, SearchError, SearchOptions};
 use nas::data::{load, DataSource, LoadOptions};
 use nas::search::{FifoScheduler, Observation, RandomSampler, Sampler, Strategy, TrialState};
 use nas::space::{Config, SearchSpace};
-use nas::study::{JournalStorage, Metric, Storage, StudyError, StudyMeta, TrialRecord};
+use nas::study::{JournalStorage, Metric, Storage, StudyError, TrialRecord};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::Hooked;
+use common::{study_meta, Hooked};
 
 /// A few small MLPs that train quickly on any data set.
 const MLP: &str = "(
@@ -339,18 +339,7 @@ fn a_journal_write_that_fails_while_reporting_epochs_ends_the_search_with_its_er
     let data = PreparedData::new(split, space.family, 1, 0).unwrap();
     let metric = Metric::for_task(space.task);
     let tmp = tempfile::tempdir().unwrap();
-    let meta = StudyMeta {
-        name: "t".into(),
-        space_file: "t.ron".into(),
-        space_source: SLOW.into(),
-        data: "digits".into(),
-        task: space.task,
-        metric,
-        seed: 0,
-        folds: 1,
-        strategy: "random".into(),
-        scheduler: "fifo".into(),
-    };
+    let meta = study_meta("t", &space, SLOW, "digits", 1);
     // Every epoch report fails, as a full disk or a lost file system would make it.
     let mut storage = Hooked::new(JournalStorage::open_or_create(tmp.path(), meta).unwrap());
     storage.on_report = Some(Box::new(|_, _, _| {
@@ -446,18 +435,7 @@ fn a_worker_that_panics_outside_training_ends_the_search_with_an_error() {
     let data = PreparedData::new(split, space.family, 1, 0).unwrap();
     let metric = Metric::for_task(space.task);
     let tmp = tempfile::tempdir().unwrap();
-    let meta = StudyMeta {
-        name: "t".into(),
-        space_file: "t.ron".into(),
-        space_source: MLP.into(),
-        data: "iris".into(),
-        task: space.task,
-        metric,
-        seed: 0,
-        folds: 1,
-        strategy: "random".into(),
-        scheduler: "fifo".into(),
-    };
+    let meta = study_meta("t", &space, MLP, "iris", 1);
     let mut storage = JournalStorage::open_or_create(tmp.path(), meta).unwrap();
     let c = Controller {
         space: &space,

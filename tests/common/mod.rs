@@ -1,7 +1,29 @@
-//! Test doubles shared by the integration tests: a journal with hooks on its writes.
+//! Shared by the integration tests: a journal with hooks on its writes, and study settings.
 
-use nas::space::Config;
-use nas::study::{JournalStorage, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
+use nas::space::{Config, SearchSpace};
+use nas::study::{JournalStorage, Metric, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
+
+/// The settings of a random/FIFO study `name` of seed 0 over `space` (written as `source`).
+pub fn study_meta(
+    name: &str,
+    space: &SearchSpace,
+    source: &str,
+    data: &str,
+    folds: usize,
+) -> StudyMeta {
+    StudyMeta {
+        name: name.into(),
+        space_file: format!("{name}.ron"),
+        space_source: source.into(),
+        data: data.into(),
+        task: space.task,
+        metric: Metric::for_task(space.task),
+        seed: 0,
+        folds,
+        strategy: "random".into(),
+        scheduler: "fifo".into(),
+    }
+}
 
 type ReportHook = Box<dyn FnMut(usize, usize, f64) -> Result<(), StudyError> + Send>;
 type FinishHook = Box<dyn FnMut(&[TrialRecord]) + Send>;
