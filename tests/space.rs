@@ -211,29 +211,7 @@ fn golden_samples() -> String {
     use rand_chacha::ChaCha8Rng;
     use std::fmt::Write as _;
 
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
-        .collect();
-    files.sort();
-    let mut spaces: Vec<(String, SearchSpace)> = files
-        .iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (
-                name,
-                SearchSpace::from_file(p).unwrap_or_else(|e| panic!("{e}")),
-            )
-        })
-        .collect();
-    for (name, text) in GOLDEN_INLINE {
-        spaces.push((
-            name.to_string(),
-            SearchSpace::from_str_named(text, name, name).unwrap_or_else(|e| panic!("{e}")),
-        ));
-    }
+    let spaces = golden_spaces();
     let mut out = String::new();
     for (name, space) in &spaces {
         writeln!(
@@ -262,15 +240,83 @@ fn golden_samples() -> String {
     out
 }
 
-/// Refactoring the space must not change what users get: set `UPDATE_GOLDEN=1` to rewrite the
-/// file only when a change is intended (and say so in the commit).
-#[test]
-fn sampled_configurations_and_their_candidates_match_the_golden_file() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/space_samples.txt");
-    let got = golden_samples();
+/// The spaces of the golden file: every shipped one, then the inline ones.
+fn golden_spaces() -> Vec<(String, SearchSpace)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+        .collect();
+    files.sort();
+    let mut spaces: Vec<(String, SearchSpace)> = files
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                SearchSpace::from_file(p).unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .collect();
+    for (name, text) in GOLDEN_INLINE {
+        spaces.push((
+            name.to_string(),
+            SearchSpace::from_str_named(text, name, name).unwrap_or_else(|e| panic!("{e}")),
+        ));
+    }
+    spaces
+}
+
+/// What the networks of 20 seeded configurations of every short-form space are, layer by layer:
+/// each parameter's name, size and a checksum of its initial values, on image and 1-D inputs.
+fn golden_networks() -> String {
+    use dfdx::prelude::Cpu;
+    use nas::data::InputShape;
+    use nas::search::Strategy;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::fmt::Write as _;
+
+    let dev = Cpu::default();
+    let mut out = String::new();
+    for (name, space) in golden_spaces() {
+        if space.family != nas::space::Family::Mlp && space.family != nas::space::Family::Cnn {
+            continue;
+        }
+        for seed in 0..20u64 {
+            let mut sampler = Strategy::Random.build(&space).unwrap();
+            let cfg = sampler.suggest(&space, &[], &mut ChaCha8Rng::seed_from_u64(seed));
+            let cand = space.decode(&cfg);
+            for shape in [InputShape::new(1, 8, 8), InputShape::new(1, 1, 16)] {
+                writeln!(out, "--- {name} seed {seed} shape {shape}").unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                match nas::nn::build_network(&cand.arch, shape, 10, &mut rng, &dev) {
+                    Err(_) => writeln!(out, "impossible").unwrap(),
+                    Ok(mut net) => {
+                        writeln!(out, "params {} macs {}", net.param_count, net.macs).unwrap();
+                        for (p, v) in net.snapshot() {
+                            let sum: f64 = v
+                                .iter()
+                                .enumerate()
+                                .map(|(i, x)| *x as f64 * (1.0 + (i % 7) as f64))
+                                .sum();
+                            writeln!(out, "{p} {} {sum:.6e}", v.len()).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Compares `got` with the golden file `name` (rewritten first under `UPDATE_GOLDEN=1`).
+fn check_golden(name: &str, got: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &got).unwrap();
+        std::fs::write(&path, got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_default();
     if got != want {
@@ -287,6 +333,20 @@ fn sampled_configurations_and_their_candidates_match_the_golden_file() {
             want.lines().nth(line)
         );
     }
+}
+
+/// The short forms build the same networks (layers, parameter names, initial weights) as
+/// before the architecture language: `UPDATE_GOLDEN=1` rewrites the file.
+#[test]
+fn short_form_networks_match_the_golden_file() {
+    check_golden("networks.txt", &golden_networks());
+}
+
+/// Refactoring the space must not change what users get: set `UPDATE_GOLDEN=1` to rewrite the
+/// file only when a change is intended (and say so in the commit).
+#[test]
+fn sampled_configurations_and_their_candidates_match_the_golden_file() {
+    check_golden("space_samples.txt", &golden_samples());
 }
 
 #[test]
