@@ -81,7 +81,7 @@ impl PreparedData {
                 (split.train.subset(&tr), split.train.subset(&te))
             }
         };
-        let per_channel = family == Family::Cnn && train.shape.is_image();
+        let per_channel = family != Family::Mlp && train.shape.is_image();
         let mut fold_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, FOLD_SALT));
         let folds = kfold(&train, k, &mut fold_rng)?
             .into_iter()

@@ -7,6 +7,7 @@ pub mod data;
 pub mod export;
 pub mod leaderboard;
 pub mod nn;
+pub mod parts;
 pub mod search;
 pub mod seed;
 pub mod space;

@@ -5,7 +5,10 @@ use super::layer::{Layer, Network};
 use super::ops::{BatchNormState, Conv2dGeom, Pool2dGeom, PoolKind};
 use super::{Mat, NnError, Vector};
 use crate::data::InputShape;
-use crate::space::{Activation, Architecture, BlockKind, CnnArch, Downsample, MlpArch};
+use crate::parts::{self, Ctx, Values};
+use crate::space::arch::Node;
+use crate::space::params::PoolOp;
+use crate::space::{Activation, Architecture};
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -81,23 +84,42 @@ pub fn cost(arch: &Architecture, shape: InputShape, n_outputs: usize) -> Result<
     })
 }
 
-/// The shape of activations between layers of a convolutional network.
-#[derive(Clone, Copy, Debug)]
-struct Chw {
-    c: usize,
-    h: usize,
-    w: usize,
+/// The shape of one sample's activations between layers: channels x height x width (a flat
+/// vector of n features is `n x 1 x 1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chw {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
 }
 
 impl Chw {
-    fn hw(&self) -> usize {
+    pub fn flat(n: usize) -> Chw {
+        Chw { c: n, h: 1, w: 1 }
+    }
+
+    pub fn hw(&self) -> usize {
         self.h * self.w
+    }
+
+    pub fn len(&self) -> usize {
+        self.c * self.hw()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for Chw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.c, self.h, self.w)
     }
 }
 
 /// Walks an architecture once; with a device it also makes the weights, without one it only
-/// counts (every weight tensor is then empty).
-struct Builder<'a> {
+/// counts (every weight tensor is then empty). Layer parts (`src/parts`) build through it.
+pub struct Builder<'a> {
     rng: &'a mut ChaCha8Rng,
     dev: Option<&'a Cpu>,
     /// Makes the empty placeholder tensors of a counting walk.
@@ -106,6 +128,8 @@ struct Builder<'a> {
     macs: u64,
     activations: u64,
     largest: u64,
+    /// The stride a `Downsample(Stride)` left for the next convolution.
+    pending_stride: usize,
 }
 
 /// Initialisation gain: He for rectifiers, Glorot-like otherwise.
@@ -132,6 +156,7 @@ impl<'a> Builder<'a> {
             macs: 0,
             activations: 0,
             largest: 0,
+            pending_stride: 1,
         }
     }
 
@@ -141,14 +166,209 @@ impl<'a> Builder<'a> {
         shape: InputShape,
         n_outputs: usize,
     ) -> Result<Vec<Layer>, NnError> {
-        match arch {
-            Architecture::Mlp(m) => self.mlp(m, shape.len(), n_outputs),
-            Architecture::Cnn(c) => self.cnn(c, shape, n_outputs),
+        let expanded;
+        let body = match arch {
+            Architecture::Mlp(m) => {
+                expanded = m.expand();
+                &expanded
+            }
+            Architecture::Cnn(c) => {
+                expanded = c.expand();
+                &expanded
+            }
+            Architecture::Net(nodes) => nodes,
+        };
+        let x = Chw {
+            c: shape.channels,
+            h: shape.height,
+            w: shape.width,
+        };
+        if x.is_empty() || n_outputs == 0 {
+            return Err(NnError::Impossible(format!(
+                "a network needs inputs and outputs, got {shape} -> {n_outputs}"
+            )));
         }
+        let mut layers = Vec::new();
+        let y = self.sequence(body, &mut layers, x, None)?;
+        if self.pending_stride > 1 {
+            return Err(NnError::Impossible(
+                "a `Downsample(Stride)` has no convolution after it to stride".into(),
+            ));
+        }
+        // The output layer is linear: Glorot scale keeps initial logits small.
+        layers.push(self.linear(y.len(), n_outputs, Activation::Tanh)?);
+        Ok(layers)
+    }
+
+    /// Builds `nodes` in order on input `x`; `follows` is the activation after the sequence.
+    fn sequence(
+        &mut self,
+        nodes: &[Node],
+        out: &mut Vec<Layer>,
+        mut x: Chw,
+        follows: Option<Activation>,
+    ) -> Result<Chw, NnError> {
+        let acts: Vec<Option<Activation>> = nodes.iter().map(Node::activation).collect();
+        let mut i = 0;
+        while i < nodes.len() {
+            let hint = acts[i + 1..]
+                .iter()
+                .flatten()
+                .next()
+                .copied()
+                .or(follows)
+                .or_else(|| acts[..i].iter().rev().flatten().next().copied())
+                .unwrap_or(Activation::Relu);
+            let next = nodes.get(i + 1);
+            x = match &nodes[i] {
+                Node::Layer { part, path, values } => {
+                    let p = parts::find(part).ok_or_else(|| {
+                        NnError::Impossible(format!("{path}: no layer part is called `{part}`"))
+                    })?;
+                    let ctx = Ctx {
+                        path,
+                        hint,
+                        before_batch_norm: next.is_some_and(Node::is_batch_norm),
+                    };
+                    p.build(&Values(values), self, out, x, &ctx)
+                        .map_err(|NnError::Impossible(m)| {
+                            if m.starts_with(path.as_str()) {
+                                NnError::Impossible(m)
+                            } else {
+                                NnError::Impossible(format!("{path}: {m}"))
+                            }
+                        })?
+                }
+                Node::Sequential(body) => self.sequence(body, out, x, Some(hint))?,
+                Node::Residual { path, body } => {
+                    // An activation right after the sum is applied inside the residual layer.
+                    let fused = next.and_then(Node::activation);
+                    if fused.is_some() {
+                        i += 1;
+                    }
+                    self.residual(path, body, out, x, hint, fused)?
+                }
+                Node::Dense { path, body } => {
+                    let mut layers = Vec::new();
+                    let g = self.sequence(body, &mut layers, x, Some(hint))?;
+                    if (g.h, g.w) != (x.h, x.w) {
+                        return Err(NnError::Impossible(format!(
+                            "{path}: a dense layer must keep the map size to concatenate, but turns {x} into {g}"
+                        )));
+                    }
+                    out.push(Layer::DenseGrow { body: layers });
+                    Chw {
+                        c: x.c + g.c,
+                        ..x
+                    }
+                }
+                Node::Cell { path, nodes, edges } => {
+                    self.cell(path, *nodes, edges, out, x, hint)?
+                }
+            };
+            i += 1;
+        }
+        Ok(x)
+    }
+
+    /// `act(body(x) + shortcut(x))`: the shortcut is the identity, or a 1x1 convolution (with a
+    /// batch norm when the body has one) when the body changes the shape.
+    fn residual(
+        &mut self,
+        path: &str,
+        body: &[Node],
+        out: &mut Vec<Layer>,
+        x: Chw,
+        hint: Activation,
+        act: Option<Activation>,
+    ) -> Result<Chw, NnError> {
+        let mut layers = Vec::new();
+        let y = self.sequence(body, &mut layers, x, Some(act.unwrap_or(hint)))?;
+        let mut shortcut = Vec::new();
+        if y != x {
+            let stride = (1..=x.h.max(x.w))
+                .find(|s| x.h.div_ceil(*s) == y.h && x.w.div_ceil(*s) == y.w)
+                .filter(|_| x.h * x.w > 1 || y == Chw::flat(y.c))
+                .ok_or_else(|| {
+                    NnError::Impossible(format!(
+                        "{path}: the body turns a {x} map into {y}, which no strided 1x1 projection of the input matches"
+                    ))
+                })?;
+            let bn = Node::contains_batch_norm(body);
+            let (conv, z) = self.conv(x, y.c, 1, stride, 1, !bn, act.unwrap_or(hint))?;
+            shortcut.push(conv);
+            if bn {
+                shortcut.push(self.batch_norm(z.c, z.hw()));
+            }
+        }
+        out.push(Layer::Residual {
+            body: layers,
+            shortcut,
+            act,
+        });
+        Ok(y)
+    }
+
+    /// A DAG cell: node 0 is `x`, node j sums the ops of its incoming edges, the last node is
+    /// the output; every op keeps the shape.
+    fn cell(
+        &mut self,
+        path: &str,
+        nodes: usize,
+        edges: &[crate::space::arch::Edge],
+        out: &mut Vec<Layer>,
+        x: Chw,
+        hint: Activation,
+    ) -> Result<Chw, NnError> {
+        if self.pending_stride > 1 {
+            return Err(NnError::Impossible(format!(
+                "{path}: a cell keeps the map size, so a `Downsample(Stride)` cannot go into it"
+            )));
+        }
+        let mut built = Vec::new();
+        for e in edges {
+            if e.op.iter().all(Node::is_zero) && !e.op.is_empty() {
+                continue;
+            }
+            let mut layers = Vec::new();
+            let y = self.sequence(&e.op, &mut layers, x, Some(hint))?;
+            if y != x {
+                return Err(NnError::Impossible(format!(
+                    "{path}: the op on edge {}->{} turns {x} into {y}; a cell's ops must keep the shape",
+                    e.from, e.to
+                )));
+            }
+            built.push((e.from, e.to, layers));
+        }
+        out.push(Layer::Cell {
+            nodes,
+            edges: built,
+        });
+        Ok(x)
+    }
+
+    /// Errors when a `Downsample(Stride)` waits for a convolution but `what` comes first.
+    pub fn no_pending_stride(&self, path: &str, what: &str) -> Result<(), NnError> {
+        if self.pending_stride > 1 {
+            return Err(NnError::Impossible(format!(
+                "{path}: a `Downsample(Stride)` must be followed by a convolution, not a `{what}`"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes the next convolution stride by `s` more.
+    pub fn stride_next(&mut self, s: usize) {
+        self.pending_stride *= s;
+    }
+
+    /// The stride a `Downsample(Stride)` left for this convolution (1 when none).
+    pub fn take_stride(&mut self) -> usize {
+        std::mem::replace(&mut self.pending_stride, 1)
     }
 
     /// Counts one layer output of `n` values per sample.
-    fn output(&mut self, n: usize) {
+    pub fn output(&mut self, n: usize) {
         self.activations = self.activations.saturating_add(n as u64);
         self.largest = self.largest.max(n as u64);
     }
@@ -176,7 +396,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn linear(&mut self, n_in: usize, n_out: usize, act: Activation) -> Result<Layer, NnError> {
+    pub fn linear(&mut self, n_in: usize, n_out: usize, act: Activation) -> Result<Layer, NnError> {
         let w = self.matrix(n_in, n_out, fan_scale(act, n_in, n_out))?;
         self.macs = self.macs.saturating_add((n_in * n_out) as u64);
         self.output(n_out);
@@ -186,7 +406,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn batch_norm(&mut self, c: usize, hw: usize) -> Layer {
+    pub fn batch_norm(&mut self, c: usize, hw: usize) -> Layer {
         self.output(c.saturating_mul(hw));
         Layer::BatchNorm {
             gamma: self.vector(c, 1.0),
@@ -197,38 +417,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn act(&mut self, a: Activation, n: usize) -> Layer {
+    pub fn act(&mut self, a: Activation, n: usize) -> Layer {
         self.output(n);
         Layer::Act(a)
     }
 
-    fn mlp(&mut self, m: &MlpArch, n_in: usize, n_out: usize) -> Result<Vec<Layer>, NnError> {
-        if n_in == 0 || n_out == 0 {
-            return Err(NnError::Impossible(format!(
-                "a network needs inputs and outputs, got {n_in} -> {n_out}"
-            )));
-        }
-        let mut layers = Vec::new();
-        let mut width = n_in;
-        for &h in &m.hidden {
-            layers.push(self.linear(width, h, m.activation)?);
-            if m.batch_norm {
-                layers.push(self.batch_norm(h, 1));
-            }
-            layers.push(self.act(m.activation, h));
-            if m.dropout > 0.0 {
-                layers.push(Layer::Dropout(m.dropout));
-            }
-            width = h;
-        }
-        // The output layer is linear: Glorot scale keeps initial logits small.
-        layers.push(self.linear(width, n_out, Activation::Tanh)?);
-        Ok(layers)
-    }
-
     /// A convolution with "same" padding along every dimension longer than one.
     #[allow(clippy::too_many_arguments)]
-    fn conv(
+    pub fn conv(
         &mut self,
         x: Chw,
         out_c: usize,
@@ -281,9 +477,10 @@ impl<'a> Builder<'a> {
         Ok((Layer::Conv { w, b, geom }, out))
     }
 
-    /// conv, then batch norm (or a bias), then the activation if any.
+    /// conv, then batch norm (or a bias), then the activation `act` if any; `init` sets the
+    /// scale of the initial weights.
     #[allow(clippy::too_many_arguments)]
-    fn conv_bn(
+    pub fn conv_bn(
         &mut self,
         layers: &mut Vec<Layer>,
         x: Chw,
@@ -291,32 +488,47 @@ impl<'a> Builder<'a> {
         k: usize,
         stride: usize,
         groups: usize,
-        a: &CnnArch,
-        act: bool,
+        bn: bool,
+        act: Option<Activation>,
+        init: Activation,
     ) -> Result<Chw, NnError> {
-        let (conv, y) = self.conv(x, out_c, k, stride, groups, !a.batch_norm, a.activation)?;
+        let (conv, y) = self.conv(x, out_c, k, stride, groups, !bn, init)?;
         layers.push(conv);
-        if a.batch_norm {
+        if bn {
             layers.push(self.batch_norm(y.c, y.hw()));
         }
-        if act {
-            layers.push(self.act(a.activation, y.c * y.hw()));
+        if let Some(a) = act {
+            layers.push(self.act(a, y.c * y.hw()));
         }
         Ok(y)
     }
 
-    fn pool(&mut self, x: Chw, kind: PoolKind) -> Result<(Layer, Chw), NnError> {
-        let (kh, kw) = (if x.h == 1 { 1 } else { 2 }, if x.w == 1 { 1 } else { 2 });
+    /// Pooling with a `size` window and `stride` along every dimension longer than one; a
+    /// stride of 1 pads to keep the size.
+    pub fn pool(
+        &mut self,
+        x: Chw,
+        op: PoolOp,
+        size: usize,
+        stride: usize,
+    ) -> Result<(Layer, Chw), NnError> {
+        let along = |n: usize| match n {
+            1 => (1, 1, 0),
+            _ if stride == 1 => (size, 1, size / 2),
+            _ => (size, stride, 0),
+        };
+        let (kh, sh, ph) = along(x.h);
+        let (kw, sw, pw) = along(x.w);
         let geom = Pool2dGeom {
             c: x.c,
             h: x.h,
             w: x.w,
             kh,
             kw,
-            stride_h: kh,
-            stride_w: kw,
-            pad_h: 0,
-            pad_w: 0,
+            stride_h: sh,
+            stride_w: sw,
+            pad_h: ph,
+            pad_w: pw,
         };
         geom.check()
             .map_err(|e| NnError::Impossible(e.to_string()))?;
@@ -327,145 +539,10 @@ impl<'a> Builder<'a> {
         };
         self.macs = self.macs.saturating_add((y.c * y.hw() * kh * kw) as u64);
         self.output(y.c * y.hw());
-        Ok((Layer::Pool { kind, geom }, y))
-    }
-
-    fn cnn(&mut self, a: &CnnArch, shape: InputShape, n_out: usize) -> Result<Vec<Layer>, NnError> {
-        let mut x = Chw {
-            c: shape.channels,
-            h: shape.height,
-            w: shape.width,
+        let kind = match op {
+            PoolOp::Max => PoolKind::Max,
+            PoolOp::Avg => PoolKind::Avg,
         };
-        if x.c * x.h * x.w == 0 || n_out == 0 {
-            return Err(NnError::Impossible(format!("empty input shape {shape}")));
-        }
-        let mut layers = Vec::new();
-        x = self.conv_bn(&mut layers, x, a.width, a.kernel, 1, 1, a, true)?;
-        for stage in 0..a.stages {
-            let out_c = a.width << stage;
-            let mut stride = 1;
-            if stage > 0 {
-                if x.h == 1 && x.w == 1 {
-                    return Err(NnError::Impossible(format!(
-                        "stage {} would downsample a 1x1 feature map ({} stages are too many for a {}x{} input)",
-                        stage + 1,
-                        a.stages,
-                        shape.height,
-                        shape.width
-                    )));
-                }
-                let pool_kind = match a.downsample {
-                    Downsample::MaxPool => Some(PoolKind::Max),
-                    Downsample::AvgPool => Some(PoolKind::Avg),
-                    Downsample::Stride if a.block == BlockKind::Dense => Some(PoolKind::Avg),
-                    Downsample::Stride => None,
-                };
-                if a.block == BlockKind::Dense {
-                    // DenseNet transition: BN, activation, 1x1 conv, then pooling.
-                    if a.batch_norm {
-                        layers.push(self.batch_norm(x.c, x.hw()));
-                    }
-                    layers.push(self.act(a.activation, x.c * x.hw()));
-                    let (conv, y) = self.conv(x, out_c, 1, 1, 1, true, a.activation)?;
-                    layers.push(conv);
-                    x = y;
-                }
-                match pool_kind {
-                    Some(kind) => {
-                        let (p, y) = self.pool(x, kind)?;
-                        layers.push(p);
-                        x = y;
-                    }
-                    None => stride = 2,
-                }
-            }
-            for block in 0..a.blocks_per_stage {
-                let s = if block == 0 { stride } else { 1 };
-                x = self.block(&mut layers, x, out_c, s, a)?;
-            }
-        }
-        if a.block == BlockKind::Dense {
-            if a.batch_norm {
-                layers.push(self.batch_norm(x.c, x.hw()));
-            }
-            layers.push(self.act(a.activation, x.c * x.hw()));
-        }
-        self.output(x.c);
-        layers.push(Layer::GlobalAvgPool { c: x.c, hw: x.hw() });
-        if a.dropout > 0.0 {
-            layers.push(Layer::Dropout(a.dropout));
-        }
-        layers.push(self.linear(x.c, n_out, Activation::Tanh)?);
-        Ok(layers)
-    }
-
-    fn block(
-        &mut self,
-        layers: &mut Vec<Layer>,
-        x: Chw,
-        out_c: usize,
-        stride: usize,
-        a: &CnnArch,
-    ) -> Result<Chw, NnError> {
-        let k = a.kernel;
-        match a.block {
-            BlockKind::Plain => self.conv_bn(layers, x, out_c, k, stride, 1, a, true),
-            BlockKind::Residual => {
-                let mut body = Vec::new();
-                let y = self.conv_bn(&mut body, x, out_c, k, stride, 1, a, true)?;
-                let y = self.conv_bn(&mut body, y, out_c, k, 1, 1, a, false)?;
-                let mut shortcut = Vec::new();
-                if x.c != out_c || stride != 1 {
-                    self.conv_bn(&mut shortcut, x, out_c, 1, stride, 1, a, false)?;
-                }
-                layers.push(Layer::Residual {
-                    body,
-                    shortcut,
-                    act: Some(a.activation),
-                });
-                Ok(y)
-            }
-            BlockKind::Separable => {
-                let mut body = Vec::new();
-                let mut y = x;
-                if a.expansion > 1 {
-                    y = self.conv_bn(&mut body, y, x.c * a.expansion, 1, 1, 1, a, true)?;
-                }
-                y = self.conv_bn(&mut body, y, y.c, k, stride, y.c, a, true)?;
-                // MobileNet v2 keeps the projection linear; v1 (no expansion) activates it.
-                let y = self.conv_bn(&mut body, y, out_c, 1, 1, 1, a, a.expansion == 1)?;
-                if a.expansion > 1 && stride == 1 && x.c == out_c {
-                    layers.push(Layer::Residual {
-                        body,
-                        shortcut: Vec::new(),
-                        act: None,
-                    });
-                } else {
-                    layers.append(&mut body);
-                }
-                Ok(y)
-            }
-            BlockKind::Dense => {
-                // Two dense layers per block; each sees every earlier output of the stage.
-                let mut y = x;
-                for _ in 0..2 {
-                    let mut body = Vec::new();
-                    if a.batch_norm {
-                        body.push(self.batch_norm(y.c, y.hw()));
-                    }
-                    body.push(self.act(a.activation, y.c * y.hw()));
-                    let (conv, g) = self.conv(y, a.growth_rate, k, 1, 1, true, a.activation)?;
-                    body.push(conv);
-                    layers.push(Layer::DenseGrow { body });
-                    y = Chw {
-                        c: y.c + g.c,
-                        h: y.h,
-                        w: y.w,
-                    };
-                }
-                let _ = stride;
-                Ok(y)
-            }
-        }
+        Ok((Layer::Pool { kind, geom }, y))
     }
 }

@@ -45,6 +45,12 @@ pub enum Layer {
     DenseGrow {
         body: Vec<Layer>,
     },
+    /// A DAG of `nodes` nodes: node 0 is the input, node j sums the ops of the edges `(i, j, op)`
+    /// into it (zeros when none), the last node is the output. Every op keeps the shape.
+    Cell {
+        nodes: usize,
+        edges: Vec<(usize, usize, Vec<Layer>)>,
+    },
 }
 
 /// A mutable view of one parameter, for optimisers and export.
@@ -138,6 +144,34 @@ impl Layer {
                 let (f, tape) = f.split_tape();
                 (x.put_tape(tape), f).concat_along(Axis::<1>)
             }
+            Layer::Cell { nodes, edges } => {
+                let (x, mut tape) = x.split_tape();
+                let zeros = || {
+                    let shape = *x.shape();
+                    x.device().zeros_like(&shape)
+                };
+                let mut outs: Vec<Option<Mat>> = vec![None; *nodes];
+                outs[0] = Some(x.clone());
+                for j in 1..*nodes {
+                    let mut sum: Option<Mat> = None;
+                    for (i, _, op) in edges.iter_mut().filter(|e| e.1 == j) {
+                        let input = outs[*i].clone().unwrap_or_else(zeros);
+                        let (y, t) = run(op, input.put_tape(tape), train).split_tape();
+                        tape = t;
+                        sum = Some(match sum {
+                            None => y,
+                            Some(s) => {
+                                let (s, t) = (s.put_tape(tape) + y).split_tape();
+                                tape = t;
+                                s
+                            }
+                        });
+                    }
+                    outs[j] = sum;
+                }
+                let last = outs.pop().flatten().unwrap_or_else(zeros);
+                last.put_tape(tape)
+            }
         }
     }
 
@@ -163,6 +197,11 @@ impl Layer {
                 visit_all(shortcut, &format!("{prefix}.shortcut"), f);
             }
             Layer::DenseGrow { body } => visit_all(body, &format!("{prefix}.body"), f),
+            Layer::Cell { edges, .. } => {
+                for (i, j, op) in edges {
+                    visit_all(op, &format!("{prefix}.edge{i}_{j}"), f);
+                }
+            }
             Layer::Act(_)
             | Layer::Dropout(_)
             | Layer::Pool { .. }
@@ -185,6 +224,13 @@ impl Layer {
             Layer::DenseGrow { body } => {
                 for (i, l) in body.iter_mut().enumerate() {
                     l.visit_state(&format!("{prefix}.body.{i}"), f);
+                }
+            }
+            Layer::Cell { edges, .. } => {
+                for (i, j, op) in edges {
+                    for (k, l) in op.iter_mut().enumerate() {
+                        l.visit_state(&format!("{prefix}.edge{i}_{j}.{k}"), f);
+                    }
                 }
             }
             _ => {}

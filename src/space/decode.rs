@@ -45,6 +45,8 @@ pub enum OptimizerName {
 macro_rules! labels {
     ($t:ty { $($v:ident => $l:literal),* $(,)? }) => {
         impl $t {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$t] = &[$(Self::$v),*];
             /// The lowercase name used in tables and journals.
             pub fn label(&self) -> &'static str {
                 match self { $(Self::$v => $l),* }
@@ -91,6 +93,8 @@ pub struct CnnArch {
 pub enum Architecture {
     Mlp(MlpArch),
     Cnn(CnnArch),
+    /// A network of the architecture language, every choice made.
+    Net(Vec<super::arch::Node>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,7 +152,7 @@ impl Reader<'_> {
                         Choice::Int(v) => Some(Lit::Int(*v)),
                         Choice::Float(v) => Some(Lit::Float(*v)),
                         Choice::Bool(b) => Some(Lit::Bool(*b)),
-                        Choice::Str(s) => label_of(fallback, s),
+                        c @ Choice::Str(_) => fallback.from_choice(c),
                     },
                     _ => None,
                 }
@@ -208,17 +212,6 @@ fn fallback(decl: &ParamDecl) -> Lit {
     decl.when.map_or(decl.default.first(), |w| w.otherwise)
 }
 
-/// The named option labelled `label`, of the same type as `like`.
-fn label_of(like: Lit, label: &str) -> Option<Lit> {
-    match like {
-        Lit::Activation(_) => Activation::from_label(label).map(Lit::Activation),
-        Lit::Block(_) => BlockKind::from_label(label).map(Lit::Block),
-        Lit::Downsample(_) => Downsample::from_label(label).map(Lit::Downsample),
-        Lit::Optimizer(_) => OptimizerName::from_label(label).map(Lit::Optimizer),
-        Lit::Int(_) | Lit::Float(_) | Lit::Bool(_) => None,
-    }
-}
-
 impl SearchSpace {
     /// Decodes a configuration sampled from this space into a typed candidate.
     pub fn decode(&self, config: &Config) -> Candidate {
@@ -271,6 +264,12 @@ impl SearchSpace {
                 dropout: r.float(&cnn::DROPOUT),
                 batch_norm: r.bool(&cnn::BATCH_NORM),
             }),
+            Family::Net => Architecture::Net(
+                self.net
+                    .as_ref()
+                    .map(|n| n.resolve(config))
+                    .unwrap_or_default(),
+            ),
         };
         let optimizer = match r.named(&train::OPTIMIZER, |l| match l {
             Lit::Optimizer(o) => Some(o),
@@ -345,6 +344,7 @@ impl Candidate {
                 }
                 s
             }
+            Architecture::Net(nodes) => super::arch::Node::census(nodes),
         }
     }
 }

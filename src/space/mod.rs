@@ -5,9 +5,13 @@
 //! activation conditions. Samplers only ever see the checked form; [`decode`] turns a sampled
 //! [`Config`] into the architecture and training settings that the trainer builds.
 
+pub mod arch;
 pub mod decode;
 mod error;
+mod expand;
+pub mod model;
 pub mod params;
+pub mod ron_tree;
 pub mod schema;
 
 pub use decode::{
@@ -133,6 +137,8 @@ pub type Config = BTreeMap<String, ParamValue>;
 pub enum Family {
     Mlp,
     Cnn,
+    /// A model written in the architecture language ([`model`]).
+    Net,
 }
 
 /// A validated search space. Parameters are ordered so that every parent precedes its children.
@@ -144,6 +150,9 @@ pub struct SearchSpace {
     /// The data set named in the file, if any.
     pub data: Option<String>,
     pub family: Family,
+    /// The model of a space written in the architecture language.
+    #[serde(skip)]
+    pub net: Option<std::sync::Arc<model::NetSpace>>,
     pub params: Vec<ParamSpec>,
     /// The RON text the space was read from, kept so a study can refuse a changed space.
     pub source: String,

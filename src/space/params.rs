@@ -6,10 +6,26 @@
 
 use super::decode::{Activation, BlockKind, Downsample, OptimizerName};
 use super::Choice;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A channel count as a layer writes it: absolute, or relative to the layer's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Channels {
+    Same,
+    Double,
+    Count(i64),
+}
+
+/// Max or average pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolOp {
+    Max,
+    Avg,
+}
+
 /// One literal value of a declaration; its variant is the parameter's value type.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Lit {
     Int(i64),
     Float(f64),
@@ -18,6 +34,8 @@ pub enum Lit {
     Block(BlockKind),
     Downsample(Downsample),
     Optimizer(OptimizerName),
+    Channels(Channels),
+    Pool(PoolOp),
 }
 
 impl Lit {
@@ -31,6 +49,69 @@ impl Lit {
             Lit::Block(b) => Choice::Str(b.label().into()),
             Lit::Downsample(d) => Choice::Str(d.label().into()),
             Lit::Optimizer(o) => Choice::Str(o.label().into()),
+            Lit::Channels(Channels::Count(n)) => Choice::Int(n),
+            Lit::Channels(Channels::Same) => Choice::Str("same".into()),
+            Lit::Channels(Channels::Double) => Choice::Str("double".into()),
+            Lit::Pool(PoolOp::Max) => Choice::Str("max".into()),
+            Lit::Pool(PoolOp::Avg) => Choice::Str("avg".into()),
+        }
+    }
+
+    /// The value of this one's type written as the bare name `name` in a file (`Relu`, `Same`).
+    pub fn named(&self, name: &str) -> Option<Lit> {
+        fn find<T: Copy + fmt::Debug>(all: &[T], name: &str) -> Option<T> {
+            all.iter().copied().find(|v| format!("{v:?}") == name)
+        }
+        match self {
+            Lit::Activation(_) => find(Activation::ALL, name).map(Lit::Activation),
+            Lit::Block(_) => find(BlockKind::ALL, name).map(Lit::Block),
+            Lit::Downsample(_) => find(Downsample::ALL, name).map(Lit::Downsample),
+            Lit::Optimizer(_) => find(OptimizerName::ALL, name).map(Lit::Optimizer),
+            Lit::Channels(_) => find(&[Channels::Same, Channels::Double], name).map(Lit::Channels),
+            Lit::Pool(_) => find(&[PoolOp::Max, PoolOp::Avg], name).map(Lit::Pool),
+            Lit::Int(_) | Lit::Float(_) | Lit::Bool(_) => None,
+        }
+    }
+
+    /// The value of this one's type that journals as `choice`.
+    pub fn from_choice(&self, choice: &Choice) -> Option<Lit> {
+        match (self, choice) {
+            (Lit::Int(_), Choice::Int(i)) => Some(Lit::Int(*i)),
+            (Lit::Float(_), Choice::Float(x)) => Some(Lit::Float(*x)),
+            (Lit::Float(_), Choice::Int(i)) => Some(Lit::Float(*i as f64)),
+            (Lit::Bool(_), Choice::Bool(b)) => Some(Lit::Bool(*b)),
+            (Lit::Channels(_), Choice::Int(n)) => Some(Lit::Channels(Channels::Count(*n))),
+            (_, Choice::Str(s)) => self.all_named().into_iter().find(|v| v.choice() == Choice::Str(s.clone())),
+            _ => None,
+        }
+    }
+
+    /// Every named value of this one's type (none for numbers and booleans).
+    fn all_named(&self) -> Vec<Lit> {
+        match self {
+            Lit::Activation(_) => Activation::ALL.iter().map(|v| Lit::Activation(*v)).collect(),
+            Lit::Block(_) => BlockKind::ALL.iter().map(|v| Lit::Block(*v)).collect(),
+            Lit::Downsample(_) => Downsample::ALL.iter().map(|v| Lit::Downsample(*v)).collect(),
+            Lit::Optimizer(_) => OptimizerName::ALL.iter().map(|v| Lit::Optimizer(*v)).collect(),
+            Lit::Channels(_) => vec![Lit::Channels(Channels::Same), Lit::Channels(Channels::Double)],
+            Lit::Pool(_) => vec![Lit::Pool(PoolOp::Max), Lit::Pool(PoolOp::Avg)],
+            Lit::Int(_) | Lit::Float(_) | Lit::Bool(_) => Vec::new(),
+        }
+    }
+
+    /// What values of this type look like, for messages.
+    pub fn expected(&self) -> String {
+        let names = |all: Vec<String>| all.join(", ");
+        match self {
+            Lit::Int(_) => "an integer".into(),
+            Lit::Float(_) => "a number".into(),
+            Lit::Bool(_) => "true or false".into(),
+            Lit::Activation(_) => names(Activation::ALL.iter().map(|v| format!("{v:?}")).collect()),
+            Lit::Block(_) => names(BlockKind::ALL.iter().map(|v| format!("{v:?}")).collect()),
+            Lit::Downsample(_) => names(Downsample::ALL.iter().map(|v| format!("{v:?}")).collect()),
+            Lit::Optimizer(_) => names(OptimizerName::ALL.iter().map(|v| format!("{v:?}")).collect()),
+            Lit::Channels(_) => "a channel count, Same or Double".into(),
+            Lit::Pool(_) => "Max, Avg".into(),
         }
     }
 
@@ -51,6 +132,9 @@ impl fmt::Display for Lit {
             Lit::Block(b) => write!(f, "{b:?}"),
             Lit::Downsample(d) => write!(f, "{d:?}"),
             Lit::Optimizer(o) => write!(f, "{o:?}"),
+            Lit::Channels(Channels::Count(n)) => write!(f, "{n}"),
+            Lit::Channels(c) => write!(f, "{c:?}"),
+            Lit::Pool(p) => write!(f, "{p:?}"),
         }
     }
 }
@@ -130,25 +214,25 @@ fn below(v: &dyn fmt::Display, min: &dyn fmt::Display) -> String {
     format!("{v} is below the smallest allowed value {min}")
 }
 
-fn any(_: &Lit) -> Result<(), String> {
+pub(crate) fn any(_: &Lit) -> Result<(), String> {
     Ok(())
 }
 
-fn int_at_least_0(v: &Lit) -> Result<(), String> {
+pub(crate) fn int_at_least_0(v: &Lit) -> Result<(), String> {
     match v {
         Lit::Int(i) if *i < 0 => Err(below(i, &0)),
         _ => Ok(()),
     }
 }
 
-fn int_at_least_1(v: &Lit) -> Result<(), String> {
+pub(crate) fn int_at_least_1(v: &Lit) -> Result<(), String> {
     match v {
         Lit::Int(i) if *i < 1 => Err(below(i, &1)),
         _ => Ok(()),
     }
 }
 
-fn float_at_least_0(v: &Lit) -> Result<(), String> {
+pub(crate) fn float_at_least_0(v: &Lit) -> Result<(), String> {
     match v {
         Lit::Float(x) if x.is_nan() || *x < 0.0 => Err(below(x, &0.0)),
         _ => Ok(()),
@@ -156,14 +240,14 @@ fn float_at_least_0(v: &Lit) -> Result<(), String> {
 }
 
 /// A probability that leaves something: dropout and momentum in [0, 1).
-fn unit_interval(v: &Lit) -> Result<(), String> {
+pub(crate) fn unit_interval(v: &Lit) -> Result<(), String> {
     match v {
         Lit::Float(x) if !(0.0..1.0).contains(x) => Err(format!("{x} is outside [0, 1)")),
         _ => Ok(()),
     }
 }
 
-fn learning_rate(v: &Lit) -> Result<(), String> {
+pub(crate) fn learning_rate(v: &Lit) -> Result<(), String> {
     match v {
         Lit::Float(x) if !(*x > 0.0 && *x <= 10.0) => {
             Err(format!("learning rate {x} must be in (0, 10]"))
@@ -172,7 +256,14 @@ fn learning_rate(v: &Lit) -> Result<(), String> {
     }
 }
 
-fn odd_kernel(v: &Lit) -> Result<(), String> {
+pub(crate) fn channels_at_least_1(v: &Lit) -> Result<(), String> {
+    match v {
+        Lit::Channels(Channels::Count(n)) if *n < 1 => Err(below(n, &1)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn odd_kernel(v: &Lit) -> Result<(), String> {
     match v {
         Lit::Int(k) if !(*k >= 1 && k % 2 == 1) => Err(format!(
             "kernel size {k} must be an odd number >= 1 (\"same\" padding)"
@@ -181,7 +272,7 @@ fn odd_kernel(v: &Lit) -> Result<(), String> {
     }
 }
 
-const fn plain(
+pub(crate) const fn plain(
     name: &'static str,
     default: DefaultDom,
     check: fn(&Lit) -> Result<(), String>,

@@ -7,8 +7,10 @@
 use super::params::{self, mlp, DefaultDom, Lit, ParamDecl, When};
 use super::{Choice, Condition, Distribution, Family, ParamSpec, SearchSpace, SpaceError};
 use crate::data::Task;
+use super::model::NetSpace;
+use super::ron_tree::{self, Kind, Value};
 use ron::extensions::Extensions;
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::marker::PhantomData;
 use std::sync::OnceLock;
@@ -29,6 +31,9 @@ pub struct SpaceFile {
     pub task: Task,
     #[serde(default)]
     pub data: Option<String>,
+    /// Only with the architecture language (read with positions, see [`ModelSpace::Net`]).
+    #[serde(default)]
+    pub params: Option<IgnoredAny>,
     pub model: ModelSpace,
     #[serde(default)]
     pub train: TrainSpace,
@@ -36,10 +41,33 @@ pub struct SpaceFile {
     pub augment: AugmentSpace,
 }
 
+/// A file whose model is written in the architecture language: serde checks everything but
+/// `params` and `model`, which [`ron_tree`] reads with their positions.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetFile {
+    task: Task,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    params: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    model: IgnoredAny,
+    #[serde(default)]
+    train: TrainSpace,
+    #[serde(default)]
+    augment: AugmentSpace,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub enum ModelSpace {
     Mlp(MlpSpace),
     Cnn(CnnSpace),
+    /// The architecture language: the `model:` value and the `params:` map, as read with
+    /// their positions.
+    #[serde(skip)]
+    Net(Value, Option<Value>),
 }
 
 /// The fields of one part (`Mlp((..))`, `Cnn((..))`, `train`, `augment`) as written, in the
@@ -187,6 +215,9 @@ impl<'de> DeserializeSeed<'de> for DomSeed {
             Lit::Block(_) => read(d, Lit::Block),
             Lit::Downsample(_) => read(d, Lit::Downsample),
             Lit::Optimizer(_) => read(d, Lit::Optimizer),
+            Lit::Channels(_) | Lit::Pool(_) => Err(de::Error::custom(
+                "channel counts and pool kinds belong to the architecture language",
+            )),
         }
     }
 }
@@ -223,8 +254,45 @@ pub fn parse(text: &str, file: &str) -> Result<SpaceFile, SpaceError> {
             message: "the file is empty; a search space is a RON struct `(task: .., model: .., train: ..)`".into(),
         });
     }
+    // The short forms are read by serde as they always were; any other model is the language.
+    let tree = ron_tree::parse(text).ok();
+    let model = tree.as_ref().and_then(|t| t.field("model"));
+    let is_net = match model.map(|m| &m.kind) {
+        Some(Kind::Call { name, .. }) => !matches!(name.as_str(), "Mlp" | "Cnn" | ""),
+        Some(Kind::Ident(_)) => true,
+        _ => false,
+    };
+    match (tree.as_ref(), model) {
+        (Some(tree), Some(model)) if is_net => {
+            let f: NetFile = deserialize(text, file)?;
+            Ok(SpaceFile {
+                task: f.task,
+                data: f.data,
+                params: None,
+                model: ModelSpace::Net(model.clone(), tree.field("params").cloned()),
+                train: f.train,
+                augment: f.augment,
+            })
+        }
+        _ => {
+            let f: SpaceFile = deserialize(text, file)?;
+            if f.params.is_some() {
+                return Err(SpaceError::at_key(
+                    text,
+                    file,
+                    "params",
+                    "`params`: shared parameters belong to a model written in the architecture language, not to `Mlp((..))` or `Cnn((..))`".into(),
+                ));
+            }
+            Ok(f)
+        }
+    }
+}
+
+/// serde's reading of the file, its errors at RON's line and column in our words.
+fn deserialize<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, SpaceError> {
     let opts = ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME);
-    opts.from_str::<SpaceFile>(text).map_err(|e| {
+    opts.from_str::<T>(text).map_err(|e| {
         let (line, col) = (e.position.line, e.position.col);
         let message = match &e.code {
             // RON's own wording runs two words together and names our internal types.
@@ -328,6 +396,37 @@ fn range(lo: &Lit, hi: &Lit, log: bool) -> Result<Distribution, String> {
     }
 }
 
+/// The distribution of a domain of `decl`'s values, every value it names checked against
+/// `decl` (a `Fixed` value is a one-choice categorical, as journals have always had it).
+pub(super) fn dom_dist(dom: &Dom<Lit>, decl: &ParamDecl) -> Result<Distribution, String> {
+    let values: Vec<Lit> = match dom {
+        Dom::Fixed(v) => vec![*v],
+        Dom::Range(a, b) | Dom::LogRange(a, b) => vec![*a, *b],
+        Dom::Choice(vs) => vs.clone(),
+    };
+    let dist = match dom {
+        Dom::Fixed(v) => Distribution::Categorical {
+            choices: vec![v.choice()],
+        },
+        Dom::Range(a, b) => range(a, b, false)?,
+        Dom::LogRange(a, b) => range(a, b, true)?,
+        Dom::Choice(vs) if vs.is_empty() => return Err("Choice needs at least one value".into()),
+        Dom::Choice(vs) => Distribution::Categorical {
+            choices: vs.iter().map(Lit::choice).collect(),
+        },
+    };
+    for v in &values {
+        (decl.check)(v)?;
+    }
+    if let Some(limit) = &decl.at_most {
+        let max = max_int(&dist);
+        if max > limit.most {
+            return Err((limit.message)(max));
+        }
+    }
+    Ok(dist)
+}
+
 /// Accumulates checked parameters, reporting errors at the key's position in the text.
 struct Checker<'a> {
     text: &'a str,
@@ -348,33 +447,7 @@ impl Checker<'_> {
         dom: &Dom<Lit>,
         conditions: Vec<Condition>,
     ) -> Result<Distribution, SpaceError> {
-        let values: Vec<Lit> = match dom {
-            Dom::Fixed(v) => vec![*v],
-            Dom::Range(a, b) | Dom::LogRange(a, b) => vec![*a, *b],
-            Dom::Choice(vs) => vs.clone(),
-        };
-        let dist = match dom {
-            Dom::Fixed(v) => Distribution::Categorical {
-                choices: vec![v.choice()],
-            },
-            Dom::Range(a, b) => range(a, b, false).map_err(|m| self.err(key, m))?,
-            Dom::LogRange(a, b) => range(a, b, true).map_err(|m| self.err(key, m))?,
-            Dom::Choice(vs) if vs.is_empty() => {
-                return Err(self.err(key, "Choice needs at least one value".into()))
-            }
-            Dom::Choice(vs) => Distribution::Categorical {
-                choices: vs.iter().map(Lit::choice).collect(),
-            },
-        };
-        for v in &values {
-            (decl.check)(v).map_err(|m| self.err(key, m))?;
-        }
-        if let Some(limit) = &decl.at_most {
-            let max = max_int(&dist);
-            if max > limit.most {
-                return Err(self.err(key, (limit.message)(max)));
-            }
-        }
+        let dist = dom_dist(dom, decl).map_err(|m| self.err(key, m))?;
         self.params.push(ParamSpec {
             name: key.to_string(),
             dist: dist.clone(),
@@ -484,7 +557,7 @@ impl Checker<'_> {
     }
 }
 
-fn max_int(dist: &Distribution) -> i64 {
+pub(super) fn max_int(dist: &Distribution) -> i64 {
     match dist {
         Distribution::Int { high, .. } => *high,
         Distribution::Categorical { choices } => choices
@@ -507,6 +580,7 @@ impl SpaceFile {
             file,
             params: Vec::new(),
         };
+        let mut net = None;
         let family = match &self.model {
             ModelSpace::Mlp(m) => {
                 c.part(m)?;
@@ -516,21 +590,38 @@ impl SpaceFile {
                 c.part(m)?;
                 Family::Cnn
             }
+            ModelSpace::Net(model, params) => {
+                let (n, specs) = NetSpace::read(model, params.as_ref(), file)?;
+                c.params = specs;
+                net = Some(std::sync::Arc::new(n));
+                Family::Net
+            }
         };
+        let n_model = c.params.len();
         c.part(&self.train)?;
-        if family == Family::Cnn {
+        if family != Family::Mlp {
             c.part(&self.augment)?;
         } else if self.augment.any_written() {
             return Err(c.err(
                 "augment",
-                "data augmentation applies to the Cnn family (image-shaped inputs)".into(),
+                "data augmentation applies to image-shaped inputs (the Cnn family or the architecture language)".into(),
             ));
+        }
+        // A model parameter named like a training setting would share its journal entry.
+        for p in &c.params[..n_model] {
+            if c.params[n_model..].iter().any(|q| q.name == p.name) {
+                return Err(c.err(
+                    &p.name,
+                    format!("`{}` is also a training or augmentation setting; name it otherwise", p.name),
+                ));
+            }
         }
         Ok(SearchSpace {
             name: name.to_string(),
             task: self.task,
             data: self.data.clone(),
             family,
+            net,
             params: c.params,
             source: text.to_string(),
         })

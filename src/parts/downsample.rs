@@ -1,0 +1,53 @@
+//! `Downsample(how)`: halves the map by pooling, or by a stride of 2 in the next convolution.
+
+use super::{Ctx, LayerPart, Values};
+use crate::nn::{Builder, Chw, Layer, NnError};
+use crate::space::params::{any, plain, DefaultDom, Lit, ParamDecl, PoolOp};
+use crate::space::Downsample as How;
+
+pub struct Downsample;
+
+pub static HOW: ParamDecl = plain(
+    "how",
+    DefaultDom::Fixed(Lit::Downsample(How::MaxPool)),
+    any,
+);
+
+impl LayerPart for Downsample {
+    fn name(&self) -> &'static str {
+        "Downsample"
+    }
+    fn about(&self) -> &'static str {
+        "halves the map: MaxPool or AvgPool 2, or Stride (the next convolution strides by 2)"
+    }
+    fn fields(&self) -> &'static [&'static ParamDecl] {
+        static FIELDS: &[&ParamDecl] = &[&HOW];
+        FIELDS
+    }
+    fn build(
+        &self,
+        v: &Values,
+        b: &mut Builder,
+        out: &mut Vec<Layer>,
+        x: Chw,
+        _ctx: &Ctx,
+    ) -> Result<Chw, NnError> {
+        if x.h == 1 && x.w == 1 {
+            return Err(NnError::Impossible(
+                "cannot downsample a 1x1 feature map (too many downsamplings for this input)"
+                    .into(),
+            ));
+        }
+        let op = match v.downsample(&HOW) {
+            How::MaxPool => PoolOp::Max,
+            How::AvgPool => PoolOp::Avg,
+            How::Stride => {
+                b.stride_next(2);
+                return Ok(x);
+            }
+        };
+        let (layer, y) = b.pool(x, op, 2, 2)?;
+        out.push(layer);
+        Ok(y)
+    }
+}

@@ -1,0 +1,157 @@
+//! The layer parts of the architecture language, one file each, listed once in [`PARTS`].
+//!
+//! A part declares its fields (name, default, check: [`ParamDecl`]s, read by the space file's
+//! validation and by decoding alike) and builds its layers with the network [`Builder`]. Adding a
+//! layer or block type is one new file here plus one line in [`PARTS`]; see
+//! `search_spaces/README.md` for an example.
+
+mod act;
+mod batch_norm;
+mod conv;
+mod downsample;
+mod dropout;
+mod global_avg_pool;
+mod identity;
+mod linear;
+mod pool;
+mod separable_conv;
+mod zero;
+
+pub use act::Act;
+pub use batch_norm::BatchNorm;
+pub use conv::Conv;
+pub use downsample::Downsample;
+pub use dropout::Dropout;
+pub use global_avg_pool::GlobalAvgPool;
+pub use identity::Identity;
+pub use linear::Linear;
+pub use pool::Pool;
+pub use separable_conv::SeparableConv;
+pub use zero::Zero;
+
+use crate::nn::{Builder, Chw, Layer, NnError};
+use crate::space::params::{Channels, Lit, ParamDecl, PoolOp};
+use crate::space::{Activation, Downsample as DownsampleHow};
+
+/// Every layer part, by the name a space file writes.
+pub static PARTS: &[&dyn LayerPart] = &[
+    &Linear,
+    &Conv,
+    &SeparableConv,
+    &Pool,
+    &Downsample,
+    &GlobalAvgPool,
+    &BatchNorm,
+    &Dropout,
+    &Act,
+    &Identity,
+    &Zero,
+];
+
+/// The part named `name`.
+pub fn find(name: &str) -> Option<&'static dyn LayerPart> {
+    PARTS.iter().copied().find(|p| p.name() == name)
+}
+
+/// Where a part is built: its path in the network and what surrounds it.
+pub struct Ctx<'a> {
+    pub path: &'a str,
+    /// The activation that follows the part (else the one before it): sets the scale of the
+    /// initial weights (He for rectifiers, Glorot otherwise).
+    pub hint: Activation,
+    /// Whether a batch norm follows directly (a convolution then needs no bias).
+    pub before_batch_norm: bool,
+}
+
+/// One layer or block type of the architecture language.
+pub trait LayerPart: Sync {
+    /// The name written in a space file, e.g. `Conv`.
+    fn name(&self) -> &'static str;
+    /// One line for `search_spaces/README.md` and `nas space show`.
+    fn about(&self) -> &'static str;
+    /// The fields, in the order positional arguments fill them.
+    fn fields(&self) -> &'static [&'static ParamDecl];
+    /// Appends the part's layers for input `x` and returns the output shape.
+    fn build(
+        &self,
+        v: &Values,
+        b: &mut Builder,
+        out: &mut Vec<Layer>,
+        x: Chw,
+        ctx: &Ctx,
+    ) -> Result<Chw, NnError>;
+}
+
+/// The sampled values of a part's fields; a field left out has its declared default.
+pub struct Values<'a>(pub &'a [(String, Lit)]);
+
+impl Values<'_> {
+    pub fn lit(&self, decl: &ParamDecl) -> Lit {
+        self.0
+            .iter()
+            .find(|(k, _)| k == decl.name)
+            .map(|(_, v)| *v)
+            .filter(|v| v.same_kind(&decl.kind()))
+            .unwrap_or_else(|| decl.default.first())
+    }
+
+    pub fn usize(&self, decl: &ParamDecl) -> usize {
+        match self.lit(decl) {
+            Lit::Int(i) => i.max(0) as usize,
+            _ => 0,
+        }
+    }
+
+    pub fn float(&self, decl: &ParamDecl) -> f64 {
+        match self.lit(decl) {
+            Lit::Float(x) => x,
+            Lit::Int(i) => i as f64,
+            _ => 0.0,
+        }
+    }
+
+    pub fn bool(&self, decl: &ParamDecl) -> bool {
+        matches!(self.lit(decl), Lit::Bool(true))
+    }
+
+    pub fn activation(&self, decl: &ParamDecl) -> Activation {
+        match self.lit(decl) {
+            Lit::Activation(a) => a,
+            _ => Activation::Relu,
+        }
+    }
+
+    /// A channel count; `Same` and `Double` are relative to `input` channels.
+    pub fn channels(&self, decl: &ParamDecl, input: usize) -> usize {
+        match self.lit(decl) {
+            Lit::Channels(c) => c.of(input),
+            Lit::Int(i) => i.max(1) as usize,
+            _ => input,
+        }
+    }
+
+    pub fn pool(&self, decl: &ParamDecl) -> PoolOp {
+        match self.lit(decl) {
+            Lit::Pool(p) => p,
+            _ => PoolOp::Max,
+        }
+    }
+
+    pub fn downsample(&self, decl: &ParamDecl) -> DownsampleHow {
+        match self.lit(decl) {
+            Lit::Downsample(d) => d,
+            _ => DownsampleHow::MaxPool,
+        }
+    }
+}
+
+impl Channels {
+    /// The count for an input of `input` channels.
+    pub fn of(self, input: usize) -> usize {
+        match self {
+            Channels::Same => input,
+            Channels::Double => input.saturating_mul(2),
+            Channels::Count(n) => n as usize,
+        }
+    }
+}
