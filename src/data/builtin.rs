@@ -1,4 +1,4 @@
-//! Built-in data sets (digits, iris, diabetes) embedded in the binary from `data/builtin/`.
+//! Built-in data sets (digits, iris, diabetes, signals) embedded in the binary from `data/builtin/`.
 
 use std::fmt;
 use std::path::Path;
@@ -17,13 +17,16 @@ pub enum BuiltinName {
     Iris,
     /// Diabetes progression, 10 features, regression, 353 train / 89 test.
     Diabetes,
+    /// Synthetic 1-D waveforms of 64 samples (sine, square, triangle, sawtooth), 800 / 200.
+    Signals,
 }
 
 impl BuiltinName {
-    pub const ALL: [BuiltinName; 3] = [
+    pub const ALL: [BuiltinName; 4] = [
         BuiltinName::Digits,
         BuiltinName::Iris,
         BuiltinName::Diabetes,
+        BuiltinName::Signals,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +34,7 @@ impl BuiltinName {
             BuiltinName::Digits => "digits",
             BuiltinName::Iris => "iris",
             BuiltinName::Diabetes => "diabetes",
+            BuiltinName::Signals => "signals",
         }
     }
 }
@@ -50,7 +54,7 @@ impl FromStr for BuiltinName {
             .find(|b| b.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| DataError::UnknownSource {
                 spec: s.to_string(),
-                reason: "not a built-in data set (digits, iris, diabetes)".into(),
+                reason: "not a built-in data set (digits, iris, diabetes, signals)".into(),
             })
     }
 }
@@ -105,6 +109,16 @@ fn files(name: BuiltinName) -> [(Embedded, Embedded); 2] {
                 embed!("diabetes", "t10k-targets-idx1-float"),
             ),
         ],
+        BuiltinName::Signals => [
+            (
+                embed!("signals", "train-features-idx2-float"),
+                embed!("signals", "train-labels-idx1-ubyte"),
+            ),
+            (
+                embed!("signals", "t10k-features-idx2-float"),
+                embed!("signals", "t10k-labels-idx1-ubyte"),
+            ),
+        ],
     }
 }
 
@@ -127,10 +141,18 @@ fn decode(
         array(targets)?,
         Path::new(targets.0),
     )?;
-    if name == BuiltinName::Iris {
-        ds.class_names = ["setosa", "versicolor", "virginica"]
-            .map(String::from)
-            .to_vec();
+    match name {
+        BuiltinName::Iris => {
+            ds.class_names = ["setosa", "versicolor", "virginica"]
+                .map(String::from)
+                .to_vec()
+        }
+        BuiltinName::Signals => {
+            ds.class_names = ["sine", "square", "triangle", "sawtooth"]
+                .map(String::from)
+                .to_vec()
+        }
+        _ => {}
     }
     Ok(ds)
 }

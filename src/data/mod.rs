@@ -76,7 +76,7 @@ impl DataSource {
                 "a file that is not .csv (IDX data go in a directory of train-*/t10k-* files)"
                     .into()
             } else {
-                "not a built-in data set (digits, iris, diabetes), an existing directory or a .csv file".into()
+                "not a built-in data set (digits, iris, diabetes, signals), an existing directory or a .csv file".into()
             },
         })
     }

@@ -372,7 +372,7 @@ mod tests {
         let Kind::List(items) = &a.kind else { panic!() };
         assert_eq!(items[1].kind, Kind::Ident("Relu".into()));
         assert_eq!(items[2].kind, Kind::Float(-1.5e-3));
-        assert_eq!(items[2].pos, Pos { line: 3, col: 34 });
+        assert_eq!(items[2].pos, Pos { line: 3, col: 33 });
         let Kind::Call { name, args } = &items[0].kind else { panic!() };
         assert_eq!(name, "Conv");
         assert!(matches!(args, Args::Named(f) if f[0].0 == "channels"));
