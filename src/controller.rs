@@ -453,7 +453,13 @@ impl Controller<'_> {
         };
         let cost = match self.cost(&cand) {
             Ok(c) => c,
-            Err(e) => return (fail(rec, TrialState::Failed, e), Ending::Failed),
+            // Shapes that cannot work are rejected before any training (the message names the
+            // part); they still count towards --max-consecutive-failures, which stops a space
+            // whose every configuration is impossible (`nas space check` measures the share).
+            Err(e) => {
+                let msg = format!("rejected at sampling time: {e}");
+                return (fail(rec, TrialState::Failed, msg), Ending::Failed);
+            }
         };
         rec.params = cost.params;
         rec.macs = cost.macs;

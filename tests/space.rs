@@ -313,7 +313,9 @@ fn golden_networks() -> String {
 
 /// Compares `got` with the golden file `name` (rewritten first under `UPDATE_GOLDEN=1`).
 fn check_golden(name: &str, got: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, got).unwrap();
@@ -377,4 +379,20 @@ fn a_value_of_the_wrong_type_names_its_field() {
     assert!(err.to_string().contains("`block`"), "{err}");
     let err = parse("(task: Classification, model: Mlp((dropout: Fixed(true))))").unwrap_err();
     assert!(err.to_string().contains("`dropout`"), "{err}");
+}
+
+/// The example of the architecture language in `search_spaces/README.md` is a valid space.
+#[test]
+fn the_readme_example_of_the_architecture_language_is_a_valid_space() {
+    let readme = include_str!("../search_spaces/README.md");
+    let start = readme
+        .find("## The architecture language")
+        .and_then(|i| readme[i..].find("```ron").map(|j| i + j + "```ron".len()))
+        .expect("the README shows an example");
+    let end = start + readme[start..].find("```").unwrap();
+    let space = parse(&readme[start..end]).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = space.params.iter().map(|p| p.name.as_str()).collect();
+    for want in ["conv1.channels", "kernel", "stage2.times", "one_of1"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub mod model;
+pub mod space;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +42,8 @@ pub enum Command {
     /// Compare samplers and schedulers: every pair, several seeds, the same epoch budget.
     #[command(alias = "bench")]
     Compare(CompareArgs),
+    /// Inspect a search space: its parameters, sampled networks, and the share that cannot work.
+    Space(space::SpaceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +253,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Predict(a) => model::predict(a),
         Command::Evaluate(a) => model::evaluate(a),
         Command::Compare(a) => compare(a),
+        Command::Space(a) => space::run(a),
     }
 }
 

@@ -230,14 +230,15 @@ impl<'a> Builder<'a> {
                         hint,
                         before_batch_norm: next.is_some_and(Node::is_batch_norm),
                     };
-                    p.build(&Values(values), self, out, x, &ctx)
-                        .map_err(|NnError::Impossible(m)| {
+                    p.build(&Values(values), self, out, x, &ctx).map_err(
+                        |NnError::Impossible(m)| {
                             if m.starts_with(path.as_str()) {
                                 NnError::Impossible(m)
                             } else {
                                 NnError::Impossible(format!("{path}: {m}"))
                             }
-                        })?
+                        },
+                    )?
                 }
                 Node::Sequential(body) => self.sequence(body, out, x, Some(hint))?,
                 Node::Residual { path, body } => {
@@ -257,10 +258,7 @@ impl<'a> Builder<'a> {
                         )));
                     }
                     out.push(Layer::DenseGrow { body: layers });
-                    Chw {
-                        c: x.c + g.c,
-                        ..x
-                    }
+                    Chw { c: x.c + g.c, ..x }
                 }
                 Node::Cell { path, nodes, edges } => {
                     self.cell(path, *nodes, edges, out, x, hint)?

@@ -7,11 +7,7 @@ use crate::space::Downsample as How;
 
 pub struct Downsample;
 
-pub static HOW: ParamDecl = plain(
-    "how",
-    DefaultDom::Fixed(Lit::Downsample(How::MaxPool)),
-    any,
-);
+pub static HOW: ParamDecl = plain("how", DefaultDom::Fixed(Lit::Downsample(How::MaxPool)), any);
 
 impl LayerPart for Downsample {
     fn name(&self) -> &'static str {

@@ -155,3 +155,48 @@ impl Channels {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README row of a part: name, fields with defaults, what it does.
+    fn row(p: &dyn LayerPart) -> String {
+        let fields: Vec<String> = p
+            .fields()
+            .iter()
+            .map(|d| format!("{}: {}", d.name, d.default.first()))
+            .collect();
+        let fields = if fields.is_empty() {
+            "-".to_string()
+        } else {
+            format!("`{}`", fields.join(", "))
+        };
+        format!("| `{}` | {fields} | {} |", p.name(), p.about())
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_part_with_its_fields_and_defaults() {
+        let readme = include_str!("../../search_spaces/README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| part | fields and defaults |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let want: Vec<String> = PARTS.iter().map(|p| row(*p)).collect();
+        assert_eq!(table, want, "the table should read:\n{}", want.join("\n"));
+    }
+
+    #[test]
+    fn every_default_is_a_fixed_value_that_passes_its_check() {
+        for p in PARTS {
+            for d in p.fields() {
+                let crate::space::params::DefaultDom::Fixed(v) = d.default else {
+                    panic!("{}.{}: a part's default is one value", p.name(), d.name)
+                };
+                assert_eq!((d.check)(&v), Ok(()), "{}.{}", p.name(), d.name);
+            }
+        }
+    }
+}

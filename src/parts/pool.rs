@@ -2,7 +2,9 @@
 
 use super::{Ctx, LayerPart, Values};
 use crate::nn::{Builder, Chw, Layer, NnError};
-use crate::space::params::{int_at_least_0, int_at_least_1, plain, DefaultDom, Lit, ParamDecl, PoolOp, any};
+use crate::space::params::{
+    any, int_at_least_0, int_at_least_1, plain, DefaultDom, Lit, ParamDecl, PoolOp,
+};
 
 pub struct Pool;
 

@@ -27,12 +27,14 @@ impl LayerPart for SeparableConv {
         "MobileNet block: [1x1 expansion], depthwise kxk, pointwise 1x1, each with batch norm and activation"
     }
     fn fields(&self) -> &'static [&'static ParamDecl] {
-        static FIELDS: &[&ParamDecl] = &[&CHANNELS,
+        static FIELDS: &[&ParamDecl] = &[
+            &CHANNELS,
             &KERNEL,
             &EXPANSION,
             &STRIDE,
             &ACTIVATION,
-            &BATCH_NORM];
+            &BATCH_NORM,
+        ];
         FIELDS
     }
     fn build(

@@ -18,9 +18,15 @@ pub enum Node {
     },
     Sequential(Vec<Node>),
     /// H(x) = F(x) + x, with a 1x1 projection on the shortcut when the shapes differ.
-    Residual { path: String, body: Vec<Node> },
+    Residual {
+        path: String,
+        body: Vec<Node>,
+    },
     /// One DenseNet layer: its output is concatenated to its input along channels.
-    Dense { path: String, body: Vec<Node> },
+    Dense {
+        path: String,
+        body: Vec<Node>,
+    },
     /// A DAG of `nodes` nodes: node 0 is the input, each later node sums its incoming edges'
     /// ops, and the last node is the output.
     Cell {
@@ -113,7 +119,13 @@ impl Node {
         walk(nodes, &mut counts);
         counts
             .iter()
-            .map(|(k, c)| if *c > 1 { format!("{k} x{c}") } else { k.clone() })
+            .map(|(k, c)| {
+                if *c > 1 {
+                    format!("{k} x{c}")
+                } else {
+                    k.clone()
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }

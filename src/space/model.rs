@@ -38,9 +38,9 @@ pub static CELL_NODES: ParamDecl = plain("nodes", DefaultDom::Fixed(Lit::Int(4))
 
 fn cell_nodes(v: &Lit) -> Result<(), String> {
     match v {
-        Lit::Int(n) if !(2..=8).contains(n) => {
-            Err(format!("a cell has 2 to 8 nodes (the input is one), not {n}"))
-        }
+        Lit::Int(n) if !(2..=8).contains(n) => Err(format!(
+            "a cell has 2 to 8 nodes (the input is one), not {n}"
+        )),
         _ => Ok(()),
     }
 }
@@ -527,8 +527,13 @@ impl Reader<'_> {
     fn unique_names(&self, parts: &[Part]) -> Result<(), SpaceError> {
         for (i, p) in parts.iter().enumerate() {
             if let Ast::Named(n, _) = &p.ast {
-                let clash = parts[..i].iter().any(|q| matches!(&q.ast, Ast::Named(m, _) if m == n))
-                    || segments(parts).iter().enumerate().any(|(j, s)| j != i && s == n);
+                let clash = parts[..i]
+                    .iter()
+                    .any(|q| matches!(&q.ast, Ast::Named(m, _) if m == n))
+                    || segments(parts)
+                        .iter()
+                        .enumerate()
+                        .any(|(j, s)| j != i && s == n);
                 if clash {
                     return Err(self.err(
                         p.pos,
@@ -592,10 +597,7 @@ impl Reader<'_> {
                 Args::Positional(vs) if vs.len() == n => vs.iter().map(lit).collect(),
                 _ => Err(at(
                     v.pos,
-                    format!(
-                        "`{name}` takes {n} value{}",
-                        if n == 1 { "" } else { "s" }
-                    ),
+                    format!("`{name}` takes {n} value{}", if n == 1 { "" } else { "s" }),
                 )),
             }
         };
@@ -637,9 +639,10 @@ impl Reader<'_> {
 /// Whether a `params` entry is a part (a template) rather than a domain.
 fn is_part(v: &Value) -> bool {
     match &v.kind {
-        Kind::Call { name, .. } => {
-            !matches!(name.as_str(), "Fixed" | "Range" | "LogRange" | "Choice" | "")
-        }
+        Kind::Call { name, .. } => !matches!(
+            name.as_str(),
+            "Fixed" | "Range" | "LogRange" | "Choice" | ""
+        ),
         Kind::Ident(n) => parts::find(n).is_some(),
         _ => false,
     }
@@ -708,7 +711,10 @@ impl Declarer<'_> {
             Some((_, Shared::Labels(_))) => {
                 return Err(self.reader.err(
                     pos,
-                    format!("`{name}` chooses a `OneOf`'s option and cannot also be `{}`", decl.name),
+                    format!(
+                        "`{name}` chooses a `OneOf`'s option and cannot also be `{}`",
+                        decl.name
+                    ),
                 ))
             }
             None => {
@@ -719,10 +725,15 @@ impl Declarer<'_> {
                         return Err(match self.reader.domain(raw, decl) {
                             Err(SpaceError::Invalid { message, .. }) => self.reader.err(
                                 raw.pos,
-                                format!("{message} (as used at line {}, column {})", pos.line, pos.col),
+                                format!(
+                                    "{message} (as used at line {}, column {})",
+                                    pos.line, pos.col
+                                ),
                             ),
                             Err(e) => e,
-                            Ok(_) => self.reader.err(raw.pos, "a shared parameter cannot refer to another"),
+                            Ok(_) => self
+                                .reader
+                                .err(raw.pos, "a shared parameter cannot refer to another"),
                         });
                     }
                     Ok(e) => e,
@@ -790,7 +801,13 @@ impl Declarer<'_> {
                 Some(dist) => (n.clone(), dist),
                 None => {
                     let n = match self.shared.iter().find(|(s, _)| s == n) {
-                        Some((_, Shared::Value { expr: Expr::Const(Lit::Int(n)), .. })) => *n,
+                        Some((
+                            _,
+                            Shared::Value {
+                                expr: Expr::Const(Lit::Int(n)),
+                                ..
+                            },
+                        )) => *n,
                         _ => 0,
                     };
                     return Ok(vec![conds.to_vec(); n.max(0) as usize]);
@@ -831,7 +848,10 @@ impl Declarer<'_> {
         shared: Option<&(String, Pos)>,
         conds: &[Condition],
     ) -> Result<(), SpaceError> {
-        let labels: Vec<Choice> = options.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
+        let labels: Vec<Choice> = options
+            .iter()
+            .map(|(l, _)| Choice::Str(l.clone()))
+            .collect();
         let (param, choices) = match shared {
             None => {
                 self.out.push(Entry::Local(ParamSpec {
@@ -846,20 +866,22 @@ impl Declarer<'_> {
             Some((name, pos)) => {
                 let choices = match self.shared.iter().find(|(n, _)| n == name) {
                     Some((_, Shared::Labels(c))) => c.clone(),
-                    Some(_) => {
-                        return Err(self.reader.err(
-                            *pos,
-                            format!("`{name}` is a value elsewhere and cannot choose a `OneOf`'s option"),
-                        ))
-                    }
+                    Some(_) => return Err(self.reader.err(
+                        *pos,
+                        format!(
+                            "`{name}` is a value elsewhere and cannot choose a `OneOf`'s option"
+                        ),
+                    )),
                     None => {
-                        let (_, rpos, raw) = self.raw.iter().find(|(n, _, _)| n == name).expect("read");
+                        let (_, rpos, raw) =
+                            self.raw.iter().find(|(n, _, _)| n == name).expect("read");
                         let c = label_choices(raw).ok_or_else(|| {
                             self.reader.err(*rpos, format!("`{name}` chooses a `OneOf`'s option, so it is `Choice([..])` or `Fixed(..)` of option labels"))
                         })?;
                         for ch in &c {
                             if !labels.contains(&Choice::Str(ch.to_string())) {
-                                let opts: Vec<String> = options.iter().map(|(l, _)| format!("`{l}`")).collect();
+                                let opts: Vec<String> =
+                                    options.iter().map(|(l, _)| format!("`{l}`")).collect();
                                 return Err(self.reader.err(
                                     raw.pos,
                                     format!("`{name}` takes `{ch}`, which is not an option of the `OneOf` at line {}, column {} (its options are {})", pos.line, pos.col, opts.join(", ")),
@@ -947,10 +969,19 @@ impl Declarer<'_> {
                 if self.stack.contains(name) {
                     return Err(self.reader.err(
                         p.pos,
-                        format!("`{name}` uses itself (through {}); a template cannot be recursive", self.stack.join(" -> ")),
+                        format!(
+                            "`{name}` uses itself (through {}); a template cannot be recursive",
+                            self.stack.join(" -> ")
+                        ),
                     ));
                 }
-                let t = &self.net.templates.iter().find(|(n, _)| n == name).expect("read").1;
+                let t = &self
+                    .net
+                    .templates
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .expect("read")
+                    .1;
                 self.stack.push(name.clone());
                 self.part(t, path, conds, cell_op)?;
                 self.stack.pop();
@@ -1108,7 +1139,10 @@ impl NetSpace {
             let used = d.uses.iter().any(|(n, _)| n == name)
                 || reader.templates.contains(name) && template_used(&net, name);
             if !used {
-                return Err(reader.err(*pos, format!("`{name}` is declared in `params` but never used")));
+                return Err(reader.err(
+                    *pos,
+                    format!("`{name}` is declared in `params` but never used"),
+                ));
             }
         }
         let specs = d
@@ -1168,7 +1202,11 @@ fn template_used(net: &NetSpace, name: &str) -> bool {
             }
         }
     }
-    uses(&net.root, name) || net.templates.iter().any(|(n, t)| n != name && uses(t, name))
+    uses(&net.root, name)
+        || net
+            .templates
+            .iter()
+            .any(|(n, t)| n != name && uses(t, name))
 }
 
 /// Turns one configuration into nodes: the values it holds, the options it chose.
@@ -1185,8 +1223,19 @@ impl Resolver<'_> {
             Expr::Const(l) => return *l,
             Expr::Dom(d) => (join(path, f.decl.name), d.clone()),
             Expr::Shared(n) => match self.net.shared.iter().find(|(s, _)| s == n) {
-                Some((_, Shared::Value { expr: Expr::Const(l), .. })) => return *l,
-                Some((_, Shared::Value { expr: Expr::Dom(d), .. })) => (n.clone(), d.clone()),
+                Some((
+                    _,
+                    Shared::Value {
+                        expr: Expr::Const(l),
+                        ..
+                    },
+                )) => return *l,
+                Some((
+                    _,
+                    Shared::Value {
+                        expr: Expr::Dom(d), ..
+                    },
+                )) => (n.clone(), d.clone()),
                 _ => return f.decl.default.first(),
             },
         };
@@ -1215,7 +1264,12 @@ impl Resolver<'_> {
     }
 
     /// The label chosen by `param` (index into `choices`), else the first option.
-    fn chosen<'p>(&self, param: &str, options: &'p [(String, Part)], choices: &[Choice]) -> &'p (String, Part) {
+    fn chosen<'p>(
+        &self,
+        param: &str,
+        options: &'p [(String, Part)],
+        choices: &[Choice],
+    ) -> &'p (String, Part) {
         let label = match self.config.get(param) {
             Some(ParamValue::Cat(i)) => choices.get(*i).map(|c| c.to_string()),
             _ => None,
@@ -1261,7 +1315,10 @@ impl Resolver<'_> {
                     },
                     None => (
                         path.to_string(),
-                        options.iter().map(|(l, _)| Choice::Str(l.clone())).collect(),
+                        options
+                            .iter()
+                            .map(|(l, _)| Choice::Str(l.clone()))
+                            .collect(),
                     ),
                 };
                 let (label, option) = self.chosen(&param, options, &choices);
@@ -1277,7 +1334,8 @@ impl Resolver<'_> {
             }
             Ast::Named(_, body) => self.part(body, path, out),
             Ast::Cell { nodes, ops } => {
-                let choices: Vec<Choice> = ops.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
+                let choices: Vec<Choice> =
+                    ops.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
                 let edges = edges(*nodes)
                     .into_iter()
                     .map(|(from, to)| {

@@ -81,7 +81,10 @@ impl Lit {
             (Lit::Float(_), Choice::Int(i)) => Some(Lit::Float(*i as f64)),
             (Lit::Bool(_), Choice::Bool(b)) => Some(Lit::Bool(*b)),
             (Lit::Channels(_), Choice::Int(n)) => Some(Lit::Channels(Channels::Count(*n))),
-            (_, Choice::Str(s)) => self.all_named().into_iter().find(|v| v.choice() == Choice::Str(s.clone())),
+            (_, Choice::Str(s)) => self
+                .all_named()
+                .into_iter()
+                .find(|v| v.choice() == Choice::Str(s.clone())),
             _ => None,
         }
     }
@@ -89,11 +92,23 @@ impl Lit {
     /// Every named value of this one's type (none for numbers and booleans).
     fn all_named(&self) -> Vec<Lit> {
         match self {
-            Lit::Activation(_) => Activation::ALL.iter().map(|v| Lit::Activation(*v)).collect(),
+            Lit::Activation(_) => Activation::ALL
+                .iter()
+                .map(|v| Lit::Activation(*v))
+                .collect(),
             Lit::Block(_) => BlockKind::ALL.iter().map(|v| Lit::Block(*v)).collect(),
-            Lit::Downsample(_) => Downsample::ALL.iter().map(|v| Lit::Downsample(*v)).collect(),
-            Lit::Optimizer(_) => OptimizerName::ALL.iter().map(|v| Lit::Optimizer(*v)).collect(),
-            Lit::Channels(_) => vec![Lit::Channels(Channels::Same), Lit::Channels(Channels::Double)],
+            Lit::Downsample(_) => Downsample::ALL
+                .iter()
+                .map(|v| Lit::Downsample(*v))
+                .collect(),
+            Lit::Optimizer(_) => OptimizerName::ALL
+                .iter()
+                .map(|v| Lit::Optimizer(*v))
+                .collect(),
+            Lit::Channels(_) => vec![
+                Lit::Channels(Channels::Same),
+                Lit::Channels(Channels::Double),
+            ],
             Lit::Pool(_) => vec![Lit::Pool(PoolOp::Max), Lit::Pool(PoolOp::Avg)],
             Lit::Int(_) | Lit::Float(_) | Lit::Bool(_) => Vec::new(),
         }
@@ -109,7 +124,12 @@ impl Lit {
             Lit::Activation(_) => names(Activation::ALL.iter().map(|v| format!("{v:?}")).collect()),
             Lit::Block(_) => names(BlockKind::ALL.iter().map(|v| format!("{v:?}")).collect()),
             Lit::Downsample(_) => names(Downsample::ALL.iter().map(|v| format!("{v:?}")).collect()),
-            Lit::Optimizer(_) => names(OptimizerName::ALL.iter().map(|v| format!("{v:?}")).collect()),
+            Lit::Optimizer(_) => names(
+                OptimizerName::ALL
+                    .iter()
+                    .map(|v| format!("{v:?}"))
+                    .collect(),
+            ),
             Lit::Channels(_) => "a channel count, Same or Double".into(),
             Lit::Pool(_) => "Max, Avg".into(),
         }

@@ -4,11 +4,11 @@
 //! `Choice([..])`. The fields of each part and their defaults are the declarations in
 //! [`super::params`]; `search_spaces/README.md` lists them (a test keeps the two in step).
 
+use super::model::NetSpace;
 use super::params::{self, mlp, DefaultDom, Lit, ParamDecl, When};
+use super::ron_tree::{self, Kind, Value};
 use super::{Choice, Condition, Distribution, Family, ParamSpec, SearchSpace, SpaceError};
 use crate::data::Task;
-use super::model::NetSpace;
-use super::ron_tree::{self, Kind, Value};
 use ron::extensions::Extensions;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -612,7 +612,10 @@ impl SpaceFile {
             if c.params[n_model..].iter().any(|q| q.name == p.name) {
                 return Err(c.err(
                     &p.name,
-                    format!("`{}` is also a training or augmentation setting; name it otherwise", p.name),
+                    format!(
+                        "`{}` is also a training or augmentation setting; name it otherwise",
+                        p.name
+                    ),
                 ));
             }
         }
