@@ -37,6 +37,15 @@ const SPACE: &str = "(
 )
 ";
 
+/// A space in the architecture language, one shared kernel.
+const NET: &str = "(
+    task: Classification,
+    params: {\"k\": Choice([3, 5])},
+    model: Sequential([Conv(channels: 4, kernel: Param(\"k\")), GlobalAvgPool]),
+    train: (max_epochs: Fixed(2), patience: Fixed(1)),
+)
+";
+
 /// The flags every search case shares: the smallest search that runs at all.
 const TINY: [&str; 6] = ["--trials", "1", "--folds", "2", "--workers", "1"];
 
@@ -241,6 +250,27 @@ fn cases() -> Vec<Case> {
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
             message: "my.ron:1:1: the file is empty; a search space is a RON struct `(task: .., model: .., train: ..)`",
             readme: true,
+        },
+        Case {
+            name: "architecture language: an unknown part",
+            setup: |d| space(d, NET.replace("Conv(", "Convolution(")),
+            args: &["search", "--space", "my.ron", "--data", "my.csv"],
+            message: "my.ron:4:24: unknown part `Convolution`; the parts are Linear, Conv, SeparableConv, Pool, Downsample, GlobalAvgPool, BatchNorm, Dropout, Act, Identity, Zero, Sequential, Repeat, OneOf, Residual, Dense, Cell, Named",
+            readme: true,
+        },
+        Case {
+            name: "architecture language: a shared parameter that is not declared",
+            setup: |d| space(d, NET.replace("Param(\"k\")", "Param(\"kernel\")")),
+            args: &["search", "--space", "my.ron", "--data", "my.csv"],
+            message: "my.ron:4:56: no parameter `kernel` in `params: {..}` (it has `k`)",
+            readme: true,
+        },
+        Case {
+            name: "architecture language: an even kernel",
+            setup: |d| space(d, NET.replace("Choice([3, 5])", "Choice([3, 4])")),
+            args: &["search", "--space", "my.ron", "--data", "my.csv"],
+            message: "my.ron:3:30: `kernel`: kernel size 4 must be an odd number >= 1 (\"same\" padding) (as used at line 4, column 42)",
+            readme: false,
         },
         Case {
             name: "missing space file",

@@ -719,24 +719,26 @@ impl Declarer<'_> {
             }
             None => {
                 let raw = &self.raw.iter().find(|(n, _, _)| n == name).expect("read").2;
+                // The domain is read as a value of its first use's field: say which.
                 let expr = match self.reader.domain(raw, decl) {
-                    Ok(Expr::Shared(_)) | Err(_) => {
-                        // Report the first use's field: the domain is read for that use.
-                        return Err(match self.reader.domain(raw, decl) {
-                            Err(SpaceError::Invalid { message, .. }) => self.reader.err(
-                                raw.pos,
-                                format!(
-                                    "{message} (as used at line {}, column {})",
-                                    pos.line, pos.col
-                                ),
-                            ),
-                            Err(e) => e,
-                            Ok(_) => self
-                                .reader
-                                .err(raw.pos, "a shared parameter cannot refer to another"),
-                        });
-                    }
                     Ok(e) => e,
+                    Err(SpaceError::Invalid {
+                        file,
+                        line,
+                        col,
+                        message,
+                    }) => {
+                        return Err(SpaceError::Invalid {
+                            file,
+                            line,
+                            col,
+                            message: format!(
+                                "{message} (as used at line {}, column {})",
+                                pos.line, pos.col
+                            ),
+                        })
+                    }
+                    Err(e) => return Err(e),
                 };
                 self.shared.push((
                     name.to_string(),
@@ -866,12 +868,14 @@ impl Declarer<'_> {
             Some((name, pos)) => {
                 let choices = match self.shared.iter().find(|(n, _)| n == name) {
                     Some((_, Shared::Labels(c))) => c.clone(),
-                    Some(_) => return Err(self.reader.err(
-                        *pos,
-                        format!(
+                    Some(_) => {
+                        return Err(self.reader.err(
+                            *pos,
+                            format!(
                             "`{name}` is a value elsewhere and cannot choose a `OneOf`'s option"
                         ),
-                    )),
+                        ))
+                    }
                     None => {
                         let (_, rpos, raw) =
                             self.raw.iter().find(|(n, _, _)| n == name).expect("read");
