@@ -181,10 +181,7 @@ fn sample(a: SampleArgs) -> Result<(), CliError> {
     let space = SearchSpace::from_file(&a.space)?;
     for (i, config) in draw(&space, a.count, a.seed)?.iter().enumerate() {
         let json = serde_json::Value::Object(space.config_json(config));
-        let arch = match &space.decode(config).arch {
-            Architecture::Net(n) => Node::census(n),
-            other => Node::census(&expanded(other)),
-        };
+        let arch = Node::summary(&expanded(&space.decode(config).arch), 100);
         println!("{i}: {json}\n   {arch}");
     }
     Ok(())

@@ -130,6 +130,89 @@ impl Node {
             .join(", ")
     }
 
+    /// A one-line summary for tables, e.g. `conv32k3 res(k3 k5) maxpool res(x2 k5 k5) gap relu`:
+    /// convolutions with their channels (`x2` for `Double`) and kernels, blocks in brackets, the
+    /// first activation at the end; cut at `max` characters.
+    pub fn summary(nodes: &[Node], max: usize) -> String {
+        fn value<'a>(values: &'a [(String, Lit)], k: &str) -> Option<&'a Lit> {
+            values.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+        }
+        fn channels(values: &[(String, Lit)]) -> String {
+            match value(values, "channels") {
+                Some(Lit::Channels(super::params::Channels::Count(n))) => n.to_string(),
+                Some(Lit::Channels(super::params::Channels::Double)) => "x2".into(),
+                _ => String::new(),
+            }
+        }
+        fn walk(nodes: &[Node], out: &mut Vec<String>, act: &mut Option<String>) {
+            for n in nodes {
+                match n {
+                    Node::Layer { part, values, .. } => {
+                        let kernel = match value(values, "kernel") {
+                            Some(Lit::Int(k)) => format!("k{k}"),
+                            _ => "k3".into(),
+                        };
+                        let stride = match value(values, "stride") {
+                            Some(Lit::Int(s)) if *s > 1 => format!("s{s}"),
+                            _ => String::new(),
+                        };
+                        match part.as_str() {
+                            "Conv" => out.push(format!("{}{kernel}{stride}", channels(values))),
+                            "SeparableConv" => {
+                                out.push(format!("sep{}{kernel}{stride}", channels(values)))
+                            }
+                            "Linear" => match value(values, "units") {
+                                Some(Lit::Int(u)) => out.push(format!("fc{u}")),
+                                _ => out.push("fc64".into()),
+                            },
+                            "Pool" => out.push(match value(values, "kind") {
+                                Some(Lit::Pool(super::params::PoolOp::Avg)) => "avgpool".into(),
+                                _ => "maxpool".into(),
+                            }),
+                            "Downsample" => out.push(match value(values, "how") {
+                                Some(Lit::Downsample(d)) => d.label().to_string(),
+                                _ => "maxpool".into(),
+                            }),
+                            "GlobalAvgPool" => out.push("gap".into()),
+                            "Act" if act.is_none() => {
+                                *act = n.activation().map(|a| a.label().to_string())
+                            }
+                            _ => {}
+                        }
+                    }
+                    Node::Sequential(b) => walk(b, out, act),
+                    Node::Residual { body, .. } | Node::Dense { body, .. } => {
+                        let mut inner = Vec::new();
+                        walk(body, &mut inner, act);
+                        let name = if matches!(n, Node::Residual { .. }) {
+                            "res"
+                        } else {
+                            "dense"
+                        };
+                        out.push(format!("{name}({})", inner.join(" ")));
+                    }
+                    Node::Cell { edges, .. } => {
+                        let live = edges
+                            .iter()
+                            .filter(|e| !e.op.iter().any(Node::is_zero))
+                            .count();
+                        out.push(format!("cell({live}/{} edges)", edges.len()));
+                    }
+                }
+            }
+        }
+        let (mut out, mut act) = (Vec::new(), None);
+        walk(nodes, &mut out, &mut act);
+        out.extend(act);
+        let s = out.join(" ");
+        if s.chars().count() > max {
+            let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+            format!("{cut}…")
+        } else {
+            s
+        }
+    }
+
     /// The network written in the architecture language (a `model:` a space file can hold).
     pub fn to_ron(nodes: &[Node]) -> String {
         let mut out = String::new();

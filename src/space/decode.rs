@@ -344,7 +344,7 @@ impl Candidate {
                 }
                 s
             }
-            Architecture::Net(nodes) => super::arch::Node::census(nodes),
+            Architecture::Net(nodes) => super::arch::Node::summary(nodes, 72),
         }
     }
 }
