@@ -71,7 +71,7 @@ fn final_model(
     let n = split.train.len().min(max_train);
     let train = split.train.subset(&(0..n).collect::<Vec<_>>());
     let test = split.test.expect("built-in data sets have a test split");
-    let per_channel = matches!(cand.arch, Architecture::Cnn(_)) && train.shape.is_image();
+    let per_channel = !matches!(cand.arch, Architecture::Mlp(_)) && train.shape.is_image();
     let standardizer = Standardizer::fit(&train, per_channel);
     let mut train_std = train.clone();
     standardizer.apply(&mut train_std);
@@ -210,6 +210,50 @@ fn reloaded_cnn_with_batch_norm_predicts_bit_identically() {
     assert!(names
         .keys()
         .any(|k| k.contains(".shortcut.") && k.ends_with("running_var")));
+}
+
+/// A network of the architecture language, decoded from `cells.ron`: a cell with its chosen ops,
+/// a residual reduction with a projection, and batch norms.
+fn cell_network() -> Candidate {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/cells.ron");
+    let space = nas::space::SearchSpace::from_file(&path).unwrap();
+    let mut config = nas::space::Config::new();
+    for p in &space.params {
+        // The first choice or the low end everywhere, except every edge of cell 1 a conv3x3.
+        let v = match &p.dist {
+            nas::space::Distribution::Categorical { choices }
+                if p.name.starts_with("cell1.edge") =>
+            {
+                let i = choices
+                    .iter()
+                    .position(|c| c.to_string() == "conv3x3")
+                    .unwrap();
+                nas::space::ParamValue::Cat(i)
+            }
+            nas::space::Distribution::Categorical { .. } => nas::space::ParamValue::Cat(0),
+            nas::space::Distribution::Int { low, .. } => nas::space::ParamValue::Int(*low),
+            nas::space::Distribution::Float { low, .. } => nas::space::ParamValue::Float(*low),
+        };
+        if p.is_active(&config) {
+            config.insert(p.name.clone(), v);
+        }
+    }
+    space.validate_config(&config).unwrap();
+    let mut cand = space.decode(&config);
+    cand.train = settings(2);
+    cand
+}
+
+#[test]
+fn reloaded_network_of_the_architecture_language_predicts_bit_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let split = load_builtin(BuiltinName::Digits).unwrap();
+    let cand = cell_network();
+    assert!(matches!(cand.arch, Architecture::Net(_)));
+    round_trip(cand, split, 300, tmp.path());
+    let names = stored_tensors(&tmp.path().join(WEIGHTS_FILE)).unwrap();
+    assert!(names.keys().any(|k| k.contains(".edge0_1.")), "{names:?}");
+    assert!(names.keys().any(|k| k.contains(".shortcut.")), "{names:?}");
 }
 
 #[test]
