@@ -83,6 +83,7 @@ fn maxpool2(c: usize, size: usize) -> Pool2dGeom {
         stride_w: 2,
         pad_h: 0,
         pad_w: 0,
+        ceil: false,
     }
 }
 

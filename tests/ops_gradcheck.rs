@@ -626,6 +626,7 @@ fn pgeom(
         stride_w,
         pad_h,
         pad_w,
+        ceil: false,
     }
 }
 

@@ -502,13 +502,15 @@ impl<'a> Builder<'a> {
     }
 
     /// Pooling with a `size` window and `stride` along every dimension longer than one; a
-    /// stride of 1 pads to keep the size.
+    /// stride of 1 pads to keep the size. `ceil` rounds the output size up (PyTorch's
+    /// `ceil_mode`) instead of down.
     pub fn pool(
         &mut self,
         x: Chw,
         op: PoolOp,
         size: usize,
         stride: usize,
+        ceil: bool,
     ) -> Result<(Layer, Chw), NnError> {
         let along = |n: usize| match n {
             1 => (1, 1, 0),
@@ -527,6 +529,7 @@ impl<'a> Builder<'a> {
             stride_w: sw,
             pad_h: ph,
             pad_w: pw,
+            ceil,
         };
         geom.check()
             .map_err(|e| NnError::Impossible(e.to_string()))?;

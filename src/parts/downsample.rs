@@ -1,4 +1,5 @@
-//! `Downsample(how)`: halves the map by pooling, or by a stride of 2 in the next convolution.
+//! `Downsample(how, ceil)`: halves the map by pooling, or by a stride of 2 in the next
+//! convolution.
 
 use super::{Ctx, LayerPart, Values};
 use crate::nn::{Builder, Chw, Layer, NnError};
@@ -8,16 +9,19 @@ use crate::space::Downsample as How;
 pub struct Downsample;
 
 pub static HOW: ParamDecl = plain("how", DefaultDom::Fixed(Lit::Downsample(How::MaxPool)), any);
+/// Pooling rounds an odd size up, as PyTorch's `ceil_mode=True` and as `Stride` do (7 -> 4);
+/// by default it rounds down (7 -> 3).
+pub static CEIL: ParamDecl = plain("ceil", DefaultDom::Fixed(Lit::Bool(false)), any);
 
 impl LayerPart for Downsample {
     fn name(&self) -> &'static str {
         "Downsample"
     }
     fn about(&self) -> &'static str {
-        "halves the map: MaxPool or AvgPool 2, or Stride (the next convolution strides by 2)"
+        "halves the map: MaxPool or AvgPool 2 (`ceil: true` rounds an odd size up), or Stride (the next convolution strides by 2)"
     }
     fn fields(&self) -> &'static [&'static ParamDecl] {
-        static FIELDS: &[&ParamDecl] = &[&HOW];
+        static FIELDS: &[&ParamDecl] = &[&HOW, &CEIL];
         FIELDS
     }
     fn build(
@@ -42,7 +46,7 @@ impl LayerPart for Downsample {
                 return Ok(x);
             }
         };
-        let (layer, y) = b.pool(x, op, 2, 2)?;
+        let (layer, y) = b.pool(x, op, 2, 2, v.bool(&CEIL))?;
         out.push(layer);
         Ok(y)
     }

@@ -38,7 +38,7 @@ impl LayerPart for Pool {
             0 => size,
             s => s,
         };
-        let (layer, y) = b.pool(x, v.pool(&KIND), size, stride)?;
+        let (layer, y) = b.pool(x, v.pool(&KIND), size, stride, false)?;
         out.push(layer);
         Ok(y)
     }

@@ -28,17 +28,21 @@ pub struct Pool2dGeom {
     pub stride_w: usize,
     pub pad_h: usize,
     pub pad_w: usize,
+    /// PyTorch's `ceil_mode`: the output size rounds up, so that the input's last rows or
+    /// columns get a partial window of their own (`MaxPool2d(2, ceil_mode=True)` turns 7 into
+    /// 4, where rounding down drops the seventh row and gives 3).
+    pub ceil: bool,
 }
 
 impl Pool2dGeom {
     /// Output height; only meaningful once [`Pool2dGeom::check`] passed.
     pub fn out_h(&self) -> usize {
-        out_len(self.h, self.pad_h, self.kh, self.stride_h)
+        pool_out_len(self.h, self.pad_h, self.kh, self.stride_h, self.ceil)
     }
 
     /// Output width; only meaningful once [`Pool2dGeom::check`] passed.
     pub fn out_w(&self) -> usize {
-        out_len(self.w, self.pad_w, self.kw, self.stride_w)
+        pool_out_len(self.w, self.pad_w, self.kw, self.stride_w, self.ceil)
     }
 
     /// Rejects empty sizes, windows larger than the padded input, and padding past half a
@@ -88,6 +92,20 @@ impl Pool2dGeom {
         let lo = start.saturating_sub(pad);
         let hi = (start + k).saturating_sub(pad).min(len);
         (lo, hi)
+    }
+}
+
+/// PyTorch's `pooling_output_shape`: with `ceil`, rounded up, less the last window if it would
+/// start past the input and its left padding.
+fn pool_out_len(len: usize, pad: usize, k: usize, stride: usize, ceil: bool) -> usize {
+    let floor = out_len(len, pad, k, stride);
+    let whole = (len + 2 * pad)
+        .saturating_sub(k)
+        .is_multiple_of(stride.max(1));
+    if ceil && !whole && floor * stride < len + pad {
+        floor + 1
+    } else {
+        floor
     }
 }
 
@@ -164,7 +182,10 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
 
 /// Writes each window's maximum; returns the winners' input indices when `keep` asks for them.
 fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
-    if (g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w) == (2, 2, 2, 2, 0, 0) {
+    if (g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w) == (2, 2, 2, 2, 0, 0)
+        && 2 * g.out_h() <= g.h
+        && 2 * g.out_w() <= g.w
+    {
         return max_forward_2x2(g, x, out, keep);
     }
     let (oh, ow) = (g.out_h(), g.out_w());
@@ -212,8 +233,9 @@ fn first_max(c: &[f32]) -> (f32, usize) {
     (best, k)
 }
 
-/// The common 2x2, stride 2 window: no bounds to clip and a tournament of selects, which
-/// compiles without branches (on real data the winner is random, so branches mispredict).
+/// The common 2x2, stride 2 window, every window whole: no bounds to clip and a tournament of
+/// selects, which compiles without branches (on real data the winner is random, so branches
+/// mispredict).
 fn max_forward_2x2(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut winners = take_usize(if keep { out.len() } else { 0 });
