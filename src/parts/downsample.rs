@@ -7,11 +7,7 @@ use crate::space::Downsample as How;
 
 pub struct Downsample;
 
-pub static HOW: ParamDecl = plain(
-    "how",
-    DefaultDom::Fixed(Lit::Downsample(How::MaxPool)),
-    any,
-);
+pub static HOW: ParamDecl = plain("how", DefaultDom::Fixed(Lit::Downsample(How::MaxPool)), any);
 
 impl LayerPart for Downsample {
     fn name(&self) -> &'static str {
@@ -30,7 +26,7 @@ impl LayerPart for Downsample {
         b: &mut Builder,
         out: &mut Vec<Layer>,
         x: Chw,
-        _ctx: &Ctx,
+        ctx: &Ctx,
     ) -> Result<Chw, NnError> {
         if x.h == 1 && x.w == 1 {
             return Err(NnError::Impossible(
@@ -42,7 +38,7 @@ impl LayerPart for Downsample {
             How::MaxPool => PoolOp::Max,
             How::AvgPool => PoolOp::Avg,
             How::Stride => {
-                b.stride_next(2);
+                b.stride_next(2, ctx.path);
                 return Ok(x);
             }
         };

@@ -38,9 +38,9 @@ pub static CELL_NODES: ParamDecl = plain("nodes", DefaultDom::Fixed(Lit::Int(4))
 
 fn cell_nodes(v: &Lit) -> Result<(), String> {
     match v {
-        Lit::Int(n) if !(2..=8).contains(n) => {
-            Err(format!("a cell has 2 to 8 nodes (the input is one), not {n}"))
-        }
+        Lit::Int(n) if !(2..=8).contains(n) => Err(format!(
+            "a cell has 2 to 8 nodes (the input is one), not {n}"
+        )),
         _ => Ok(()),
     }
 }
@@ -142,6 +142,8 @@ pub struct NetSpace {
     root: Part,
     templates: Vec<(String, Part)>,
     shared: Vec<(String, Shared)>,
+    /// Where each parameter is declared: its field, `OneOf`, `Cell` or `params` entry.
+    origins: Vec<(String, Pos)>,
 }
 
 fn snake(name: &str) -> String {
@@ -387,11 +389,11 @@ impl Reader<'_> {
                 let s = self.slots(name, v.pos, args, &names)?;
                 let mut fields = Vec::new();
                 for (decl, slot) in decls.iter().zip(s) {
-                    if let Some((pos, val)) = slot {
+                    if let Some((_, val)) = slot {
                         fields.push(Field {
                             decl,
                             expr: self.expr(val, decl)?,
-                            pos,
+                            pos: val.pos,
                         });
                     }
                 }
@@ -431,10 +433,10 @@ impl Reader<'_> {
         let req = |i: usize| self.required(name, pos, s[i], names[i]);
         let count = |i: usize, decl: &'static ParamDecl| -> Result<Field, SpaceError> {
             match s[i] {
-                Some((p, v)) => Ok(Field {
+                Some((_, v)) => Ok(Field {
                     decl,
                     expr: self.expr(v, decl)?,
-                    pos: p,
+                    pos: v.pos,
                 }),
                 None => Ok(Field {
                     decl,
@@ -527,8 +529,16 @@ impl Reader<'_> {
     fn unique_names(&self, parts: &[Part]) -> Result<(), SpaceError> {
         for (i, p) in parts.iter().enumerate() {
             if let Ast::Named(n, _) = &p.ast {
-                let clash = parts[..i].iter().any(|q| matches!(&q.ast, Ast::Named(m, _) if m == n))
-                    || segments(parts).iter().enumerate().any(|(j, s)| j != i && s == n);
+                // Reported at the second of two `Named` parts, or at the `Named` part whose name
+                // is also a numbered sibling's (`conv1`).
+                let segs = segments(parts);
+                let clash = parts[..i]
+                    .iter()
+                    .any(|q| matches!(&q.ast, Ast::Named(m, _) if m == n))
+                    || segs
+                        .iter()
+                        .enumerate()
+                        .any(|(j, s)| j != i && s == n && !matches!(parts[j].ast, Ast::Named(..)));
                 if clash {
                     return Err(self.err(
                         p.pos,
@@ -585,6 +595,12 @@ impl Reader<'_> {
                 )
             })?;
             (decl.check)(&l).map_err(|m| at(v.pos, m))?;
+            // A bound on counts holds for constants too, not only for searched domains.
+            if let (Some(limit), Lit::Int(n)) = (&decl.at_most, l) {
+                if n > limit.most {
+                    return Err(at(v.pos, (limit.message)(n)));
+                }
+            }
             Ok(l)
         };
         let dom_args = |name: &str, args: &Args, n: usize| -> Result<Vec<Lit>, SpaceError> {
@@ -592,10 +608,7 @@ impl Reader<'_> {
                 Args::Positional(vs) if vs.len() == n => vs.iter().map(lit).collect(),
                 _ => Err(at(
                     v.pos,
-                    format!(
-                        "`{name}` takes {n} value{}",
-                        if n == 1 { "" } else { "s" }
-                    ),
+                    format!("`{name}` takes {n} value{}", if n == 1 { "" } else { "s" }),
                 )),
             }
         };
@@ -637,9 +650,10 @@ impl Reader<'_> {
 /// Whether a `params` entry is a part (a template) rather than a domain.
 fn is_part(v: &Value) -> bool {
     match &v.kind {
-        Kind::Call { name, .. } => {
-            !matches!(name.as_str(), "Fixed" | "Range" | "LogRange" | "Choice" | "")
-        }
+        Kind::Call { name, .. } => !matches!(
+            name.as_str(),
+            "Fixed" | "Range" | "LogRange" | "Choice" | ""
+        ),
         Kind::Ident(n) => parts::find(n).is_some(),
         _ => false,
     }
@@ -655,6 +669,7 @@ struct Declarer<'a> {
     uses: Vec<(String, Vec<Vec<Condition>>)>,
     shared: Vec<(String, Shared)>,
     stack: Vec<String>,
+    origins: Vec<(String, Pos)>,
 }
 
 enum Entry {
@@ -672,6 +687,7 @@ impl Declarer<'_> {
         pos: Pos,
     ) -> Result<Distribution, SpaceError> {
         let dist = dom_dist(dom, decl).map_err(|m| self.reader.err(pos, m))?;
+        self.origins.push((name.clone(), pos));
         self.out.push(Entry::Local(ParamSpec {
             name,
             dist: dist.clone(),
@@ -708,21 +724,31 @@ impl Declarer<'_> {
             Some((_, Shared::Labels(_))) => {
                 return Err(self.reader.err(
                     pos,
-                    format!("`{name}` chooses a `OneOf`'s option and cannot also be `{}`", decl.name),
+                    format!(
+                        "`{name}` chooses a `OneOf`'s option and cannot also be `{}`",
+                        decl.name
+                    ),
                 ))
             }
             None => {
-                let raw = &self.raw.iter().find(|(n, _, _)| n == name).expect("read").2;
+                let (_, key_pos, raw) = self.raw.iter().find(|(n, _, _)| n == name).expect("read");
                 let expr = match self.reader.domain(raw, decl) {
                     Ok(Expr::Shared(_)) | Err(_) => {
                         // Report the first use's field: the domain is read for that use.
                         return Err(match self.reader.domain(raw, decl) {
-                            Err(SpaceError::Invalid { message, .. }) => self.reader.err(
-                                raw.pos,
-                                format!("{message} (as used at line {}, column {})", pos.line, pos.col),
+                            Err(SpaceError::Invalid {
+                                message, line, col, ..
+                            }) => self.reader.err(
+                                Pos { line, col },
+                                format!(
+                                    "{message} (as used at line {}, column {})",
+                                    pos.line, pos.col
+                                ),
                             ),
                             Err(e) => e,
-                            Ok(_) => self.reader.err(raw.pos, "a shared parameter cannot refer to another"),
+                            Ok(_) => self
+                                .reader
+                                .err(raw.pos, "a shared parameter cannot refer to another"),
                         });
                     }
                     Ok(e) => e,
@@ -736,6 +762,7 @@ impl Declarer<'_> {
                 ));
                 if let Expr::Dom(d) = &expr {
                     let dist = dom_dist(d, decl).map_err(|m| self.reader.err(raw.pos, m))?;
+                    self.origins.push((name.to_string(), *key_pos));
                     self.out.push(Entry::Shared(name.to_string(), dist));
                 }
                 expr
@@ -790,7 +817,13 @@ impl Declarer<'_> {
                 Some(dist) => (n.clone(), dist),
                 None => {
                     let n = match self.shared.iter().find(|(s, _)| s == n) {
-                        Some((_, Shared::Value { expr: Expr::Const(Lit::Int(n)), .. })) => *n,
+                        Some((
+                            _,
+                            Shared::Value {
+                                expr: Expr::Const(Lit::Int(n)),
+                                ..
+                            },
+                        )) => *n,
                         _ => 0,
                     };
                     return Ok(vec![conds.to_vec(); n.max(0) as usize]);
@@ -830,10 +863,15 @@ impl Declarer<'_> {
         options: &[(String, Part)],
         shared: Option<&(String, Pos)>,
         conds: &[Condition],
+        at: Pos,
     ) -> Result<(), SpaceError> {
-        let labels: Vec<Choice> = options.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
+        let labels: Vec<Choice> = options
+            .iter()
+            .map(|(l, _)| Choice::Str(l.clone()))
+            .collect();
         let (param, choices) = match shared {
             None => {
+                self.origins.push((path.to_string(), at));
                 self.out.push(Entry::Local(ParamSpec {
                     name: path.to_string(),
                     dist: Distribution::Categorical {
@@ -849,24 +887,29 @@ impl Declarer<'_> {
                     Some(_) => {
                         return Err(self.reader.err(
                             *pos,
-                            format!("`{name}` is a value elsewhere and cannot choose a `OneOf`'s option"),
+                            format!(
+                            "`{name}` is a value elsewhere and cannot choose a `OneOf`'s option"
+                        ),
                         ))
                     }
                     None => {
-                        let (_, rpos, raw) = self.raw.iter().find(|(n, _, _)| n == name).expect("read");
+                        let (_, rpos, raw) =
+                            self.raw.iter().find(|(n, _, _)| n == name).expect("read");
                         let c = label_choices(raw).ok_or_else(|| {
-                            self.reader.err(*rpos, format!("`{name}` chooses a `OneOf`'s option, so it is `Choice([..])` or `Fixed(..)` of option labels"))
+                            self.reader.err(raw.pos, format!("`{name}` chooses a `OneOf`'s option, so it is `Choice([..])` or `Fixed(..)` of option labels"))
                         })?;
-                        for ch in &c {
+                        for (i, ch) in c.iter().enumerate() {
                             if !labels.contains(&Choice::Str(ch.to_string())) {
-                                let opts: Vec<String> = options.iter().map(|(l, _)| format!("`{l}`")).collect();
+                                let opts: Vec<String> =
+                                    options.iter().map(|(l, _)| format!("`{l}`")).collect();
                                 return Err(self.reader.err(
-                                    raw.pos,
+                                    label_pos(raw, i),
                                     format!("`{name}` takes `{ch}`, which is not an option of the `OneOf` at line {}, column {} (its options are {})", pos.line, pos.col, opts.join(", ")),
                                 ));
                             }
                         }
                         self.shared.push((name.clone(), Shared::Labels(c.clone())));
+                        self.origins.push((name.clone(), *rpos));
                         self.out.push(Entry::Shared(
                             name.clone(),
                             Distribution::Categorical { choices: c.clone() },
@@ -935,22 +978,33 @@ impl Declarer<'_> {
                     self.part(body, &join(path, &(k + 1).to_string()), c, false)?;
                 }
             }
-            Ast::OneOf { options, choice } => self.choose(path, options, choice.as_ref(), conds)?,
+            Ast::OneOf { options, choice } => {
+                self.choose(path, options, choice.as_ref(), conds, p.pos)?
+            }
             Ast::Residual(body) | Ast::Named(_, body) => self.part(body, path, conds, cell_op)?,
             Ast::Cell { nodes, ops } => {
                 for (from, to) in edges(*nodes) {
                     let edge = join(path, &format!("edge{from}_{to}"));
-                    self.choose_op(&edge, ops, conds)?;
+                    self.choose_op(&edge, ops, conds, p.pos)?;
                 }
             }
             Ast::Template(name) => {
                 if self.stack.contains(name) {
                     return Err(self.reader.err(
                         p.pos,
-                        format!("`{name}` uses itself (through {}); a template cannot be recursive", self.stack.join(" -> ")),
+                        format!(
+                            "`{name}` uses itself (through {}); a template cannot be recursive",
+                            self.stack.join(" -> ")
+                        ),
                     ));
                 }
-                let t = &self.net.templates.iter().find(|(n, _)| n == name).expect("read").1;
+                let t = &self
+                    .net
+                    .templates
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .expect("read")
+                    .1;
                 self.stack.push(name.clone());
                 self.part(t, path, conds, cell_op)?;
                 self.stack.pop();
@@ -965,8 +1019,10 @@ impl Declarer<'_> {
         edge: &str,
         ops: &[(String, Part)],
         conds: &[Condition],
+        at: Pos,
     ) -> Result<(), SpaceError> {
         let labels: Vec<Choice> = ops.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
+        self.origins.push((edge.to_string(), at));
         self.out.push(Entry::Local(ParamSpec {
             name: edge.to_string(),
             dist: Distribution::Categorical { choices: labels },
@@ -1008,6 +1064,20 @@ fn label_choices(v: &Value) -> Option<Vec<Choice>> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Where the `i`th label of a shared `OneOf` choice (`Choice([..])` or `Fixed(..)`) is written.
+fn label_pos(v: &Value, i: usize) -> Pos {
+    match &v.kind {
+        Kind::Call {
+            args: Args::Positional(a),
+            ..
+        } if a.len() == 1 => match &a[0].kind {
+            Kind::List(items) => items.get(i).map_or(v.pos, |x| x.pos),
+            _ => a[0].pos,
+        },
+        _ => v.pos,
     }
 }
 
@@ -1093,6 +1163,7 @@ impl NetSpace {
             root,
             templates,
             shared: Vec::new(),
+            origins: Vec::new(),
         };
         let mut d = Declarer {
             net: &net,
@@ -1102,13 +1173,27 @@ impl NetSpace {
             uses: Vec::new(),
             shared: Vec::new(),
             stack: Vec::new(),
+            origins: Vec::new(),
         };
         d.part(&net.root, &net.root_path(), &[], false)?;
         for (name, pos, _) in &raw {
             let used = d.uses.iter().any(|(n, _)| n == name)
                 || reader.templates.contains(name) && template_used(&net, name);
             if !used {
-                return Err(reader.err(*pos, format!("`{name}` is declared in `params` but never used")));
+                return Err(reader.err(
+                    *pos,
+                    format!("`{name}` is declared in `params` but never used"),
+                ));
+            }
+        }
+        // A shared name may also be a part's path (`Named("x", OneOf(..))` and `params: {"x": ..}`):
+        // two parameters under one name would share one value.
+        for (i, (name, pos)) in d.origins.iter().enumerate() {
+            if d.origins[..i].iter().any(|(n, _)| n == name) {
+                return Err(reader.err(
+                    *pos,
+                    format!("two parameters are named `{name}` (a `params` entry and a part's path); rename one"),
+                ));
             }
         }
         let specs = d
@@ -1131,8 +1216,19 @@ impl NetSpace {
                 }
             })
             .collect();
+        let origins = d.origins;
         net.shared = d.shared;
+        net.origins = origins;
         Ok((net, specs))
+    }
+
+    /// Where parameter `name` is declared: the field, `OneOf` or `Cell` that makes it, or its
+    /// `params` entry.
+    pub fn origin(&self, name: &str) -> Option<Pos> {
+        self.origins
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
     }
 
     /// Where the root's parameters go: a sequence's parts name themselves, a single part is
@@ -1168,7 +1264,11 @@ fn template_used(net: &NetSpace, name: &str) -> bool {
             }
         }
     }
-    uses(&net.root, name) || net.templates.iter().any(|(n, t)| n != name && uses(t, name))
+    uses(&net.root, name)
+        || net
+            .templates
+            .iter()
+            .any(|(n, t)| n != name && uses(t, name))
 }
 
 /// Turns one configuration into nodes: the values it holds, the options it chose.
@@ -1185,8 +1285,19 @@ impl Resolver<'_> {
             Expr::Const(l) => return *l,
             Expr::Dom(d) => (join(path, f.decl.name), d.clone()),
             Expr::Shared(n) => match self.net.shared.iter().find(|(s, _)| s == n) {
-                Some((_, Shared::Value { expr: Expr::Const(l), .. })) => return *l,
-                Some((_, Shared::Value { expr: Expr::Dom(d), .. })) => (n.clone(), d.clone()),
+                Some((
+                    _,
+                    Shared::Value {
+                        expr: Expr::Const(l),
+                        ..
+                    },
+                )) => return *l,
+                Some((
+                    _,
+                    Shared::Value {
+                        expr: Expr::Dom(d), ..
+                    },
+                )) => (n.clone(), d.clone()),
                 _ => return f.decl.default.first(),
             },
         };
@@ -1215,7 +1326,12 @@ impl Resolver<'_> {
     }
 
     /// The label chosen by `param` (index into `choices`), else the first option.
-    fn chosen<'p>(&self, param: &str, options: &'p [(String, Part)], choices: &[Choice]) -> &'p (String, Part) {
+    fn chosen<'p>(
+        &self,
+        param: &str,
+        options: &'p [(String, Part)],
+        choices: &[Choice],
+    ) -> &'p (String, Part) {
         let label = match self.config.get(param) {
             Some(ParamValue::Cat(i)) => choices.get(*i).map(|c| c.to_string()),
             _ => None,
@@ -1261,7 +1377,10 @@ impl Resolver<'_> {
                     },
                     None => (
                         path.to_string(),
-                        options.iter().map(|(l, _)| Choice::Str(l.clone())).collect(),
+                        options
+                            .iter()
+                            .map(|(l, _)| Choice::Str(l.clone()))
+                            .collect(),
                     ),
                 };
                 let (label, option) = self.chosen(&param, options, &choices);
@@ -1277,7 +1396,8 @@ impl Resolver<'_> {
             }
             Ast::Named(_, body) => self.part(body, path, out),
             Ast::Cell { nodes, ops } => {
-                let choices: Vec<Choice> = ops.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
+                let choices: Vec<Choice> =
+                    ops.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
                 let edges = edges(*nodes)
                     .into_iter()
                     .map(|(from, to)| {

@@ -29,7 +29,10 @@ pub enum Kind {
     Ident(String),
     /// A name with arguments, `Conv(32, 3)` or `Conv(channels: 32)`; the file's top-level
     /// struct is one with an empty name.
-    Call { name: String, args: Args },
+    Call {
+        name: String,
+        args: Args,
+    },
     List(Vec<Value>),
     Map(Vec<(Value, Value)>),
 }
@@ -108,6 +111,10 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     }
     Ok(v)
 }
+
+/// Positional arguments followed by a named one, or the other way round.
+const MIXED: &str =
+    "arguments are all by position or all by name (`name: value`); RON does not mix the two";
 
 struct Parser {
     chars: Vec<char>,
@@ -289,13 +296,24 @@ impl Parser {
                 let pos = p.pos();
                 let key = p.ident();
                 if key.is_empty() {
-                    return Err(p.err("expected a field name"));
+                    return Err(p.err(MIXED));
                 }
                 p.expect(':')?;
                 Ok((key, pos, p.value()?))
             })?))
         } else {
-            Ok(Args::Positional(self.items(')', Parser::value)?))
+            Ok(Args::Positional(self.items(')', |p| {
+                let v = p.value()?;
+                p.skip_blank()?;
+                if p.peek() == Some(':') {
+                    // `name:` after positional arguments: point at the name.
+                    return Err(ParseError {
+                        pos: v.pos,
+                        message: MIXED.into(),
+                    });
+                }
+                Ok(v)
+            })?))
         }
     }
 
@@ -350,10 +368,13 @@ impl Parser {
         if let Ok(i) = clean.parse::<i64>() {
             return Ok(Kind::Int(i));
         }
-        clean.parse::<f64>().map(Kind::Float).map_err(|_| ParseError {
-            pos: start,
-            message: format!("`{s}` is not a number"),
-        })
+        clean
+            .parse::<f64>()
+            .map(Kind::Float)
+            .map_err(|_| ParseError {
+                pos: start,
+                message: format!("`{s}` is not a number"),
+            })
     }
 }
 
@@ -365,7 +386,8 @@ mod tests {
     fn reads_calls_lists_maps_and_positions() {
         let text = "// c\n(\n  a: Conv(32, kernel: 3),\n)";
         assert!(parse(text).is_err(), "mixed arguments are not RON");
-        let text = "// c\n(\n  a: [Conv(channels: 32), Relu, -1.5e-3],\n  b: {\"k\": Choice([3, 5])},\n)";
+        let text =
+            "// c\n(\n  a: [Conv(channels: 32), Relu, -1.5e-3],\n  b: {\"k\": Choice([3, 5])},\n)";
         let v = parse(text).unwrap();
         let a = v.field("a").unwrap();
         assert_eq!(a.pos, Pos { line: 3, col: 6 });
@@ -373,10 +395,14 @@ mod tests {
         assert_eq!(items[1].kind, Kind::Ident("Relu".into()));
         assert_eq!(items[2].kind, Kind::Float(-1.5e-3));
         assert_eq!(items[2].pos, Pos { line: 3, col: 33 });
-        let Kind::Call { name, args } = &items[0].kind else { panic!() };
+        let Kind::Call { name, args } = &items[0].kind else {
+            panic!()
+        };
         assert_eq!(name, "Conv");
         assert!(matches!(args, Args::Named(f) if f[0].0 == "channels"));
-        let Kind::Map(m) = &v.field("b").unwrap().kind else { panic!() };
+        let Kind::Map(m) = &v.field("b").unwrap().kind else {
+            panic!()
+        };
         assert_eq!(m[0].0.kind, Kind::Str("k".into()));
     }
 }
