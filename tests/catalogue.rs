@@ -269,7 +269,7 @@ fn cases() -> Vec<Case> {
             name: "architecture language: an even kernel",
             setup: |d| space(d, NET.replace("Choice([3, 5])", "Choice([3, 4])")),
             args: &["search", "--space", "my.ron", "--data", "my.csv"],
-            message: "my.ron:3:30: `kernel`: kernel size 4 must be an odd number >= 1 (\"same\" padding) (as used at line 4, column 42)",
+            message: "my.ron:3:30: `kernel`: kernel size 4 must be an odd number >= 1 (\"same\" padding) (as used at line 4, column 50)",
             readme: false,
         },
         Case {

@@ -130,6 +130,8 @@ pub struct Builder<'a> {
     largest: u64,
     /// The stride a `Downsample(Stride)` left for the next convolution.
     pending_stride: usize,
+    /// The path of the `Downsample(Stride)` that left it, for messages.
+    stride_from: String,
 }
 
 /// Initialisation gain: He for rectifiers, Glorot-like otherwise.
@@ -157,6 +159,7 @@ impl<'a> Builder<'a> {
             activations: 0,
             largest: 0,
             pending_stride: 1,
+            stride_from: String::new(),
         }
     }
 
@@ -191,9 +194,10 @@ impl<'a> Builder<'a> {
         let mut layers = Vec::new();
         let y = self.sequence(body, &mut layers, x, None)?;
         if self.pending_stride > 1 {
-            return Err(NnError::Impossible(
-                "a `Downsample(Stride)` has no convolution after it to stride".into(),
-            ));
+            return Err(NnError::Impossible(format!(
+                "{}: a `Downsample(Stride)` has no convolution after it to stride",
+                self.stride_from
+            )));
         }
         // The output layer is linear: Glorot scale keeps initial logits small.
         layers.push(self.linear(y.len(), n_outputs, Activation::Tanh)?);
@@ -251,7 +255,9 @@ impl<'a> Builder<'a> {
                 }
                 Node::Dense { path, body } => {
                     let mut layers = Vec::new();
+                    let before = self.pending_stride;
                     let g = self.sequence(body, &mut layers, x, Some(hint))?;
+                    self.stride_stays_inside(before, path, "the dense layer")?;
                     if (g.h, g.w) != (x.h, x.w) {
                         return Err(NnError::Impossible(format!(
                             "{path}: a dense layer must keep the map size to concatenate, but turns {x} into {g}"
@@ -281,7 +287,9 @@ impl<'a> Builder<'a> {
         act: Option<Activation>,
     ) -> Result<Chw, NnError> {
         let mut layers = Vec::new();
+        let before = self.pending_stride;
         let y = self.sequence(body, &mut layers, x, Some(act.unwrap_or(hint)))?;
+        self.stride_stays_inside(before, path, "the residual body")?;
         let mut shortcut = Vec::new();
         if y != x {
             let stride = (1..=x.h.max(x.w))
@@ -330,6 +338,11 @@ impl<'a> Builder<'a> {
             }
             let mut layers = Vec::new();
             let y = self.sequence(&e.op, &mut layers, x, Some(hint))?;
+            let op = format!(
+                "the op on edge {}->{} (a cell's ops keep the map size)",
+                e.from, e.to
+            );
+            self.stride_stays_inside(1, path, &op)?;
             if y != x {
                 return Err(NnError::Impossible(format!(
                     "{path}: the op on edge {}->{} turns {x} into {y}; a cell's ops must keep the shape",
@@ -349,15 +362,30 @@ impl<'a> Builder<'a> {
     pub fn no_pending_stride(&self, path: &str, what: &str) -> Result<(), NnError> {
         if self.pending_stride > 1 {
             return Err(NnError::Impossible(format!(
-                "{path}: a `Downsample(Stride)` must be followed by a convolution, not a `{what}`"
+                "{path}: the `Downsample(Stride)` at {} must be followed by a convolution, not a `{what}`",
+                self.stride_from
             )));
         }
         Ok(())
     }
 
-    /// Makes the next convolution stride by `s` more.
-    pub fn stride_next(&mut self, s: usize) {
+    /// Errors when a `Downsample(Stride)` inside `what` (a block at `path`, entered with a pending
+    /// stride of `before`) is left for a convolution after the block: it would stride a layer
+    /// outside the block, or another edge of a cell, instead of downsampling the block.
+    fn stride_stays_inside(&self, before: usize, path: &str, what: &str) -> Result<(), NnError> {
+        if before == 1 && self.pending_stride > 1 {
+            return Err(NnError::Impossible(format!(
+                "{path}: the `Downsample(Stride)` at {} has no convolution after it inside {what}",
+                self.stride_from
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes the next convolution stride by `s` more; `from` is the path of the part that asks.
+    pub fn stride_next(&mut self, s: usize, from: &str) {
         self.pending_stride *= s;
+        self.stride_from = from.to_string();
     }
 
     /// The stride a `Downsample(Stride)` left for this convolution (1 when none).
@@ -514,7 +542,8 @@ impl<'a> Builder<'a> {
     ) -> Result<(Layer, Chw), NnError> {
         let along = |n: usize| match n {
             1 => (1, 1, 0),
-            _ if stride == 1 => (size, 1, size / 2),
+            // An odd window keeps the size; an even one cannot pad both sides alike.
+            _ if stride == 1 => (size, 1, (size - 1) / 2),
             _ => (size, stride, 0),
         };
         let (kh, sh, ph) = along(x.h);

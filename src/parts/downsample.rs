@@ -30,7 +30,7 @@ impl LayerPart for Downsample {
         b: &mut Builder,
         out: &mut Vec<Layer>,
         x: Chw,
-        _ctx: &Ctx,
+        ctx: &Ctx,
     ) -> Result<Chw, NnError> {
         if x.h == 1 && x.w == 1 {
             return Err(NnError::Impossible(
@@ -42,7 +42,7 @@ impl LayerPart for Downsample {
             How::MaxPool => PoolOp::Max,
             How::AvgPool => PoolOp::Avg,
             How::Stride => {
-                b.stride_next(2);
+                b.stride_next(2, ctx.path);
                 return Ok(x);
             }
         };

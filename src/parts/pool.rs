@@ -10,7 +10,7 @@ pub struct Pool;
 
 pub static KIND: ParamDecl = plain("kind", DefaultDom::Fixed(Lit::Pool(PoolOp::Max)), any);
 pub static SIZE: ParamDecl = plain("size", DefaultDom::Fixed(Lit::Int(2)), int_at_least_1);
-/// 0: the window size (windows do not overlap); a stride of 1 pads to keep the size.
+/// 0: the window size (windows do not overlap); a stride of 1 pads an odd window to keep the size.
 pub static STRIDE: ParamDecl = plain("stride", DefaultDom::Fixed(Lit::Int(0)), int_at_least_0);
 
 impl LayerPart for Pool {
@@ -18,7 +18,7 @@ impl LayerPart for Pool {
         "Pool"
     }
     fn about(&self) -> &'static str {
-        "max or average pooling (stride 0: the window size; stride 1 keeps the size)"
+        "max or average pooling (stride 0: the window size; stride 1 pads an odd window to keep the size)"
     }
     fn fields(&self) -> &'static [&'static ParamDecl] {
         static FIELDS: &[&ParamDecl] = &[&KIND, &SIZE, &STRIDE];

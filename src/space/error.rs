@@ -30,7 +30,7 @@ impl SpaceError {
 }
 
 /// Locates `key` followed by optional blanks and a colon, as a whole word, outside comments.
-fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
+pub(crate) fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
     for (ln, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or("");
         let mut start = 0;

@@ -142,6 +142,8 @@ pub struct NetSpace {
     root: Part,
     templates: Vec<(String, Part)>,
     shared: Vec<(String, Shared)>,
+    /// Where each parameter is declared: its field, `OneOf`, `Cell` or `params` entry.
+    origins: Vec<(String, Pos)>,
 }
 
 fn snake(name: &str) -> String {
@@ -387,11 +389,11 @@ impl Reader<'_> {
                 let s = self.slots(name, v.pos, args, &names)?;
                 let mut fields = Vec::new();
                 for (decl, slot) in decls.iter().zip(s) {
-                    if let Some((pos, val)) = slot {
+                    if let Some((_, val)) = slot {
                         fields.push(Field {
                             decl,
                             expr: self.expr(val, decl)?,
-                            pos,
+                            pos: val.pos,
                         });
                     }
                 }
@@ -431,10 +433,10 @@ impl Reader<'_> {
         let req = |i: usize| self.required(name, pos, s[i], names[i]);
         let count = |i: usize, decl: &'static ParamDecl| -> Result<Field, SpaceError> {
             match s[i] {
-                Some((p, v)) => Ok(Field {
+                Some((_, v)) => Ok(Field {
                     decl,
                     expr: self.expr(v, decl)?,
-                    pos: p,
+                    pos: v.pos,
                 }),
                 None => Ok(Field {
                     decl,
@@ -527,13 +529,16 @@ impl Reader<'_> {
     fn unique_names(&self, parts: &[Part]) -> Result<(), SpaceError> {
         for (i, p) in parts.iter().enumerate() {
             if let Ast::Named(n, _) = &p.ast {
+                // Reported at the second of two `Named` parts, or at the `Named` part whose name
+                // is also a numbered sibling's (`conv1`).
+                let segs = segments(parts);
                 let clash = parts[..i]
                     .iter()
                     .any(|q| matches!(&q.ast, Ast::Named(m, _) if m == n))
-                    || segments(parts)
+                    || segs
                         .iter()
                         .enumerate()
-                        .any(|(j, s)| j != i && s == n);
+                        .any(|(j, s)| j != i && s == n && !matches!(parts[j].ast, Ast::Named(..)));
                 if clash {
                     return Err(self.err(
                         p.pos,
@@ -590,6 +595,12 @@ impl Reader<'_> {
                 )
             })?;
             (decl.check)(&l).map_err(|m| at(v.pos, m))?;
+            // A bound on counts holds for constants too, not only for searched domains.
+            if let (Some(limit), Lit::Int(n)) = (&decl.at_most, l) {
+                if n > limit.most {
+                    return Err(at(v.pos, (limit.message)(n)));
+                }
+            }
             Ok(l)
         };
         let dom_args = |name: &str, args: &Args, n: usize| -> Result<Vec<Lit>, SpaceError> {
@@ -658,6 +669,7 @@ struct Declarer<'a> {
     uses: Vec<(String, Vec<Vec<Condition>>)>,
     shared: Vec<(String, Shared)>,
     stack: Vec<String>,
+    origins: Vec<(String, Pos)>,
 }
 
 enum Entry {
@@ -675,6 +687,7 @@ impl Declarer<'_> {
         pos: Pos,
     ) -> Result<Distribution, SpaceError> {
         let dist = dom_dist(dom, decl).map_err(|m| self.reader.err(pos, m))?;
+        self.origins.push((name.clone(), pos));
         self.out.push(Entry::Local(ParamSpec {
             name,
             dist: dist.clone(),
@@ -718,27 +731,27 @@ impl Declarer<'_> {
                 ))
             }
             None => {
-                let raw = &self.raw.iter().find(|(n, _, _)| n == name).expect("read").2;
-                // The domain is read as a value of its first use's field: say which.
+                let (_, key_pos, raw) = self.raw.iter().find(|(n, _, _)| n == name).expect("read");
                 let expr = match self.reader.domain(raw, decl) {
-                    Ok(e) => e,
-                    Err(SpaceError::Invalid {
-                        file,
-                        line,
-                        col,
-                        message,
-                    }) => {
-                        return Err(SpaceError::Invalid {
-                            file,
-                            line,
-                            col,
-                            message: format!(
-                                "{message} (as used at line {}, column {})",
-                                pos.line, pos.col
+                    Ok(Expr::Shared(_)) | Err(_) => {
+                        // Report the first use's field: the domain is read for that use.
+                        return Err(match self.reader.domain(raw, decl) {
+                            Err(SpaceError::Invalid {
+                                message, line, col, ..
+                            }) => self.reader.err(
+                                Pos { line, col },
+                                format!(
+                                    "{message} (as used at line {}, column {})",
+                                    pos.line, pos.col
+                                ),
                             ),
-                        })
+                            Err(e) => e,
+                            Ok(_) => self
+                                .reader
+                                .err(raw.pos, "a shared parameter cannot refer to another"),
+                        });
                     }
-                    Err(e) => return Err(e),
+                    Ok(e) => e,
                 };
                 self.shared.push((
                     name.to_string(),
@@ -749,6 +762,7 @@ impl Declarer<'_> {
                 ));
                 if let Expr::Dom(d) = &expr {
                     let dist = dom_dist(d, decl).map_err(|m| self.reader.err(raw.pos, m))?;
+                    self.origins.push((name.to_string(), *key_pos));
                     self.out.push(Entry::Shared(name.to_string(), dist));
                 }
                 expr
@@ -849,6 +863,7 @@ impl Declarer<'_> {
         options: &[(String, Part)],
         shared: Option<&(String, Pos)>,
         conds: &[Condition],
+        at: Pos,
     ) -> Result<(), SpaceError> {
         let labels: Vec<Choice> = options
             .iter()
@@ -856,6 +871,7 @@ impl Declarer<'_> {
             .collect();
         let (param, choices) = match shared {
             None => {
+                self.origins.push((path.to_string(), at));
                 self.out.push(Entry::Local(ParamSpec {
                     name: path.to_string(),
                     dist: Distribution::Categorical {
@@ -880,19 +896,20 @@ impl Declarer<'_> {
                         let (_, rpos, raw) =
                             self.raw.iter().find(|(n, _, _)| n == name).expect("read");
                         let c = label_choices(raw).ok_or_else(|| {
-                            self.reader.err(*rpos, format!("`{name}` chooses a `OneOf`'s option, so it is `Choice([..])` or `Fixed(..)` of option labels"))
+                            self.reader.err(raw.pos, format!("`{name}` chooses a `OneOf`'s option, so it is `Choice([..])` or `Fixed(..)` of option labels"))
                         })?;
-                        for ch in &c {
+                        for (i, ch) in c.iter().enumerate() {
                             if !labels.contains(&Choice::Str(ch.to_string())) {
                                 let opts: Vec<String> =
                                     options.iter().map(|(l, _)| format!("`{l}`")).collect();
                                 return Err(self.reader.err(
-                                    raw.pos,
+                                    label_pos(raw, i),
                                     format!("`{name}` takes `{ch}`, which is not an option of the `OneOf` at line {}, column {} (its options are {})", pos.line, pos.col, opts.join(", ")),
                                 ));
                             }
                         }
                         self.shared.push((name.clone(), Shared::Labels(c.clone())));
+                        self.origins.push((name.clone(), *rpos));
                         self.out.push(Entry::Shared(
                             name.clone(),
                             Distribution::Categorical { choices: c.clone() },
@@ -961,12 +978,14 @@ impl Declarer<'_> {
                     self.part(body, &join(path, &(k + 1).to_string()), c, false)?;
                 }
             }
-            Ast::OneOf { options, choice } => self.choose(path, options, choice.as_ref(), conds)?,
+            Ast::OneOf { options, choice } => {
+                self.choose(path, options, choice.as_ref(), conds, p.pos)?
+            }
             Ast::Residual(body) | Ast::Named(_, body) => self.part(body, path, conds, cell_op)?,
             Ast::Cell { nodes, ops } => {
                 for (from, to) in edges(*nodes) {
                     let edge = join(path, &format!("edge{from}_{to}"));
-                    self.choose_op(&edge, ops, conds)?;
+                    self.choose_op(&edge, ops, conds, p.pos)?;
                 }
             }
             Ast::Template(name) => {
@@ -1000,8 +1019,10 @@ impl Declarer<'_> {
         edge: &str,
         ops: &[(String, Part)],
         conds: &[Condition],
+        at: Pos,
     ) -> Result<(), SpaceError> {
         let labels: Vec<Choice> = ops.iter().map(|(l, _)| Choice::Str(l.clone())).collect();
+        self.origins.push((edge.to_string(), at));
         self.out.push(Entry::Local(ParamSpec {
             name: edge.to_string(),
             dist: Distribution::Categorical { choices: labels },
@@ -1043,6 +1064,20 @@ fn label_choices(v: &Value) -> Option<Vec<Choice>> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Where the `i`th label of a shared `OneOf` choice (`Choice([..])` or `Fixed(..)`) is written.
+fn label_pos(v: &Value, i: usize) -> Pos {
+    match &v.kind {
+        Kind::Call {
+            args: Args::Positional(a),
+            ..
+        } if a.len() == 1 => match &a[0].kind {
+            Kind::List(items) => items.get(i).map_or(v.pos, |x| x.pos),
+            _ => a[0].pos,
+        },
+        _ => v.pos,
     }
 }
 
@@ -1128,6 +1163,7 @@ impl NetSpace {
             root,
             templates,
             shared: Vec::new(),
+            origins: Vec::new(),
         };
         let mut d = Declarer {
             net: &net,
@@ -1137,6 +1173,7 @@ impl NetSpace {
             uses: Vec::new(),
             shared: Vec::new(),
             stack: Vec::new(),
+            origins: Vec::new(),
         };
         d.part(&net.root, &net.root_path(), &[], false)?;
         for (name, pos, _) in &raw {
@@ -1146,6 +1183,16 @@ impl NetSpace {
                 return Err(reader.err(
                     *pos,
                     format!("`{name}` is declared in `params` but never used"),
+                ));
+            }
+        }
+        // A shared name may also be a part's path (`Named("x", OneOf(..))` and `params: {"x": ..}`):
+        // two parameters under one name would share one value.
+        for (i, (name, pos)) in d.origins.iter().enumerate() {
+            if d.origins[..i].iter().any(|(n, _)| n == name) {
+                return Err(reader.err(
+                    *pos,
+                    format!("two parameters are named `{name}` (a `params` entry and a part's path); rename one"),
                 ));
             }
         }
@@ -1169,8 +1216,19 @@ impl NetSpace {
                 }
             })
             .collect();
+        let origins = d.origins;
         net.shared = d.shared;
+        net.origins = origins;
         Ok((net, specs))
+    }
+
+    /// Where parameter `name` is declared: the field, `OneOf` or `Cell` that makes it, or its
+    /// `params` entry.
+    pub fn origin(&self, name: &str) -> Option<Pos> {
+        self.origins
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
     }
 
     /// Where the root's parameters go: a sequence's parts name themselves, a single part is

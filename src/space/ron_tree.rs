@@ -112,6 +112,10 @@ pub fn parse(text: &str) -> Result<Value, ParseError> {
     Ok(v)
 }
 
+/// Positional arguments followed by a named one, or the other way round.
+const MIXED: &str =
+    "arguments are all by position or all by name (`name: value`); RON does not mix the two";
+
 struct Parser {
     chars: Vec<char>,
     i: usize,
@@ -292,13 +296,24 @@ impl Parser {
                 let pos = p.pos();
                 let key = p.ident();
                 if key.is_empty() {
-                    return Err(p.err("expected a field name"));
+                    return Err(p.err(MIXED));
                 }
                 p.expect(':')?;
                 Ok((key, pos, p.value()?))
             })?))
         } else {
-            Ok(Args::Positional(self.items(')', Parser::value)?))
+            Ok(Args::Positional(self.items(')', |p| {
+                let v = p.value()?;
+                p.skip_blank()?;
+                if p.peek() == Some(':') {
+                    // `name:` after positional arguments: point at the name.
+                    return Err(ParseError {
+                        pos: v.pos,
+                        message: MIXED.into(),
+                    });
+                }
+                Ok(v)
+            })?))
         }
     }
 

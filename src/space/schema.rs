@@ -255,14 +255,15 @@ pub fn parse(text: &str, file: &str) -> Result<SpaceFile, SpaceError> {
         });
     }
     // The short forms are read by serde as they always were; any other model is the language.
-    let tree = ron_tree::parse(text).ok();
-    let model = tree.as_ref().and_then(|t| t.field("model"));
+    let parsed = ron_tree::parse(text);
+    let tree = parsed.as_ref().ok();
+    let model = tree.and_then(|t| t.field("model"));
     let is_net = match model.map(|m| &m.kind) {
         Some(Kind::Call { name, .. }) => !matches!(name.as_str(), "Mlp" | "Cnn" | ""),
         Some(Kind::Ident(_)) => true,
         _ => false,
     };
-    match (tree.as_ref(), model) {
+    match (tree, model) {
         (Some(tree), Some(model)) if is_net => {
             let f: NetFile = deserialize(text, file)?;
             Ok(SpaceFile {
@@ -275,7 +276,21 @@ pub fn parse(text: &str, file: &str) -> Result<SpaceFile, SpaceError> {
             })
         }
         _ => {
-            let f: SpaceFile = deserialize(text, file)?;
+            let f: SpaceFile = match (deserialize(text, file), &parsed) {
+                (Ok(f), _) => f,
+                // A syntax error with a model in the language: serde, reading the model as a
+                // short form, would only say that it is not `Mlp` or `Cnn`; the value tree's
+                // reader says what is wrong, where.
+                (Err(_), Err(pe)) if !short_form_model(text) => {
+                    return Err(SpaceError::Invalid {
+                        file: file.to_string(),
+                        line: pe.pos.line,
+                        col: pe.pos.col,
+                        message: pe.message.clone(),
+                    });
+                }
+                (Err(e), _) => return Err(e),
+            };
             if f.params.is_some() {
                 return Err(SpaceError::at_key(
                     text,
@@ -287,6 +302,24 @@ pub fn parse(text: &str, file: &str) -> Result<SpaceFile, SpaceError> {
             Ok(f)
         }
     }
+}
+
+/// Whether the text after the first `model:` key starts with `Mlp` or `Cnn` (found without the
+/// value tree, for files the tree reader rejects).
+fn short_form_model(text: &str) -> bool {
+    let Some((line, col)) = super::error::find_key(text, "model") else {
+        return false;
+    };
+    let rest: String = text
+        .lines()
+        .skip(line - 1)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .chars()
+        .skip(col - 1 + "model".len())
+        .collect();
+    let rest = rest.trim_start().trim_start_matches(':').trim_start();
+    rest.starts_with("Mlp") || rest.starts_with("Cnn")
 }
 
 /// serde's reading of the file, its errors at RON's line and column in our words.
@@ -610,13 +643,20 @@ impl SpaceFile {
         // A model parameter named like a training setting would share its journal entry.
         for p in &c.params[..n_model] {
             if c.params[n_model..].iter().any(|q| q.name == p.name) {
-                return Err(c.err(
-                    &p.name,
-                    format!(
-                        "`{}` is also a training or augmentation setting; name it otherwise",
-                        p.name
-                    ),
-                ));
+                let message = format!(
+                    "`{}` is also a training or augmentation setting; name it otherwise",
+                    p.name
+                );
+                // Point at the model's declaration, not at the setting (which may be unwritten).
+                return Err(match net.as_ref().and_then(|n| n.origin(&p.name)) {
+                    Some(pos) => SpaceError::Invalid {
+                        file: file.to_string(),
+                        line: pos.line,
+                        col: pos.col,
+                        message,
+                    },
+                    None => c.err(&p.name, message),
+                });
             }
         }
         Ok(SearchSpace {
