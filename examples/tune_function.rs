@@ -1,4 +1,4 @@
-//! Tunes a function that is not a network: a noisy 2-D Rosenbrock, with TPE over 30 trials,
+//! Tunes a function that is not a network: a noisy 2-D Rosenbrock, with TPE over 60 trials,
 //! through the ask-and-tell API (`nas::study::Study`).
 //!
 //! `cargo run --release --example tune_function [RESULTS_DIR]`; the study's journal is left in
@@ -13,19 +13,16 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use std::path::PathBuf;
 
-/// The space format names its parameters (the MLP and training settings of a search), so two of
-/// the training settings carry the function's inputs: `x = log10(learning_rate) + 3` and
-/// `y = 4 * weight_decay - 2`, both in [-2, 2]. The model part is fixed, so nothing else varies.
+/// A space of free parameters: `params` and no `model`, each entry one input of the function.
 const SPACE: &str = "(
     task: Regression,
-    model: Mlp((depth: Fixed(1), width: Fixed(8))),
-    train: (
-        learning_rate: LogRange(1e-5, 1e-1),
-        weight_decay: Range(0.0, 1.0),
-    ),
+    params: {
+        \"x\": Range(-2.0, 2.0),
+        \"y\": Range(-2.0, 2.0),
+    },
 )";
 
-/// Rosenbrock's banana: 0 at (1, 1), that is learning_rate 1e-2 and weight_decay 0.75.
+/// Rosenbrock's banana: 0 at (1, 1).
 fn rosenbrock(x: f64, y: f64) -> f64 {
     (1.0 - x).powi(2) + 100.0 * (y - x * x).powi(2)
 }
@@ -44,10 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let study = Study::create(&results, "rosenbrock", space, options)?;
     let noise = Normal::new(0.0, 0.01)?;
-    for _ in 0..30 {
+    for _ in 0..60 {
         let trial = study.ask()?;
-        let x = trial.float("learning_rate")?.log10() + 3.0;
-        let y = 4.0 * trial.float("weight_decay")? - 2.0;
+        let (x, y) = (trial.float("x")?, trial.float("y")?);
         // The trial's own seed makes the noise as reproducible as the suggestions.
         let mut rng = ChaCha8Rng::seed_from_u64(trial.seed());
         let value = rosenbrock(x, y) + noise.sample(&mut rng);
@@ -56,18 +52,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let best = study
         .best()?
         .ok_or("no trial completed, so there is no best value")?;
-    let (lr, wd) = (
-        best.params.float("learning_rate")?,
-        best.params.float("weight_decay")?,
-    );
+    let (x, y) = (best.params.float("x")?, best.params.float("y")?);
     println!(
-        "best: trial {} value {:.4} at learning_rate {lr:.4e} (x = {:.3}), weight_decay {wd:.4} (y = {:.3})",
-        best.number,
-        best.value,
-        lr.log10() + 3.0,
-        4.0 * wd - 2.0
+        "best: trial {} value {:.4} at x = {x:.3}, y = {y:.3}",
+        best.number, best.value
     );
-    println!("the optimum: value 0 at x = 1, y = 1 (learning_rate 1e-2, weight_decay 0.75)\n");
+    println!("the optimum: value 0 at x = 1, y = 1\n");
     println!("{}", study.leaderboard(Format::Table, Some(5))?);
     println!(
         "journal in {}; `nas leaderboard --results {} --study rosenbrock` shows it all",

@@ -355,3 +355,74 @@ fn studies_and_trials_can_be_shared_with_worker_threads() {
     numbers.sort();
     assert_eq!(numbers, [0, 1, 2, 3, 4, 5]);
 }
+
+/// A file with `params` and no `model` declares free parameters, typed by their values; a study
+/// samples them (and only them), within their domains.
+#[test]
+fn a_space_of_free_parameters_has_exactly_those_parameters_typed_by_their_values() {
+    let text = "(
+        task: Regression,
+        params: {
+            \"x\": Range(-2.0, 2.0),
+            \"layers\": Range(1, 4),
+            \"rate\": LogRange(1e-4, 1e-1),
+            \"solver\": Choice([adam, lbfgs]),
+            \"warm\": Choice([true, false]),
+        },
+    )";
+    let space = space(text);
+    let names: Vec<&str> = space.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["x", "layers", "rate", "solver", "warm"]);
+    let dir = tempfile::tempdir().unwrap();
+    let study = Study::create(dir.path(), "free", space, options(Strategy::Tpe, 3)).unwrap();
+    for _ in 0..15 {
+        let trial = study.ask().unwrap();
+        let x = trial.float("x").unwrap();
+        let layers = trial.int("layers").unwrap();
+        let rate = trial.float("rate").unwrap();
+        assert!((-2.0..=2.0).contains(&x), "{x}");
+        assert!((1..=4).contains(&layers), "{layers}");
+        assert!((1e-4..=1e-1).contains(&rate), "{rate}");
+        let solver = trial.choice("solver").unwrap();
+        assert!(
+            [Choice::Str("adam".into()), Choice::Str("lbfgs".into())].contains(&solver),
+            "{solver:?}"
+        );
+        assert!(matches!(trial.choice("warm").unwrap(), Choice::Bool(_)));
+        assert!(trial.float("layers").is_err(), "an integer is not a float");
+        let value = (x - 1.0).powi(2) + layers as f64;
+        study.tell(trial, Outcome::Complete(value)).unwrap();
+    }
+    let best = study.best().unwrap().unwrap();
+    assert!(best.params.float("x").is_ok() && best.params.int("layers").is_ok());
+}
+
+#[test]
+fn a_free_parameter_that_is_a_part_or_of_mixed_types_is_an_error_at_its_value() {
+    let cases = [
+        (
+            "(task: Regression, params: {\"x\": Conv(3)})",
+            (1, 34),
+            "is a part, but the file has no `model`",
+        ),
+        (
+            "(task: Regression, params: {\"x\": Choice([1, adam])})",
+            (1, 45),
+            "`x`: expected an integer, found `adam`",
+        ),
+    ];
+    for (text, (line, col), needle) in cases {
+        match SearchSpace::from_str_named(text, "free", "free.ron") {
+            Err(nas::space::SpaceError::Invalid {
+                line: l,
+                col: c,
+                message,
+                ..
+            }) => {
+                assert_eq!((l, c), (line, col), "{text}: {message}");
+                assert!(message.contains(needle), "{text}: {message}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}

@@ -273,6 +273,13 @@ fn cases() -> Vec<Case> {
             readme: false,
         },
         Case {
+            name: "architecture language: free parameters but no model to search",
+            setup: |d| space(d, "(\n    task: Classification,\n    params: {\"x\": Range(0.0, 1.0)},\n)\n"),
+            args: &["search", "--space", "my.ron", "--data", "my.csv"],
+            message: "my.ron:3:5: the file has `params` but no `model`: free parameters are for an objective of your own (the Rust API, nas::study::Study); `nas search` needs a `model`",
+            readme: false,
+        },
+        Case {
             name: "missing space file",
             setup: good,
             args: &["search", "--space", "missing.ron", "--data", "my.csv"],

@@ -460,6 +460,14 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             ))
         }
     };
+    if space.net.as_ref().is_some_and(|n| !n.has_model()) {
+        return Err(CliError::Space(SpaceError::at_key(
+            &space.source,
+            &space_label,
+            "params",
+            "the file has `params` but no `model`: free parameters are for an objective of your own (the Rust API, nas::study::Study); `nas search` needs a `model`".into(),
+        )));
+    }
     let study = a.study.clone().unwrap_or_else(|| space.name.clone());
     let dir = study_dir(&a.results, &study);
     // An existing study is read before anything else: it fixes the data, seed and folds.

@@ -10,7 +10,9 @@
 //! (`stage.1.conv2.kernel`), or the shared entry's name.
 
 use super::arch::{Edge, Node};
-use super::params::{int_at_least_0, int_at_least_1, plain, DefaultDom, Limit, Lit, ParamDecl};
+use super::params::{
+    any, int_at_least_0, int_at_least_1, plain, DefaultDom, Limit, Lit, ParamDecl,
+};
 use super::ron_tree::{Args, Kind, Pos, Value};
 use super::schema::{dom_dist, Dom};
 use super::{Choice, Condition, Config, Distribution, ParamSpec, ParamValue, SpaceError};
@@ -35,6 +37,11 @@ pub static DENSE_LAYERS: ParamDecl = ParamDecl {
 };
 /// `Cell(nodes, ..)`: nodes of the DAG, the input included.
 pub static CELL_NODES: ParamDecl = plain("nodes", DefaultDom::Fixed(Lit::Int(4)), cell_nodes);
+
+/// The types of free parameters (a file with `params` and no `model`).
+static FREE_INT: ParamDecl = plain("value", DefaultDom::Fixed(Lit::Int(0)), any);
+static FREE_FLOAT: ParamDecl = plain("value", DefaultDom::Fixed(Lit::Float(0.0)), any);
+static FREE_BOOL: ParamDecl = plain("value", DefaultDom::Fixed(Lit::Bool(false)), any);
 
 fn cell_nodes(v: &Lit) -> Result<(), String> {
     match v {
@@ -139,6 +146,8 @@ enum Shared {
 /// The checked model of a space: its tree, its templates and its shared parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetSpace {
+    /// Whether the file has a `model` (without one, `params` are free parameters).
+    has_model: bool,
     root: Part,
     templates: Vec<(String, Part)>,
     shared: Vec<(String, Shared)>,
@@ -790,6 +799,89 @@ impl Declarer<'_> {
         })
     }
 
+    /// A `params` entry of a file without a model: a parameter of the user's own objective,
+    /// its type read from its values (integers, numbers, booleans, or names as labels).
+    fn free(&mut self, name: &str, pos: Pos, v: &Value) -> Result<(), SpaceError> {
+        if is_part(v) {
+            return Err(self.reader.err(
+                v.pos,
+                format!("`{name}` is a part, but the file has no `model` to use it in"),
+            ));
+        }
+        let values: Vec<&Value> = match &v.kind {
+            Kind::Call {
+                name: n,
+                args: Args::Positional(a),
+            } => match (n.as_str(), a.as_slice()) {
+                ("Choice", [list]) => match &list.kind {
+                    Kind::List(items) => items.iter().collect(),
+                    _ => vec![list],
+                },
+                (_, a) => a.iter().collect(),
+            },
+            _ => vec![v],
+        };
+        let floats = values.iter().any(|x| matches!(x.kind, Kind::Float(_)));
+        let decl: &'static ParamDecl = match values.first().map(|x| &x.kind) {
+            Some(Kind::Int(_) | Kind::Float(_)) if floats => &FREE_FLOAT,
+            Some(Kind::Int(_)) => &FREE_INT,
+            Some(Kind::Bool(_)) => &FREE_BOOL,
+            _ => {
+                let choices = label_choices(v).ok_or_else(|| {
+                    self.reader.err(
+                        v.pos,
+                        format!("`{name}`: a free parameter is `Range(lo, hi)`, `LogRange(lo, hi)`, `Choice([..])` or `Fixed(v)` of numbers, booleans or names"),
+                    )
+                })?;
+                self.shared
+                    .push((name.to_string(), Shared::Labels(choices.clone())));
+                self.origins.push((name.to_string(), pos));
+                self.out.push(Entry::Shared(
+                    name.to_string(),
+                    Distribution::Categorical { choices },
+                ));
+                self.record(name, &[]);
+                return Ok(());
+            }
+        };
+        // The message names the parameter, not the placeholder field of its type.
+        let expr = self.reader.domain(v, decl).map_err(|e| match e {
+            SpaceError::Invalid {
+                file,
+                line,
+                col,
+                message,
+            } => SpaceError::Invalid {
+                file,
+                line,
+                col,
+                message: message.replacen("`value`", &format!("`{name}`"), 1),
+            },
+            e => e,
+        })?;
+        let dom = match &expr {
+            Expr::Const(l) => Dom::Fixed(*l),
+            Expr::Dom(d) => d.clone(),
+            Expr::Shared(_) => {
+                return Err(self
+                    .reader
+                    .err(v.pos, "a shared parameter cannot refer to another"))
+            }
+        };
+        let dist = dom_dist(&dom, decl).map_err(|m| self.reader.err(v.pos, m))?;
+        self.shared.push((
+            name.to_string(),
+            Shared::Value {
+                kind: decl.kind(),
+                expr,
+            },
+        ));
+        self.origins.push((name.to_string(), pos));
+        self.out.push(Entry::Shared(name.to_string(), dist));
+        self.record(name, &[]);
+        Ok(())
+    }
+
     fn record(&mut self, name: &str, conds: &[Condition]) {
         match self.uses.iter_mut().find(|(n, _)| n == name) {
             Some((_, u)) => u.push(conds.to_vec()),
@@ -1119,7 +1211,7 @@ fn merge_conditions(uses: &[Vec<Condition>]) -> Vec<Condition> {
 impl NetSpace {
     /// Reads `model` (and the `params` map, if any) and declares their parameters, in order.
     pub fn read(
-        model: &Value,
+        model: Option<&Value>,
         params: Option<&Value>,
         file: &str,
     ) -> Result<(NetSpace, Vec<ParamSpec>), SpaceError> {
@@ -1158,8 +1250,15 @@ impl NetSpace {
                 templates.push((name.clone(), reader.part(v)?));
             }
         }
-        let root = reader.part(model)?;
+        let root = match model {
+            Some(m) => reader.part(m)?,
+            None => Part {
+                pos: Pos { line: 1, col: 1 },
+                ast: Ast::Sequential(Vec::new()),
+            },
+        };
         let mut net = NetSpace {
+            has_model: model.is_some(),
             root,
             templates,
             shared: Vec::new(),
@@ -1176,14 +1275,19 @@ impl NetSpace {
             origins: Vec::new(),
         };
         d.part(&net.root, &net.root_path(), &[], false)?;
-        for (name, pos, _) in &raw {
+        for (name, pos, value) in &raw {
             let used = d.uses.iter().any(|(n, _)| n == name)
                 || reader.templates.contains(name) && template_used(&net, name);
-            if !used {
-                return Err(reader.err(
-                    *pos,
-                    format!("`{name}` is declared in `params` but never used"),
-                ));
+            match (used, model) {
+                (true, _) => {}
+                // Without a model, every entry is a free parameter of the user's objective.
+                (false, None) => d.free(name, *pos, value)?,
+                (false, Some(_)) => {
+                    return Err(reader.err(
+                        *pos,
+                        format!("`{name}` is declared in `params` but never used"),
+                    ))
+                }
             }
         }
         // A shared name may also be a part's path (`Named("x", OneOf(..))` and `params: {"x": ..}`):
@@ -1229,6 +1333,12 @@ impl NetSpace {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, p)| *p)
+    }
+
+    /// Whether the file has a `model`: one with `params` only declares free parameters for an
+    /// objective of the user's own.
+    pub fn has_model(&self) -> bool {
+        self.has_model
     }
 
     /// Where the root's parameters go: a sequence's parts name themselves, a single part is

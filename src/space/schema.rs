@@ -52,8 +52,9 @@ struct NetFile {
     #[serde(default)]
     #[allow(dead_code)]
     params: Option<IgnoredAny>,
+    #[serde(default)]
     #[allow(dead_code)]
-    model: IgnoredAny,
+    model: Option<IgnoredAny>,
     #[serde(default)]
     train: TrainSpace,
     #[serde(default)]
@@ -65,9 +66,10 @@ pub enum ModelSpace {
     Mlp(MlpSpace),
     Cnn(CnnSpace),
     /// The architecture language: the `model:` value and the `params:` map, as read with
-    /// their positions.
+    /// their positions. A file with `params` and no `model` declares free parameters, for an
+    /// objective of the user's own (`nas::study::Study`).
     #[serde(skip)]
-    Net(Value, Option<Value>),
+    Net(Option<Value>, Option<Value>),
 }
 
 /// The fields of one part (`Mlp((..))`, `Cnn((..))`, `train`, `augment`) as written, in the
@@ -263,14 +265,16 @@ pub fn parse(text: &str, file: &str) -> Result<SpaceFile, SpaceError> {
         Some(Kind::Ident(_)) => true,
         _ => false,
     };
+    // Parameters without a model are free ones, read with the language's reader.
+    let free = tree.is_some_and(|t| t.field("params").is_some()) && model.is_none();
     match (tree, model) {
-        (Some(tree), Some(model)) if is_net => {
+        (Some(tree), model) if is_net || free => {
             let f: NetFile = deserialize(text, file)?;
             Ok(SpaceFile {
                 task: f.task,
                 data: f.data,
                 params: None,
-                model: ModelSpace::Net(model.clone(), tree.field("params").cloned()),
+                model: ModelSpace::Net(model.cloned(), tree.field("params").cloned()),
                 train: f.train,
                 augment: f.augment,
             })
@@ -624,15 +628,23 @@ impl SpaceFile {
                 Family::Cnn
             }
             ModelSpace::Net(model, params) => {
-                let (n, specs) = NetSpace::read(model, params.as_ref(), file)?;
+                let (n, specs) = NetSpace::read(model.as_ref(), params.as_ref(), file)?;
                 c.params = specs;
                 net = Some(std::sync::Arc::new(n));
                 Family::Net
             }
         };
         let n_model = c.params.len();
-        c.part(&self.train)?;
-        if family != Family::Mlp {
+        // Free parameters alone (no model): training settings only where the file writes them.
+        let free = net.as_ref().is_some_and(|n| !n.has_model());
+        if !free || self.train.any_written() {
+            c.part(&self.train)?;
+        }
+        if free {
+            if self.augment.any_written() {
+                c.part(&self.augment)?;
+            }
+        } else if family != Family::Mlp {
             c.part(&self.augment)?;
         } else if self.augment.any_written() {
             return Err(c.err(
