@@ -234,7 +234,7 @@ impl<'a> Builder<'a> {
                         hint,
                         before_batch_norm: next.is_some_and(Node::is_batch_norm),
                     };
-                    p.build(&Values(values), self, out, x, &ctx).map_err(
+                    (p.build)(&Values(values), self, out, x, &ctx).map_err(
                         |NnError::Impossible(m)| {
                             if m.starts_with(path.as_str()) {
                                 NnError::Impossible(m)

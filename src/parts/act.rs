@@ -1,11 +1,9 @@
 //! `Act(function)`: an element-wise activation.
 
-use super::{Ctx, LayerPart, Values};
+use super::{Ctx, Part, Values};
 use crate::nn::{Builder, Chw, Layer, NnError};
 use crate::space::params::{any, plain, DefaultDom, Lit, ParamDecl};
 use crate::space::Activation;
-
-pub struct Act;
 
 pub static FUNCTION: ParamDecl = plain(
     "function",
@@ -13,26 +11,20 @@ pub static FUNCTION: ParamDecl = plain(
     any,
 );
 
-impl LayerPart for Act {
-    fn name(&self) -> &'static str {
-        "Act"
-    }
-    fn about(&self) -> &'static str {
-        "activation: Relu, LeakyRelu, Sigmoid, Tanh or Gelu"
-    }
-    fn fields(&self) -> &'static [&'static ParamDecl] {
-        static FIELDS: &[&ParamDecl] = &[&FUNCTION];
-        FIELDS
-    }
-    fn build(
-        &self,
-        v: &Values,
-        b: &mut Builder,
-        out: &mut Vec<Layer>,
-        x: Chw,
-        _ctx: &Ctx,
-    ) -> Result<Chw, NnError> {
-        out.push(b.act(v.activation(&FUNCTION), x.len()));
-        Ok(x)
-    }
+pub static ACT: Part = Part {
+    name: "Act",
+    about: "activation: Relu, LeakyRelu, Sigmoid, Tanh or Gelu",
+    fields: &[&FUNCTION],
+    build,
+};
+
+fn build(
+    v: &Values,
+    b: &mut Builder,
+    out: &mut Vec<Layer>,
+    x: Chw,
+    _ctx: &Ctx,
+) -> Result<Chw, NnError> {
+    out.push(b.act(v.activation(&FUNCTION), x.len()));
+    Ok(x)
 }

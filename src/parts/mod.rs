@@ -17,40 +17,28 @@ mod pool;
 mod separable_conv;
 mod zero;
 
-pub use act::Act;
-pub use batch_norm::BatchNorm;
-pub use conv::Conv;
-pub use downsample::Downsample;
-pub use dropout::Dropout;
-pub use global_avg_pool::GlobalAvgPool;
-pub use identity::Identity;
-pub use linear::Linear;
-pub use pool::Pool;
-pub use separable_conv::SeparableConv;
-pub use zero::Zero;
-
 use crate::nn::{Builder, Chw, Layer, NnError};
 use crate::space::params::{Channels, Lit, ParamDecl, PoolOp};
 use crate::space::{Activation, Downsample as DownsampleHow};
 
 /// Every layer part, by the name a space file writes.
-pub static PARTS: &[&dyn LayerPart] = &[
-    &Linear,
-    &Conv,
-    &SeparableConv,
-    &Pool,
-    &Downsample,
-    &GlobalAvgPool,
-    &BatchNorm,
-    &Dropout,
-    &Act,
-    &Identity,
-    &Zero,
+pub static PARTS: &[&Part] = &[
+    &linear::LINEAR,
+    &conv::CONV,
+    &separable_conv::SEPARABLE_CONV,
+    &pool::POOL,
+    &downsample::DOWNSAMPLE,
+    &global_avg_pool::GLOBAL_AVG_POOL,
+    &batch_norm::BATCH_NORM,
+    &dropout::DROPOUT,
+    &act::ACT,
+    &identity::IDENTITY,
+    &zero::ZERO,
 ];
 
 /// The part named `name`.
-pub fn find(name: &str) -> Option<&'static dyn LayerPart> {
-    PARTS.iter().copied().find(|p| p.name() == name)
+pub fn find(name: &str) -> Option<&'static Part> {
+    PARTS.iter().copied().find(|p| p.name == name)
 }
 
 /// Where a part is built: its path in the network and what surrounds it.
@@ -63,23 +51,24 @@ pub struct Ctx<'a> {
     pub before_batch_norm: bool,
 }
 
+/// Appends a part's layers for input `x` and returns the output shape.
+pub type BuildFn = fn(
+    v: &Values,
+    b: &mut Builder,
+    out: &mut Vec<Layer>,
+    x: Chw,
+    ctx: &Ctx,
+) -> Result<Chw, NnError>;
+
 /// One layer or block type of the architecture language.
-pub trait LayerPart: Sync {
+pub struct Part {
     /// The name written in a space file, e.g. `Conv`.
-    fn name(&self) -> &'static str;
-    /// One line for `search_spaces/README.md` and `nas space show`.
-    fn about(&self) -> &'static str;
+    pub name: &'static str,
+    /// One line for `search_spaces/README.md` (a test keeps the two in step).
+    pub about: &'static str,
     /// The fields, in the order positional arguments fill them.
-    fn fields(&self) -> &'static [&'static ParamDecl];
-    /// Appends the part's layers for input `x` and returns the output shape.
-    fn build(
-        &self,
-        v: &Values,
-        b: &mut Builder,
-        out: &mut Vec<Layer>,
-        x: Chw,
-        ctx: &Ctx,
-    ) -> Result<Chw, NnError>;
+    pub fields: &'static [&'static ParamDecl],
+    pub build: BuildFn,
 }
 
 /// The sampled values of a part's fields; a field left out has its declared default.
@@ -161,9 +150,9 @@ mod tests {
     use super::*;
 
     /// The README row of a part: name, fields with defaults, what it does.
-    fn row(p: &dyn LayerPart) -> String {
+    fn row(p: &Part) -> String {
         let fields: Vec<String> = p
-            .fields()
+            .fields
             .iter()
             .map(|d| format!("{}: {}", d.name, d.default.first()))
             .collect();
@@ -172,7 +161,7 @@ mod tests {
         } else {
             format!("`{}`", fields.join(", "))
         };
-        format!("| `{}` | {fields} | {} |", p.name(), p.about())
+        format!("| `{}` | {fields} | {} |", p.name, p.about)
     }
 
     #[test]
@@ -184,18 +173,18 @@ mod tests {
             .skip(2)
             .take_while(|l| l.starts_with('|'))
             .collect();
-        let want: Vec<String> = PARTS.iter().map(|p| row(*p)).collect();
+        let want: Vec<String> = PARTS.iter().map(|p| row(p)).collect();
         assert_eq!(table, want, "the table should read:\n{}", want.join("\n"));
     }
 
     #[test]
     fn every_default_is_a_fixed_value_that_passes_its_check() {
         for p in PARTS {
-            for d in p.fields() {
+            for d in p.fields {
                 let crate::space::params::DefaultDom::Fixed(v) = d.default else {
-                    panic!("{}.{}: a part's default is one value", p.name(), d.name)
+                    panic!("{}.{}: a part's default is one value", p.name, d.name)
                 };
-                assert_eq!((d.check)(&v), Ok(()), "{}.{}", p.name(), d.name);
+                assert_eq!((d.check)(&v), Ok(()), "{}.{}", p.name, d.name);
             }
         }
     }

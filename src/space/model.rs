@@ -16,7 +16,7 @@ use super::params::{
 use super::ron_tree::{Args, Kind, Pos, Value};
 use super::schema::{dom_dist, Dom};
 use super::{Choice, Condition, Config, Distribution, ParamSpec, ParamValue, SpaceError};
-use crate::parts::{self, LayerPart};
+use crate::parts::{self, Part as LayerPart};
 use std::fmt;
 
 /// `Repeat(times, ..)`: how many copies of the body, each with its own parameters.
@@ -65,17 +65,17 @@ const STRUCTURE: &[(&str, &[&str])] = &[
 
 /// A layer part, compared by name.
 #[derive(Clone, Copy)]
-struct PartRef(&'static dyn LayerPart);
+struct PartRef(&'static LayerPart);
 
 impl PartialEq for PartRef {
     fn eq(&self, other: &Self) -> bool {
-        self.0.name() == other.0.name()
+        self.0.name == other.0.name
     }
 }
 
 impl fmt::Debug for PartRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.name())
+        f.write_str(self.0.name)
     }
 }
 
@@ -182,7 +182,7 @@ impl Part {
     /// The name a part gets in a path: its `Named` name, template name or kind.
     fn kind(&self) -> String {
         match &self.ast {
-            Ast::Layer { part, .. } => snake(part.0.name()),
+            Ast::Layer { part, .. } => snake(part.0.name),
             Ast::Sequential(_) => "sequential".into(),
             Ast::Repeat { .. } => "repeat".into(),
             Ast::OneOf { .. } => "one_of".into(),
@@ -386,14 +386,14 @@ impl Reader<'_> {
             }
             None => {
                 let Some(part) = parts::find(name) else {
-                    let mut known: Vec<&str> = parts::PARTS.iter().map(|p| p.name()).collect();
+                    let mut known: Vec<&str> = parts::PARTS.iter().map(|p| p.name).collect();
                     known.extend(STRUCTURE.iter().map(|(n, _)| *n));
                     return Err(self.err(
                         v.pos,
                         format!("unknown part `{name}`; the parts are {}", known.join(", ")),
                     ));
                 };
-                let decls = part.fields();
+                let decls = part.fields;
                 let names: Vec<&str> = decls.iter().map(|d| d.name).collect();
                 let s = self.slots(name, v.pos, args, &names)?;
                 let mut fields = Vec::new();
@@ -1042,7 +1042,7 @@ impl Declarer<'_> {
     ) -> Result<(), SpaceError> {
         match &p.ast {
             Ast::Layer { part, fields } => {
-                if part.0.name() == "Zero" && !cell_op {
+                if part.0.name == "Zero" && !cell_op {
                     return Err(self.reader.err(
                         p.pos,
                         "`Zero` is an op of a `Cell` (an edge that carries nothing) and cannot stand elsewhere",
@@ -1454,7 +1454,7 @@ impl Resolver<'_> {
     fn part(&self, p: &Part, path: &str, out: &mut Vec<Node>) {
         match &p.ast {
             Ast::Layer { part, fields } => out.push(Node::Layer {
-                part: part.0.name().to_string(),
+                part: part.0.name.to_string(),
                 path: path.to_string(),
                 values: fields
                     .iter()
