@@ -300,12 +300,19 @@ pub(crate) fn check_creatable(dir: &Path) -> Result<(), CliError> {
 /// the space file, so it is named at that parameter's line and column.
 fn sampler_error(space: &SearchSpace, file: &str, e: SearchError) -> CliError {
     match &e {
-        SearchError::ContinuousParameter { param, .. } => CliError::Space(SpaceError::at_key(
-            &space.source,
-            file,
-            param,
-            e.to_string(),
-        )),
+        // A parameter of the architecture language is named by its path, not written as a key:
+        // its declaration knows where it is.
+        SearchError::ContinuousParameter { param, .. } => {
+            CliError::Space(match space.net.as_ref().and_then(|n| n.origin(param)) {
+                Some(pos) => SpaceError::Invalid {
+                    file: file.to_string(),
+                    line: pos.line,
+                    col: pos.col,
+                    message: e.to_string(),
+                },
+                None => SpaceError::at_key(&space.source, file, param, e.to_string()),
+            })
+        }
         _ => CliError::Usage(e.to_string()),
     }
 }
