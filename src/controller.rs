@@ -116,6 +116,8 @@ pub struct SearchOptions {
     pub time_budget: Option<Duration>,
     pub seed: u64,
     pub workers: usize,
+    /// Threads of each worker's trial: the folds of a trial train in parallel on them.
+    pub threads_per_trial: usize,
     pub max_params: Option<usize>,
     pub max_macs: Option<u64>,
     /// Start no new trial once the study's trials have trained this many epochs (summed over
@@ -141,6 +143,7 @@ impl Default for SearchOptions {
             time_budget: None,
             seed: 0,
             workers: 1,
+            threads_per_trial: 1,
             max_params: None,
             max_macs: None,
             max_budget: None,
@@ -229,7 +232,7 @@ impl Controller<'_> {
             let mut handles = Vec::new();
             for _ in 0..workers {
                 let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
+                    .num_threads(self.opts.threads_per_trial.max(1))
                     .build()
                     .map_err(|e| SearchError::Threads(e.to_string()))?;
                 let (shared, scheduler) = (&shared, &scheduler);

@@ -30,6 +30,17 @@ const IRIS: &str = "(
 )";
 
 fn run_study(text: &str, seed: u64, trials: usize, workers: usize) -> Vec<TrialRecord> {
+    run_study_threads(text, seed, trials, workers, 1)
+}
+
+/// A search of `trials` trials on `workers` workers of `threads` threads each.
+fn run_study_threads(
+    text: &str,
+    seed: u64,
+    trials: usize,
+    workers: usize,
+    threads: usize,
+) -> Vec<TrialRecord> {
     let space = SearchSpace::from_str_named(text, "t", "t.ron").unwrap();
     let data_name = space.data.clone().unwrap();
     let split = load(
@@ -62,6 +73,7 @@ fn run_study(text: &str, seed: u64, trials: usize, workers: usize) -> Vec<TrialR
             time_budget: None,
             seed,
             workers,
+            threads_per_trial: threads,
             ..SearchOptions::default()
         },
         cancel: Arc::new(AtomicBool::new(false)),
@@ -99,6 +111,21 @@ fn random_search_leaderboard_does_not_depend_on_the_number_of_workers() {
     let one = run_study(IRIS, 11, 6, 1);
     let two = run_study(IRIS, 11, 6, 2);
     assert_eq!(board(&one, Metric::Accuracy), board(&two, Metric::Accuracy));
+}
+
+/// Folds train in parallel on a trial's threads, each as it would alone: the same scores,
+/// fold by fold, with 1 and 3 threads.
+#[test]
+fn folds_on_several_threads_give_the_same_scores_as_on_one() {
+    let one = run_study_threads(IRIS, 13, 4, 1, 1);
+    let three = run_study_threads(IRIS, 13, 4, 1, 3);
+    let folds = |t: &[TrialRecord]| -> Vec<(Vec<f64>, usize)> {
+        t.iter()
+            .map(|r| (r.fold_scores.clone(), r.epochs))
+            .collect()
+    };
+    assert_eq!(folds(&one), folds(&three));
+    assert!(one.iter().all(|r| r.fold_scores.len() == 3));
 }
 
 #[test]

@@ -120,6 +120,9 @@ pub struct SearchArgs {
     /// Trials trained at once (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Threads of each trial, on which its folds train in parallel (default: cores / workers).
+    #[arg(long)]
+    pub threads_per_trial: Option<usize>,
     /// random | grid | evolution | tpe (default: random, or the resumed study's)
     #[arg(long)]
     pub strategy: Option<String>,
@@ -376,6 +379,7 @@ struct SearchPlan {
     trials: Option<usize>,
     time_budget: Option<Duration>,
     workers: usize,
+    threads_per_trial: usize,
     trial_timeout: Option<Duration>,
     max_consecutive_failures: Option<usize>,
     max_memory: Option<u64>,
@@ -390,6 +394,7 @@ impl SearchArgs {
         };
         at_least_one("--folds", self.folds)?;
         at_least_one("--workers", self.workers)?;
+        at_least_one("--threads-per-trial", self.threads_per_trial)?;
         at_least_one("--trials", self.trials)?;
         at_least_one(
             "--max-consecutive-failures",
@@ -420,6 +425,7 @@ impl SearchArgs {
         if let Some(s) = &self.shape {
             s.parse::<InputShape>()?;
         }
+        let workers = self.workers.unwrap_or_else(default_workers);
         Ok(SearchPlan {
             trials: match (self.trials, time_budget) {
                 (Some(n), _) => Some(n),
@@ -427,7 +433,10 @@ impl SearchArgs {
                 (None, None) => Some(20),
             },
             time_budget,
-            workers: self.workers.unwrap_or_else(default_workers),
+            workers,
+            threads_per_trial: self
+                .threads_per_trial
+                .unwrap_or_else(|| (default_workers() / workers).max(1)),
             trial_timeout,
             max_consecutive_failures: Some(self.max_consecutive_failures),
             max_memory,
@@ -609,6 +618,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             time_budget: plan.time_budget,
             seed,
             workers,
+            threads_per_trial: plan.threads_per_trial,
             max_params: a.max_params,
             max_macs: a.max_flops,
             max_budget: None,

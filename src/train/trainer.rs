@@ -12,6 +12,7 @@ use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -448,14 +449,24 @@ pub fn cross_validate(
         if states.iter().all(|s| s.done) {
             break;
         }
-        for (fold, (s, (train, valid, targets))) in states.iter_mut().zip(&views).enumerate() {
-            if s.done {
-                continue;
-            }
-            stop.check()?;
-            s.run.epoch(*train, stop, fold + 1, epoch)?;
+        // The folds are independent networks: on a trial of several threads they train at
+        // once, each as it would alone (results do not depend on the thread count).
+        let epochs: Vec<Result<Option<Metrics>, TrialError>> = states
+            .par_iter_mut()
+            .zip(views.par_iter())
+            .enumerate()
+            .map(|(fold, (s, (train, valid, targets)))| {
+                if s.done {
+                    return Ok(None);
+                }
+                stop.check()?;
+                s.run.epoch(*train, stop, fold + 1, epoch)?;
+                Ok(Some(s.run.evaluate(*valid, targets)))
+            })
+            .collect();
+        for (fold, (s, m)) in states.iter_mut().zip(epochs).enumerate() {
+            let Some(m) = m? else { continue };
             s.epochs = epoch;
-            let m = s.run.evaluate(*valid, targets);
             if !m.loss.is_finite() {
                 return Err(TrialError::Diverged {
                     fold: fold + 1,

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Whole searches side by side: Optuna + PyTorch (../shared/peers/search.py) and `nas search` on
+# the same space and data, TPE, the same trials and seeds, one right after the other in this
+# invocation (this machine is shared: never compare with a figure from another day).
+#
+# usage: benches/compare_peer.sh [--family mlp|cnn] [--seeds "0 1 2 3 4"] [--trials 20] [--data digits]
+#   mlp: ../shared/peers/spaces/peer_mlp.ron; cnn: benches/spaces/peer_cnn.ron (the peer's CNN
+#   space written exactly in the architecture language; tests/peer_space.rs checks it).
+# Both use the machine's 2 cores: the peer 2 torch threads, nas 2 workers of one thread each.
+# Prints one row per seed and engine (best CV, test score of the retrained best, wall time, peak
+# RSS), then the medians and nas/peer ratios. The peer venv comes from ../shared/peers/setup.sh
+# (default ~/.cache/nas-peers-venv; override with PEER_PYTHON). Needs GNU time (/usr/bin/time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FAMILY=mlp; SEEDS="0 1 2 3 4"; TRIALS=20; DATA=digits
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --family) FAMILY="$2"; shift ;;
+    --seeds) SEEDS="$2"; shift ;;
+    --trials) TRIALS="$2"; shift ;;
+    --data) DATA="$2"; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$FAMILY" in
+  mlp) SPACE="$(pwd)/../shared/peers/spaces/peer_mlp.ron" ;;
+  cnn) SPACE="$(pwd)/benches/spaces/peer_cnn.ron" ;;
+  *) echo "--family is mlp or cnn" >&2; exit 2 ;;
+esac
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+PEERS="$(pwd)/../shared/peers"
+PY="${PEER_PYTHON:-$HOME/.cache/nas-peers-venv/bin/python}"
+[ -x "$PY" ] || { echo "no peer venv at $PY (run ../shared/peers/setup.sh)" >&2; exit 2; }
+cargo build --release --quiet
+NAS="$(pwd)/target/release/nas"
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+
+# Runs a command under GNU time; prints "wall_s peak_mb".
+timed() {
+  /usr/bin/time -v "$@" >"$OUT/log" 2>&1 || { tail -5 "$OUT/log" >&2; echo "- -"; return; }
+  awk '/Elapsed \(wall clock\)/ { n = split($NF, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
+       /Maximum resident set size/ { m = $6 / 1024 }
+       END { printf "%.1f %.0f", s, m }' "$OUT/log"
+}
+
+echo "| seed | engine | best CV | test | wall s | peak MB |"
+echo "|---:|---|---:|---:|---:|---:|"
+for seed in $SEEDS; do
+  read -r pw pm < <(timed "$PY" "$PEERS/search.py" --data "$DATA" --family "$FAMILY" --trials "$TRIALS" \
+    --sampler tpe --seed "$seed" --threads 2 --quiet --out "$OUT/peer.json")
+  read -r pcv pte < <("$PY" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r.get("best", {}).get("cv_score", "nan"), r.get("test", {}).get("score", "nan"))' "$OUT/peer.json")
+  echo "| $seed | Optuna + PyTorch | $pcv | $pte | $pw | $pm |" | tee -a "$OUT/rows"
+  read -r nw nm < <(timed "$NAS" search --space "$SPACE" --data "$DATA" --strategy tpe --trials "$TRIALS" \
+    --seed "$seed" --workers 2 --results "$OUT/r" --study "s$seed" --quiet)
+  ncv=$("$NAS" leaderboard --results "$OUT/r" --study "s$seed" --format json --top 1 |
+    "$PY" -c 'import json, sys; print(json.load(sys.stdin)[0]["cv_mean"])')
+  nte=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["test_score"])' "$OUT/r/s$seed/test.json")
+  echo "| $seed | nas | $ncv | $nte | $nw | $nm |" | tee -a "$OUT/rows"
+done
+# Medians per engine, then nas / peer.
+"$PY" - "$OUT/rows" <<'PY'
+import statistics, sys
+rows = [l.strip().strip("|").split("|") for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    seed, engine, *vals = [c.strip() for c in r]
+    by.setdefault(engine, []).append([float(v) for v in vals])
+med = {e: [statistics.median(c) for c in zip(*v)] for e, v in by.items()}
+p, n = med["Optuna + PyTorch"], med["nas"]
+print()
+print("| median over seeds | best CV | test | wall s | peak MB |")
+print("|---|---:|---:|---:|---:|")
+for e in ("Optuna + PyTorch", "nas"):
+    m = med[e]
+    print(f"| {e} | {m[0]:.4f} | {m[1]:.4f} | {m[2]:.1f} | {m[3]:.0f} |")
+print(f"| nas / peer | {n[0] / p[0]:.3f} | {n[1] / p[1]:.3f} | {n[2] / p[2]:.2f}x | {n[3] / p[3]:.2f}x |")
+PY
