@@ -258,7 +258,6 @@ impl Reader<'_> {
     fn slots<'v>(
         &self,
         what: &str,
-        pos: Pos,
         args: &'v Args,
         names: &[&str],
     ) -> Result<Vec<Option<(Pos, &'v Value)>>, SpaceError> {
@@ -304,7 +303,6 @@ impl Reader<'_> {
                 }
             }
         }
-        let _ = pos;
         Ok(out)
     }
 
@@ -370,7 +368,7 @@ impl Reader<'_> {
                 self.structure(name, v.pos, args, names)?
             }
             None if name == "Param" => {
-                let s = self.slots("Param", v.pos, args, &["name"])?;
+                let s = self.slots("Param", args, &["name"])?;
                 let r = self.required("Param", v.pos, s[0], "name")?;
                 let n = self.string(r, "a parameter name")?;
                 if self.domains.contains(&n) {
@@ -395,7 +393,7 @@ impl Reader<'_> {
                 };
                 let decls = part.fields;
                 let names: Vec<&str> = decls.iter().map(|d| d.name).collect();
-                let s = self.slots(name, v.pos, args, &names)?;
+                let s = self.slots(name, args, &names)?;
                 let mut fields = Vec::new();
                 for (decl, slot) in decls.iter().zip(s) {
                     if let Some((_, val)) = slot {
@@ -438,7 +436,7 @@ impl Reader<'_> {
         args: &Args,
         names: &[&str],
     ) -> Result<Ast, SpaceError> {
-        let s = self.slots(name, pos, args, names)?;
+        let s = self.slots(name, args, names)?;
         let req = |i: usize| self.required(name, pos, s[i], names[i]);
         let count = |i: usize, decl: &'static ParamDecl| -> Result<Field, SpaceError> {
             match s[i] {
@@ -483,7 +481,7 @@ impl Reader<'_> {
                     None => None,
                     Some((_, v)) => match &v.kind {
                         Kind::Call { name, args } if name == "Param" => {
-                            let a = self.slots("Param", v.pos, args, &["name"])?;
+                            let a = self.slots("Param", args, &["name"])?;
                             let r = self.required("Param", v.pos, a[0], "name")?;
                             let n = self.string(r, "a parameter name")?;
                             if !self.domains.contains(&n) {
@@ -563,7 +561,7 @@ impl Reader<'_> {
     fn expr(&self, v: &Value, decl: &'static ParamDecl) -> Result<Expr, SpaceError> {
         if let Kind::Call { name, args } = &v.kind {
             if name == "Param" {
-                let a = self.slots("Param", v.pos, args, &["name"])?;
+                let a = self.slots("Param", args, &["name"])?;
                 let r = self.required("Param", v.pos, a[0], "name")?;
                 let n = self.string(r, "a parameter name")?;
                 if self.templates.contains(&n) {
