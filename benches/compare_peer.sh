@@ -42,7 +42,7 @@ timed() {
   /usr/bin/time -v "$@" >"$OUT/log" 2>&1 || { tail -5 "$OUT/log" >&2; echo "- -"; return; }
   awk '/Elapsed \(wall clock\)/ { n = split($NF, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
        /Maximum resident set size/ { m = $6 / 1024 }
-       END { printf "%.1f %.0f", s, m }' "$OUT/log"
+       END { printf "%.1f %.0f\n", s, m }' "$OUT/log"
 }
 
 echo "| seed | engine | best CV | test | wall s | peak MB |"
@@ -53,13 +53,13 @@ for seed in $SEEDS; do
   read -r pcv pte < <("$PY" -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(r.get("best", {}).get("cv_score", "nan"), r.get("test", {}).get("score", "nan"))' "$OUT/peer.json")
+print("%.4f %.4f" % (r.get("best", {}).get("cv_score", float("nan")), r.get("test", {}).get("score", float("nan"))))' "$OUT/peer.json")
   echo "| $seed | Optuna + PyTorch | $pcv | $pte | $pw | $pm |" | tee -a "$OUT/rows"
   read -r nw nm < <(timed "$NAS" search --space "$SPACE" --data "$DATA" --strategy tpe --trials "$TRIALS" \
     --seed "$seed" --workers 2 --results "$OUT/r" --study "s$seed" --quiet)
   ncv=$("$NAS" leaderboard --results "$OUT/r" --study "s$seed" --format json --top 1 |
-    "$PY" -c 'import json, sys; print(json.load(sys.stdin)[0]["cv_mean"])')
-  nte=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["test_score"])' "$OUT/r/s$seed/test.json")
+    "$PY" -c 'import json, sys; print("%.4f" % json.load(sys.stdin)[0]["cv_mean"])')
+  nte=$("$PY" -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["test_score"])' "$OUT/r/s$seed/test.json")
   echo "| $seed | nas | $ncv | $nte | $nw | $nm |" | tee -a "$OUT/rows"
 done
 # Medians per engine, then nas / peer.

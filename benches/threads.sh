@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How one trial scales with its threads: the same trial (the peer's fixed CNN and MLP, 3 folds,
-# 2 epochs each, on synthetic 28x28 images) with --threads-per-trial 1 and 2, one worker, in this
+# 2 and 5 epochs, on synthetic 28x28 images) with --threads-per-trial 1 and 2, one worker, in this
 # invocation. A trial's folds train in parallel on its threads, so 3 folds on 2 threads can be at
 # most 1.5x faster (two rounds instead of three); 2 or 4 folds, 2x.
 #
@@ -24,7 +24,7 @@ wall() { # space threads
     --threads-per-trial "$2" --no-final --quiet --results "$OUT/r" --study "t$RANDOM" 2>&1 >/dev/null | tail -1
 }
 
-echo "| trial (3 folds x 2 epochs, $N images of 28x28) | 1 thread s | 2 threads s | speed-up |"
+echo "| trial (3 folds, $N images of 28x28) | 1 thread s | 2 threads s | speed-up |"
 echo "|---|---:|---:|---:|"
 for family in mlp cnn; do
   space="$PEERS/spaces/fixed_$family.ron"
