@@ -396,3 +396,49 @@ fn the_readme_example_of_the_architecture_language_is_a_valid_space() {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }
+
+/// What `nas space show --expanded` writes for a short form is a valid `model:` of the
+/// architecture language, and it builds the same network as the short form (parameter count and
+/// multiply-adds), for every shipped short-form space and 10 seeds.
+#[test]
+fn the_expansion_of_a_short_form_reads_back_as_the_same_network() {
+    use nas::data::InputShape;
+    use nas::search::Strategy;
+    use nas::space::arch::Node;
+    use nas::space::Architecture;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    let shape = InputShape::new(1, 8, 8);
+    for (name, space) in golden_spaces() {
+        let expand = |arch: &Architecture| match arch {
+            Architecture::Mlp(m) => m.expand(),
+            Architecture::Cnn(c) => c.expand(),
+            Architecture::Net(_) => Vec::new(),
+        };
+        for seed in 0..10u64 {
+            let mut sampler = Strategy::Random.build(&space).unwrap();
+            let cfg = sampler.suggest(&space, &[], &mut ChaCha8Rng::seed_from_u64(seed));
+            let arch = space.decode(&cfg).arch;
+            if matches!(arch, Architecture::Net(_)) {
+                continue;
+            }
+            let text = format!(
+                "(task: {:?}, model: {})",
+                space.task,
+                Node::to_ron(&expand(&arch))
+            );
+            let again = parse(&text).unwrap_or_else(|e| panic!("{name} seed {seed}: {e}\n{text}"));
+            let net = again.decode(&nas::space::Config::new()).arch;
+            let (a, b) = (
+                nas::nn::cost(&arch, shape, 10).unwrap(),
+                nas::nn::cost(&net, shape, 10).unwrap(),
+            );
+            assert_eq!(
+                (a.params, a.macs),
+                (b.params, b.macs),
+                "{name} seed {seed}\n{text}"
+            );
+        }
+    }
+}
