@@ -1340,3 +1340,42 @@ fn shape_errors_at_build_time_name_the_path() {
         }
     }
 }
+
+/// Grid search enumerates a discrete space of the language point by point: a shared choice, a
+/// `OneOf` whose option has no parameters of its own, and a `Repeat` copy's parameter that exists
+/// only when the copy does make 2 x 2 x 2 x (1 + 2) = 24 distinct valid configurations.
+#[test]
+fn grid_search_enumerates_each_active_configuration_of_a_discrete_space_once() {
+    let s = space(
+        "(task: Classification, params: {\"k\": Choice([1, 3])},
+          model: Sequential([
+            Conv(channels: Choice([4, 8]), kernel: Param(\"k\")),
+            OneOf([Identity, Named(\"extra\", Sequential([Conv(kernel: Param(\"k\")), Act(Relu)]))]),
+            Repeat(Range(0, 1), Conv(kernel: Choice([1, 3]))),
+            GlobalAvgPool,
+          ]))",
+    );
+    let mut grid = Strategy::Grid
+        .build(&s)
+        .expect("every parameter is discrete");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut seen = Vec::new();
+    let mut history: Vec<Observation> = Vec::new();
+    for number in 0..24 {
+        let cfg = grid.suggest(&s, &history, &mut rng);
+        history.push(Observation {
+            number,
+            config: cfg.clone(),
+            state: TrialState::Running,
+            loss: None,
+            intermediate: Vec::new(),
+        });
+        s.validate_config(&cfg)
+            .unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+        let key = format!("{cfg:?}");
+        assert!(!seen.contains(&key), "{key} suggested twice");
+        seen.push(key);
+    }
+    assert!(seen.iter().any(|c| c.contains("repeat1.1.kernel")));
+    assert!(seen.iter().any(|c| !c.contains("repeat1.1.kernel")));
+}
