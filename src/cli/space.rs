@@ -4,7 +4,7 @@ use super::{load_data, CliError};
 use crate::data::InputShape;
 use crate::search::Strategy;
 use crate::space::arch::Node;
-use crate::space::{Architecture, Condition, Distribution, SearchSpace};
+use crate::space::{Condition, Distribution, SearchSpace};
 use clap::{Args, Subcommand};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -157,7 +157,8 @@ fn show(a: ShowArgs) -> Result<(), CliError> {
     println!("{}", b.build().with(Style::rounded()));
     if a.expanded {
         let config = draw(&space, 1, a.seed)?.remove(0);
-        let nodes = expanded(&space.decode(&config).arch);
+        let arch = space.decode(&config).arch;
+        let nodes = arch.nodes();
         println!(
             "\n// The network of the configuration drawn with seed {} (`nas space sample --seed {}`),\n// in the architecture language; a linear output layer follows it.\nmodel: {},",
             a.seed,
@@ -168,20 +169,11 @@ fn show(a: ShowArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A candidate's network as nodes of the architecture language.
-fn expanded(arch: &Architecture) -> Vec<Node> {
-    match arch {
-        Architecture::Mlp(m) => m.expand(),
-        Architecture::Cnn(c) => c.expand(),
-        Architecture::Net(n) => n.clone(),
-    }
-}
-
 fn sample(a: SampleArgs) -> Result<(), CliError> {
     let space = SearchSpace::from_file(&a.space)?;
     for (i, config) in draw(&space, a.count, a.seed)?.iter().enumerate() {
         let json = serde_json::Value::Object(space.config_json(config));
-        let arch = Node::summary(&expanded(&space.decode(config).arch), 100);
+        let arch = Node::summary(&space.decode(config).arch.nodes(), 100);
         println!("{i}: {json}\n   {arch}");
     }
     Ok(())

@@ -169,18 +169,7 @@ impl<'a> Builder<'a> {
         shape: InputShape,
         n_outputs: usize,
     ) -> Result<Vec<Layer>, NnError> {
-        let expanded;
-        let body = match arch {
-            Architecture::Mlp(m) => {
-                expanded = m.expand();
-                &expanded
-            }
-            Architecture::Cnn(c) => {
-                expanded = c.expand();
-                &expanded
-            }
-            Architecture::Net(nodes) => nodes,
-        };
+        let body = arch.nodes();
         let x = Chw {
             c: shape.channels,
             h: shape.height,
@@ -192,7 +181,7 @@ impl<'a> Builder<'a> {
             )));
         }
         let mut layers = Vec::new();
-        let y = self.sequence(body, &mut layers, x, None)?;
+        let y = self.sequence(&body, &mut layers, x, None)?;
         if self.pending_stride > 1 {
             return Err(NnError::Impossible(format!(
                 "{}: a `Downsample(Stride)` has no convolution after it to stride",

@@ -297,6 +297,17 @@ impl SearchSpace {
     }
 }
 
+impl Architecture {
+    /// The network in the architecture language: a short form's expansion, or the network itself.
+    pub fn nodes(&self) -> std::borrow::Cow<'_, [super::arch::Node]> {
+        match self {
+            Architecture::Mlp(m) => m.expand().into(),
+            Architecture::Cnn(c) => c.expand().into(),
+            Architecture::Net(nodes) => nodes.as_slice().into(),
+        }
+    }
+}
+
 impl Candidate {
     /// A short summary such as `64-128-64-10 relu bn`.
     pub fn summary(&self, n_inputs: usize, n_outputs: usize) -> String {

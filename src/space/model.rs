@@ -368,17 +368,15 @@ impl Reader<'_> {
                 self.structure(name, v.pos, args, names)?
             }
             None if name == "Param" => {
-                let s = self.slots("Param", args, &["name"])?;
-                let r = self.required("Param", v.pos, s[0], "name")?;
-                let n = self.string(r, "a parameter name")?;
+                let (n, pos) = self.param_name(v.pos, args)?;
                 if self.domains.contains(&n) {
                     return Err(self.err(
-                        r.pos,
+                        pos,
                         format!("`{n}` in `params` is a domain; a part is expected here"),
                     ));
                 }
                 if !self.templates.contains(&n) {
-                    return Err(self.err(r.pos, self.no_such_param(&n)));
+                    return Err(self.err(pos, self.no_such_param(&n)));
                 }
                 Ast::Template(n)
             }
@@ -411,6 +409,13 @@ impl Reader<'_> {
             }
         };
         Ok(Part { pos: v.pos, ast })
+    }
+
+    /// The name in `Param("name")` (whose arguments are `args`) and where it is written.
+    fn param_name(&self, pos: Pos, args: &Args) -> Result<(String, Pos), SpaceError> {
+        let a = self.slots("Param", args, &["name"])?;
+        let r = self.required("Param", pos, a[0], "name")?;
+        Ok((self.string(r, "a parameter name")?, r.pos))
     }
 
     fn no_such_param(&self, n: &str) -> String {
@@ -481,13 +486,11 @@ impl Reader<'_> {
                     None => None,
                     Some((_, v)) => match &v.kind {
                         Kind::Call { name, args } if name == "Param" => {
-                            let a = self.slots("Param", args, &["name"])?;
-                            let r = self.required("Param", v.pos, a[0], "name")?;
-                            let n = self.string(r, "a parameter name")?;
+                            let (n, pos) = self.param_name(v.pos, args)?;
                             if !self.domains.contains(&n) {
-                                return Err(self.err(r.pos, self.no_such_param(&n)));
+                                return Err(self.err(pos, self.no_such_param(&n)));
                             }
-                            Some((n, r.pos))
+                            Some((n, pos))
                         }
                         _ => {
                             return Err(self.err(
@@ -561,17 +564,15 @@ impl Reader<'_> {
     fn expr(&self, v: &Value, decl: &'static ParamDecl) -> Result<Expr, SpaceError> {
         if let Kind::Call { name, args } = &v.kind {
             if name == "Param" {
-                let a = self.slots("Param", args, &["name"])?;
-                let r = self.required("Param", v.pos, a[0], "name")?;
-                let n = self.string(r, "a parameter name")?;
+                let (n, pos) = self.param_name(v.pos, args)?;
                 if self.templates.contains(&n) {
                     return Err(self.err(
-                        r.pos,
+                        pos,
                         format!("`{n}` in `params` is a part; `{}` takes a value", decl.name),
                     ));
                 }
                 if !self.domains.contains(&n) {
-                    return Err(self.err(r.pos, self.no_such_param(&n)));
+                    return Err(self.err(pos, self.no_such_param(&n)));
                 }
                 return Ok(Expr::Shared(n));
             }
