@@ -883,3 +883,103 @@ fn naive_pool_nan(g: &Pool2dGeom, x: &[f32]) -> Vec<f32> {
         .map(|(&v, m)| if m == 0.0 { f32::NAN } else { v })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fused linear layer
+
+struct Lin {
+    act: Option<Epilogue>,
+}
+
+impl OpUnderTest for Lin {
+    fn run<T: Tape<f32, Cpu>>(&self, x: Act<T>, p: &Built) -> Act<T> {
+        linear(x, &p.mats[0], &p.vecs[0], self.act, true)
+    }
+}
+
+fn linear_params(k: usize, m: usize, seed: u64) -> Params {
+    let mut r = rng(seed);
+    Params {
+        mats: vec![(uniform(&mut r, k * m), (k, m))],
+        vecs: vec![uniform(&mut r, m)],
+    }
+}
+
+const EPILOGUES: [Option<Epilogue>; 5] = [
+    None,
+    Some(Epilogue::Relu),
+    Some(Epilogue::LeakyRelu),
+    Some(Epilogue::Sigmoid),
+    Some(Epilogue::Tanh),
+];
+
+#[test]
+fn linear_with_every_fused_activation_matches_finite_differences() {
+    for act in EPILOGUES {
+        // Inputs away from zero kinks: with 1e-3 steps, no pre-activation crosses zero.
+        let x = uniform(&mut rng(30), 5 * 7);
+        gradcheck(&Lin { act }, x, 5, linear_params(7, 6, 31), 1e-3);
+    }
+}
+
+#[test]
+fn linear_forward_matches_dfdx_matmul_plus_bias_then_the_activation() {
+    let dev = Cpu::default();
+    let (n, k, m) = (9, 13, 11);
+    let x = uniform(&mut rng(32), n * k);
+    let p = linear_params(k, m, 33);
+    let b = p.build(&dev);
+    for act in EPILOGUES {
+        let xt = dev.tensor_from_vec(x.clone(), (n, k));
+        let y = linear(xt.clone(), &b.mats[0], &b.vecs[0], act, true);
+        let z =
+            xt.matmul(b.mats[0].clone()) + b.vecs[0].clone().broadcast_like::<_, Axis<0>>(&(n, m));
+        let want = match act {
+            None => z,
+            Some(Epilogue::Relu) => z.relu(),
+            Some(Epilogue::LeakyRelu) => leakyrelu(z, 0.01),
+            Some(Epilogue::Sigmoid) => z.sigmoid(),
+            Some(Epilogue::Tanh) => z.tanh(),
+        };
+        for (i, (a, e)) in y.as_vec().iter().zip(want.as_vec()).enumerate() {
+            assert!((a - e).abs() < 1e-5, "{act:?} y[{i}] = {a}, want {e}");
+        }
+    }
+}
+
+#[test]
+fn linear_without_input_gradient_still_trains_its_parameters() {
+    let dev = Cpu::default();
+    let x = dev.tensor_from_vec(uniform(&mut rng(34), 4 * 3), (4, 3));
+    let b = linear_params(3, 2, 35).build(&dev);
+    let mut grads = linear(
+        x.leaky_trace(),
+        &b.mats[0],
+        &b.vecs[0],
+        Some(Epilogue::Tanh),
+        false,
+    )
+    .sum()
+    .backward();
+    let with = linear(
+        x.leaky_trace(),
+        &b.mats[0],
+        &b.vecs[0],
+        Some(Epilogue::Tanh),
+        true,
+    )
+    .sum()
+    .backward();
+    assert_eq!(
+        grads.get(&b.mats[0]).as_vec(),
+        with.get(&b.mats[0]).as_vec()
+    );
+    assert_eq!(
+        grads.get(&b.vecs[0]).as_vec(),
+        with.get(&b.vecs[0]).as_vec()
+    );
+    assert!(with.get(&x).as_vec().iter().any(|g| *g != 0.0));
+    // Never written: a fresh, zeroed buffer (`get` would panic on a gradient nobody made).
+    let untouched = grads.get_or_alloc_mut(&x).expect("allocates");
+    assert!(untouched.iter().all(|g| *g == 0.0));
+}

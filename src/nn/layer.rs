@@ -96,14 +96,33 @@ fn activate<T: Tape<f32, Cpu>>(x: Mat<T>, a: Activation) -> Mat<T> {
     }
 }
 
+/// The activations a linear layer computes in its own op (GELU's derivative needs its input).
+fn epilogue(a: Activation) -> Option<ops::Epilogue> {
+    match a {
+        Activation::Relu => Some(ops::Epilogue::Relu),
+        Activation::LeakyRelu => Some(ops::Epilogue::LeakyRelu),
+        Activation::Sigmoid => Some(ops::Epilogue::Sigmoid),
+        Activation::Tanh => Some(ops::Epilogue::Tanh),
+        Activation::Gelu => None,
+    }
+}
+
 impl Layer {
     pub fn forward<T: Tape<f32, Cpu>>(&mut self, x: Mat<T>, train: bool) -> Mat<T> {
+        self.forward_fused(x, train, None, true)
+    }
+
+    /// The forward pass, with `act` applied by the layer's own op (only a linear layer takes one)
+    /// and, with `input_grad` false, no gradient for `x` (only linear and conv layers skip it).
+    fn forward_fused<T: Tape<f32, Cpu>>(
+        &mut self,
+        x: Mat<T>,
+        train: bool,
+        act: Option<ops::Epilogue>,
+        input_grad: bool,
+    ) -> Mat<T> {
         match self {
-            Layer::Linear { w, b } => {
-                let y = x.matmul(w.clone());
-                let shape = *y.shape();
-                y + b.clone().broadcast_like::<_, Axis<0>>(&shape)
-            }
+            Layer::Linear { w, b } => ops::linear(x, w, b, act, input_grad),
             Layer::Act(a) => activate(x, *a),
             Layer::Dropout(p) => {
                 if train && *p > 0.0 {
@@ -245,9 +264,27 @@ fn visit_all(layers: &mut [Layer], prefix: &str, f: &mut dyn FnMut(String, Param
 }
 
 /// Runs layers in sequence.
-pub fn run<T: Tape<f32, Cpu>>(layers: &mut [Layer], mut x: Mat<T>, train: bool) -> Mat<T> {
-    for l in layers.iter_mut() {
-        x = l.forward(x, train);
+pub fn run<T: Tape<f32, Cpu>>(layers: &mut [Layer], x: Mat<T>, train: bool) -> Mat<T> {
+    run_from(layers, x, train, true)
+}
+
+/// Runs layers in sequence, folding an activation that follows a linear layer into its op;
+/// with `input_grad` false the first layer does not compute `x`'s gradient.
+fn run_from<T: Tape<f32, Cpu>>(
+    layers: &mut [Layer],
+    mut x: Mat<T>,
+    train: bool,
+    mut input_grad: bool,
+) -> Mat<T> {
+    let mut i = 0;
+    while i < layers.len() {
+        let fused = match (&layers[i], layers.get(i + 1)) {
+            (Layer::Linear { .. }, Some(Layer::Act(a))) => epilogue(*a),
+            _ => None,
+        };
+        x = layers[i].forward_fused(x, train, fused, input_grad);
+        input_grad = true;
+        i += if fused.is_some() { 2 } else { 1 };
     }
     x
 }
@@ -264,8 +301,10 @@ pub struct Network {
 }
 
 impl Network {
+    /// The network's output for a batch. No gradient flows into the batch itself: nothing
+    /// trains the data.
     pub fn forward<T: Tape<f32, Cpu>>(&mut self, x: Mat<T>, train: bool) -> Mat<T> {
-        run(&mut self.layers, x, train)
+        run_from(&mut self.layers, x, train, false)
     }
 
     /// Visits every trainable parameter: name, tensor, and whether weight decay applies.

@@ -1,0 +1,191 @@
+//! A fully connected layer `act(x W + b)` as one op: one GEMM whose output starts as the bias,
+//! the activation applied in place, and a backward pass that skips the input's gradient when
+//! nothing needs it (the network's input batch).
+
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
+
+use super::gemm::{gemm, View};
+use super::scratch::{give_f32, take_f32};
+use super::OpError;
+use super::{param_values, put_grad, take_grad, take_input, try_device_tensor, Activations};
+
+type Vector = Tensor<(usize,), f32, Cpu>;
+
+/// An activation fused into the op: each one's derivative is a function of its output, so the
+/// pre-activation values need not be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    Relu,
+    /// Slope 0.01 below zero, as dfdx's `leakyrelu(x, 0.01)`.
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+}
+
+const LEAKY_SLOPE: f32 = 0.01;
+
+impl Epilogue {
+    fn apply(self, y: &mut [f32]) {
+        match self {
+            Epilogue::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Epilogue::LeakyRelu => y.iter_mut().for_each(|v| {
+                if *v <= 0.0 {
+                    *v *= LEAKY_SLOPE
+                }
+            }),
+            Epilogue::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Epilogue::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        }
+    }
+
+    /// `gz = gy * act'(z)`, written from the output `y = act(z)`.
+    fn backward(self, y: &[f32], gy: &[f32], gz: &mut [f32]) {
+        let it = gz.iter_mut().zip(y.iter().zip(gy));
+        match self {
+            Epilogue::Relu => it.for_each(|(g, (&y, &d))| *g = if y > 0.0 { d } else { 0.0 }),
+            Epilogue::LeakyRelu => {
+                it.for_each(|(g, (&y, &d))| *g = if y > 0.0 { d } else { d * LEAKY_SLOPE })
+            }
+            Epilogue::Sigmoid => it.for_each(|(g, (&y, &d))| *g = d * y * (1.0 - y)),
+            Epilogue::Tanh => it.for_each(|(g, (&y, &d))| *g = d * (1.0 - y * y)),
+        }
+    }
+}
+
+/// `act(x W + b)` for `x` of shape `(n, in)`, `W` of `(in, out)` and `b` of `(out,)`.
+///
+/// With `input_grad` false the backward pass leaves `x`'s gradient alone: for the network's
+/// input batch it would be a whole extra GEMM thrown away.
+pub fn try_linear<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    weight: &Tensor<(usize, usize), f32, Cpu>,
+    bias: &Vector,
+    act: Option<Epilogue>,
+    input_grad: bool,
+) -> Result<Activations<T>, OpError> {
+    let (n, k) = *x.shape();
+    let (wr, m) = *weight.shape();
+    if wr != k {
+        return Err(OpError::InputWidth {
+            got: k,
+            expected: wr,
+            what: format!("a linear layer of {wr} inputs"),
+        });
+    }
+    if bias.shape().0 != m {
+        return Err(OpError::ParamLen {
+            what: "linear bias",
+            got: bias.shape().0,
+            expected: m,
+        });
+    }
+    let input = take_input(x)?;
+    let w = param_values(weight);
+    let b = param_values(bias);
+    // Every value is written: each row starts as the bias, then the GEMM adds x W.
+    let mut out = take_f32(n * m);
+    for row in out.chunks_exact_mut(m.max(1)) {
+        row.copy_from_slice(&b);
+    }
+    gemm(
+        n,
+        k,
+        m,
+        1.0,
+        View::rows(&input.data, k),
+        View::rows(&w, m),
+        1.0,
+        &mut out,
+        m,
+    );
+    if let Some(a) = act {
+        a.apply(&mut out);
+    }
+    let dev = input.tensor.device().clone();
+    let y = try_device_tensor(&dev, &out, n, m)?;
+    if !T::OWNS_TAPE {
+        give_f32(out);
+        give_f32(input.data);
+        return Ok(y.put_tape(input.tape));
+    }
+    // Backward needs the input (for W's gradient) and the output (for the activation's).
+    let saved_x = input.data;
+    let saved_y = if act.is_some() {
+        out
+    } else {
+        give_f32(out);
+        Vec::new()
+    };
+    let mut tape = input.tape;
+    let x_ghost = input.tensor.ghost();
+    let y_ghost = y.ghost();
+    let weight = weight.clone();
+    let bias = bias.clone();
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad!(grads, &y_ghost);
+        // Without an activation the output's gradient is the pre-activation's.
+        let mut gz_buf = Vec::new();
+        let gz: &[f32] = match act {
+            Some(a) => {
+                gz_buf = take_f32(n * m);
+                a.backward(&saved_y, &gy, &mut gz_buf);
+                &gz_buf
+            }
+            None => &gy,
+        };
+        {
+            let gb = grads.get_or_alloc_mut(&bias)?;
+            for row in gz.chunks_exact(m.max(1)) {
+                gb.iter_mut().zip(row).for_each(|(g, v)| *g += v);
+            }
+        }
+        let mut gw = take_grad!(grads, &weight);
+        gemm(
+            k,
+            n,
+            m,
+            1.0,
+            View::transposed(&saved_x, k),
+            View::rows(gz, m),
+            1.0,
+            &mut gw,
+            m,
+        );
+        put_grad!(grads, &weight, gw);
+        if input_grad {
+            let gx = grads.get_or_alloc_mut(&x_ghost)?;
+            gemm(
+                n,
+                m,
+                k,
+                1.0,
+                View::rows(gz, m),
+                View::transposed(&w, m),
+                1.0,
+                gx,
+                k,
+            );
+        }
+        give_f32(gz_buf);
+        give_f32(saved_x);
+        give_f32(saved_y);
+        put_grad!(grads, &y_ghost, gy);
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}
+
+/// [`try_linear`], panicking with its error.
+pub fn linear<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    weight: &Tensor<(usize, usize), f32, Cpu>,
+    bias: &Vector,
+    act: Option<Epilogue>,
+    input_grad: bool,
+) -> Activations<T> {
+    match try_linear(x, weight, bias, act, input_grad) {
+        Ok(y) => y,
+        Err(e) => panic!("linear: {e}"),
+    }
+}
