@@ -983,3 +983,151 @@ fn linear_without_input_gradient_still_trains_its_parameters() {
     let untouched = grads.get_or_alloc_mut(&x).expect("allocates");
     assert!(untouched.iter().all(|g| *g == 0.0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Activations fused into conv and batch norm: the same values and gradients as the op followed
+// by dfdx's activation
+
+fn dfdx_act<T: Tape<f32, Cpu>>(z: Act<T>, act: Epilogue) -> Act<T> {
+    match act {
+        Epilogue::Relu => z.relu(),
+        Epilogue::LeakyRelu => leakyrelu(z, 0.01),
+        Epilogue::Sigmoid => z.sigmoid(),
+        Epilogue::Tanh => z.tanh(),
+    }
+}
+
+/// Output and gradients (x first, then every parameter) of `sum(op(x) * r)`.
+fn values_and_grads(
+    run: &dyn Fn(Act<OwnedTape<f32, Cpu>>, &Built) -> Act<OwnedTape<f32, Cpu>>,
+    x: &[f32],
+    n: usize,
+    p: &Params,
+) -> Vec<Vec<f32>> {
+    let dev = Cpu::default();
+    let b = p.build(&dev);
+    let xt = dev.tensor_from_vec(x.to_vec(), (n, x.len() / n));
+    let y = run(xt.leaky_trace(), &b);
+    let r = dev.tensor_from_vec(uniform(&mut rng(98), y.shape().0 * y.shape().1), *y.shape());
+    let out = y.as_vec();
+    let g = (y * r).sum().backward();
+    let mut all = vec![out, g.get(&xt).as_vec()];
+    all.extend(b.mats.iter().map(|t| g.get(t).as_vec()));
+    all.extend(b.vecs.iter().map(|t| g.get(t).as_vec()));
+    all
+}
+
+fn assert_same(what: &str, a: &[Vec<f32>], b: &[Vec<f32>]) {
+    assert_eq!(a.len(), b.len());
+    for (k, (u, v)) in a.iter().zip(b).enumerate() {
+        for (i, (x, y)) in u.iter().zip(v).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}: part {k}[{i}] = {x}, want {y}"
+            );
+        }
+    }
+}
+
+const ACTS: [Epilogue; 4] = [
+    Epilogue::Relu,
+    Epilogue::LeakyRelu,
+    Epilogue::Sigmoid,
+    Epilogue::Tanh,
+];
+
+#[test]
+fn conv_with_a_fused_activation_matches_conv_then_the_activation() {
+    for (n, g, bias) in conv_grid() {
+        let x = uniform(&mut rng(40), n * g.in_c * g.in_h * g.in_w);
+        let p = conv_params(&g, bias, 41);
+        for act in ACTS {
+            let fused = values_and_grads(
+                &|x, b| {
+                    try_conv2d_fused(x, &b.mats[0], b.vecs.first(), &g, Some(act), true).unwrap()
+                },
+                &x,
+                n,
+                &p,
+            );
+            let composed = values_and_grads(
+                &|x, b| dfdx_act(conv2d(x, &b.mats[0], b.vecs.first(), &g), act),
+                &x,
+                n,
+                &p,
+            );
+            assert_same(&format!("{g:?} {act:?}"), &fused, &composed);
+        }
+    }
+}
+
+#[test]
+fn batch_norm_with_a_fused_activation_matches_batch_norm_then_the_activation() {
+    for &(n, c, hw, training) in &[(4, 3, 9, true), (5, 4, 1, true), (3, 2, 4, false)] {
+        let x = uniform(&mut rng(42), n * c * hw);
+        let p = bn_params(c, 43);
+        for act in ACTS {
+            let run_fused = |x, b: &Built| {
+                let mut s = BatchNormState::new(c);
+                try_batch_norm_act(
+                    x,
+                    &b.vecs[0],
+                    &b.vecs[1],
+                    c,
+                    hw,
+                    &mut s,
+                    training,
+                    Some(act),
+                )
+                .unwrap()
+            };
+            let run_composed = |x, b: &Built| {
+                let mut s = BatchNormState::new(c);
+                dfdx_act(
+                    batch_norm(x, &b.vecs[0], &b.vecs[1], c, hw, &mut s, training),
+                    act,
+                )
+            };
+            let fused = values_and_grads(&run_fused, &x, n, &p);
+            let composed = values_and_grads(&run_composed, &x, n, &p);
+            assert_same(
+                &format!("bn n={n} c={c} hw={hw} {act:?}"),
+                &fused,
+                &composed,
+            );
+        }
+    }
+}
+
+#[test]
+fn conv_without_input_gradient_computes_the_same_parameter_gradients() {
+    for (n, g, bias) in conv_grid() {
+        let x = uniform(&mut rng(44), n * g.in_c * g.in_h * g.in_w);
+        let p = conv_params(&g, bias, 45);
+        let dev = Cpu::default();
+        let b = p.build(&dev);
+        let xt = dev.tensor_from_vec(x.clone(), (n, x.len() / n));
+        let run = |input_grad| {
+            try_conv2d_fused(
+                xt.leaky_trace(),
+                &b.mats[0],
+                b.vecs.first(),
+                &g,
+                None,
+                input_grad,
+            )
+            .unwrap()
+            .sum()
+            .backward()
+        };
+        let (mut without, with) = (run(false), run(true));
+        assert_eq!(
+            without.get(&b.mats[0]).as_vec(),
+            with.get(&b.mats[0]).as_vec(),
+            "{g:?}"
+        );
+        assert!(with.get(&xt).as_vec().iter().any(|v| *v != 0.0), "{g:?}");
+        let untouched = without.get_or_alloc_mut(&xt).expect("allocates");
+        assert!(untouched.iter().all(|v| *v == 0.0), "{g:?}");
+    }
+}

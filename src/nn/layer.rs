@@ -96,7 +96,7 @@ fn activate<T: Tape<f32, Cpu>>(x: Mat<T>, a: Activation) -> Mat<T> {
     }
 }
 
-/// The activations a linear layer computes in its own op (GELU's derivative needs its input).
+/// The activations a layer's op applies itself (GELU's derivative needs its input, not its output).
 fn epilogue(a: Activation) -> Option<ops::Epilogue> {
     match a {
         Activation::Relu => Some(ops::Epilogue::Relu),
@@ -112,8 +112,9 @@ impl Layer {
         self.forward_fused(x, train, None, true)
     }
 
-    /// The forward pass, with `act` applied by the layer's own op (only a linear layer takes one)
-    /// and, with `input_grad` false, no gradient for `x` (only linear and conv layers skip it).
+    /// The forward pass, with `act` applied by the layer's own op (linear, conv and batch-norm
+    /// layers take one) and, with `input_grad` false, no gradient for `x` (linear and conv
+    /// layers skip it).
     fn forward_fused<T: Tape<f32, Cpu>>(
         &mut self,
         x: Mat<T>,
@@ -137,8 +138,12 @@ impl Layer {
                 c,
                 hw,
                 state,
-            } => ops::batch_norm(x, gamma, beta, *c, *hw, state, train),
-            Layer::Conv { w, b, geom } => ops::conv2d(x, w, b.as_ref(), geom),
+            } => ops::try_batch_norm_act(x, gamma, beta, *c, *hw, state, train, act)
+                .unwrap_or_else(|e| panic!("batch_norm: {e}")),
+            Layer::Conv { w, b, geom } => {
+                ops::try_conv2d_fused(x, w, b.as_ref(), geom, act, input_grad)
+                    .unwrap_or_else(|e| panic!("conv2d: {e}"))
+            }
             Layer::Pool { kind, geom } => ops::pool2d(x, *kind, geom),
             Layer::GlobalAvgPool { c, hw } => ops::global_avg_pool(x, *c, *hw),
             Layer::Residual {
@@ -279,7 +284,10 @@ fn run_from<T: Tape<f32, Cpu>>(
     let mut i = 0;
     while i < layers.len() {
         let fused = match (&layers[i], layers.get(i + 1)) {
-            (Layer::Linear { .. }, Some(Layer::Act(a))) => epilogue(*a),
+            (
+                Layer::Linear { .. } | Layer::Conv { .. } | Layer::BatchNorm { .. },
+                Some(Layer::Act(a)),
+            ) => epilogue(*a),
             _ => None,
         };
         x = layers[i].forward_fused(x, train, fused, input_grad);

@@ -4,7 +4,8 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
-use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
+use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
+use super::{Activations, Epilogue, OpError};
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +46,7 @@ pub fn batch_norm<T: Tape<f32, Cpu>>(
     state: &mut BatchNormState,
     training: bool,
 ) -> Activations<T> {
-    match try_batch_norm(x, gamma, beta, c, hw, state, training) {
+    match try_batch_norm_act(x, gamma, beta, c, hw, state, training, None) {
         Ok(y) => y,
         Err(e) => panic!("batch_norm: {e}"),
     }
@@ -60,6 +61,22 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
     hw: usize,
     state: &mut BatchNormState,
     training: bool,
+) -> Result<Activations<T>, OpError> {
+    try_batch_norm_act(x, gamma, beta, c, hw, state, training, None)
+}
+
+/// [`try_batch_norm`] followed by an activation, in one pass over the data while it is in
+/// cache, and without a tensor (and gradient buffer) between the two.
+#[allow(clippy::too_many_arguments)]
+pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    gamma: &Tensor<(usize,), f32, Cpu>,
+    beta: &Tensor<(usize,), f32, Cpu>,
+    c: usize,
+    hw: usize,
+    state: &mut BatchNormState,
+    training: bool,
+    act: Option<Epilogue>,
 ) -> Result<Activations<T>, OpError> {
     if c == 0 {
         return Err(OpError::Zero { what: "channels" });
@@ -162,14 +179,23 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
         }
     }
 
+    if let Some(a) = act {
+        a.apply(&mut out);
+    }
     let dev = input.tensor.device().clone();
-    let y = make_output(&dev, out, n, expected)?;
-    // Without a tape nothing will read x_hat again.
-    let x_hat = if T::OWNS_TAPE {
-        x_hat
-    } else {
-        give_f32(x_hat);
-        Vec::new()
+    let y = try_device_tensor(&dev, &out, n, expected)?;
+    // Without a tape nothing will read x_hat (or the activation's output) again.
+    let (x_hat, saved_y) = match (T::OWNS_TAPE, act) {
+        (true, Some(_)) => (x_hat, out),
+        (true, None) => {
+            give_f32(out);
+            (x_hat, Vec::new())
+        }
+        (false, _) => {
+            give_f32(x_hat);
+            give_f32(out);
+            (Vec::new(), Vec::new())
+        }
     };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
@@ -177,7 +203,17 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
     let gamma = gamma.clone();
     let beta = beta.clone();
     tape.add_backward_op(move |grads| {
-        let gy = take_grad!(grads, &y_ghost);
+        let gy_out = take_grad!(grads, &y_ghost);
+        // The gradient before the activation, where there is one.
+        let mut gy_buf = Vec::new();
+        let gy: &[f32] = match act {
+            Some(a) => {
+                gy_buf = take_f32(gy_out.len());
+                a.backward(&saved_y, &gy_out, &mut gy_buf);
+                &gy_buf
+            }
+            None => &gy_out,
+        };
         // Per channel: sum(dy) and sum(dy * x_hat), shared by all three gradients.
         let mut sum_dy = vec![0.0f32; c];
         let mut sum_dy_xhat = vec![0.0f32; c];
@@ -234,7 +270,9 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
                 *o += s;
             }
         }
-        put_grad!(grads, &y_ghost, gy);
+        put_grad!(grads, &y_ghost, gy_out);
+        give_f32(gy_buf);
+        give_f32(saved_y);
         give_f32(x_hat);
         Ok(())
     });

@@ -6,7 +6,8 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
-use super::{make_output, param_values, put_grad, take_grad, take_input, Activations, OpError};
+use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
+use super::{Activations, Epilogue, OpError};
 
 /// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +162,19 @@ pub fn try_conv2d<T: Tape<f32, Cpu>>(
     bias: Option<&Tensor<(usize,), f32, Cpu>>,
     g: &Conv2dGeom,
 ) -> Result<Activations<T>, OpError> {
+    try_conv2d_fused(x, weight, bias, g, None, true)
+}
+
+/// [`try_conv2d`] followed by an activation applied in place, and with `input_grad` false no
+/// gradient for `x` (the network's input batch needs none).
+pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    weight: &Tensor<(usize, usize), f32, Cpu>,
+    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    g: &Conv2dGeom,
+    act: Option<Epilogue>,
+    input_grad: bool,
+) -> Result<Activations<T>, OpError> {
     g.check()?;
     let got = x.shape().1;
     if got != g.in_len() {
@@ -202,42 +216,68 @@ pub fn try_conv2d<T: Tape<f32, Cpu>>(
     } else {
         gemm_forward(&geom, &input.data, &w, b.as_deref(), &mut out);
     }
-    // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
-    // keeping them); without a tape it needs nothing.
-    let saved = if T::OWNS_TAPE {
-        input.data
-    } else {
-        give_f32(input.data);
-        Vec::new()
-    };
-
+    if let Some(a) = act {
+        a.apply(&mut out);
+    }
     let dev = input.tensor.device().clone();
-    let y = make_output(&dev, out, n, g.out_len())?;
+    let y = try_device_tensor(&dev, &out, n, g.out_len())?;
+    // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
+    // keeping them) and the activation's output; without a tape it needs nothing.
+    let (saved, saved_y) = match (T::OWNS_TAPE, act) {
+        (true, Some(_)) => (input.data, out),
+        (true, None) => {
+            give_f32(out);
+            (input.data, Vec::new())
+        }
+        (false, _) => {
+            give_f32(input.data);
+            give_f32(out);
+            (Vec::new(), Vec::new())
+        }
+    };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
     let weight = weight.clone();
     let bias = bias.cloned();
     tape.add_backward_op(move |grads| {
-        let gy = take_grad!(grads, &y_ghost);
+        let gy_out = take_grad!(grads, &y_ghost);
+        // The gradient before the activation, where there is one.
+        let mut gy_buf = Vec::new();
+        let gy: &[f32] = match act {
+            Some(a) => {
+                gy_buf = take_f32(gy_out.len());
+                a.backward(&saved_y, &gy_out, &mut gy_buf);
+                &gy_buf
+            }
+            None => &gy_out,
+        };
         if let Some(bias) = &bias {
             let gb = grads.get_or_alloc_mut(bias)?;
-            bias_grad(&geom, &gy, gb);
+            bias_grad(&geom, gy, gb);
         }
         // Both gradients are needed at once; the weight's is moved out while x's is borrowed.
         let mut gw = take_grad!(grads, &weight);
         {
-            let gx = grads.get_or_alloc_mut(&x_ghost)?;
-            if direct {
-                direct_weight_grad(&geom, n, &saved, &gy, &mut gw);
-                direct_input_grad(&geom, n, &w, &gy, gx);
+            let gx = if input_grad {
+                Some(&mut ***grads.get_or_alloc_mut(&x_ghost)?)
             } else {
-                gemm_backward(&geom, &saved, &w, &gy, &mut gw, gx);
+                None
+            };
+            if direct {
+                direct_weight_grad(&geom, n, &saved, gy, &mut gw);
+                if let Some(gx) = gx {
+                    direct_input_grad(&geom, n, &w, gy, gx);
+                }
+            } else {
+                gemm_backward(&geom, &saved, &w, gy, &mut gw, gx);
             }
         }
         put_grad!(grads, &weight, gw);
         give_f32(saved);
-        put_grad!(grads, &y_ghost, gy);
+        give_f32(saved_y);
+        give_f32(gy_buf);
+        put_grad!(grads, &y_ghost, gy_out);
         Ok(())
     });
     Ok(y.put_tape(tape))
@@ -376,7 +416,14 @@ fn gemm_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out:
 
 /// GEMM backward, one sample at a time: dW += dY * col^T with the sample's im2col matrix
 /// rebuilt (cheaper than keeping a batch of them), and dX += col2im(W^T * dY).
-fn gemm_backward(g: &Conv2dGeom, x: &[f32], w: &[f32], gy: &[f32], gw: &mut [f32], gx: &mut [f32]) {
+fn gemm_backward(
+    g: &Conv2dGeom,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    gw: &mut [f32],
+    mut gx: Option<&mut [f32]>,
+) {
     let cin_g = g.in_c / g.groups;
     let cout_g = g.out_c / g.groups;
     let p = g.out_h() * g.out_w();
@@ -384,16 +431,13 @@ fn gemm_backward(g: &Conv2dGeom, x: &[f32], w: &[f32], gy: &[f32], gw: &mut [f32
     let hw = g.in_h * g.in_w;
     let pointwise = col_is_input(g);
     let scratch = if pointwise { 0 } else { k * p };
+    let dscratch = if gx.is_some() { scratch } else { 0 };
     // Both are overwritten (im2col, and a GEMM with beta = 0) before being read.
-    let (mut col, mut dcol) = (take_f32(scratch), take_f32(scratch));
-    let samples = x
-        .chunks_exact(g.in_len())
-        .zip(gy.chunks_exact(g.out_len()))
-        .zip(gx.chunks_exact_mut(g.in_len()));
-    for ((xs, gys), gxs) in samples {
+    let (mut col, mut dcol) = (take_f32(scratch), take_f32(dscratch));
+    let samples = x.chunks_exact(g.in_len()).zip(gy.chunks_exact(g.out_len()));
+    for (s, (xs, gys)) in samples.enumerate() {
         for grp in 0..g.groups {
             let xg = &xs[grp * cin_g * hw..(grp + 1) * cin_g * hw];
-            let gxg = &mut gxs[grp * cin_g * hw..(grp + 1) * cin_g * hw];
             let gyg = View::rows(&gys[grp * cout_g * p..], p);
             let b = if pointwise {
                 xg
@@ -412,6 +456,11 @@ fn gemm_backward(g: &Conv2dGeom, x: &[f32], w: &[f32], gy: &[f32], gw: &mut [f32
                 &mut gw[grp * cout_g * k..],
                 k,
             );
+            let Some(gx) = gx.as_deref_mut() else {
+                continue;
+            };
+            let at = s * g.in_len() + grp * cin_g * hw;
+            let gxg = &mut gx[at..at + cin_g * hw];
             let wt = View::transposed(&w[grp * cout_g * k..], k);
             if pointwise {
                 gemm(k, cout_g, p, 1.0, wt, gyg, 1.0, gxg, p);

@@ -26,7 +26,7 @@ pub enum Epilogue {
 const LEAKY_SLOPE: f32 = 0.01;
 
 impl Epilogue {
-    fn apply(self, y: &mut [f32]) {
+    pub(crate) fn apply(self, y: &mut [f32]) {
         match self {
             Epilogue::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
             Epilogue::LeakyRelu => y.iter_mut().for_each(|v| {
@@ -40,7 +40,7 @@ impl Epilogue {
     }
 
     /// `gz = gy * act'(z)`, written from the output `y = act(z)`.
-    fn backward(self, y: &[f32], gy: &[f32], gz: &mut [f32]) {
+    pub(crate) fn backward(self, y: &[f32], gy: &[f32], gz: &mut [f32]) {
         let it = gz.iter_mut().zip(y.iter().zip(gy));
         match self {
             Epilogue::Relu => it.for_each(|(g, (&y, &d))| *g = if y > 0.0 { d } else { 0.0 }),

@@ -13,8 +13,8 @@ mod linear;
 mod pool;
 mod scratch;
 
-pub use batch_norm::{batch_norm, try_batch_norm, BatchNormState};
-pub use conv::{conv2d, try_conv2d, Conv2dGeom};
+pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormState};
+pub use conv::{conv2d, try_conv2d, try_conv2d_fused, Conv2dGeom};
 pub use error::OpError;
 pub use linear::{linear, try_linear, Epilogue};
 pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
