@@ -997,9 +997,11 @@ fn dfdx_act<T: Tape<f32, Cpu>>(z: Act<T>, act: Epilogue) -> Act<T> {
     }
 }
 
+type Traced = Act<OwnedTape<f32, Cpu>>;
+
 /// Output and gradients (x first, then every parameter) of `sum(op(x) * r)`.
 fn values_and_grads(
-    run: &dyn Fn(Act<OwnedTape<f32, Cpu>>, &Built) -> Act<OwnedTape<f32, Cpu>>,
+    run: &dyn Fn(Traced, &Built) -> Traced,
     x: &[f32],
     n: usize,
     p: &Params,
