@@ -1133,3 +1133,21 @@ fn conv_without_input_gradient_computes_the_same_parameter_gradients() {
         assert!(untouched.iter().all(|v| *v == 0.0), "{g:?}");
     }
 }
+
+#[test]
+fn activation_op_matches_dfdx_activations_in_values_and_gradients() {
+    let x = uniform(&mut rng(46), 6 * 50)
+        .into_iter()
+        .map(|v| v * 6.0)
+        .collect::<Vec<_>>();
+    for act in ACTS {
+        let ours = values_and_grads(
+            &|x, _| try_activation(x, act).unwrap(),
+            &x,
+            6,
+            &Params::none(),
+        );
+        let theirs = values_and_grads(&|x, _| dfdx_act(x, act), &x, 6, &Params::none());
+        assert_same(&format!("{act:?}"), &ours, &theirs);
+    }
+}

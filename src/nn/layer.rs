@@ -87,12 +87,9 @@ impl ParamMut<'_> {
 }
 
 fn activate<T: Tape<f32, Cpu>>(x: Mat<T>, a: Activation) -> Mat<T> {
-    match a {
-        Activation::Relu => x.relu(),
-        Activation::LeakyRelu => dfdx::tensor_ops::leakyrelu(x, 0.01),
-        Activation::Sigmoid => x.sigmoid(),
-        Activation::Tanh => x.tanh(),
-        Activation::Gelu => x.fast_gelu(),
+    match epilogue(a) {
+        Some(e) => ops::try_activation(x, e).unwrap_or_else(|e| panic!("activation: {e}")),
+        None => x.fast_gelu(),
     }
 }
 

@@ -6,6 +6,7 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
+use super::simd::simd_fn;
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
 use super::{Activations, Epilogue, OpError};
 
@@ -489,6 +490,7 @@ fn source_channel(g: &Conv2dGeom, co: usize) -> usize {
     co / (g.out_c / g.groups)
 }
 
+simd_fn! {
 /// Direct forward for one input channel per group: a GEMM with k = kh*kw would spend more time
 /// packing than multiplying.
 fn direct_forward(
@@ -536,7 +538,9 @@ fn direct_forward(
         }
     }
 }
+}
 
+simd_fn! {
 fn direct_weight_grad(g: &Conv2dGeom, n: usize, x: &[f32], gy: &[f32], gw: &mut [f32]) {
     let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
     let kk = g.kh * g.kw;
@@ -573,7 +577,9 @@ fn direct_weight_grad(g: &Conv2dGeom, n: usize, x: &[f32], gy: &[f32], gw: &mut 
         }
     }
 }
+}
 
+simd_fn! {
 fn direct_input_grad(g: &Conv2dGeom, n: usize, w: &[f32], gy: &[f32], gx: &mut [f32]) {
     let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
     let kk = g.kh * g.kw;
@@ -610,6 +616,7 @@ fn direct_input_grad(g: &Conv2dGeom, n: usize, w: &[f32], gy: &[f32], gx: &mut [
             }
         }
     }
+}
 }
 
 /// Dot product with eight independent partial sums, so that the compiler may vectorise it

@@ -6,7 +6,9 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::gemm::{gemm, View};
+use super::math;
 use super::scratch::{give_f32, take_f32};
+use super::simd::simd_fn;
 use super::OpError;
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor, Activations};
 
@@ -27,30 +29,42 @@ const LEAKY_SLOPE: f32 = 0.01;
 
 impl Epilogue {
     pub(crate) fn apply(self, y: &mut [f32]) {
-        match self {
-            Epilogue::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Epilogue::LeakyRelu => y.iter_mut().for_each(|v| {
-                if *v <= 0.0 {
-                    *v *= LEAKY_SLOPE
-                }
-            }),
-            Epilogue::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
-            Epilogue::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
-        }
+        apply(self, y)
     }
 
     /// `gz = gy * act'(z)`, written from the output `y = act(z)`.
     pub(crate) fn backward(self, y: &[f32], gy: &[f32], gz: &mut [f32]) {
-        let it = gz.iter_mut().zip(y.iter().zip(gy));
-        match self {
-            Epilogue::Relu => it.for_each(|(g, (&y, &d))| *g = if y > 0.0 { d } else { 0.0 }),
-            Epilogue::LeakyRelu => {
-                it.for_each(|(g, (&y, &d))| *g = if y > 0.0 { d } else { d * LEAKY_SLOPE })
-            }
-            Epilogue::Sigmoid => it.for_each(|(g, (&y, &d))| *g = d * y * (1.0 - y)),
-            Epilogue::Tanh => it.for_each(|(g, (&y, &d))| *g = d * (1.0 - y * y)),
-        }
+        backward(self, y, gy, gz)
     }
+}
+
+simd_fn! {
+fn apply(act: Epilogue, y: &mut [f32]) {
+    match act {
+        Epilogue::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Epilogue::LeakyRelu => y.iter_mut().for_each(|v| {
+            if *v <= 0.0 {
+                *v *= LEAKY_SLOPE
+            }
+        }),
+        Epilogue::Sigmoid => y.iter_mut().for_each(|v| *v = math::sigmoid(*v)),
+        Epilogue::Tanh => y.iter_mut().for_each(|v| *v = math::tanh(*v)),
+    }
+}
+}
+
+simd_fn! {
+fn backward(act: Epilogue, y: &[f32], gy: &[f32], gz: &mut [f32]) {
+    let it = gz.iter_mut().zip(y.iter().zip(gy));
+    match act {
+        Epilogue::Relu => it.for_each(|(g, (&y, &d))| *g = if y > 0.0 { d } else { 0.0 }),
+        Epilogue::LeakyRelu => {
+            it.for_each(|(g, (&y, &d))| *g = if y > 0.0 { d } else { d * LEAKY_SLOPE })
+        }
+        Epilogue::Sigmoid => it.for_each(|(g, (&y, &d))| *g = d * y * (1.0 - y)),
+        Epilogue::Tanh => it.for_each(|(g, (&y, &d))| *g = d * (1.0 - y * y)),
+    }
+}
 }
 
 /// `act(x W + b)` for `x` of shape `(n, in)`, `W` of `(in, out)` and `b` of `(out,)`.

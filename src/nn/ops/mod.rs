@@ -5,14 +5,18 @@
 //! pairs its own ops. Parameters are tape-less tensors whose gradients the backward pass
 //! accumulates by id, so the usual `Gradients` / optimiser flow works unchanged.
 
+mod act;
 mod batch_norm;
 mod conv;
 mod error;
 mod gemm;
 mod linear;
+mod math;
 mod pool;
 mod scratch;
+mod simd;
 
+pub use act::try_activation;
 pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormState};
 pub use conv::{conv2d, try_conv2d, try_conv2d_fused, Conv2dGeom};
 pub use error::OpError;
