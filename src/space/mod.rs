@@ -78,6 +78,24 @@ impl Distribution {
     }
 }
 
+/// A number shortened for tables: four significant digits, `0.2778`, `12.5`, `1.574e-3`.
+pub fn short_float(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() {
+        return x.to_string();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// A sampled value: integers and floats as such, categorical ones as an index into the choices.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ParamValue {
