@@ -822,7 +822,7 @@ fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
             text.push_str(&leaderboard::test_line(t));
         }
     }
-    print_out(&text)
+    print_out(text.trim_end_matches('\n'))
 }
 
 /// Prints `text` and a newline on standard output; a reader that stopped reading (`| head`) is
