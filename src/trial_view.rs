@@ -4,7 +4,7 @@
 use crate::leaderboard;
 use crate::nn::LayerTable;
 use crate::search::{Rung, TrialState};
-use crate::space::{short_float, ParamValue, SearchSpace};
+use crate::space::{short_float, thousands, ParamValue, SearchSpace};
 use crate::study::{FoldCurve, StudyMeta, TrialRecord};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -457,31 +457,5 @@ fn epochs(n: usize) -> String {
         "1 epoch".into()
     } else {
         format!("{n} epochs")
-    }
-}
-
-/// `12,345,678`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_are_separated_by_commas() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(12_345_678), "12,345,678");
     }
 }

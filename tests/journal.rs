@@ -81,7 +81,9 @@ fn run_trial(
     // Each fold's curve: losses falling by a quarter, scores by the epoch's objective.
     r.curves = (0..3)
         .map(|f| FoldCurve {
-            loss: (0..curve.len()).map(|e| 2.0 - 0.25 * (e + f) as f64).collect(),
+            loss: (0..curve.len())
+                .map(|e| 2.0 - 0.25 * (e + f) as f64)
+                .collect(),
             score: curve.iter().map(|v| -v).collect(),
             best_epoch: curve.len(),
             stopped_early: (f == 1).then_some(curve.len()),
@@ -177,7 +179,11 @@ fn fold_curves_and_the_pruning_rung_are_trial_user_attributes() {
             .collect::<Vec<_>>()
     };
     let curves = attr("fold_curves");
-    assert_eq!(curves.len(), 3, "complete, pruned and interrupted trials trained");
+    assert_eq!(
+        curves.len(),
+        3,
+        "complete, pruned and interrupted trials trained"
+    );
     assert_eq!(curves[0][1]["stopped_early"], 3);
     assert_eq!(curves[0][0]["loss"], serde_json::json!([2.0, 1.75, 1.5]));
     assert_eq!(
