@@ -117,10 +117,11 @@ pub struct TrialView {
     pub layers: Option<Layers>,
     pub layers_missing: Option<String>,
     /// Each fold's validation loss and score per epoch (empty: not recorded, see
-    /// `mean_best_so_far`).
+    /// `mean_at_best_epoch`).
     pub folds: Vec<FoldCurve>,
-    /// The mean over folds of the best score so far, per epoch: what the scheduler saw.
-    pub mean_best_so_far: Vec<f64>,
+    /// Per epoch, the mean over folds of the score at each fold's best epoch so far (lowest
+    /// validation loss): the value the scheduler judged.
+    pub mean_at_best_epoch: Vec<f64>,
 }
 
 impl TrialView {
@@ -171,7 +172,7 @@ impl TrialView {
             layers,
             layers_missing,
             folds: trial.curves.clone(),
-            mean_best_so_far: trial
+            mean_at_best_epoch: trial
                 .intermediate
                 .iter()
                 .map(|v| metric.to_loss(*v))
@@ -207,7 +208,12 @@ impl TrialView {
                 Ending::Complete { .. } => "",
                 _ => " (at each fold's best epoch so far)",
             };
-            let _ = writeln!(out, "fold {}s{when}: {}", self.metric, scores.join(", "));
+            let _ = writeln!(
+                out,
+                "fold scores ({}){when}: {}",
+                self.metric,
+                scores.join(", ")
+            );
         }
         let _ = writeln!(out, "ended: {}", self.ended_text);
         let c = &self.cost;
@@ -260,7 +266,7 @@ impl TrialView {
             .map(FoldCurve::epochs)
             .max()
             .unwrap_or(0)
-            .max(self.mean_best_so_far.len());
+            .max(self.mean_at_best_epoch.len());
         if epochs == 0 {
             return "validation curves: none (the trial trained no epoch)".into();
         }
@@ -270,7 +276,7 @@ impl TrialView {
             header.push(format!("fold {i} loss"));
             header.push(format!("fold {i} {}", self.metric));
         }
-        header.push(format!("mean best {} so far", self.metric));
+        header.push(format!("mean {} at best epochs", self.metric));
         b.push_record(header);
         let cell = |xs: &[f64], e: usize, best: bool| {
             xs.get(e - 1)
@@ -284,13 +290,13 @@ impl TrialView {
                 row.push(cell(&f.loss, e, best));
                 row.push(cell(&f.score, e, best));
             }
-            row.push(cell(&self.mean_best_so_far, e, false));
+            row.push(cell(&self.mean_at_best_epoch, e, false));
             b.push_record(row);
         }
         let note = if self.folds.is_empty() {
             "\n(each fold's curve was not recorded for this trial: its journal predates them)"
         } else {
-            "\n* the fold's best epoch (lowest validation loss), whose score is the fold's score"
+            "\n* the fold's best epoch (lowest validation loss), whose score is the fold's score; the last\n  column averages the folds' scores at their best epochs so far (what the scheduler judged)"
         };
         format!(
             "validation curves, per epoch\n{}{note}",

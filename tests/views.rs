@@ -343,7 +343,7 @@ fn trial_json_holds_every_value_the_layers_each_folds_curve_the_cost_and_why_it_
         }
     }
     assert_eq!(
-        v["mean_best_so_far"].as_array().unwrap().len(),
+        v["mean_at_best_epoch"].as_array().unwrap().len(),
         t.intermediate.len()
     );
 
@@ -417,7 +417,7 @@ fn trial_table_shows_the_values_the_layers_the_curves_the_cost_and_why_it_ended(
         "│ output ",
         "│ total ",
         "validation curves, per epoch",
-        "mean best accuracy so far",
+        "mean accuracy at best epochs",
         &format!("cost: {} parameters", early.params),
     ] {
         assert!(out.contains(want), "{want} missing:\n{out}");
