@@ -336,6 +336,7 @@ impl Controller<'_> {
             };
             overhead += t0.elapsed();
             let mut in_reports = Duration::ZERO;
+            let mut pruned_at = None;
             let mut report = |epoch: usize, value: f64| {
                 let t = Instant::now();
                 let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -346,14 +347,23 @@ impl Controller<'_> {
                 }
                 drop(sh);
                 let d = match scheduler.lock() {
-                    Ok(mut s) => s.on_epoch(number, epoch, value),
+                    Ok(mut s) => {
+                        let d = s.on_epoch(number, epoch, value);
+                        if d == Decision::Prune {
+                            pruned_at = s.rung(number, epoch);
+                        }
+                        d
+                    }
                     Err(_) => Decision::Continue,
                 };
                 in_reports += t.elapsed();
                 d
             };
-            let (record, ending) =
+            let (mut record, ending) =
                 pool.install(|| self.attempt_trial(number, config, seed, &mut report));
+            if record.state == TrialState::Pruned {
+                record.pruned_at = pruned_at;
+            }
             let t1 = Instant::now();
             crate::sys::release_free_memory();
             if let Ok(mut s) = scheduler.lock() {
@@ -520,6 +530,7 @@ impl Controller<'_> {
                 };
                 rec.budget = cv.budget;
                 rec.intermediate = cv.intermediate;
+                rec.curves = cv.curves;
                 rec.seconds = start.elapsed().as_secs_f64();
                 (rec, Ending::Finished)
             }

@@ -3,32 +3,177 @@
 use crate::search::TrialState;
 use crate::space::SearchSpace;
 use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
+use clap::ValueEnum;
 use serde::Serialize;
+use std::cmp::Ordering;
 use std::path::Path;
-use std::str::FromStr;
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
 /// How to print a leaderboard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
+    #[value(alias = "md")]
     Markdown,
     Csv,
     Json,
 }
 
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "table" => Ok(Format::Table),
-            "markdown" | "md" => Ok(Format::Markdown),
-            "csv" => Ok(Format::Csv),
-            "json" => Ok(Format::Json),
-            _ => Err(format!(
-                "unknown format `{s}` (expected table, markdown, csv or json)"
-            )),
+/// A leaderboard column, as `--columns` and `--sort` name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Column {
+    /// Rank by mean CV score among complete trials.
+    Rank,
+    /// Trial number.
+    Trial,
+    /// The network in one line.
+    Architecture,
+    /// Trainable parameters.
+    Params,
+    /// Multiply-adds per sample of one forward pass.
+    Macs,
+    /// Mean CV score (± std in tables; why a trial failed in its place).
+    Score,
+    /// Standard deviation of the folds' scores.
+    Std,
+    /// Epochs early stopping chose (epochs trained, for a pruned trial).
+    Epochs,
+    /// Seconds the trial took.
+    Time,
+    /// complete, pruned, failed, interrupted or running.
+    State,
+    /// Why the trial failed.
+    Error,
+}
+
+impl Column {
+    /// The columns of a table when `--columns` is not given.
+    pub const TABLE: &'static [Column] = &[
+        Column::Rank,
+        Column::Trial,
+        Column::Architecture,
+        Column::Params,
+        Column::Macs,
+        Column::Score,
+        Column::Epochs,
+        Column::Time,
+        Column::State,
+    ];
+    /// The columns of a CSV file when `--columns` is not given.
+    pub const CSV: &'static [Column] = &[
+        Column::Rank,
+        Column::Trial,
+        Column::State,
+        Column::Architecture,
+        Column::Params,
+        Column::Macs,
+        Column::Score,
+        Column::Std,
+        Column::Epochs,
+        Column::Time,
+    ];
+
+    /// The column's name in CSV headers and JSON rows (the [`Row`] field).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Column::Rank => "rank",
+            Column::Trial => "trial",
+            Column::Architecture => "architecture",
+            Column::Params => "params",
+            Column::Macs => "flops",
+            Column::Score => "cv_mean",
+            Column::Std => "cv_std",
+            Column::Epochs => "epochs",
+            Column::Time => "seconds",
+            Column::State => "state",
+            Column::Error => "error",
+        }
+    }
+
+    fn header(&self, metric: Metric) -> String {
+        match self {
+            Column::Macs => "MACs".into(),
+            Column::Score => format!("cv {} (mean ± std)", metric.label()),
+            Column::Std => "cv std".into(),
+            Column::Time => "time".into(),
+            c => c.key().into(),
+        }
+    }
+
+    fn cell(&self, r: &Row) -> String {
+        match self {
+            Column::Rank => r.rank.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+            Column::Trial => r.trial.to_string(),
+            Column::Architecture => r.architecture.clone(),
+            Column::Params => human(r.params as u64),
+            Column::Macs => human(r.flops),
+            Column::Score => cv_cell(r),
+            Column::Std => r.cv_std.map_or_else(|| "-".into(), |s| format!("{s:.4}")),
+            Column::Epochs => r.epochs.to_string(),
+            Column::Time => format!("{:.1}s", r.seconds),
+            Column::State => r.state.clone(),
+            Column::Error => r.error.clone().unwrap_or_default(),
+        }
+    }
+
+    fn csv_cell(&self, r: &Row) -> String {
+        let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+        let quoted = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        match self {
+            Column::Rank => r.rank.map(|x| x.to_string()).unwrap_or_default(),
+            Column::Architecture => quoted(&r.architecture),
+            Column::Params => r.params.to_string(),
+            Column::Macs => r.flops.to_string(),
+            Column::Score => opt(r.cv_mean),
+            Column::Std => opt(r.cv_std),
+            Column::Time => format!("{:.2}", r.seconds),
+            Column::Error => r.error.as_deref().map(quoted).unwrap_or_default(),
+            c => c.cell(r),
+        }
+    }
+}
+
+/// Which trials a leaderboard shows, by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    Complete,
+    Pruned,
+    /// Failed and interrupted trials (both FAIL to Optuna).
+    Failed,
+    #[default]
+    All,
+}
+
+impl StateFilter {
+    pub fn keeps(&self, state: &str) -> bool {
+        let is = |s: TrialState| state == s.label();
+        match self {
+            StateFilter::Complete => is(TrialState::Complete),
+            StateFilter::Pruned => is(TrialState::Pruned),
+            StateFilter::Failed => is(TrialState::Failed) || is(TrialState::Interrupted),
+            StateFilter::All => true,
+        }
+    }
+}
+
+/// What `nas leaderboard` shows of the rows: which trials, in which order, how many, and which
+/// columns (none: the format's own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub state: StateFilter,
+    pub sort: Column,
+    pub top: Option<usize>,
+    pub columns: Vec<Column>,
+}
+
+impl Default for View {
+    fn default() -> View {
+        View {
+            state: StateFilter::All,
+            sort: Column::Rank,
+            top: None,
+            columns: Vec::new(),
         }
     }
 }
@@ -119,58 +264,85 @@ fn cv_cell(r: &Row) -> String {
     }
 }
 
+/// The rows `view` selects from `rows` (as [`rows`] ranks them), in its order: ties keep the rank
+/// order. Scores sort best first, the other numbers smallest first, text alphabetically; trials
+/// without the value come last.
+pub fn select(rows: Vec<Row>, metric: Metric, view: &View) -> Vec<Row> {
+    let mut rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| view.state.keeps(&r.state))
+        .collect();
+    fn missing_last<T>(a: Option<T>, b: Option<T>, cmp: impl Fn(T, T) -> Ordering) -> Ordering {
+        match (a, b) {
+            (Some(a), Some(b)) => cmp(a, b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+    rows.sort_by(|a, b| match view.sort {
+        Column::Rank => Ordering::Equal,
+        Column::Trial => a.trial.cmp(&b.trial),
+        Column::Architecture => a.architecture.cmp(&b.architecture),
+        Column::Params => a.params.cmp(&b.params),
+        Column::Macs => a.flops.cmp(&b.flops),
+        Column::Score => missing_last(finite(a.cv_mean), finite(b.cv_mean), |x, y| {
+            metric.to_loss(x).total_cmp(&metric.to_loss(y))
+        }),
+        Column::Std => missing_last(finite(a.cv_std), finite(b.cv_std), |x, y| x.total_cmp(&y)),
+        Column::Epochs => a.epochs.cmp(&b.epochs),
+        Column::Time => a.seconds.total_cmp(&b.seconds),
+        Column::State => a.state.cmp(&b.state),
+        Column::Error => missing_last(a.error.as_ref(), b.error.as_ref(), |x, y| x.cmp(y)),
+    });
+    rows.truncate(view.top.unwrap_or(rows.len()));
+    rows
+}
+
 /// Renders rows; `top` keeps only the first N.
 pub fn render(rows: &[Row], metric: Metric, format: Format, top: Option<usize>) -> String {
     let rows = &rows[..top.unwrap_or(rows.len()).min(rows.len())];
+    render_columns(rows, metric, format, &[])
+}
+
+/// Renders rows with `columns` in that order (none: the format's own; JSON then writes whole rows).
+pub fn render_columns(rows: &[Row], metric: Metric, format: Format, columns: &[Column]) -> String {
+    let pick = |default: &'static [Column]| if columns.is_empty() { default } else { columns };
     match format {
-        Format::Json => serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()),
+        Format::Json if columns.is_empty() => {
+            serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
+        }
+        Format::Json => {
+            let picked: Vec<Picked> = rows
+                .iter()
+                .map(|r| {
+                    let whole = serde_json::to_value(r).unwrap_or_default();
+                    Picked(
+                        columns
+                            .iter()
+                            .map(|c| (c.key(), whole[c.key()].clone()))
+                            .collect(),
+                    )
+                })
+                .collect();
+            serde_json::to_string_pretty(&picked).unwrap_or_else(|_| "[]".into())
+        }
         Format::Csv => {
-            let mut out = String::from(
-                "rank,trial,state,architecture,params,flops,cv_mean,cv_std,epochs,seconds\n",
-            );
+            let columns = pick(Column::CSV);
+            let line = |cells: Vec<String>| format!("{}\n", cells.join(","));
+            let mut out = line(columns.iter().map(|c| c.key().to_string()).collect());
             for r in rows {
-                let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-                out.push_str(&format!(
-                    "{},{},{},\"{}\",{},{},{},{},{},{:.2}\n",
-                    r.rank.map(|x| x.to_string()).unwrap_or_default(),
-                    r.trial,
-                    r.state,
-                    r.architecture.replace('"', "\"\""),
-                    r.params,
-                    r.flops,
-                    opt(r.cv_mean),
-                    opt(r.cv_std),
-                    r.epochs,
-                    r.seconds
-                ));
+                out.push_str(&line(columns.iter().map(|c| c.csv_cell(r)).collect()));
             }
             out
         }
         Format::Table | Format::Markdown => {
+            let columns = pick(Column::TABLE);
             let mut b = Builder::default();
-            b.push_record([
-                "rank".to_string(),
-                "trial".into(),
-                "architecture".into(),
-                "params".into(),
-                "MACs".into(),
-                format!("cv {} (mean ± std)", metric.label()),
-                "epochs".into(),
-                "time".into(),
-                "state".into(),
-            ]);
+            b.push_record(columns.iter().map(|c| c.header(metric)));
             for r in rows {
-                b.push_record([
-                    r.rank.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
-                    r.trial.to_string(),
-                    r.architecture.clone(),
-                    human(r.params as u64),
-                    human(r.flops),
-                    cv_cell(r),
-                    r.epochs.to_string(),
-                    format!("{:.1}s", r.seconds),
-                    r.state.clone(),
-                ]);
+                b.push_record(columns.iter().map(|c| c.cell(r)));
             }
             let mut t = b.build();
             if format == Format::Table {
@@ -180,6 +352,20 @@ pub fn render(rows: &[Row], metric: Metric, format: Format, top: Option<usize>) 
             }
             t.to_string()
         }
+    }
+}
+
+/// Some fields of a row, written as a JSON object in the order `--columns` names them.
+struct Picked(Vec<(&'static str, serde_json::Value)>);
+
+impl Serialize for Picked {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }
 

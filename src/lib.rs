@@ -14,3 +14,4 @@ pub mod space;
 pub mod study;
 pub mod sys;
 pub mod train;
+pub mod trial_view;

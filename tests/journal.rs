@@ -2,10 +2,11 @@
 //! trials whose process died, and Optuna reading what `nas` wrote.
 
 use nas::data::Task;
-use nas::search::TrialState;
+use nas::search::{Rung, TrialState};
 use nas::space::{Config, Distribution, ParamValue, SearchSpace};
 use nas::study::{
-    JournalStorage, Metric, Storage, StudyError, StudyMeta, TestResult, TrialRecord, LOST,
+    FoldCurve, JournalStorage, Metric, Storage, StudyError, StudyMeta, TestResult, TrialRecord,
+    LOST,
 };
 use std::io::Write;
 use std::path::Path;
@@ -77,11 +78,30 @@ fn run_trial(
     r.seconds = 1.5;
     r.epochs = curve.len();
     r.budget = 3 * curve.len();
+    // Each fold's curve: losses falling by a quarter, scores by the epoch's objective.
+    r.curves = (0..3)
+        .map(|f| FoldCurve {
+            loss: (0..curve.len())
+                .map(|e| 2.0 - 0.25 * (e + f) as f64)
+                .collect(),
+            score: curve.iter().map(|v| -v).collect(),
+            best_epoch: curve.len(),
+            stopped_early: (f == 1).then_some(curve.len()),
+        })
+        .filter(|c| !c.loss.is_empty())
+        .collect();
     match state {
         TrialState::Complete => {
             r.cv_mean = Some(-curve.last().copied().unwrap_or(0.0));
             r.cv_std = Some(0.125);
             r.fold_scores = vec![0.75, 0.875, 0.5];
+        }
+        TrialState::Pruned => {
+            r.pruned_at = Some(Rung {
+                rung: 1,
+                epochs: curve.len(),
+                bracket: Some(0),
+            })
         }
         TrialState::Failed => r.error = Some("diverged".into()),
         TrialState::Interrupted => r.error = Some("interrupted (Ctrl-C)".into()),
@@ -145,6 +165,93 @@ fn a_study_with_complete_pruned_and_failed_trials_survives_replay() {
 }
 
 #[test]
+fn fold_curves_and_the_pruning_rung_are_trial_user_attributes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let expected = sample_study(dir.path());
+    assert_eq!(expected[0].curves.len(), 3);
+    assert!(expected[1].pruned_at.is_some());
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    let attr = |key: &str| {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+            .filter(|v| v["op_code"] == 8)
+            .filter_map(|v| v["user_attr"].get(key).cloned())
+            .collect::<Vec<_>>()
+    };
+    let curves = attr("fold_curves");
+    assert_eq!(
+        curves.len(),
+        3,
+        "complete, pruned and interrupted trials trained"
+    );
+    assert_eq!(curves[0][1]["stopped_early"], 3);
+    assert_eq!(curves[0][0]["loss"], serde_json::json!([2.0, 1.75, 1.5]));
+    assert_eq!(
+        attr("pruned_at"),
+        vec![serde_json::json!({"rung": 1, "epochs": 2, "bracket": 0})]
+    );
+}
+
+#[test]
+fn a_journal_written_before_fold_curves_loads_with_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut expected = sample_study(dir.path());
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    let old: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"fold_curves\"") && !l.contains("\"pruned_at\""))
+        .collect();
+    assert!(old.len() < text.lines().count());
+    std::fs::write(journal(dir.path()), old.join("\n") + "\n").expect("rewrite");
+    for t in &mut expected {
+        t.curves.clear();
+        t.pruned_at = None;
+    }
+    let s = JournalStorage::open(dir.path()).expect("opens");
+    assert_eq!(s.trials(), &expected[..]);
+}
+
+/// Optuna's `Study.set_metric_names` keeps the names in this study system attribute
+/// (`optuna/study/study.py`), and optuna-dashboard labels the objective's axis with them.
+#[test]
+fn the_journal_names_the_objective_for_optuna_also_when_an_old_study_is_continued() {
+    let names = |dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(journal(dir))
+            .expect("journal")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+            .filter(|v| v["op_code"] == 3)
+            .filter_map(|v| v["system_attr"].get("study:metric_names").cloned())
+            .collect()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    sample_study(dir.path());
+    assert_eq!(names(dir.path()), vec![serde_json::json!(["cv accuracy"])]);
+    // A journal from before: reading it changes nothing, continuing it adds the names once.
+    let text = std::fs::read_to_string(journal(dir.path())).expect("journal");
+    let old: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("study:metric_names"))
+        .collect();
+    std::fs::write(journal(dir.path()), old.join("\n") + "\n").expect("rewrite");
+    drop(JournalStorage::open(dir.path()).expect("opens"));
+    assert!(names(dir.path()).is_empty());
+    for _ in 0..2 {
+        drop(JournalStorage::open_or_create(dir.path(), meta("digits")).expect("continues"));
+    }
+    assert_eq!(names(dir.path()), vec![serde_json::json!(["cv accuracy"])]);
+    // RMSE studies are named after theirs.
+    let rmse = tempfile::tempdir().expect("temp dir");
+    let m = StudyMeta {
+        task: Task::Regression,
+        metric: Metric::Rmse,
+        ..meta("reg")
+    };
+    drop(JournalStorage::open_or_create(rmse.path(), m).expect("creates"));
+    assert_eq!(names(rmse.path()), vec![serde_json::json!(["cv rmse"])]);
+}
+
+#[test]
 fn a_journal_with_a_torn_last_line_still_loads_and_the_next_write_removes_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let expected = sample_study(dir.path());
@@ -167,7 +274,7 @@ fn a_journal_with_a_torn_last_line_still_loads_and_the_next_write_removes_it() {
 }
 
 /// Hand-edited lines a journal can hold, each a different kind of garbage.
-const GARBAGE: [(&str, &str); 12] = [
+const GARBAGE: [(&str, &str); 13] = [
     ("invalid JSON", "this is not json"),
     ("JSON that is not an object", "[1, 2, 3]"),
     ("no op code", r#"{"worker_id": "x-1", "study_id": 0}"#),
@@ -202,6 +309,10 @@ const GARBAGE: [(&str, &str); 12] = [
     (
         "a trial attribute of the wrong type",
         r#"{"op_code": 8, "worker_id": "x-1", "trial_id": 0, "user_attr": {"n_params": "many"}}"#,
+    ),
+    (
+        "fold curves that are not curves",
+        r#"{"op_code": 8, "worker_id": "x-1", "trial_id": 0, "user_attr": {"fold_curves": [{"loss": "x"}]}}"#,
     ),
     (
         "a parameter value that is not a number",
@@ -577,6 +688,9 @@ fn optuna_opens_a_nas_journal() {
         "intermediate": {"1": 0.5, "2": 0.625, "3": 0.75},
         "pruned_value": 0.375,
         "test_score": test_result().test_score,
+        "metric_names": ["cv accuracy"],
+        "fold_curves": serde_json::to_value(&trials[0].curves).expect("curves"),
+        "pruned_at": {"rung": 1, "epochs": 2, "bracket": 0},
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/optuna_journal.py");
     let out = std::process::Command::new("python3")

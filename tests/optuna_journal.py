@@ -41,6 +41,10 @@ def main():
     assert study.user_attrs["test_result"]["test_score"] == expected["test_score"]
     assert study.user_attrs["metric"] == "accuracy", study.user_attrs
     assert first.user_attrs["n_params"] == 1000, first.user_attrs
+    # The objective's name, which optuna-dashboard shows on its axes (Study.set_metric_names).
+    assert study.metric_names == expected["metric_names"], study.metric_names
+    assert first.user_attrs["fold_curves"] == expected["fold_curves"], first.user_attrs
+    assert trials[1].user_attrs["pruned_at"] == expected["pruned_at"], trials[1].user_attrs
     kinds = {type(d).__name__ for d in first.distributions.values()}
     assert kinds <= {"IntDistribution", "FloatDistribution", "CategoricalDistribution"}, kinds
     for t in trials:

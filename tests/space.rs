@@ -221,7 +221,13 @@ fn golden_samples() -> String {
         )
         .unwrap();
         for p in &space.params {
-            writeln!(out, "param {p:?}").unwrap();
+            // The fields the golden file was written with (a parameter's default is not in it).
+            writeln!(
+                out,
+                "param ParamSpec {{ name: {:?}, dist: {:?}, conditions: {:?} }}",
+                p.name, p.dist, p.conditions
+            )
+            .unwrap();
         }
         for seed in 0..20u64 {
             let mut sampler = Strategy::Random.build(space).unwrap();
@@ -435,5 +441,192 @@ fn the_expansion_of_a_short_form_reads_back_as_the_same_network() {
                 "{name} seed {seed}\n{text}"
             );
         }
+    }
+}
+
+// ---------- `nas space show | sample | check` ----------
+
+fn nas_space(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .arg("space")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The size of a discrete space is the number of points grid search enumerates, with every
+/// conditional parameter counted only where it exists; a space with a continuous range says so.
+#[test]
+fn the_size_of_a_discrete_space_is_what_grid_search_enumerates() {
+    use nas::search::GridSampler;
+    let mut discrete = 0;
+    for (name, space) in golden_spaces() {
+        let size = space.size();
+        match GridSampler::new(&space) {
+            Ok(grid) => {
+                assert_eq!(size.finite(), Some(grid.len() as u128), "{name}");
+                discrete += 1;
+            }
+            Err(_) if size.continuous.is_empty() => panic!("{name}: no grid, yet {size}"),
+            Err(_) => assert!(size.to_string().starts_with("continuous ("), "{name}"),
+        }
+    }
+    assert!(discrete >= 3, "only {discrete} discrete spaces");
+}
+
+#[test]
+fn nas_space_show_lists_every_parameter_with_domain_default_condition_and_the_size() {
+    let out = stdout_of(&nas_space(&["show", "search_spaces/mlp.ron"]));
+    let space = SearchSpace::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/mlp.ron"),
+    )
+    .unwrap();
+    let header = out.lines().nth(2).unwrap();
+    let cells: Vec<&str> = header
+        .split('│')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells, ["parameter", "domain", "default", "exists when"]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.starts_with("│ ") && !l.contains("exists when"))
+        .map(|l| {
+            l.split('│')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    let want: Vec<&str> = space.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, want);
+    let row = |n: &str| rows.iter().find(|r| r[0] == n).unwrap().clone();
+    assert_eq!(
+        row("depth"),
+        ["depth", "Range(1, 3)", "Range(1, 3)", "always"]
+    );
+    assert_eq!(
+        row("momentum"),
+        [
+            "momentum",
+            "Range(0.8, 0.99)",
+            "Fixed(0.9)",
+            "optimizer in {sgd}"
+        ]
+    );
+    assert_eq!(
+        row("width_2")[3],
+        "per_layer_width in {true} and depth >= 2"
+    );
+    assert!(
+        out.contains("size of the space: continuous (4 continuous parameters: dropout, learning_rate, momentum, weight_decay); the discrete ones make "),
+        "{out}"
+    );
+
+    let out = stdout_of(&nas_space(&["show", "search_spaces/bench_cnn.ron"]));
+    let bench = SearchSpace::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/bench_cnn.ron"),
+    )
+    .unwrap();
+    let n = nas::search::GridSampler::new(&bench).unwrap().len() as u64;
+    assert!(
+        out.contains(&format!(
+            "size of the space: {} configurations",
+            nas::space::thousands(n)
+        )),
+        "{out}"
+    );
+    // A parameter of a part's choice has no default of its own.
+    let out = stdout_of(&nas_space(&["show", "search_spaces/cells.ron"]));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("│ cell1.edge0_1 ") && l.contains("│ -  ")),
+        "{out}"
+    );
+    let out = stdout_of(&nas_space(&["show", "search_spaces/cnn.ron", "--expanded"]));
+    assert!(out.contains("\nmodel: Sequential(["), "{out}");
+}
+
+#[test]
+fn nas_space_sample_prints_networks_with_their_parameters_and_multiply_adds() {
+    use nas::data::InputShape;
+    use nas::search::Strategy;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    let file = "search_spaces/cnn.ron";
+    let out = stdout_of(&nas_space(&["sample", file, "-n", "3", "--seed", "4"]));
+    assert!(out.starts_with(&format!(
+        "{file}: 3 configurations drawn with seed 4, counted on digits (input 1x8x8, 10 outputs)\n"
+    )));
+    let space = SearchSpace::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let mut sampler = Strategy::Random.build(&space).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1 + 3 * 3, "{out}");
+    for i in 0..3 {
+        let config = sampler.suggest(&space, &[], &mut rng);
+        let json = serde_json::Value::Object(space.config_json(&config));
+        assert_eq!(lines[1 + 3 * i], format!("{i}: {json}"));
+        let c = nas::nn::cost(&space.decode(&config).arch, InputShape::new(1, 8, 8), 10).unwrap();
+        assert_eq!(
+            lines[3 + 3 * i],
+            format!(
+                "   {} parameters, {} multiply-adds per sample",
+                nas::space::thousands(c.params as u64),
+                nas::space::thousands(c.macs)
+            )
+        );
+    }
+    let again = stdout_of(&nas_space(&["sample", file, "-n", "3", "--seed", "4"]));
+    assert_eq!(again, out, "the same seed draws the same networks");
+    let other = stdout_of(&nas_space(&["sample", file, "-n", "3", "--seed", "5"]));
+    assert_ne!(other, out);
+}
+
+#[test]
+fn nas_space_check_exits_0_for_a_valid_space_and_2_for_an_invalid_or_impossible_one() {
+    let out = nas_space(&["check", "search_spaces/cells.ron", "--samples", "20"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout_of(&out).contains("0 of 20 random configurations (0.0%) are impossible"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.ron");
+    std::fs::write(&typo, MLP.replace("width:", "widht:")).unwrap();
+    let impossible = dir.path().join("deep.ron");
+    std::fs::write(
+        &impossible,
+        "(task: Classification, model: Cnn((stages: Fixed(6))))",
+    )
+    .unwrap();
+    for (file, says) in [
+        (
+            &typo,
+            format!("{}:5:14: unknown field `widht`", typo.display()),
+        ),
+        (
+            &impossible,
+            format!(
+                "{}: none of 20 random configurations can be built on digits (input 1x8x8)",
+                impossible.display()
+            ),
+        ),
+    ] {
+        let out = nas_space(&["check", file.to_str().unwrap(), "--samples", "20"]);
+        assert_eq!(out.status.code(), Some(2), "{}", file.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("nas: error: {says}")), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::controller::{best_trial, train_final, Controller, PreparedData, SearchOptions};
 use crate::data::{load, load_test_file, DataSource, DataSplit, InputShape, LoadOptions};
-use crate::leaderboard::{self, Format};
+use crate::leaderboard::{self, Column, Format, StateFilter, View};
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
 use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta};
@@ -15,6 +15,7 @@ use thiserror::Error;
 
 pub mod model;
 pub mod space;
+pub mod trial;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,8 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Search a space: sample, train with k-fold cross-validation, rank, and test the best.
     Search(Box<SearchArgs>),
-    /// Print a study's leaderboard again.
+    /// Print a study's leaderboard again: some trials, sorted, with chosen columns.
     Leaderboard(LeaderboardArgs),
+    /// Show one trial in full: sampled values, layers, validation curves, cost, why it ended.
+    Trial(trial::TrialArgs),
     /// Retrain a study's best (or chosen) trial on all non-test data and write it as a model directory.
     Export(model::ExportArgs),
     /// Predict with an exported model: one CSV line per row.
@@ -158,15 +161,26 @@ pub struct SearchArgs {
 
 #[derive(Debug, Args)]
 pub struct LeaderboardArgs {
+    /// Study name (default: the only, else most recently changed, study under --results).
     #[arg(long)]
     pub study: Option<String>,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
-    /// table | markdown | csv | json
-    #[arg(long, default_value = "table")]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show the first N rows only (after --state and --sort).
     #[arg(long)]
     pub top: Option<usize>,
+    /// Order the rows by this column: the score best first, other numbers smallest first,
+    /// text alphabetically (ties keep the rank order).
+    #[arg(long, value_enum, value_name = "COLUMN", default_value_t = Column::Rank)]
+    pub sort: Column,
+    /// Which trials to show: complete, pruned, failed (with interrupted ones) or all.
+    #[arg(long, value_enum, default_value_t = StateFilter::All)]
+    pub state: StateFilter,
+    /// The columns to show, in order, e.g. `trial,score,params` (default: the format's own).
+    #[arg(long, value_enum, value_name = "COLUMN,..", value_delimiter = ',')]
+    pub columns: Vec<Column>,
 }
 
 /// Everything that can end a command; `main` maps it to an exit code in one place.
@@ -252,6 +266,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Search(a) => search(*a),
         Command::Leaderboard(a) => show_leaderboard(a),
+        Command::Trial(a) => trial::run(a),
         Command::Export(a) => model::export(a),
         Command::Predict(a) => model::predict(a),
         Command::Evaluate(a) => model::evaluate(a),
@@ -772,7 +787,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
 }
 
 fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
-    let format: Format = a.format.parse().map_err(CliError::Usage)?;
+    let format = a.format;
     let study = match a.study {
         Some(s) => s,
         None => only_study(&a.results)?,
@@ -789,14 +804,41 @@ fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
     )
     .ok();
     let metric = storage.meta().metric;
-    let rows = leaderboard::rows(storage.trials(), metric, space.as_ref());
-    println!("{}", leaderboard::render(&rows, metric, format, a.top));
+    let view = View {
+        state: a.state,
+        sort: a.sort,
+        top: a.top,
+        columns: a.columns,
+    };
+    let rows = leaderboard::select(
+        leaderboard::rows(storage.trials(), metric, space.as_ref()),
+        metric,
+        &view,
+    );
+    let mut text = leaderboard::render_columns(&rows, metric, format, &view.columns);
     if matches!(format, Format::Table | Format::Markdown) {
         if let Some(t) = storage.test_result() {
-            println!("{}", leaderboard::test_line(t));
+            text.push('\n');
+            text.push_str(&leaderboard::test_line(t));
         }
     }
-    Ok(())
+    print_out(text.trim_end_matches('\n'))
+}
+
+/// Prints `text` and a newline on standard output; a reader that stopped reading (`| head`) is
+/// not an error.
+fn print_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Study(crate::study::StudyError::Io {
+                path: PathBuf::from("standard output"),
+                message: e.to_string(),
+            }))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The study to show when none is named: the only one, else the most recently changed.

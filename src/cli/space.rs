@@ -4,7 +4,7 @@ use super::{load_data, CliError};
 use crate::data::InputShape;
 use crate::search::Strategy;
 use crate::space::arch::Node;
-use crate::space::{Condition, Distribution, SearchSpace};
+use crate::space::{thousands, Condition, Distribution, SearchSpace};
 use clap::{Args, Subcommand};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -19,12 +19,15 @@ pub struct SpaceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SpaceCommand {
-    /// List a space's parameters (name, domain, when it exists); --expanded also writes one
-    /// sampled network in the architecture language (what `Mlp`/`Cnn` short forms expand to).
+    /// List a space's parameters (name, domain, default, when it exists) and the size of the
+    /// space; --expanded also writes one sampled network in the architecture language (what
+    /// `Mlp`/`Cnn` short forms expand to).
     Show(ShowArgs),
-    /// Print configurations drawn at random from a space, with their networks.
+    /// Print configurations drawn at random from a space, with their networks, parameter counts
+    /// and multiply-adds.
     Sample(SampleArgs),
-    /// Sample configurations and report the share whose shapes cannot work on the data.
+    /// Validate a space: exit 0 when it is valid and some of its networks can be built on the
+    /// data, else 2; reports the share of random configurations whose shapes cannot work.
     Check(CheckArgs),
 }
 
@@ -49,6 +52,13 @@ pub struct SampleArgs {
     pub count: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The data whose input shape and outputs the networks are counted for (default: the
+    /// space's `data`, else digits).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Input shape CxHxW (or HxW), as for `nas search`.
+    #[arg(long)]
+    pub shape: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +116,10 @@ fn domain(d: &Distribution) -> String {
 fn condition(space: &SearchSpace, c: &Condition) -> String {
     match c {
         Condition::AtLeast { param, min } => format!("{param} >= {min}"),
+        // Its parent never takes the value it needs (a default the file did not narrow).
+        Condition::OneOf { param, choices } if choices.is_empty() => {
+            format!("never ({param} never takes the value it needs)")
+        }
         Condition::OneOf { param, choices } => {
             let labels: Vec<String> = match space.param(param).map(|p| &p.dist) {
                 Some(Distribution::Categorical { choices: all }) => choices
@@ -133,7 +147,7 @@ fn show(a: ShowArgs) -> Result<(), CliError> {
         },
         space.params.len()
     );
-    let rows: Vec<[String; 3]> = space
+    let rows: Vec<[String; 4]> = space
         .params
         .iter()
         .map(|p| {
@@ -141,6 +155,7 @@ fn show(a: ShowArgs) -> Result<(), CliError> {
             [
                 p.name.clone(),
                 domain(&p.dist),
+                p.default.map_or_else(|| "-".into(), |d| d.to_string()),
                 if when.is_empty() {
                     "always".into()
                 } else {
@@ -150,11 +165,15 @@ fn show(a: ShowArgs) -> Result<(), CliError> {
         })
         .collect();
     let mut b = tabled::builder::Builder::default();
-    b.push_record(["parameter", "domain", "exists when"]);
+    b.push_record(["parameter", "domain", "default", "exists when"]);
     for r in rows {
         b.push_record(r);
     }
     println!("{}", b.build().with(Style::rounded()));
+    println!(
+        "default: the domain a field takes when the file leaves it out (\"-\": a choice between parts or a free parameter)"
+    );
+    println!("size of the space: {}", space.size());
     if a.expanded {
         let config = draw(&space, 1, a.seed)?.remove(0);
         let arch = space.decode(&config).arch;
@@ -171,12 +190,45 @@ fn show(a: ShowArgs) -> Result<(), CliError> {
 
 fn sample(a: SampleArgs) -> Result<(), CliError> {
     let space = SearchSpace::from_file(&a.space)?;
+    let (spec, shape, n_out) = data_shape(&space, a.data.as_deref(), a.shape.as_deref())?;
+    println!(
+        "{}: {} configurations drawn with seed {}, counted on {spec} (input {shape}, {n_out} outputs)",
+        a.space.display(),
+        a.count,
+        a.seed
+    );
     for (i, config) in draw(&space, a.count, a.seed)?.iter().enumerate() {
         let json = serde_json::Value::Object(space.config_json(config));
-        let arch = Node::summary(&space.decode(config).arch.nodes(), 100);
-        println!("{i}: {json}\n   {arch}");
+        let arch = space.decode(config).arch;
+        let cost = match crate::nn::cost(&arch, shape, n_out) {
+            Ok(c) => format!(
+                "{} parameters, {} multiply-adds per sample",
+                thousands(c.params as u64),
+                thousands(c.macs)
+            ),
+            Err(e) => e.to_string(),
+        };
+        println!(
+            "{i}: {json}\n   {}\n   {cost}",
+            Node::summary(&arch.nodes(), 100)
+        );
     }
     Ok(())
+}
+
+/// The data set networks are counted for (`--data`, else the space's, else digits), with its
+/// input shape and number of outputs.
+fn data_shape(
+    space: &SearchSpace,
+    data: Option<&str>,
+    shape: Option<&str>,
+) -> Result<(String, InputShape, usize), CliError> {
+    let spec = data
+        .map(String::from)
+        .or_else(|| space.data.clone())
+        .unwrap_or_else(|| "digits".into());
+    let split = load_data(&spec, None, shape, None, space.task)?;
+    Ok((spec, split.train.shape, split.train.n_outputs()))
 }
 
 fn check(a: CheckArgs) -> Result<(), CliError> {
@@ -184,14 +236,7 @@ fn check(a: CheckArgs) -> Result<(), CliError> {
     if a.samples == 0 {
         return Err(CliError::Usage("--samples must be at least 1".into()));
     }
-    let spec = a
-        .data
-        .clone()
-        .or_else(|| space.data.clone())
-        .unwrap_or_else(|| "digits".into());
-    let split = load_data(&spec, None, a.shape.as_deref(), None, space.task)?;
-    let shape: InputShape = split.train.shape;
-    let n_out = split.train.n_outputs();
+    let (spec, shape, n_out) = data_shape(&space, a.data.as_deref(), a.shape.as_deref())?;
     let mut reasons: Vec<(String, usize)> = Vec::new();
     let mut params = Vec::new();
     for config in draw(&space, a.samples, a.seed)? {
@@ -225,6 +270,14 @@ fn check(a: CheckArgs) -> Result<(), CliError> {
     reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     for (r, n) in reasons.iter().take(10) {
         println!("  {n:>5} x {r}");
+    }
+    if bad == a.samples {
+        return Err(CliError::Usage(format!(
+            "{}: none of {} random configurations can be built on {spec} (input {shape}); the most common reason: {}",
+            a.space.display(),
+            a.samples,
+            reasons.first().map_or("-", |(r, _)| r.as_str())
+        )));
     }
     Ok(())
 }

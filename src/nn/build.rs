@@ -1,5 +1,6 @@
 //! Builds a [`Network`] from a sampled architecture, checking every shape before any tensor op,
-//! and counts what a network would cost without building it ([`cost`]).
+//! and counts what a network would cost without building it ([`cost`]), in total or part by
+//! part ([`layer_table`]).
 
 use super::layer::{Layer, Network};
 use super::ops::{BatchNormState, Conv2dGeom, Pool2dGeom, PoolKind};
@@ -84,6 +85,80 @@ pub fn cost(arch: &Architecture, shape: InputShape, n_outputs: usize) -> Result<
     })
 }
 
+/// One line of a network's layer table, as Keras' `model.summary()` or torchinfo print it: a part
+/// of the architecture with the shape of its output and what it costs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerRow {
+    /// The part's path in the architecture (`input` and `output` for the two ends).
+    pub path: String,
+    /// The part and its values as the architecture language writes them, e.g.
+    /// `Conv(channels: 32, kernel: 3)`; a block by its kind (`Residual`, `Dense`, `Cell`).
+    pub kind: String,
+    /// How deep inside blocks the part is (0: at the top).
+    pub depth: usize,
+    /// One sample's output.
+    pub output: Chw,
+    /// Trainable scalars of the part's own layers; a block's own are those outside the parts
+    /// listed under it (a residual's shortcut projection), so the column sums to the total.
+    pub params: usize,
+    /// Multiply-adds per sample of the part's own layers, counted as `params` is.
+    pub macs: u64,
+}
+
+/// A network's layers ([`LayerRow`]s, in the order they run) and its total cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerTable {
+    pub rows: Vec<LayerRow>,
+    pub cost: Cost,
+}
+
+/// The layer table of `arch` on inputs of `shape` with `n_outputs` outputs, counted by the same
+/// walk as [`cost`] (no weight is allocated), with the input and the output layer as first and
+/// last rows.
+pub fn layer_table(
+    arch: &Architecture,
+    shape: InputShape,
+    n_outputs: usize,
+) -> Result<LayerTable, NnError> {
+    let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut b = Builder::new(&mut rng, None);
+    b.rows = Some(Vec::new());
+    b.layers(arch, shape, n_outputs)?;
+    Ok(LayerTable {
+        rows: b.rows.take().unwrap_or_default(),
+        cost: Cost {
+            params: b.params,
+            macs: b.macs,
+            activations: b.activations,
+            largest_activation: b.largest,
+        },
+    })
+}
+
+/// A layer's values as the language writes them, numbers short: `Dropout(rate: 0.2778)`.
+fn layer_kind(part: &str, values: &[(String, crate::space::params::Lit)]) -> String {
+    use crate::space::params::Lit;
+    if values.is_empty() {
+        return part.to_string();
+    }
+    let fields: Vec<String> = values
+        .iter()
+        .map(|(k, v)| match v {
+            Lit::Float(x) => format!("{k}: {}", crate::space::short_float(*x)),
+            v => format!("{k}: {v}"),
+        })
+        .collect();
+    format!("{part}({})", fields.join(", "))
+}
+
+/// Where a [`LayerRow`] starts: the counts and the number of rows before its part was built.
+#[derive(Clone, Copy)]
+struct Mark {
+    params: usize,
+    macs: u64,
+    row: usize,
+}
+
 /// The shape of one sample's activations between layers: channels x height x width (a flat
 /// vector of n features is `n x 1 x 1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +184,15 @@ impl Chw {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// `64` for a flat vector, `16x8x8` for a map.
+    pub fn label(&self) -> String {
+        if self.hw() == 1 {
+            self.c.to_string()
+        } else {
+            self.to_string()
+        }
+    }
 }
 
 impl std::fmt::Display for Chw {
@@ -132,6 +216,10 @@ pub struct Builder<'a> {
     pending_stride: usize,
     /// The path of the `Downsample(Stride)` that left it, for messages.
     stride_from: String,
+    /// The layer table, when one is asked for ([`layer_table`]).
+    rows: Option<Vec<LayerRow>>,
+    /// How deep inside blocks the walk is.
+    depth: usize,
 }
 
 /// Initialisation gain: He for rectifiers, Glorot-like otherwise.
@@ -160,7 +248,40 @@ impl<'a> Builder<'a> {
             largest: 0,
             pending_stride: 1,
             stride_from: String::new(),
+            rows: None,
+            depth: 0,
         }
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            params: self.params,
+            macs: self.macs,
+            row: self.rows.as_ref().map_or(0, Vec::len),
+        }
+    }
+
+    /// Records the part built since `m` as a row placed before the rows of the parts inside it.
+    fn record(&mut self, m: Mark, path: &str, kind: String, output: Chw) {
+        let (params, macs) = (self.params, self.macs);
+        let depth = self.depth;
+        let Some(rows) = self.rows.as_mut() else {
+            return;
+        };
+        let inner = &rows[m.row..];
+        let inner_params: usize = inner.iter().map(|r| r.params).sum();
+        let inner_macs: u64 = inner.iter().map(|r| r.macs).sum();
+        rows.insert(
+            m.row,
+            LayerRow {
+                path: path.to_string(),
+                kind,
+                depth,
+                output,
+                params: (params - m.params).saturating_sub(inner_params),
+                macs: (macs - m.macs).saturating_sub(inner_macs),
+            },
+        );
     }
 
     fn layers(
@@ -180,6 +301,7 @@ impl<'a> Builder<'a> {
                 "a network needs inputs and outputs, got {shape} -> {n_outputs}"
             )));
         }
+        self.record(self.mark(), "input", "Input".into(), x);
         let mut layers = Vec::new();
         let y = self.sequence(&body, &mut layers, x, None)?;
         if self.pending_stride > 1 {
@@ -189,7 +311,14 @@ impl<'a> Builder<'a> {
             )));
         }
         // The output layer is linear: Glorot scale keeps initial logits small.
+        let m = self.mark();
         layers.push(self.linear(y.len(), n_outputs, Activation::Tanh)?);
+        self.record(
+            m,
+            "output",
+            format!("Linear(units: {n_outputs})"),
+            Chw::flat(n_outputs),
+        );
         Ok(layers)
     }
 
@@ -213,6 +342,9 @@ impl<'a> Builder<'a> {
                 .or_else(|| acts[..i].iter().rev().flatten().next().copied())
                 .unwrap_or(Activation::Relu);
             let next = nodes.get(i + 1);
+            let (m, start) = (self.mark(), i);
+            let block = !matches!(nodes[i], Node::Layer { .. } | Node::Sequential(_));
+            self.depth += usize::from(block);
             x = match &nodes[i] {
                 Node::Layer { part, path, values } => {
                     let p = parts::find(part).ok_or_else(|| {
@@ -259,6 +391,32 @@ impl<'a> Builder<'a> {
                     self.cell(path, *nodes, edges, out, x, hint)?
                 }
             };
+            self.depth -= usize::from(block);
+            if self.rows.is_some() {
+                let (path, kind) = match &nodes[start] {
+                    Node::Layer { part, path, values } => (path, layer_kind(part, values)),
+                    Node::Residual { path, .. } => (path, "Residual".into()),
+                    Node::Dense { path, .. } => (path, "Dense".into()),
+                    Node::Cell { path, nodes, .. } => (path, format!("Cell({nodes} nodes)")),
+                    Node::Sequential(_) => (&String::new(), String::new()),
+                };
+                if !kind.is_empty() {
+                    self.record(m, path, kind, x);
+                }
+                if let (Node::Residual { .. }, Some(row)) = (&nodes[start], self.rows.as_mut()) {
+                    if row[m.row].params > 0 {
+                        row[m.row]
+                            .kind
+                            .push_str(" (1x1 projection on the shortcut)");
+                    }
+                }
+                // An activation fused into the residual before it costs nothing of its own.
+                for n in &nodes[start + 1..=i] {
+                    if let Node::Layer { part, path, values } = n {
+                        self.record(self.mark(), path, layer_kind(part, values), x);
+                    }
+                }
+            }
             i += 1;
         }
         Ok(x)

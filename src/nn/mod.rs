@@ -8,7 +8,7 @@ mod build;
 mod layer;
 pub mod ops;
 
-pub use build::{build_network, cost, Builder, Chw, Cost};
+pub use build::{build_network, cost, layer_table, Builder, Chw, Cost, LayerRow, LayerTable};
 pub use layer::{Layer, Network, ParamMut};
 
 use dfdx::prelude::{Cpu, NoneTape, Tensor};

@@ -11,7 +11,7 @@
 //! continue only while they are the best at that rung so far (the rule Optuna's
 //! `SuccessiveHalvingPruner` uses). The best trial at a rung always continues.
 
-use super::{Decision, Scheduler};
+use super::{Decision, Rung, Scheduler};
 use std::collections::BTreeSet;
 
 #[derive(Clone, Debug)]
@@ -104,6 +104,15 @@ impl Scheduler for AshaScheduler {
             Decision::Prune
         }
     }
+
+    fn rung(&self, _trial: usize, epoch: usize) -> Option<Rung> {
+        let k = self.rungs.iter().position(|&b| b == epoch)?;
+        Some(Rung {
+            rung: k,
+            epochs: epoch,
+            bracket: None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +134,15 @@ mod tests {
         assert_eq!(s.on_epoch(2, 1, 0.4), Decision::Continue);
         // Between rungs nothing is judged.
         assert_eq!(s.on_epoch(0, 2, 9.0), Decision::Continue);
+    }
+
+    #[test]
+    fn a_rung_is_named_by_its_position_and_epochs() {
+        let s = AshaScheduler::new(1, 3, 10);
+        let at = |e| s.rung(0, e).map(|r| (r.rung, r.epochs));
+        assert_eq!(
+            (at(1), at(3), at(9), at(2)),
+            (Some((0, 1)), Some((1, 3)), Some((2, 9)), None)
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! trials out of every cycle of the summed budgets (the paper's allocation, most to the
 //! aggressive brackets); trial `n` goes to the bracket holding position `n mod cycle`.
 
-use super::{AshaScheduler, Decision, Scheduler};
+use super::{AshaScheduler, Decision, Rung, Scheduler};
 
 #[derive(Clone, Debug)]
 pub struct HyperbandScheduler {
@@ -88,6 +88,15 @@ impl Scheduler for HyperbandScheduler {
     fn on_trial_end(&mut self, trial: usize) {
         let s = self.bracket_of(trial);
         self.brackets[s].on_trial_end(trial);
+    }
+
+    fn rung(&self, trial: usize, epoch: usize) -> Option<Rung> {
+        let s = self.bracket_of(trial);
+        let r = self.brackets[s].rung(trial, epoch)?;
+        Some(Rung {
+            bracket: Some(s),
+            ..r
+        })
     }
 }
 

@@ -18,7 +18,7 @@ pub use evolution::EvolutionSampler;
 pub use grid::GridSampler;
 pub use hyperband::HyperbandScheduler;
 pub use random::RandomSampler;
-pub use scheduler::{Decision, FifoScheduler, Scheduler};
+pub use scheduler::{Decision, FifoScheduler, Rung, Scheduler};
 pub use tpe::TpeSampler;
 
 use crate::space::{Config, Distribution, ParamValue, SearchSpace};

@@ -10,6 +10,15 @@ pub enum Decision {
     Prune,
 }
 
+/// Where a scheduler stopped a trial: the rung it was judged at (counted from 0), the epochs
+/// that rung gives, and for Hyperband the bracket (counted from 0, most aggressive first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rung {
+    pub rung: usize,
+    pub epochs: usize,
+    pub bracket: Option<usize>,
+}
+
 /// Receives each trial's validation loss (lower is better) after every epoch.
 /// Shared by all workers, so implementations keep their state behind `&mut self`
 /// and the controller serialises calls.
@@ -19,6 +28,11 @@ pub trait Scheduler: Send {
     fn on_epoch(&mut self, trial: usize, epoch: usize, loss: f64) -> Decision;
     /// Called once when a trial ends, whatever its state.
     fn on_trial_end(&mut self, _trial: usize) {}
+    /// The rung at which trial `trial` is judged after `epoch` epochs, if any: where a
+    /// [`Decision::Prune`] it returned for that epoch stopped it.
+    fn rung(&self, _trial: usize, _epoch: usize) -> Option<Rung> {
+        None
+    }
 }
 
 /// Every trial trains for its full epochs (early stopping aside).

@@ -13,12 +13,14 @@ pub mod model;
 pub mod params;
 pub mod ron_tree;
 pub mod schema;
+mod size;
 
 pub use decode::{
     Activation, Architecture, BlockKind, Candidate, CnnArch, Downsample, MlpArch, OptimizerKind,
     TrainSettings,
 };
 pub use error::SpaceError;
+pub use size::SpaceSize;
 
 use crate::data::Task;
 use serde::{Deserialize, Serialize};
@@ -78,6 +80,37 @@ impl Distribution {
     }
 }
 
+/// A number shortened for tables: four significant digits, `0.2778`, `12.5`, `1.574e-3`.
+pub fn short_float(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() {
+        return x.to_string();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A count with its thousands separated: `12,345,678`.
+pub fn thousands(n: impl Into<u128>) -> String {
+    let digits = n.into().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A sampled value: integers and floats as such, categorical ones as an index into the choices.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ParamValue {
@@ -121,6 +154,10 @@ pub struct ParamSpec {
     pub name: String,
     pub dist: Distribution,
     pub conditions: Vec<Condition>,
+    /// The domain of the field it sets when the file leaves the field out; none for a choice
+    /// between parts or a free `params` entry.
+    #[serde(skip)]
+    pub default: Option<params::DefaultDom>,
 }
 
 impl ParamSpec {

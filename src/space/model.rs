@@ -700,6 +700,7 @@ impl Declarer<'_> {
             name,
             dist: dist.clone(),
             conditions: conds.to_vec(),
+            default: Some(decl.default),
         }));
         Ok(dist)
     }
@@ -969,6 +970,7 @@ impl Declarer<'_> {
                         choices: labels.clone(),
                     },
                     conditions: conds.to_vec(),
+                    default: None,
                 }));
                 (path.to_string(), labels.clone())
             }
@@ -1118,6 +1120,7 @@ impl Declarer<'_> {
             name: edge.to_string(),
             dist: Distribution::Categorical { choices: labels },
             conditions: conds.to_vec(),
+            default: None,
         }));
         for (i, (label, op)) in ops.iter().enumerate() {
             let mut c = conds.to_vec();
@@ -1315,6 +1318,7 @@ impl NetSpace {
                         name,
                         dist,
                         conditions,
+                        default: None,
                     }
                 }
             })

@@ -489,6 +489,7 @@ impl Checker<'_> {
             name: key.to_string(),
             dist: dist.clone(),
             conditions,
+            default: Some(decl.default),
         });
         Ok(dist)
     }

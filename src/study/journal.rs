@@ -31,8 +31,9 @@
 
 use super::liveness::{self, Liveness, OwnerLock};
 use super::optuna::{
-    categorical_json, distribution_json, float_json, int_json, iso_now, op, state, FAIL_REASON,
-    INTERRUPTED, LOST, MAXIMIZE, META_ATTR, MINIMIZE, OWNER_START_ATTR, TEST_ATTR,
+    categorical_json, curves_json, distribution_json, float_json, int_json, iso_now, metric_names,
+    op, state, CURVES_ATTR, FAIL_REASON, INTERRUPTED, LOST, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR,
+    MINIMIZE, OWNER_START_ATTR, PRUNED_AT_ATTR, TEST_ATTR,
 };
 use super::replay::{Replay, Target, Trial};
 use super::{Storage, StudyError, StudyMeta, TestResult, TrialRecord};
@@ -91,6 +92,16 @@ impl JournalStorage {
             };
             if s.replay.meta.is_none() {
                 lines.extend(meta_lines(id, &meta)?);
+            }
+            // Also for a study created before `nas` named its objective: optuna-dashboard labels
+            // its axes with these names.
+            if !s.replay.metric_names {
+                if let Some(names) = metric_names(s.replay.meta.as_ref().unwrap_or(&meta).metric) {
+                    lines.push((
+                        op::SET_STUDY_SYSTEM_ATTR,
+                        json!({"study_id": id, "system_attr": {METRIC_NAMES_ATTR: names}}),
+                    ));
+                }
             }
             Ok((lines, ()))
         })?;
@@ -529,6 +540,12 @@ impl Storage for JournalStorage {
             attr("epochs", json!(record.epochs));
             attr("budget", json!(record.budget));
             attr("seconds", json!(record.seconds));
+            if !record.curves.is_empty() {
+                attr(CURVES_ATTR, curves_json(&record.curves));
+            }
+            if let Some(r) = record.pruned_at {
+                attr(PRUNED_AT_ATTR, json!(r));
+            }
             let finite_mean = record.cv_mean.filter(|m| m.is_finite());
             let (code, values) = match record.state {
                 TrialState::Complete if finite_mean.is_some() => {

@@ -11,7 +11,7 @@ pub use journal::JournalStorage;
 pub use optuna::LOST;
 
 use crate::data::Task;
-use crate::search::{Observation, Sampler, TrialState};
+use crate::search::{Observation, Rung, Sampler, TrialState};
 use crate::space::{Config, SearchSpace};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -136,6 +136,33 @@ pub struct TrialRecord {
     pub seconds: f64,
     /// Why the trial failed or was rejected.
     pub error: Option<String>,
+    /// Each fold's validation curve (empty in journals written before they were recorded).
+    #[serde(default)]
+    pub curves: Vec<FoldCurve>,
+    /// Where the scheduler stopped a pruned trial.
+    #[serde(default)]
+    pub pruned_at: Option<Rung>,
+}
+
+/// One fold's validation loss and score after every epoch it trained, and how its training ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FoldCurve {
+    /// Validation loss (the training criterion) after each epoch, from epoch 1.
+    pub loss: Vec<f64>,
+    /// Validation score (accuracy, or RMSE in target units) after each epoch.
+    pub score: Vec<f64>,
+    /// The epoch of the lowest validation loss, whose score is the fold's score (0: none).
+    pub best_epoch: usize,
+    /// The epoch at which early stopping ended the fold, its patience used up; `None` when the
+    /// fold trained to `max_epochs` or the trial was pruned.
+    pub stopped_early: Option<usize>,
+}
+
+impl FoldCurve {
+    /// Epochs trained.
+    pub fn epochs(&self) -> usize {
+        self.loss.len()
+    }
 }
 
 impl TrialRecord {
@@ -156,6 +183,8 @@ impl TrialRecord {
             architecture: String::new(),
             seconds: 0.0,
             error: None,
+            curves: Vec::new(),
+            pruned_at: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! Optuna's journal vocabulary: operation codes, trial states, directions, distributions as
 //! JSON and datetimes as Optuna writes them, and the attribute names `nas` keeps within them.
 
+use super::{FoldCurve, Metric};
 use crate::space::{Choice, Distribution};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Optuna's `JournalOperation` codes.
 pub mod op {
@@ -37,8 +38,71 @@ pub const TEST_ATTR: &str = "test_result";
 pub const OWNER_START_ATTR: &str = "nas_owner_start";
 pub const FAIL_REASON: &str = "fail_reason";
 pub const INTERRUPTED: &str = "interrupted";
+/// Each fold's validation curve (a trial user attribute, see [`curves_json`]).
+pub const CURVES_ATTR: &str = "fold_curves";
+/// Where the scheduler pruned a trial (a trial user attribute).
+pub const PRUNED_AT_ATTR: &str = "pruned_at";
+/// Optuna's study system attribute for the objectives' names (`Study.set_metric_names`,
+/// `optuna/study/study.py`), which optuna-dashboard shows on its axes instead of "Objective 0".
+pub const METRIC_NAMES_ATTR: &str = "study:metric_names";
 /// Why [`super::JournalStorage::recover_stale`] failed a trial.
 pub const LOST: &str = "lost: the process died while it ran";
+
+/// The objective's names as Optuna keeps them, `["cv accuracy"]` or `["cv rmse"]`; none for an
+/// objective of the user's own, which `nas` cannot name.
+pub fn metric_names(metric: Metric) -> Option<Value> {
+    match metric {
+        Metric::Accuracy | Metric::Rmse => Some(json!([format!("cv {}", metric.label())])),
+        Metric::Value(_) => None,
+    }
+}
+
+/// Fold curves as a JSON list of `{"loss": [..], "score": [..], "best_epoch": k,
+/// "stopped_early": k | null}`, a non-finite value written as null (JSON has no NaN).
+pub fn curves_json(curves: &[FoldCurve]) -> Value {
+    let finite = |xs: &[f64]| -> Vec<Value> {
+        xs.iter()
+            .map(|x| if x.is_finite() { json!(x) } else { Value::Null })
+            .collect()
+    };
+    Value::Array(
+        curves
+            .iter()
+            .map(|c| {
+                json!({"loss": finite(&c.loss), "score": finite(&c.score),
+                       "best_epoch": c.best_epoch, "stopped_early": c.stopped_early})
+            })
+            .collect(),
+    )
+}
+
+/// Reads what [`curves_json`] writes; `None` when `v` is not that.
+pub fn curves_from_json(v: &Value) -> Option<Vec<FoldCurve>> {
+    let numbers = |v: Option<&Value>| -> Option<Vec<f64>> {
+        v?.as_array()?
+            .iter()
+            .map(|x| match x {
+                Value::Null => Some(f64::NAN),
+                x => x.as_f64(),
+            })
+            .collect()
+    };
+    v.as_array()?
+        .iter()
+        .map(|c| {
+            let stopped_early = match c.get("stopped_early") {
+                None | Some(Value::Null) => None,
+                Some(k) => Some(k.as_u64()? as usize),
+            };
+            Some(FoldCurve {
+                loss: numbers(c.get("loss"))?,
+                score: numbers(c.get("score"))?,
+                best_epoch: c.get("best_epoch")?.as_u64()? as usize,
+                stopped_early,
+            })
+        })
+        .collect()
+}
 
 /// `optuna.distributions.distribution_to_json`: a JSON string, attributes in Optuna's order.
 pub fn distribution_json(d: &Distribution) -> String {
@@ -121,6 +185,30 @@ mod tests {
             iso_utc(1_704_067_199, 999_999),
             "2023-12-31T23:59:59.999999+00:00"
         );
+    }
+
+    #[test]
+    fn fold_curves_read_back_as_written_with_nan_as_null() {
+        let curves = vec![
+            FoldCurve {
+                loss: vec![0.9, 0.5],
+                score: vec![0.5, f64::NAN],
+                best_epoch: 2,
+                stopped_early: None,
+            },
+            FoldCurve {
+                loss: vec![0.8],
+                score: vec![0.6],
+                best_epoch: 1,
+                stopped_early: Some(1),
+            },
+        ];
+        let v = curves_json(&curves);
+        assert!(v.to_string().contains(r#""score":[0.5,null]"#), "{v}");
+        let back = curves_from_json(&v).expect("reads");
+        assert_eq!(back[1], curves[1]);
+        assert!(back[0].score[1].is_nan() && back[0].loss == curves[0].loss);
+        assert_eq!(curves_from_json(&json!([{"loss": "x"}])), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A study's state rebuilt from journal lines, with Optuna's rules for what is ignored.
 
 use super::optuna::{
-    op, state, FAIL_REASON, INTERRUPTED, MAXIMIZE, META_ATTR, OWNER_START_ATTR, TEST_ATTR,
+    curves_from_json, op, state, CURVES_ATTR, FAIL_REASON, INTERRUPTED, MAXIMIZE, META_ATTR,
+    METRIC_NAMES_ATTR, OWNER_START_ATTR, PRUNED_AT_ATTR, TEST_ATTR,
 };
 use super::{StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
@@ -29,6 +30,8 @@ pub struct Replay {
     pub study: Option<u64>,
     pub maximize: bool,
     pub meta: Option<StudyMeta>,
+    /// Whether the study names its objective (Optuna's `study:metric_names`).
+    pub metric_names: bool,
     pub test: Option<TestResult>,
     /// Optuna trial id -> our trial number.
     pub numbers: HashMap<u64, usize>,
@@ -60,6 +63,7 @@ impl Replay {
             study: None,
             maximize: false,
             meta: None,
+            metric_names: false,
             test: None,
             numbers: HashMap::new(),
             records: Vec::new(),
@@ -174,6 +178,7 @@ impl Replay {
                     .map_err(|e| format!("`{META_ATTR}`: {e}"))?;
                 self.meta = Some(meta);
             }
+            (false, METRIC_NAMES_ATTR) => self.metric_names = true,
             (true, TEST_ATTR) => match serde_json::from_value(value.clone()) {
                 Ok(t) => self.test = Some(t),
                 Err(e) => eprintln!("nas: warning: ignoring an unreadable `{TEST_ATTR}`: {e}"),
@@ -322,6 +327,8 @@ impl Replay {
             }
             (true, "error") => r.error = v.as_str().map(str::to_string),
             (true, FAIL_REASON) => self.trials[n].fail_reason = v.as_str().map(str::to_string),
+            (true, CURVES_ATTR) => r.curves = curves_from_json(v).unwrap_or_default(),
+            (true, PRUNED_AT_ATTR) => r.pruned_at = serde_json::from_value(v.clone()).ok(),
             (true, "fold_scores") => {
                 if let Some(a) = v.as_array() {
                     // JSON has no NaN: a non-finite score was written as null.
@@ -422,6 +429,12 @@ fn check_attr(user: bool, key: &str, v: &Value) -> Result<(), String> {
         (true, "error") => (!(v.is_string() || v.is_null())).then_some("a string or null"),
         (true, "fold_scores") => (!v.as_array().is_some_and(|a| a.iter().all(number_or_null)))
             .then_some("a list of numbers"),
+        (true, CURVES_ATTR) => curves_from_json(v)
+            .is_none()
+            .then_some("a list of fold curves ({\"loss\": [..], \"score\": [..], ..})"),
+        (true, PRUNED_AT_ATTR) => serde_json::from_value::<crate::search::Rung>(v.clone())
+            .is_err()
+            .then_some("a rung ({\"rung\": r, \"epochs\": e, \"bracket\": b})"),
         _ => None,
     };
     match expected {

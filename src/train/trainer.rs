@@ -7,6 +7,7 @@ use crate::nn::ops::device_tensor;
 use crate::nn::{build_network, Network};
 use crate::search::Decision;
 use crate::space::Candidate;
+use crate::study::FoldCurve;
 use dfdx::losses::{cross_entropy_with_logits_loss, mse_loss};
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
@@ -150,6 +151,8 @@ pub struct CvOutcome {
     pub pruned: bool,
     /// Mean best-so-far objective (lower is better) over folds, per epoch.
     pub intermediate: Vec<f64>,
+    /// Each fold's validation loss and score per epoch, and how it ended.
+    pub curves: Vec<FoldCurve>,
     pub param_count: usize,
     pub macs: u64,
 }
@@ -407,6 +410,7 @@ struct FoldState {
     best_metrics: Option<Metrics>,
     epochs: usize,
     done: bool,
+    curve: FoldCurve,
 }
 
 /// Trains one network per fold, epoch by epoch in lockstep, with early stopping on each fold's
@@ -437,6 +441,7 @@ pub fn cross_validate(
             best_metrics: None,
             epochs: 0,
             done: false,
+            curve: FoldCurve::default(),
         });
     }
     let (param_count, macs) = states
@@ -474,10 +479,15 @@ pub fn cross_validate(
                     value: m.loss as f32,
                 });
             }
+            s.curve.loss.push(m.loss);
+            s.curve.score.push(m.score);
             match s.stop.update(epoch, m.loss) {
                 Verdict::Improved => s.best_metrics = Some(m),
                 Verdict::Wait => {}
-                Verdict::Stop => s.done = true,
+                Verdict::Stop => {
+                    s.done = true;
+                    s.curve.stopped_early = Some(epoch);
+                }
             }
         }
         let objective = states
@@ -501,6 +511,13 @@ pub fn cross_validate(
         epochs_run: states.iter().map(|s| s.epochs).max().unwrap_or(0),
         pruned,
         intermediate,
+        curves: states
+            .into_iter()
+            .map(|s| FoldCurve {
+                best_epoch: s.stop.best_epoch(),
+                ..s.curve
+            })
+            .collect(),
         param_count,
         macs,
     })

@@ -1,0 +1,82 @@
+//! `nas trial N`: one trial of a study in full, its network counted on the study's data.
+
+use super::{load_data, only_study, print_out, CliError};
+use crate::space::SearchSpace;
+use crate::study::{study_dir, JournalStorage, Storage, StudyError, StudyMeta, TrialRecord};
+use crate::trial_view::{Format, TrialView};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct TrialArgs {
+    /// The trial's number (the leaderboard's `trial` column).
+    pub number: usize,
+    /// Study name (default: the only, else most recently changed, study under --results).
+    #[arg(long)]
+    pub study: Option<String>,
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// The CSV label/target column, if `nas search` was given --target.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The input shape, if `nas search` was given --shape.
+    #[arg(long)]
+    pub shape: Option<String>,
+}
+
+pub fn run(a: TrialArgs) -> Result<(), CliError> {
+    let study = match a.study.clone() {
+        Some(s) => s,
+        None => only_study(&a.results)?,
+    };
+    let dir = study_dir(&a.results, &study);
+    if !dir.join(JournalStorage::FILE).exists() {
+        return Err(StudyError::Missing(study).into());
+    }
+    let storage = JournalStorage::open(&dir)?;
+    let mut meta = storage.meta().clone();
+    meta.name = study.clone();
+    let trials = storage.trials();
+    let trial = trials.get(a.number).ok_or_else(|| {
+        CliError::Usage(match trials.len() {
+            0 => format!("study `{study}` has no trials yet"),
+            n => format!(
+                "{} (study `{study}` has trials 0 to {})",
+                StudyError::NoTrial(a.number),
+                n - 1
+            ),
+        })
+    })?;
+    let space = SearchSpace::from_str_named(&meta.space_source, &study, &meta.space_file).ok();
+    let layers = layers(&a, &meta, space.as_ref(), trial);
+    let view = TrialView::new(&meta, trials, trial, space.as_ref(), layers);
+    print_out(&view.render(a.format))
+}
+
+/// The trial's network counted on the study's data (its input shape and outputs), or why not.
+fn layers(
+    a: &TrialArgs,
+    meta: &StudyMeta,
+    space: Option<&SearchSpace>,
+    trial: &TrialRecord,
+) -> Result<crate::nn::LayerTable, String> {
+    let space = space.ok_or("the study's space no longer reads (changed by a newer nas?)")?;
+    let split = load_data(
+        &meta.data,
+        a.target.as_deref(),
+        a.shape.as_deref(),
+        None,
+        meta.task,
+    )
+    .map_err(|e| {
+        format!("its input shape comes from the data, which does not load: {e} (give --shape and --target as to `nas search`)")
+    })?;
+    crate::nn::layer_table(
+        &space.decode(&trial.config).arch,
+        split.train.shape,
+        split.train.n_outputs(),
+    )
+    .map_err(|e| e.to_string())
+}
