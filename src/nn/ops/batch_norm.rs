@@ -4,6 +4,7 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
+use super::simd::simd_fn;
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
 use super::{Activations, Epilogue, OpError};
 
@@ -126,21 +127,15 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
         let mut var = vec![0.0f32; c];
         for ch in 0..c {
             // Two passes in f64: one-pass sums lose too much precision on large, offset inputs.
-            let mut s = 0.0f64;
-            for row in xs.chunks_exact(expected) {
-                s += row[ch * hw..(ch + 1) * hw]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .sum::<f64>();
-            }
+            let s: f64 = xs
+                .chunks_exact(expected)
+                .map(|row| sum_f64(&row[ch * hw..(ch + 1) * hw]))
+                .sum();
             let mu = s / m as f64;
-            let mut ss = 0.0f64;
-            for row in xs.chunks_exact(expected) {
-                ss += row[ch * hw..(ch + 1) * hw]
-                    .iter()
-                    .map(|&v| (v as f64 - mu) * (v as f64 - mu))
-                    .sum::<f64>();
-            }
+            let ss: f64 = xs
+                .chunks_exact(expected)
+                .map(|row| sum_sq_dev_f64(&row[ch * hw..(ch + 1) * hw], mu))
+                .sum();
             mean[ch] = mu as f32;
             var[ch] = (ss / m as f64) as f32;
         }
@@ -172,10 +167,7 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
         for ch in 0..c {
             let (mu, is, ga, be) = (mean[ch], inv_std[ch], g[ch], b[ch]);
             let r = ch * hw..(ch + 1) * hw;
-            for (h, o) in row_hat[r.clone()].iter_mut().zip(&mut row_out[r]) {
-                *h = (*h - mu) * is;
-                *o = ga * *h + be;
-            }
+            normalize(&mut row_hat[r.clone()], &mut row_out[r], mu, is, ga, be);
         }
     }
 
@@ -220,11 +212,7 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
         for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
             for ch in 0..c {
                 let r = ch * hw..(ch + 1) * hw;
-                let (mut s1, mut s2) = (0.0f32, 0.0f32);
-                for (&d, &h) in row_gy[r.clone()].iter().zip(&row_hat[r]) {
-                    s1 += d;
-                    s2 += d * h;
-                }
+                let (s1, s2) = sums_dy_dy_xhat(&row_gy[r.clone()], &row_hat[r]);
                 sum_dy[ch] += s1;
                 sum_dy_xhat[ch] += s2;
             }
@@ -246,10 +234,14 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
                         // projection of dy on x_hat.
                         let mean_dy = sum_dy[ch] * inv_m;
                         let mean_dy_xhat = sum_dy_xhat[ch] * inv_m;
-                        for ((o, &d), &h) in dst.iter_mut().zip(&row_gy[r.clone()]).zip(&row_hat[r])
-                        {
-                            *o += k * (d - mean_dy - h * mean_dy_xhat);
-                        }
+                        input_grad(
+                            dst,
+                            &row_gy[r.clone()],
+                            &row_hat[r],
+                            k,
+                            mean_dy,
+                            mean_dy_xhat,
+                        );
                     } else {
                         for (o, &d) in dst.iter_mut().zip(&row_gy[r]) {
                             *o += k * d;
@@ -277,4 +269,79 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
         Ok(())
     });
     Ok(y.put_tape(tape))
+}
+
+/// Lanes of the reductions below: independent partial sums the compiler can keep in SIMD
+/// registers (a single running sum must be added in order, one value at a time).
+const LANES: usize = 8;
+
+simd_fn! {
+/// The sum of `v`, in f64.
+fn sum_f64(v: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&x| x as f64).sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+}
+
+simd_fn! {
+/// The sum of `(v - mu)^2`, in f64.
+fn sum_sq_dev_f64(v: &[f32], mu: f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&x| (x as f64 - mu) * (x as f64 - mu)).sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            let d = x as f64 - mu;
+            *a += d * d;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+}
+
+simd_fn! {
+/// `x_hat = (x - mu) * inv_std` in place, and `out = gamma * x_hat + beta`.
+fn normalize(x_hat: &mut [f32], out: &mut [f32], mu: f32, inv_std: f32, gamma: f32, beta: f32) {
+    for (h, o) in x_hat.iter_mut().zip(out) {
+        *h = (*h - mu) * inv_std;
+        *o = gamma * *h + beta;
+    }
+}
+}
+
+simd_fn! {
+/// `(sum(dy), sum(dy * x_hat))`.
+fn sums_dy_dy_xhat(dy: &[f32], x_hat: &[f32]) -> (f32, f32) {
+    let (mut a1, mut a2) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let chunks = dy.chunks_exact(LANES).zip(x_hat.chunks_exact(LANES));
+    for (d, h) in chunks {
+        for l in 0..LANES {
+            a1[l] += d[l];
+            a2[l] += d[l] * h[l];
+        }
+    }
+    let done = dy.len() / LANES * LANES;
+    let (mut s1, mut s2) = (a1.iter().sum::<f32>(), a2.iter().sum::<f32>());
+    for (&d, &h) in dy[done..].iter().zip(&x_hat[done..]) {
+        s1 += d;
+        s2 += d * h;
+    }
+    (s1, s2)
+}
+}
+
+simd_fn! {
+/// `gx += k * (dy - mean_dy - x_hat * mean_dy_xhat)`: the input gradient in training.
+fn input_grad(gx: &mut [f32], dy: &[f32], x_hat: &[f32], k: f32, mean_dy: f32, mean_dy_xhat: f32) {
+    for ((o, &d), &h) in gx.iter_mut().zip(dy).zip(x_hat) {
+        *o += k * (d - mean_dy - h * mean_dy_xhat);
+    }
+}
 }
