@@ -8,7 +8,6 @@ use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
 use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta};
 use clap::{Args, Parser, Subcommand};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -615,7 +614,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         dir.display()
     );
     // Live on a terminal, plain lines in a pipe or file, nothing with --quiet.
-    let progress = Display::choose(a.quiet, std::io::stderr().is_terminal()).build();
+    let progress = Display::for_stderr(a.quiet).build();
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let (c, progress) = (cancel.clone(), progress.clone());

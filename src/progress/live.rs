@@ -62,27 +62,36 @@ impl Progress for Live {
         }
         let (stop, stopped) = channel::<()>();
         let shared = self.shared.clone();
-        let thread = std::thread::spawn(move || {
-            let bar =
-                ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(DRAW_HZ))
-                    .with_style(
-                        ProgressStyle::with_template(TEMPLATE)
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("█▉▊▋▌▍▎▏ "),
-                    );
-            loop {
-                let done = matches!(
-                    stopped.recv_timeout(FRAME),
-                    Ok(()) | Err(RecvTimeoutError::Disconnected)
+        let spawned = std::thread::Builder::new()
+            .name("nas-progress".into())
+            .spawn(move || {
+                let bar = ProgressBar::with_draw_target(
+                    Some(0),
+                    ProgressDrawTarget::stderr_with_hz(DRAW_HZ),
+                )
+                .with_style(
+                    ProgressStyle::with_template(TEMPLATE)
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("█▉▊▋▌▍▎▏ "),
                 );
                 draw(&bar, &shared);
-                if done {
-                    break;
+                loop {
+                    let done = matches!(
+                        stopped.recv_timeout(FRAME),
+                        Ok(()) | Err(RecvTimeoutError::Disconnected)
+                    );
+                    draw(&bar, &shared);
+                    if done {
+                        break;
+                    }
                 }
-            }
-            bar.finish_and_clear();
-        });
-        *lock(&self.drawer) = Some((stop, thread));
+                bar.finish_and_clear();
+            });
+        match spawned {
+            Ok(thread) => *lock(&self.drawer) = Some((stop, thread)),
+            // No display, but the search runs as well without one.
+            Err(_) => lock(&self.shared).board = None,
+        }
     }
 
     fn event(&self, event: Event<'_>) {
@@ -117,7 +126,7 @@ impl Drop for Live {
     }
 }
 
-/// One frame: the new log lines above the bar, then the bar, its status and the workers' lines.
+/// One frame: the bar, its status and the workers' lines, with the new log lines above them.
 /// The lock is held only to copy the text out.
 fn draw(bar: &ProgressBar, shared: &Mutex<Shared>) {
     let (log, (pos, len), text) = {
@@ -131,9 +140,7 @@ fn draw(bar: &ProgressBar, shared: &Mutex<Shared>) {
         log.extend(notes);
         (log, board.bar(at), board.lines(at).join("\n"))
     };
-    for line in log {
-        bar.println(line);
-    }
+    // The bar first, so that the lines printed above it redraw it as it is now.
     if (bar.position(), bar.length()) != (pos, Some(len)) {
         bar.update(|s| {
             s.set_len(len);
@@ -141,4 +148,7 @@ fn draw(bar: &ProgressBar, shared: &Mutex<Shared>) {
         });
     }
     bar.set_message(text);
+    for line in log {
+        bar.println(line);
+    }
 }

@@ -13,6 +13,7 @@ pub use live::Live;
 
 use crate::search::TrialState;
 use crate::study::{Metric, TrialRecord};
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,9 +124,19 @@ pub enum Display {
 }
 
 impl Display {
-    /// `--quiet` shows no progress; a terminal gets the live display; a pipe or file, plain lines.
-    pub fn choose(quiet: bool, stderr_is_terminal: bool) -> Display {
-        match (quiet, stderr_is_terminal) {
+    /// The display for standard error as it is: see [`Display::choose`] and [`can_redraw`].
+    pub fn for_stderr(quiet: bool) -> Display {
+        let term = std::env::var("TERM").ok();
+        Display::choose(
+            quiet,
+            can_redraw(std::io::stderr().is_terminal(), term.as_deref()),
+        )
+    }
+
+    /// `--quiet` shows no progress; a terminal that can be redrawn gets the live display; a pipe,
+    /// a file or a dumb terminal, plain lines.
+    pub fn choose(quiet: bool, redraws: bool) -> Display {
+        match (quiet, redraws) {
             (true, _) => Display::Off,
             (false, true) => Display::Live,
             (false, false) => Display::Plain,
@@ -139,6 +150,13 @@ impl Display {
             Display::Off => Arc::new(Silent),
         }
     }
+}
+
+/// Whether standard error can be redrawn in place: it is a terminal, and `TERM` names one other
+/// than `dumb` (indicatif, as its `console` crate, draws nothing on a dumb terminal, so the live
+/// display would show nothing there, not even the finished trials).
+pub fn can_redraw(is_terminal: bool, term: Option<&str>) -> bool {
+    is_terminal && !matches!(term, None | Some("dumb"))
 }
 
 /// A finished trial as one log line:
@@ -196,6 +214,15 @@ mod tests {
         assert_eq!(Display::choose(false, false), Display::Plain);
         assert_eq!(Display::choose(true, true), Display::Off);
         assert_eq!(Display::choose(true, false), Display::Off);
+    }
+
+    #[test]
+    fn only_a_terminal_with_a_term_other_than_dumb_is_redrawn() {
+        assert!(can_redraw(true, Some("xterm-256color")));
+        assert!(can_redraw(true, Some("tmux-256color")));
+        assert!(!can_redraw(true, Some("dumb")));
+        assert!(!can_redraw(true, None));
+        assert!(!can_redraw(false, Some("xterm")));
     }
 
     #[test]
