@@ -3,7 +3,7 @@
 use crate::controller::{best_trial, train_final, Controller, PreparedData, SearchOptions};
 use crate::data::{load, load_test_file, DataSource, DataSplit, InputShape, LoadOptions};
 use crate::leaderboard::{self, Column, Format, StateFilter, View};
-use crate::progress::Display;
+use crate::progress::Mode;
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
 use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta};
@@ -614,7 +614,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         dir.display()
     );
     // Live on a terminal, plain lines in a pipe or file, nothing with --quiet.
-    let progress = Display::for_stderr(a.quiet).build();
+    let progress = Mode::for_stderr(a.quiet).build();
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let (c, progress) = (cancel.clone(), progress.clone());

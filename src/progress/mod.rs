@@ -114,7 +114,7 @@ impl Progress for PlainLog {
 
 /// How `nas search` shows its progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Display {
+pub enum Mode {
     /// Bars redrawn in place ([`Live`]).
     Live,
     /// One line per finished trial ([`PlainLog`]).
@@ -123,11 +123,11 @@ pub enum Display {
     Off,
 }
 
-impl Display {
-    /// The display for standard error as it is: see [`Display::choose`] and [`can_redraw`].
-    pub fn for_stderr(quiet: bool) -> Display {
+impl Mode {
+    /// The mode for standard error as it is: see [`Mode::choose`] and [`can_redraw`].
+    pub fn for_stderr(quiet: bool) -> Mode {
         let term = std::env::var("TERM").ok();
-        Display::choose(
+        Mode::choose(
             quiet,
             can_redraw(std::io::stderr().is_terminal(), term.as_deref()),
         )
@@ -135,19 +135,19 @@ impl Display {
 
     /// `--quiet` shows no progress; a terminal that can be redrawn gets the live display; a pipe,
     /// a file or a dumb terminal, plain lines.
-    pub fn choose(quiet: bool, redraws: bool) -> Display {
+    pub fn choose(quiet: bool, redraws: bool) -> Mode {
         match (quiet, redraws) {
-            (true, _) => Display::Off,
-            (false, true) => Display::Live,
-            (false, false) => Display::Plain,
+            (true, _) => Mode::Off,
+            (false, true) => Mode::Live,
+            (false, false) => Mode::Plain,
         }
     }
 
     pub fn build(self) -> Arc<dyn Progress> {
         match self {
-            Display::Live => Arc::new(Live::default()),
-            Display::Plain => Arc::new(PlainLog::default()),
-            Display::Off => Arc::new(Silent),
+            Mode::Live => Arc::new(Live::default()),
+            Mode::Plain => Arc::new(PlainLog::default()),
+            Mode::Off => Arc::new(Silent),
         }
     }
 }
@@ -210,10 +210,10 @@ mod tests {
 
     #[test]
     fn a_terminal_gets_the_live_display_a_pipe_plain_lines_and_quiet_nothing() {
-        assert_eq!(Display::choose(false, true), Display::Live);
-        assert_eq!(Display::choose(false, false), Display::Plain);
-        assert_eq!(Display::choose(true, true), Display::Off);
-        assert_eq!(Display::choose(true, false), Display::Off);
+        assert_eq!(Mode::choose(false, true), Mode::Live);
+        assert_eq!(Mode::choose(false, false), Mode::Plain);
+        assert_eq!(Mode::choose(true, true), Mode::Off);
+        assert_eq!(Mode::choose(true, false), Mode::Off);
     }
 
     #[test]
