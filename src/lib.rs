@@ -8,6 +8,7 @@ pub mod export;
 pub mod leaderboard;
 pub mod nn;
 pub mod parts;
+pub mod progress;
 pub mod search;
 pub mod seed;
 pub mod space;

@@ -3,6 +3,7 @@
 use crate::controller::{best_trial, train_final, Controller, PreparedData, SearchOptions};
 use crate::data::{load, load_test_file, DataSource, DataSplit, InputShape, LoadOptions};
 use crate::leaderboard::{self, Column, Format, StateFilter, View};
+use crate::progress::Mode;
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
 use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta};
@@ -154,7 +155,8 @@ pub struct SearchArgs {
     /// Skip retraining the best configuration and the test-set evaluation.
     #[arg(long)]
     pub no_final: bool,
-    /// Print only the leaderboard, not one line per trial.
+    /// Show no progress: neither the live display (on a terminal) nor one line per finished
+    /// trial (otherwise); the leaderboard and test result are printed as always.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -611,16 +613,18 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         data.train.shape,
         dir.display()
     );
+    // Live on a terminal, plain lines in a pipe or file, nothing with --quiet.
+    let progress = Mode::for_stderr(a.quiet).build();
     let cancel = Arc::new(AtomicBool::new(false));
     {
-        let c = cancel.clone();
+        let (c, progress) = (cancel.clone(), progress.clone());
         // Ctrl-C, and SIGTERM (what `kill`, Slurm and Kubernetes send), end the trials in
         // flight as interrupted. A second signal while shutting down quits at once.
         let _ = ctrlc::set_handler(move || {
             if c.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("nas: interrupted; finishing up (Ctrl-C again to quit at once)");
+            progress.note("nas: interrupted; finishing up (Ctrl-C again to quit at once)");
         });
     }
     let workers = plan.workers;
@@ -643,7 +647,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
                 .or_else(|| crate::sys::available_bytes().map(|b| b / workers.max(1) as u64)),
             trial_timeout: plan.trial_timeout,
             max_consecutive_failures: plan.max_consecutive_failures,
-            verbose: !a.quiet,
+            progress,
         },
         cancel: cancel.clone(),
     };
