@@ -321,6 +321,11 @@ impl Network {
         run_from(&mut self.layers, x, train, false)
     }
 
+    /// [`Network::forward`], with the gradient of the batch itself too (saliency maps, checks).
+    pub fn forward_with_input_grad<T: Tape<f32, Cpu>>(&mut self, x: Mat<T>, train: bool) -> Mat<T> {
+        run_from(&mut self.layers, x, train, true)
+    }
+
     /// Visits every trainable parameter: name, tensor, and whether weight decay applies.
     pub fn visit_params(&mut self, f: &mut dyn FnMut(String, ParamMut<'_>, bool)) {
         visit_all(&mut self.layers, "layers", f);
