@@ -15,6 +15,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub mod model;
+pub mod report;
 pub mod space;
 pub mod trial;
 
@@ -48,6 +49,10 @@ pub enum Command {
     Compare(CompareArgs),
     /// Inspect a search space: its parameters, sampled networks, and the share that cannot work.
     Space(space::SpaceArgs),
+    /// Write a study's plots (SVG and PNG) under results/<study>/plots/.
+    Plot(report::PlotArgs),
+    /// Write a study's report: one self-contained HTML page, results/<study>/report.html.
+    Report(report::ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +203,8 @@ pub enum CliError {
     Study(#[from] crate::study::StudyError),
     #[error(transparent)]
     Search(#[from] crate::controller::SearchError),
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
     /// A path the user named for output (`--results`, `--out`) that cannot be made.
     #[error("cannot create {}: {message}", path.display())]
     CannotCreate { path: PathBuf, message: String },
@@ -274,6 +281,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Evaluate(a) => model::evaluate(a),
         Command::Compare(a) => compare(a),
         Command::Space(a) => space::run(a),
+        Command::Plot(a) => report::plot(a),
+        Command::Report(a) => report::report(a),
     }
 }
 
@@ -657,8 +666,12 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         scheduler.build(space.max_epochs()),
         requeue,
     );
-    // Whatever ended the search, the trials that finished are ranked and saved.
+    // Whatever ended the search, the trials that finished are ranked, saved and plotted.
     let table = leaderboard::save(&dir, &storage, Some(&space))?;
+    if let Err(e) = report::write_plots(&dir, &storage, Some(&space), a.quiet) {
+        // The search's results are kept whatever happens to its pictures.
+        eprintln!("nas: warning: {e}");
+    }
     let stats = run?;
     println!("{table}");
     if stats.trials > 0 {

@@ -50,14 +50,22 @@ pub fn run(a: TrialArgs) -> Result<(), CliError> {
         })
     })?;
     let space = SearchSpace::from_str_named(&meta.space_source, &study, &meta.space_file).ok();
-    let layers = layers(&a, &meta, space.as_ref(), trial);
+    let layers = layers(
+        a.target.as_deref(),
+        a.shape.as_deref(),
+        &meta,
+        space.as_ref(),
+        trial,
+    );
     let view = TrialView::new(&meta, trials, trial, space.as_ref(), layers);
     print_out(&view.render(a.format))
 }
 
-/// The trial's network counted on the study's data (its input shape and outputs), or why not.
-fn layers(
-    a: &TrialArgs,
+/// The trial's network counted on the study's data (its input shape and outputs), or why not;
+/// `target` and `shape` as `nas search` was given them. `nas report` uses it too.
+pub(crate) fn layers(
+    target: Option<&str>,
+    shape: Option<&str>,
     meta: &StudyMeta,
     space: Option<&SearchSpace>,
     trial: &TrialRecord,
@@ -65,8 +73,8 @@ fn layers(
     let space = space.ok_or("the study's space no longer reads (changed by a newer nas?)")?;
     let split = load_data(
         &meta.data,
-        a.target.as_deref(),
-        a.shape.as_deref(),
+        target,
+        shape,
         None,
         meta.task,
     )

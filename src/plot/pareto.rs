@@ -1,0 +1,169 @@
+//! Score against parameter count (log axis), with the Pareto front of the two marked: the trials
+//! that no other trial beats on score with as few parameters.
+
+use super::style::{self, err, AXIS, BEST, FONT, LEGEND, MUTED, SIZE, TEXT, TICKS, TRIAL};
+use super::{human_count, PlotInput, PlotKind};
+use crate::study::Metric;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// The trials on the front, as (params, score, trial), fewest parameters first: each scores
+/// strictly better than every trial with as many parameters or fewer.
+pub fn front(points: &[(f64, f64, usize)], metric: Metric) -> Vec<(f64, f64, usize)> {
+    let mut sorted = points.to_vec();
+    sorted.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then(metric.to_loss(a.1).total_cmp(&metric.to_loss(b.1)))
+            .then(a.2.cmp(&b.2))
+    });
+    let mut out: Vec<(f64, f64, usize)> = Vec::new();
+    for p in sorted {
+        if out.last().is_none_or(|l| metric.better(p.1, l.1)) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn draw(input: &PlotInput, out: &mut String) -> Result<(), String> {
+    let root = SVGBackend::with_string(out, SIZE).into_drawing_area();
+    let points: Vec<(f64, f64, usize)> = input
+        .scored()
+        .iter()
+        .filter(|(t, _)| t.params > 0)
+        .map(|(t, s)| (t.params as f64, *s, t.number))
+        .collect();
+    let front = front(&points, input.metric);
+    let subtitle = format!(
+        "{} of {} complete trials on the front: the best {} for their size ({})",
+        front.len(),
+        points.len(),
+        input.score_label(),
+        input.better_word()
+    );
+    let area = style::header(&root, PlotKind::Pareto.title(), &subtitle)?;
+    let Some((y0, y1)) = style::range_of(points.iter().map(|p| p.1)) else {
+        style::note(&area, "no complete trial yet")?;
+        return root.present().map_err(err);
+    };
+    let lo = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.0).fold(0.0, f64::max);
+    let (x0, x1) = (lo / 1.5, hi * 1.5);
+    let mut chart = ChartBuilder::on(&area)
+        .margin(20)
+        .x_label_area_size(56)
+        .y_label_area_size(90)
+        .build_cartesian_2d(
+            (x0..x1)
+                .log_scale()
+                .with_key_points(style::log_ticks(x0, x1)),
+            y0..y1,
+        )
+        .map_err(err)?;
+    let score = input.score_label();
+    chart
+        .configure_mesh()
+        .x_desc("trainable parameters (log scale)")
+        .y_desc(format!("{score} (mean over folds)"))
+        .axis_desc_style((FONT, AXIS))
+        .label_style((FONT, TICKS))
+        .x_label_formatter(&|x| human_count(*x))
+        .y_label_formatter(&|y| style::score_tick(*y))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    let on_front = |n: usize| front.iter().any(|f| f.2 == n);
+    chart
+        .draw_series(
+            points
+                .iter()
+                .filter(|p| !on_front(p.2))
+                .map(|p| Circle::new((p.0, p.1), 5, TRIAL.mix(0.7).filled())),
+        )
+        .map_err(err)?
+        .label("complete trial")
+        .legend(|(x, y)| Circle::new((x + 10, y), 5, TRIAL.filled()));
+    // The front as a staircase: a trial's score holds until a larger trial beats it.
+    let mut steps = Vec::new();
+    for (i, p) in front.iter().enumerate() {
+        if i > 0 {
+            steps.push((p.0, front[i - 1].1));
+        }
+        steps.push((p.0, p.1));
+    }
+    if let Some(last) = front.last() {
+        steps.push((x1, last.1));
+    }
+    chart
+        .draw_series(LineSeries::new(steps, BEST.stroke_width(2)))
+        .map_err(err)?
+        .label("Pareto front (most score for fewest parameters)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BEST.stroke_width(2)));
+    chart
+        .draw_series(
+            front
+                .iter()
+                .map(|p| Circle::new((p.0, p.1), 7, BEST.filled())),
+        )
+        .map_err(err)?;
+    // Labels alternate above and below the front so that neighbours do not overlap.
+    let above = TextStyle::from((FONT, TICKS).into_font())
+        .color(&TEXT)
+        .pos(Pos::new(HPos::Left, VPos::Bottom));
+    let below = above.pos(Pos::new(HPos::Left, VPos::Top));
+    chart
+        .draw_series(front.iter().enumerate().map(|(i, p)| {
+            let (style, dy) = if i % 2 == 0 {
+                (above.clone(), -8)
+            } else {
+                (below.clone(), 8)
+            };
+            EmptyElement::at((p.0, p.1))
+                + Text::new(
+                    format!("trial {} ({})", p.2, human_count(p.0)),
+                    (8, dy),
+                    style,
+                )
+        }))
+        .map_err(err)?;
+    let lx = |x: f64| style::frac(x.ln(), (x0.ln(), x1.ln()));
+    let position = style::legend_corner(
+        points.iter().map(|p| (lx(p.0), style::frac(p.1, (y0, y1)))),
+        style::legend_size(&["Pareto front (most score for fewest parameters)", ""]),
+        if input.metric.higher_is_better() {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperRight
+        },
+    );
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, LEGEND))
+        .background_style(WHITE.mix(0.85))
+        .border_style(MUTED)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_front_keeps_trials_no_smaller_trial_beats() {
+        let pts = [
+            (100.0, 0.80, 0),
+            (200.0, 0.90, 1),
+            (150.0, 0.70, 2), // beaten by trial 0, smaller and better
+            (400.0, 0.90, 3), // ties trial 1 with more parameters
+            (800.0, 0.95, 4),
+        ];
+        let f: Vec<usize> = front(&pts, Metric::Accuracy).iter().map(|p| p.2).collect();
+        assert_eq!(f, vec![0, 1, 4]);
+        // For RMSE lower is better: trial 2 (0.70) beats the larger trials 1, 3 and ties none.
+        let f: Vec<usize> = front(&pts, Metric::Rmse).iter().map(|p| p.2).collect();
+        assert_eq!(f, vec![0, 2]);
+    }
+}
