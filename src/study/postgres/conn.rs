@@ -60,6 +60,12 @@ impl Db {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("nas");
+        // libpq's convention, so that a password can stay out of the URL (and out of `ps`).
+        if config.get_password().is_none() {
+            if let Ok(p) = std::env::var("PGPASSWORD") {
+                config.password(p);
+            }
+        }
         config.connect(NoTls)
     }
 
@@ -105,8 +111,9 @@ impl Db {
             };
             if kind == Failure::Connection && !warned {
                 eprintln!(
-                    "nas: warning: {}: lost the connection ({e}); reconnecting",
-                    self.url
+                    "nas: warning: {}: lost the connection ({}); reconnecting",
+                    self.url,
+                    one_line(&e)
                 );
                 warned = true;
             }
