@@ -264,7 +264,7 @@ fn optuna_loads_a_nas_study_from_postgres_and_an_optuna_process_adds_trials_to_i
     };
     let url = server.database("optuna_reads");
     let mut s = open_or_create(&url, meta("digits"), Duration::from_secs(30));
-    let trials = vec![
+    let trials = [
         run_trial(s.as_mut(), 0, TrialState::Complete, &[-0.5, -0.625, -0.75]).expect("trial 0"),
         run_trial(s.as_mut(), 1, TrialState::Pruned, &[-0.25, -0.375]).expect("trial 1"),
         run_trial(s.as_mut(), 2, TrialState::Failed, &[]).expect("trial 2"),

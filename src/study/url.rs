@@ -12,7 +12,7 @@ pub enum StorageUrl {
     /// One Optuna journal per study, `<results>/<study>/journal.log`.
     Journal { results: PathBuf },
     /// A PostgreSQL database that holds any number of studies.
-    Postgres(PostgresUrl),
+    Postgres(Box<PostgresUrl>),
 }
 
 /// A PostgreSQL connection URL, parsed; shown without its password.
@@ -69,7 +69,10 @@ impl StorageUrl {
         if config.get_hosts().is_empty() {
             return Err(bad("the URL names no host".into()));
         }
-        Ok(StorageUrl::Postgres(PostgresUrl { config, shown }))
+        Ok(StorageUrl::Postgres(Box::new(PostgresUrl {
+            config,
+            shown,
+        })))
     }
 
     /// The journal under `results`.

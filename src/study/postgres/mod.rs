@@ -421,8 +421,10 @@ fn set_intermediate(
     id: i32,
     steps: &[(i32, f64)],
 ) -> Result<u64, postgres::Error> {
-    let (numbers, (values, kinds)): (Vec<i32>, (Vec<Option<f64>>, Vec<&str>)) =
-        steps.iter().map(|(s, v)| (*s, load::to_stored(*v))).unzip();
+    let numbers: Vec<i32> = steps.iter().map(|(s, _)| *s).collect();
+    let stored: Vec<(Option<f64>, &str)> = steps.iter().map(|(_, v)| load::to_stored(*v)).collect();
+    let values: Vec<Option<f64>> = stored.iter().map(|(v, _)| *v).collect();
+    let kinds: Vec<&str> = stored.iter().map(|(_, k)| *k).collect();
     c.execute(
         "INSERT INTO trial_intermediate_values \
          (trial_id, step, intermediate_value, intermediate_value_type) \

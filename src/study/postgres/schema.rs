@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: i32 = 12;
 pub const ALEMBIC_REVISION: &str = "v3.2.0.a";
 
 /// A key of PostgreSQL's advisory locks, held while the schema is created ("nas-sch").
-const SCHEMA_LOCK: i64 = 0x6e61_732d_7363_68;
+const SCHEMA_LOCK: i64 = 0x006e_6173_2d73_6368;
 
 const ENUMS: &[(&str, &str)] = &[
     ("studydirection", "'NOT_SET', 'MINIMIZE', 'MAXIMIZE'"),
