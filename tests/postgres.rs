@@ -794,3 +794,109 @@ fn optuna_dashboard_opens_a_nas_study_in_postgres() {
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
 }
+
+/// Milliseconds per trial of each storage step, as the controller calls them (refresh, recover,
+/// create; parameters; `EPOCHS` epoch reports; finish), on the journal and on PostgreSQL.
+/// `cargo test --release --test postgres -- --ignored --nocapture measure_storage_overhead`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_storage_overhead() {
+    const TRIALS: usize = 200;
+    const EPOCHS: usize = 20;
+    let Some(server) = Server::start("measure_storage_overhead") else {
+        return;
+    };
+    // NAS_MEASURE_POSTGRES_URL: a server of your own (the test's runs with fsync off).
+    let url =
+        std::env::var("NAS_MEASURE_POSTGRES_URL").unwrap_or_else(|_| server.database("overhead"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let places = [
+        ("journal", StorageUrl::journal(dir.path())),
+        ("postgresql", storage_url(&url)),
+    ];
+    for (name, place) in places {
+        let mut s = nas::study::open_or_create(&place, meta("overhead"), StorageOptions::default())
+            .expect("opens");
+        let mut t = [Duration::ZERO; 4];
+        for k in 0..TRIALS {
+            let t0 = Instant::now();
+            s.refresh().expect("refresh");
+            s.recover_stale().expect("recover");
+            let n = s
+                .create_trial_within(None)
+                .expect("create")
+                .expect("a trial");
+            let t1 = Instant::now();
+            s.set_params(n, config(k), k as u64).expect("params");
+            let t2 = Instant::now();
+            for e in 1..=EPOCHS {
+                s.report(n, e, -0.5 - e as f64 / 100.0).expect("report");
+            }
+            let t3 = Instant::now();
+            let mut r = TrialRecord::new(n, config(k), k as u64);
+            r.state = TrialState::Complete;
+            r.cv_mean = Some(0.7);
+            r.intermediate = (1..=EPOCHS).map(|e| -0.5 - e as f64 / 100.0).collect();
+            r.curves = vec![FoldCurve::default(); 3];
+            s.finish_trial(r).expect("finish");
+            let t4 = Instant::now();
+            for (d, (a, b)) in t.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4)]) {
+                *d += b - a;
+            }
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0 / TRIALS as f64;
+        let total: Duration = t.iter().sum();
+        eprintln!(
+            "{name}: {:.2} ms per trial: refresh+recover+create {:.2}, params {:.2}, {EPOCHS} epoch reports {:.2} ({:.3} each), finish {:.2}",
+            ms(total),
+            ms(t[0]),
+            ms(t[1]),
+            ms(t[2]),
+            ms(t[2]) / EPOCHS as f64,
+            ms(t[3])
+        );
+    }
+}
+
+/// Trials per second of 1 and of 8 `nas search` processes on one study of a trivial space.
+/// `cargo test --release --test postgres -- --ignored --nocapture measure_worker_throughput`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_worker_throughput() {
+    const TRIALS: usize = 200;
+    let Some(server) = Server::start("measure_worker_throughput") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    tiny_space(dir.path(), 1);
+    for (i, processes) in [1usize, 8].into_iter().enumerate() {
+        let url = server.database(&format!("throughput{i}"));
+        // The schema and the study first, so that only the trials are timed.
+        let (ok, text) = finish(
+            worker(dir.path(), &url, "t", 1, &[])
+                .spawn()
+                .expect("starts"),
+        );
+        assert!(ok, "{text}");
+        let start = Instant::now();
+        let workers: Vec<Child> = (0..processes)
+            .map(|_| {
+                worker(dir.path(), &url, "t", TRIALS, &[])
+                    .spawn()
+                    .expect("starts a worker")
+            })
+            .collect();
+        for w in workers {
+            let (ok, text) = finish(w);
+            assert!(ok, "{text}");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let rows = states(&url, "t");
+        assert_eq!(rows.len(), TRIALS);
+        eprintln!(
+            "{processes} process(es): {} trials in {secs:.2}s, {:.1} trials/s",
+            TRIALS - 1,
+            (TRIALS - 1) as f64 / secs
+        );
+    }
+}

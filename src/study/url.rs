@@ -89,17 +89,6 @@ impl StorageUrl {
             StorageUrl::Postgres(url) => url.to_string(),
         }
     }
-
-    /// Where study `study` lives, for messages: a journal's path, or the database's URL.
-    pub fn describe(&self, study: &str) -> String {
-        match self {
-            StorageUrl::Journal { results } => super::study_dir(results, study)
-                .join(super::JournalStorage::FILE)
-                .display()
-                .to_string(),
-            StorageUrl::Postgres(url) => format!("{url} (study `{study}`)"),
-        }
-    }
 }
 
 /// `url` without the password of its user part or of a `password=` option.
@@ -145,11 +134,8 @@ mod tests {
             redact("postgresql://db/nas?password=x"),
             "postgresql://db/nas"
         );
-        let url = StorageUrl::parse(Some("postgresql://u:pw@h:5/d"), Path::new("r")).unwrap();
-        assert_eq!(
-            format!("{}", url.describe("s")),
-            "postgresql://u@h:5/d (study `s`)"
-        );
+        let url = StorageUrl::parse(Some("postgresql://u:pw@h:5/d"), Path::new("r"));
+        assert_eq!(url.map(|u| u.place()), Ok("postgresql://u@h:5/d".into()));
     }
 
     #[test]
