@@ -9,7 +9,7 @@ use crate::controller::{Controller, PreparedData, SearchError, SearchOptions};
 use crate::leaderboard;
 use crate::search::{SchedulerKind, Strategy, TrialState};
 use crate::space::SearchSpace;
-use crate::study::{study_dir, JournalStorage, Metric, Storage, StudyMeta, TrialRecord};
+use crate::study::{study_dir, Metric, StorageUrl, StudyMeta, TrialRecord};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -25,8 +25,10 @@ pub struct CompareOptions {
     pub budget: usize,
     /// Studies trained at once, each on one thread.
     pub jobs: usize,
-    /// Where each run's study directory goes.
+    /// Where each run's study directory goes (its leaderboard, and its journal by default).
     pub out: PathBuf,
+    /// Where the runs' studies are stored.
+    pub storage: StorageUrl,
     pub verbose: bool,
 }
 
@@ -205,11 +207,11 @@ fn run_one(
         strategy: strategy.label().into(),
         scheduler: scheduler.label().into(),
     };
-    let mut storage = JournalStorage::open_or_create(&dir, meta)?;
+    let mut storage = crate::study::open_or_create(&opts.storage, meta, Default::default())?;
     if storage.meta().space_source != space.source {
         return Err(SearchError::Compare(format!(
             "{} holds a run of a different space; remove it or choose another --out",
-            dir.display()
+            storage.location()
         )));
     }
     let requeue = storage.recover_stale()?;
@@ -231,12 +233,16 @@ fn run_one(
             .build(space)
             .map_err(|e| SearchError::Compare(e.to_string()))?;
         controller.run(
-            &mut storage,
+            storage.as_mut(),
             sampler,
             scheduler.build(space.max_epochs()),
             requeue,
         )?;
-        leaderboard::save(&dir, &storage, Some(space))?;
+        std::fs::create_dir_all(&dir).map_err(|e| crate::study::StudyError::Io {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        leaderboard::save(&dir, storage.as_ref(), Some(space))?;
     }
     let trials = storage.trials();
     let seconds = trials.iter().map(|t| t.seconds).sum::<f64>();

@@ -309,6 +309,14 @@ impl Controller<'_> {
             sh.stop = true;
             return None;
         }
+        // Trials of workers that died since (on any host) fail, and their configurations run again.
+        match sh.storage.recover_stale() {
+            Ok(lost) => sh.queue.extend(lost),
+            Err(e) => {
+                self.abort(&mut sh, e.into());
+                return None;
+            }
+        }
         // Counting the study's trials and creating the next one is one step under the journal's
         // lock, so processes sharing a study never start more trials than it asks for.
         let number = match sh.storage.create_trial_within(self.opts.trials) {

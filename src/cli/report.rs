@@ -1,10 +1,10 @@
 //! `nas plot` and `nas report`: a study's plots as files, and its one-page HTML report.
 
-use super::{only_study, CliError};
+use super::{only_study, storage_url, CliError};
 use crate::plot::{self, PlotInput};
 use crate::report::{self, Report};
 use crate::space::SearchSpace;
-use crate::study::{best_trial, study_dir, JournalStorage, Storage, StudyError};
+use crate::study::{best_trial, study_dir, Storage};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,10 @@ pub struct PlotArgs {
     pub study: Option<String>,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
+    /// Optuna's schema (default: the journal under --results). Files go under --results.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -24,6 +28,10 @@ pub struct ReportArgs {
     pub study: Option<String>,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
+    /// Optuna's schema (default: the journal under --results). Files go under --results.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     /// The CSV label/target column, if `nas search` was given --target (for the layer table).
     #[arg(long)]
     pub target: Option<String>,
@@ -35,20 +43,18 @@ pub struct ReportArgs {
 /// A study opened for reading, with its space when the recorded space file still parses.
 struct Opened {
     dir: PathBuf,
-    storage: JournalStorage,
+    storage: Box<dyn Storage>,
     space: Option<SearchSpace>,
 }
 
-fn open(study: Option<String>, results: &Path) -> Result<Opened, CliError> {
+fn open(study: Option<String>, results: &Path, flag: Option<&str>) -> Result<Opened, CliError> {
+    let url = storage_url(flag, results)?;
     let study = match study {
         Some(s) => s,
-        None => only_study(results)?,
+        None => only_study(&url)?,
     };
     let dir = study_dir(results, &study);
-    if !dir.join(JournalStorage::FILE).exists() {
-        return Err(StudyError::Missing(study).into());
-    }
-    let storage = JournalStorage::open(&dir)?;
+    let storage = crate::study::open(&url, &study)?;
     let meta = storage.meta();
     let space = SearchSpace::from_str_named(&meta.space_source, &study, &meta.space_file).ok();
     Ok(Opened {
@@ -88,8 +94,8 @@ pub(crate) fn write_plots(
 }
 
 pub fn plot(a: PlotArgs) -> Result<(), CliError> {
-    let o = open(a.study, &a.results)?;
-    write_plots(&o.dir, &o.storage, o.space.as_ref(), true)?;
+    let o = open(a.study, &a.results, a.storage.as_deref())?;
+    write_plots(&o.dir, o.storage.as_ref(), o.space.as_ref(), true)?;
     for kind in plot::PlotKind::ALL {
         for ext in ["svg", "png"] {
             println!(
@@ -108,7 +114,7 @@ pub fn report(a: ReportArgs) -> Result<(), CliError> {
     if let Some(s) = &a.shape {
         s.parse::<crate::data::InputShape>()?;
     }
-    let o = open(a.study, &a.results)?;
+    let o = open(a.study, &a.results, a.storage.as_deref())?;
     let meta = o.storage.meta();
     let trials = o.storage.trials();
     // The layer table needs the data's input shape and output count, which the study does not

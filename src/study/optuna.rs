@@ -47,6 +47,14 @@ pub const PRUNED_AT_ATTR: &str = "pruned_at";
 pub const METRIC_NAMES_ATTR: &str = "study:metric_names";
 /// Why [`super::JournalStorage::recover_stale`] failed a trial.
 pub const LOST: &str = "lost: the process died while it ran";
+/// Why a database storage failed a trial: its worker's heartbeat stopped (the worker died, or
+/// lost the database for longer than the grace period).
+pub const LOST_STALE: &str = "lost: its worker sent no heartbeat within the grace period";
+
+/// Whether `error` says a trial was lost with its worker (its configuration runs again).
+pub fn is_lost(error: Option<&str>) -> bool {
+    matches!(error, Some(LOST | LOST_STALE))
+}
 
 /// The objective's names as Optuna keeps them, `["cv accuracy"]` or `["cv rmse"]`; none for an
 /// objective of the user's own, which `nas` cannot name.

@@ -255,7 +255,9 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
             }
         }
         put_grad!(grads, &y_ghost, gy_out);
-        gy_buf.map(give_f32);
+        if let Some(b) = gy_buf {
+            give_f32(b);
+        }
         give_f32(saved_y);
         give_f32(x_hat);
         Ok(())

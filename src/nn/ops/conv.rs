@@ -269,7 +269,9 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         put_grad!(grads, &weight, gw);
         give_f32(saved);
         give_f32(saved_y);
-        gy_buf.map(give_f32);
+        if let Some(b) = gy_buf {
+            give_f32(b);
+        }
         put_grad!(grads, &y_ghost, gy_out);
         Ok(())
     });

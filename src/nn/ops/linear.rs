@@ -184,7 +184,9 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
                 k,
             );
         }
-        gz_buf.map(give_f32);
+        if let Some(b) = gz_buf {
+            give_f32(b);
+        }
         give_f32(saved_x);
         give_f32(saved_y);
         put_grad!(grads, &y_ghost, gy);
