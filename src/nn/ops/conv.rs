@@ -4,6 +4,7 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
+use super::conv_direct;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
@@ -210,12 +211,21 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
     let geom = *g;
     // One input channel per group, but not a plain single-channel conv (GEMM does that well).
     let direct = g.in_c == g.groups && g.groups > 1;
+    // Stride 1 and one group: a direct kernel over a zero-bordered copy, which backward keeps
+    // instead of the input.
+    let padded = conv_direct::applies(g).then(|| conv_direct::Layout::new(g));
     // Every value is written below; the buffer is recycled once copied into the output tensor.
     let mut out = take_f32(n * g.out_len());
-    if direct {
-        direct_forward(&geom, n, &input.data, &w, b.as_deref(), &mut out);
+    let mut input_data = input.data;
+    if let Some(l) = &padded {
+        let mut xpad = take_f32(l.padded_len(n));
+        conv_direct::pad_input(&geom, l, &input_data, &mut xpad);
+        give_f32(std::mem::replace(&mut input_data, xpad));
+        conv_direct::forward(&geom, l, n, &input_data, &w, b.as_deref(), &mut out);
+    } else if direct {
+        direct_forward(&geom, n, &input_data, &w, b.as_deref(), &mut out);
     } else {
-        gemm_forward(&geom, &input.data, &w, b.as_deref(), &mut out);
+        gemm_forward(&geom, &input_data, &w, b.as_deref(), &mut out);
     }
     if let Some(a) = act {
         a.apply(&mut out);
@@ -225,13 +235,13 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
     // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
     // keeping them) and the activation's output; without a tape it needs nothing.
     let (saved, saved_y) = match (T::OWNS_TAPE, act) {
-        (true, Some(_)) => (input.data, out),
+        (true, Some(_)) => (input_data, out),
         (true, None) => {
             give_f32(out);
-            (input.data, Vec::new())
+            (input_data, Vec::new())
         }
         (false, _) => {
-            give_f32(input.data);
+            give_f32(input_data);
             give_f32(out);
             (Vec::new(), Vec::new())
         }
@@ -257,7 +267,9 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
             } else {
                 None
             };
-            if direct {
+            if let Some(l) = &padded {
+                conv_direct::backward(&geom, l, n, &saved, &w, gy, &mut gw, gx);
+            } else if direct {
                 direct_weight_grad(&geom, n, &saved, gy, &mut gw);
                 if let Some(gx) = gx {
                     direct_input_grad(&geom, n, &w, gy, gx);

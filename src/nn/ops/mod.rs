@@ -8,6 +8,7 @@
 mod act;
 mod batch_norm;
 mod conv;
+mod conv_direct;
 mod error;
 mod gemm;
 mod linear;
