@@ -17,9 +17,11 @@
 use super::conv::Conv2dGeom;
 use super::scratch::{give_f32, take_f32};
 
-/// Output positions per register block: three 8-lane vectors.
-const NB: usize = 24;
-/// Output channels per register block (four rows of three vectors: 12 accumulators).
+/// Output positions per register block: two 8-lane vectors.
+const NB: usize = 16;
+/// Output channels per register block (four rows of two vectors: 8 accumulators). Three vectors
+/// (12 accumulators, 3 inputs and a broadcast: all 16 registers) made the compiler spill two
+/// accumulators to the stack on every tap.
 const MR: usize = 4;
 
 /// Whether [`forward`] and [`backward`] take this geometry: stride 1, one group, and not a 1x1
@@ -367,8 +369,8 @@ mod avx2 {
         }
     }
 
-    /// `R` output rows by [`NB`] positions: every tap loads three vectors of input and
-    /// broadcasts one weight per row.
+    /// `R` output rows by [`NB`] positions: every tap loads two vectors of input and broadcasts
+    /// one weight per row.
     #[inline(always)]
     unsafe fn block<const R: usize>(
         offs: &[usize],
@@ -378,24 +380,21 @@ mod avx2 {
         out: *mut f32,
         len: usize,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); 3]; R];
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (k, &off) in offs.iter().enumerate() {
             let p = x.add(off);
             let x0 = _mm256_loadu_ps(p);
             let x1 = _mm256_loadu_ps(p.add(8));
-            let x2 = _mm256_loadu_ps(p.add(16));
             for (r, a) in acc.iter_mut().enumerate() {
                 let wv = _mm256_broadcast_ss(&*w.add(r * kk + k));
                 a[0] = _mm256_fmadd_ps(wv, x0, a[0]);
                 a[1] = _mm256_fmadd_ps(wv, x1, a[1]);
-                a[2] = _mm256_fmadd_ps(wv, x2, a[2]);
             }
         }
         for (r, a) in acc.iter().enumerate() {
             let o = out.add(r * len);
             _mm256_storeu_ps(o, a[0]);
             _mm256_storeu_ps(o.add(8), a[1]);
-            _mm256_storeu_ps(o.add(16), a[2]);
         }
     }
 
