@@ -17,11 +17,14 @@
 use super::conv::Conv2dGeom;
 use super::scratch::{give_f32, take_f32};
 
-/// Output positions per register block: two 8-lane vectors.
-const NB: usize = 16;
-/// Output channels per register block (four rows of two vectors: 8 accumulators). Three vectors
-/// (12 accumulators, 3 inputs and a broadcast: all 16 registers) made the compiler spill two
-/// accumulators to the stack on every tap.
+/// Output positions per block: two 16-lane AVX-512 vectors, or two blocks of two 8-lane AVX2
+/// vectors.
+const NB: usize = 32;
+/// Flat positions per step of the weight gradient: one AVX-512 vector, two AVX2 ones.
+const QV: usize = 16;
+/// Output channels per register block (four rows of two vectors: 8 accumulators). Three AVX2
+/// vectors (12 accumulators, 3 inputs and a broadcast: all 16 registers) made the compiler
+/// spill two accumulators to the stack on every tap.
 const MR: usize = 4;
 
 /// Whether [`forward`] and [`backward`] take this geometry: stride 1, one group, and not a 1x1
@@ -68,9 +71,9 @@ impl Layout {
         let dx_start = g.pad_h * wp;
         let dx_len = (g.in_h * wp).div_ceil(NB) * NB;
         // Reads of the input-gradient correlation stay inside a plane for every interior index,
-        // and the weight gradient reads `margin + q` rounded up to 8 lanes.
+        // and the weight gradient reads `margin + q` rounded up to whole steps.
         let reads = dx_start + dx_len + (g.kh - 1) * wp + g.kw;
-        let dy_plane = (margin + q.div_ceil(8) * 8).max(reads).div_ceil(8) * 8;
+        let dy_plane = (margin + q.div_ceil(QV) * QV).max(reads).div_ceil(8) * 8;
         Layout {
             wp,
             plane,
@@ -252,10 +255,17 @@ fn correlate(rows: usize, offs: &[usize], inp: &[f32], wt: &[f32], out: &mut [f3
     let reach = offs.iter().max().map_or(0, |m| m + len);
     assert!(len == 0 || inp.len() >= reach, "correlate: input too short");
     #[cfg(target_arch = "x86_64")]
-    if super::simd::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA; the asserts above bound every index the kernel uses.
-        unsafe { avx2::correlate(rows, offs, inp, wt, out, len) };
-        return;
+    {
+        if super::simd::has_avx512() {
+            // SAFETY: the CPU has AVX-512F; the asserts above bound every index the kernel uses.
+            unsafe { avx512::correlate(rows, offs, inp, wt, out, len) };
+            return;
+        }
+        if super::simd::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; the asserts above bound every index used.
+            unsafe { avx2::correlate(rows, offs, inp, wt, out, len) };
+            return;
+        }
     }
     correlate_portable(rows, offs, inp, wt, out, len);
 }
@@ -283,7 +293,7 @@ fn correlate_portable(
 }
 
 /// `gw[r * K + k] += sum_{t < q} dy[r * stride + margin + t] * x[offs[k] + t]`, where `dy` is
-/// zero from `margin + q` to the next multiple of 8.
+/// zero from `margin + q` to the next multiple of [`QV`].
 #[allow(clippy::too_many_arguments)]
 fn weight_grad(
     rows: usize,
@@ -296,21 +306,29 @@ fn weight_grad(
     gw: &mut [f32],
 ) {
     let kk = offs.len();
-    let q8 = q.div_ceil(8) * 8;
+    let qv = q.div_ceil(QV) * QV;
     assert!(gw.len() >= rows * kk, "weight_grad: gradient too short");
     assert!(
-        rows == 0 || dy.len() >= (rows - 1) * stride + margin + q8,
+        rows == 0 || dy.len() >= (rows - 1) * stride + margin + qv,
         "weight_grad: output gradient too short"
     );
-    let reach = offs.iter().max().map_or(0, |m| m + q8);
+    let reach = offs.iter().max().map_or(0, |m| m + qv);
     assert!(x.len() >= reach, "weight_grad: input too short");
     #[cfg(target_arch = "x86_64")]
-    if super::simd::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA; the asserts above bound every index the kernel uses.
-        unsafe { avx2::weight_grad(rows, offs, x, &dy[margin..], stride, q8, gw) };
-        return;
+    {
+        let dy = &dy[margin..];
+        if super::simd::has_avx512() {
+            // SAFETY: the CPU has AVX-512F; the asserts above bound every index the kernel uses.
+            unsafe { avx512::weight_grad(rows, offs, x, dy, stride, qv, gw) };
+            return;
+        }
+        if super::simd::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; the asserts above bound every index used.
+            unsafe { avx2::weight_grad(rows, offs, x, dy, stride, qv, gw) };
+            return;
+        }
     }
-    weight_grad_portable(rows, offs, x, &dy[margin..], stride, q8, gw);
+    weight_grad_portable(rows, offs, x, &dy[margin..], stride, qv, gw);
 }
 
 /// [`weight_grad`] in plain Rust (`dy` already past the margin).
@@ -320,164 +338,217 @@ fn weight_grad_portable(
     x: &[f32],
     dy: &[f32],
     stride: usize,
-    q8: usize,
+    qv: usize,
     gw: &mut [f32],
 ) {
     let kk = offs.len();
     for r in 0..rows {
-        let d = &dy[r * stride..r * stride + q8];
+        let d = &dy[r * stride..r * stride + qv];
         for (k, &off) in offs.iter().enumerate() {
-            let s: f32 = d.iter().zip(&x[off..off + q8]).map(|(a, b)| a * b).sum();
+            let s: f32 = d.iter().zip(&x[off..off + qv]).map(|(a, b)| a * b).sum();
             gw[r * kk + k] += s;
         }
     }
 }
 
+/// The register blocks of [`correlate`] and [`weight_grad`] for one vector width: `$lanes` lanes
+/// of `$v`, compiled for `$feature`.
+macro_rules! vector_kernels {
+    ($name:ident, $feature:literal, $v:ty, $lanes:expr, $zero:ident, $load:ident, $set1:ident,
+     $fma:ident, $store:ident, $hsum:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $name {
+            //! The register blocks of [`super::correlate`] and [`super::weight_grad`] for one
+            //! instruction set.
+
+            use super::lanes::*;
+            use super::MR;
+
+            /// Output positions per register block: two vectors.
+            const B: usize = 2 * $lanes;
+
+            /// See [`super::correlate`]; callers check the bounds and the CPU.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn correlate(
+                rows: usize,
+                offs: &[usize],
+                inp: &[f32],
+                wt: &[f32],
+                out: &mut [f32],
+                len: usize,
+            ) {
+                let kk = offs.len();
+                let mut r = 0;
+                while r < rows {
+                    let m = (rows - r).min(MR);
+                    let w = wt.as_ptr().add(r * kk);
+                    let o = out.as_mut_ptr().add(r * len);
+                    for t in (0..len).step_by(B) {
+                        let x = inp.as_ptr().add(t);
+                        match m {
+                            4 => block::<4>(offs, x, w, kk, o.add(t), len),
+                            3 => block::<3>(offs, x, w, kk, o.add(t), len),
+                            2 => block::<2>(offs, x, w, kk, o.add(t), len),
+                            _ => block::<1>(offs, x, w, kk, o.add(t), len),
+                        }
+                    }
+                    r += m;
+                }
+            }
+
+            /// `R` output rows by [`B`] positions: every tap loads two vectors of input and broadcasts
+            /// one weight per row.
+            #[inline(always)]
+            unsafe fn block<const R: usize>(
+                offs: &[usize],
+                x: *const f32,
+                w: *const f32,
+                kk: usize,
+                out: *mut f32,
+                len: usize,
+            ) {
+                let mut acc = [[$zero(); 2]; R];
+                for (k, &off) in offs.iter().enumerate() {
+                    let p = x.add(off);
+                    let x0 = $load(p);
+                    let x1 = $load(p.add($lanes));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let wv = $set1(*w.add(r * kk + k));
+                        a[0] = $fma(wv, x0, a[0]);
+                        a[1] = $fma(wv, x1, a[1]);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    let o = out.add(r * len);
+                    $store(o, a[0]);
+                    $store(o.add($lanes), a[1]);
+                }
+            }
+
+            /// See [`super::weight_grad`] (`dy` already past the margin, `qv` a multiple of 8).
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn weight_grad(
+                rows: usize,
+                offs: &[usize],
+                x: &[f32],
+                dy: &[f32],
+                stride: usize,
+                qv: usize,
+                gw: &mut [f32],
+            ) {
+                let kk = offs.len();
+                let mut r = 0;
+                while r < rows {
+                    let m = (rows - r).min(MR);
+                    let d = dy.as_ptr().add(r * stride);
+                    let g = gw.as_mut_ptr().add(r * kk);
+                    let x = x.as_ptr();
+                    let mut k = 0;
+                    while k < kk {
+                        let pair = kk - k >= 2;
+                        match (m, pair) {
+                            (4, true) => wblock::<4, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
+                            (3, true) => wblock::<3, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
+                            (2, true) => wblock::<2, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
+                            (1, true) => wblock::<1, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
+                            (4, false) => {
+                                wblock::<4, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk)
+                            }
+                            (3, false) => {
+                                wblock::<3, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk)
+                            }
+                            (2, false) => {
+                                wblock::<2, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk)
+                            }
+                            _ => wblock::<1, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk),
+                        }
+                        k += if pair { 2 } else { 1 };
+                    }
+                    r += m;
+                }
+            }
+
+            /// `R` output channels by `K` taps, 8 flat positions per step, summed across lanes at the end.
+            #[inline(always)]
+            unsafe fn wblock<const R: usize, const K: usize>(
+                offs: &[usize],
+                x: *const f32,
+                dy: *const f32,
+                stride: usize,
+                qv: usize,
+                gw: *mut f32,
+                kk: usize,
+            ) {
+                let mut acc = [[$zero(); K]; R];
+                let mut xs = [x; K];
+                for (p, off) in xs.iter_mut().zip(offs) {
+                    *p = x.add(*off);
+                }
+                for t in (0..qv).step_by($lanes) {
+                    let mut d: [$v; R] = [$zero(); R];
+                    for (r, v) in d.iter_mut().enumerate() {
+                        *v = $load(dy.add(r * stride + t));
+                    }
+                    for (c, p) in xs.iter().enumerate() {
+                        let xv = $load(p.add(t));
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            a[c] = $fma(d[r], xv, a[c]);
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    for (c, v) in a.iter().enumerate() {
+                        *gw.add(r * kk + c) += $hsum(*v);
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// Lane sums for the weight gradient.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! The AVX2 + FMA register blocks of [`super::correlate`] and [`super::weight_grad`].
-
-    use super::{MR, NB};
-    use std::arch::x86_64::*;
-
-    /// See [`super::correlate`]; callers check the bounds and the CPU.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn correlate(
-        rows: usize,
-        offs: &[usize],
-        inp: &[f32],
-        wt: &[f32],
-        out: &mut [f32],
-        len: usize,
-    ) {
-        let kk = offs.len();
-        let mut r = 0;
-        while r < rows {
-            let m = (rows - r).min(MR);
-            let w = wt.as_ptr().add(r * kk);
-            let o = out.as_mut_ptr().add(r * len);
-            for t in (0..len).step_by(NB) {
-                let x = inp.as_ptr().add(t);
-                match m {
-                    4 => block::<4>(offs, x, w, kk, o.add(t), len),
-                    3 => block::<3>(offs, x, w, kk, o.add(t), len),
-                    2 => block::<2>(offs, x, w, kk, o.add(t), len),
-                    _ => block::<1>(offs, x, w, kk, o.add(t), len),
-                }
-            }
-            r += m;
-        }
-    }
-
-    /// `R` output rows by [`NB`] positions: every tap loads two vectors of input and broadcasts
-    /// one weight per row.
-    #[inline(always)]
-    unsafe fn block<const R: usize>(
-        offs: &[usize],
-        x: *const f32,
-        w: *const f32,
-        kk: usize,
-        out: *mut f32,
-        len: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for (k, &off) in offs.iter().enumerate() {
-            let p = x.add(off);
-            let x0 = _mm256_loadu_ps(p);
-            let x1 = _mm256_loadu_ps(p.add(8));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let wv = _mm256_broadcast_ss(&*w.add(r * kk + k));
-                a[0] = _mm256_fmadd_ps(wv, x0, a[0]);
-                a[1] = _mm256_fmadd_ps(wv, x1, a[1]);
-            }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            let o = out.add(r * len);
-            _mm256_storeu_ps(o, a[0]);
-            _mm256_storeu_ps(o.add(8), a[1]);
-        }
-    }
-
-    /// See [`super::weight_grad`] (`dy` already past the margin, `q8` a multiple of 8).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weight_grad(
-        rows: usize,
-        offs: &[usize],
-        x: &[f32],
-        dy: &[f32],
-        stride: usize,
-        q8: usize,
-        gw: &mut [f32],
-    ) {
-        let kk = offs.len();
-        let mut r = 0;
-        while r < rows {
-            let m = (rows - r).min(MR);
-            let d = dy.as_ptr().add(r * stride);
-            let g = gw.as_mut_ptr().add(r * kk);
-            let x = x.as_ptr();
-            let mut k = 0;
-            while k < kk {
-                let pair = kk - k >= 2;
-                match (m, pair) {
-                    (4, true) => wblock::<4, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                    (3, true) => wblock::<3, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                    (2, true) => wblock::<2, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                    (1, true) => wblock::<1, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                    (4, false) => wblock::<4, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                    (3, false) => wblock::<3, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                    (2, false) => wblock::<2, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                    _ => wblock::<1, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
-                }
-                k += if pair { 2 } else { 1 };
-            }
-            r += m;
-        }
-    }
-
-    /// `R` output channels by `K` taps, 8 flat positions per step, summed across lanes at the end.
-    #[inline(always)]
-    unsafe fn wblock<const R: usize, const K: usize>(
-        offs: &[usize],
-        x: *const f32,
-        dy: *const f32,
-        stride: usize,
-        q8: usize,
-        gw: *mut f32,
-        kk: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); K]; R];
-        let mut xs = [x; K];
-        for (p, off) in xs.iter_mut().zip(offs) {
-            *p = x.add(*off);
-        }
-        for t in (0..q8).step_by(8) {
-            let mut d = [_mm256_setzero_ps(); R];
-            for (r, v) in d.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(dy.add(r * stride + t));
-            }
-            for (c, p) in xs.iter().enumerate() {
-                let xv = _mm256_loadu_ps(p.add(t));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    a[c] = _mm256_fmadd_ps(d[r], xv, a[c]);
-                }
-            }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            for (c, v) in a.iter().enumerate() {
-                *gw.add(r * kk + c) += hsum(*v);
-            }
-        }
-    }
+mod lanes {
+    pub(super) use std::arch::x86_64::*;
 
     #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(super) unsafe fn hsum256(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
     }
+
+    #[inline(always)]
+    pub(super) unsafe fn hsum512(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
+    }
 }
+
+vector_kernels!(
+    avx2,
+    "avx2,fma",
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps,
+    hsum256
+);
+vector_kernels!(
+    avx512,
+    "avx512f",
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps,
+    hsum512
+);
 
 #[cfg(test)]
 mod tests {
@@ -521,24 +592,54 @@ mod tests {
             let offs: Vec<usize> = (0..taps).map(|k| k * 3 + k / 2).collect();
             let inp = values(offs.iter().max().unwrap() + len + 8, 1);
             let wt = values(rows * taps, 2);
-            let mut a = vec![0.0; rows * len];
-            let mut b = vec![0.0; rows * len];
-            correlate(rows, &offs, &inp, &wt, &mut a, len);
-            correlate_portable(rows, &offs, &inp, &wt, &mut b, len);
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() < 1e-4, "correlate {rows}x{taps}: {x} vs {y}");
-            }
+            let mut want = vec![0.0; rows * len];
+            correlate_portable(rows, &offs, &inp, &wt, &mut want, len);
             let stride = len + 8;
             let dy = values(rows * stride, 3);
+            let mut want_g = vec![0.5; rows * taps];
+            weight_grad_portable(rows, &offs, &inp, &dy, stride, len, &mut want_g);
+            // Every kernel this CPU can run, not only the one `correlate` picks.
+            let mut got: Vec<(&str, Vec<f32>, Vec<f32>)> = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            for (name, ok) in [
+                ("avx2", crate::nn::ops::simd::has_avx2_fma()),
+                ("avx512", crate::nn::ops::simd::has_avx512()),
+            ] {
+                if !ok {
+                    continue;
+                }
+                let mut a = vec![0.0; rows * len];
+                let mut ga = vec![0.5; rows * taps];
+                // SAFETY: the CPU has the features; the sizes are those `correlate` checks.
+                unsafe {
+                    if name == "avx2" {
+                        avx2::correlate(rows, &offs, &inp, &wt, &mut a, len);
+                        avx2::weight_grad(rows, &offs, &inp, &dy, stride, len, &mut ga);
+                    } else {
+                        avx512::correlate(rows, &offs, &inp, &wt, &mut a, len);
+                        avx512::weight_grad(rows, &offs, &inp, &dy, stride, len, &mut ga);
+                    }
+                }
+                got.push((name, a, ga));
+            }
+            let mut a = vec![0.0; rows * len];
             let mut ga = vec![0.5; rows * taps];
-            let mut gb = ga.clone();
+            correlate(rows, &offs, &inp, &wt, &mut a, len);
             weight_grad(rows, &offs, &inp, &dy, stride, 0, len, &mut ga);
-            weight_grad_portable(rows, &offs, &inp, &dy, stride, len, &mut gb);
-            for (x, y) in ga.iter().zip(&gb) {
-                assert!(
-                    (x - y).abs() < 1e-3,
-                    "weight_grad {rows}x{taps}: {x} vs {y}"
-                );
+            got.push(("dispatched", a, ga));
+            for (name, a, ga) in got {
+                for (x, y) in a.iter().zip(&want) {
+                    assert!(
+                        (x - y).abs() < 1e-4,
+                        "{name} correlate {rows}x{taps}: {x} vs {y}"
+                    );
+                }
+                for (x, y) in ga.iter().zip(&want_g) {
+                    assert!(
+                        (x - y).abs() < 1e-3,
+                        "{name} weight_grad {rows}x{taps}: {x} vs {y}"
+                    );
+                }
             }
         }
     }
