@@ -35,6 +35,7 @@ fn meta(name: &str) -> StudyMeta {
         folds: 3,
         strategy: "tpe".into(),
         scheduler: "asha".into(),
+        objectives: Vec::new(),
     }
 }
 

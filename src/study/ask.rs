@@ -331,6 +331,7 @@ impl Study {
             folds: 0,
             strategy: options.strategy.label().to_string(),
             scheduler: options.scheduler.label().to_string(),
+            objectives: Vec::new(),
         };
         let mut storage = JournalStorage::open_or_create(&dir, meta)?;
         let existing = storage.meta();

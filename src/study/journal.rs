@@ -16,6 +16,12 @@
 //! - intermediate values are in the metric's own direction (accuracy, not minus accuracy), with
 //!   the epoch as the step; a pruned trial's value is its last intermediate value, as in Optuna;
 //! - an interrupted trial is FAIL with the user attribute `fail_reason = "interrupted"`;
+//! - a study of several objectives (`StudyMeta::objectives`) is created with one direction per
+//!   objective (the score's, then MINIMIZE for parameters, MACs and latency) and names them in
+//!   `study:metric_names`; a complete trial's `values` hold one value per objective in the
+//!   objectives' own units, a pruned one has none (as Optuna keeps them), and intermediate
+//!   values are the score's. Constraint values are Optuna's trial system attribute
+//!   `constraints` (feasible when `<= 0`), the measured latency the user attribute `latency`;
 //! - trial facts (`seed`, `n_params`, `macs`, `architecture`, `fold_scores`, `cv_std`, `epochs`,
 //!   `budget`, `seconds`, `error`) are trial user attributes, written before the final state
 //!   because Optuna ignores updates to a finished trial.
@@ -31,12 +37,13 @@
 
 use super::liveness::{self, Liveness, OwnerLock};
 use super::optuna::{
-    categorical_json, curves_json, distribution_json, float_json, int_json, iso_now, metric_names,
-    op, state, CURVES_ATTR, FAIL_REASON, INTERRUPTED, LOST, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR,
-    MINIMIZE, OWNER_START_ATTR, PRUNED_AT_ATTR, TEST_ATTR,
+    categorical_json, curves_json, distribution_json, float_json, int_json, iso_now, numbers_json,
+    objective_names, op, state, CONSTRAINTS_ATTR, CURVES_ATTR, FAIL_REASON, INTERRUPTED,
+    LATENCY_ATTR, LOST, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR, MINIMIZE, OWNER_START_ATTR,
+    PRUNED_AT_ATTR, TEST_ATTR,
 };
 use super::replay::{Replay, Target, Trial};
-use super::{Storage, StudyError, StudyMeta, TestResult, TrialRecord};
+use super::{Direction, Objectives, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
 use crate::space::{Choice, Config, ParamValue, SearchSpace};
 use fs4::fs_std::FileExt;
@@ -78,14 +85,18 @@ impl JournalStorage {
             let id = match s.replay.study {
                 Some(id) => id,
                 None => {
-                    let direction = if meta.metric.higher_is_better() {
-                        MAXIMIZE
-                    } else {
-                        MINIMIZE
-                    };
+                    // One direction per objective: Optuna's multi-objective encoding.
+                    let directions: Vec<u64> = Objectives::of(&meta)
+                        .directions()
+                        .into_iter()
+                        .map(|d| match d {
+                            Direction::Maximize => MAXIMIZE,
+                            Direction::Minimize => MINIMIZE,
+                        })
+                        .collect();
                     lines.push((
                         op::CREATE_STUDY,
-                        json!({"study_name": meta.name, "directions": [direction]}),
+                        json!({"study_name": meta.name, "directions": directions}),
                     ));
                     s.replay.next_study_id
                 }
@@ -96,7 +107,8 @@ impl JournalStorage {
             // Also for a study created before `nas` named its objective: optuna-dashboard labels
             // its axes with these names.
             if !s.replay.metric_names {
-                if let Some(names) = metric_names(s.replay.meta.as_ref().unwrap_or(&meta).metric) {
+                let objectives = Objectives::of(s.replay.meta.as_ref().unwrap_or(&meta));
+                if let Some(names) = objective_names(&objectives) {
                     lines.push((
                         op::SET_STUDY_SYSTEM_ATTR,
                         json!({"study_id": id, "system_attr": {METRIC_NAMES_ATTR: names}}),
@@ -128,6 +140,7 @@ impl JournalStorage {
             folds: 0,
             strategy: String::new(),
             scheduler: String::new(),
+            objectives: Vec::new(),
         };
         let mut s = Self::connect(dir, Target::First, placeholder)?;
         s.refresh()?;
@@ -546,8 +559,23 @@ impl Storage for JournalStorage {
             if let Some(r) = record.pruned_at {
                 attr(PRUNED_AT_ATTR, json!(r));
             }
+            if let Some(l) = &record.latency {
+                attr(LATENCY_ATTR, json!(l));
+            }
+            let objectives = Objectives::of(&s.meta);
             let finite_mean = record.cv_mean.filter(|m| m.is_finite());
             let (code, values) = match record.state {
+                // One value per objective, in the study's order and the objectives' own units.
+                TrialState::Complete if objectives.is_multi() => match objectives.values(&record) {
+                    Some(v) => (state::COMPLETE, json!(v)),
+                    None => {
+                        attr(
+                            "error",
+                            json!("complete without a value for every objective"),
+                        );
+                        (state::FAIL, Value::Null)
+                    }
+                },
                 TrialState::Complete if finite_mean.is_some() => {
                     (state::COMPLETE, json!([finite_mean]))
                 }
@@ -555,6 +583,8 @@ impl Storage for JournalStorage {
                     attr("error", json!("complete without a finite score"));
                     (state::FAIL, Value::Null)
                 }
+                // Optuna keeps no value for a pruned trial of several objectives.
+                TrialState::Pruned if objectives.is_multi() => (state::PRUNED, Value::Null),
                 TrialState::Pruned => {
                     let last = record
                         .intermediate
@@ -577,6 +607,13 @@ impl Storage for JournalStorage {
             };
             if let Some(e) = &record.error {
                 attr("error", json!(e));
+            }
+            if !record.constraints.is_empty() {
+                lines.push((
+                    op::SET_TRIAL_SYSTEM_ATTR,
+                    json!({"trial_id": id,
+                           "system_attr": {CONSTRAINTS_ATTR: numbers_json(&record.constraints)}}),
+                ));
             }
             lines.push(state_line(id, code, values));
             Ok((lines, ()))
@@ -638,7 +675,13 @@ fn meta_lines(study: u64, meta: &StudyMeta) -> Result<Vec<(u64, Value)>, StudyEr
         ("strategy", json!(meta.strategy)),
         ("scheduler", json!(meta.scheduler)),
     ];
-    for (k, v) in fields {
+    let objectives = (!meta.objectives.is_empty()).then(|| {
+        (
+            "objectives",
+            json!(crate::objective::names(&meta.objectives)),
+        )
+    });
+    for (k, v) in fields.into_iter().chain(objectives) {
         lines.push((
             op::SET_STUDY_USER_ATTR,
             json!({"study_id": study, "user_attr": {k: v}}),

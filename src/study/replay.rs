@@ -1,10 +1,11 @@
 //! A study's state rebuilt from journal lines, with Optuna's rules for what is ignored.
 
 use super::optuna::{
-    curves_from_json, op, state, CURVES_ATTR, FAIL_REASON, INTERRUPTED, MAXIMIZE, META_ATTR,
-    METRIC_NAMES_ATTR, OWNER_START_ATTR, PRUNED_AT_ATTR, TEST_ATTR,
+    curves_from_json, numbers_from_json, op, state, CONSTRAINTS_ATTR, CURVES_ATTR, FAIL_REASON,
+    INTERRUPTED, LATENCY_ATTR, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR, OWNER_START_ATTR,
+    PRUNED_AT_ATTR, TEST_ATTR,
 };
-use super::{StudyMeta, TestResult, TrialRecord};
+use super::{Latency, Objectives, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
 use crate::space::{Config, ParamValue};
 use serde_json::{json, Value};
@@ -174,8 +175,11 @@ impl Replay {
     fn study_attr(&mut self, user: bool, key: &str, value: &Value) -> Result<(), String> {
         match (user, key) {
             (false, META_ATTR) => {
-                let meta = serde_json::from_value(value.clone())
+                let meta: StudyMeta = serde_json::from_value(value.clone())
                     .map_err(|e| format!("`{META_ATTR}`: {e}"))?;
+                // Intermediate values are the score's, in its direction, whichever objective
+                // comes first.
+                self.maximize = meta.metric.higher_is_better();
                 self.meta = Some(meta);
             }
             (false, METRIC_NAMES_ATTR) => self.metric_names = true,
@@ -233,7 +237,7 @@ impl Replay {
                 Some(v) => v.clone(),
                 None => log.get("value").map_or(Value::Null, |v| json!([v])),
             };
-            events.push(TrialEvent::State(check_state(code)?, first_value(&values)?));
+            events.push(TrialEvent::State(check_state(code)?, numbers(&values)?));
         }
         if !self.studies.contains_key(&study) {
             return Ok(());
@@ -271,7 +275,7 @@ impl Replay {
             TrialEvent::Param(name, value) => {
                 self.records[n].config.insert(name.to_string(), value);
             }
-            TrialEvent::State(code, first) => self.set_state(n, code, first),
+            TrialEvent::State(code, values) => self.set_state(n, code, values),
             TrialEvent::Intermediate(step, v) => {
                 self.trials[n].curve.insert(step, v);
                 self.update_curve(n);
@@ -284,7 +288,13 @@ impl Replay {
         }
     }
 
-    fn set_state(&mut self, n: usize, code: u64, first: Option<f64>) {
+    fn set_state(&mut self, n: usize, code: u64, values: Vec<f64>) {
+        // The score is the first value, or its place among a multi-objective study's values.
+        let at = self
+            .meta
+            .as_ref()
+            .map_or(0, |m| Objectives::of(m).score_index());
+        let first = values.get(at).copied().filter(|v| !v.is_nan());
         let interrupted = self.trials[n].fail_reason.as_deref() == Some(INTERRUPTED);
         let lost = self.trials[n].fail_reason.clone();
         let r = &mut self.records[n];
@@ -315,6 +325,8 @@ impl Replay {
         let usize_of = |v: &Value| v.as_u64().map(|x| x as usize);
         match (user, key) {
             (false, OWNER_START_ATTR) => self.trials[n].owner_start = v.as_u64(),
+            (false, CONSTRAINTS_ATTR) => r.constraints = numbers_from_json(v).unwrap_or_default(),
+            (true, LATENCY_ATTR) => r.latency = serde_json::from_value(v.clone()).ok(),
             (true, "seed") => r.seed = v.as_u64().unwrap_or(r.seed),
             (true, "n_params") => r.params = usize_of(v).unwrap_or(r.params),
             (true, "macs") => r.macs = v.as_u64().unwrap_or(r.macs),
@@ -343,8 +355,8 @@ impl Replay {
 /// A trial event of one journal line, checked, to apply or to ignore.
 enum TrialEvent<'a> {
     Param(&'a str, ParamValue),
-    /// Optuna's state code and the first of the values.
-    State(u64, Option<f64>),
+    /// Optuna's state code and the values (NaN for a null one).
+    State(u64, Vec<f64>),
     /// Step and value in the study's direction.
     Intermediate(u64, f64),
     /// User (true) or system attributes.
@@ -364,10 +376,7 @@ impl<'a> TrialEvent<'a> {
             }
             op::SET_TRIAL_STATE_VALUES => {
                 let code = check_state(get_u64(log, "state")?)?;
-                TrialEvent::State(
-                    code,
-                    first_value(log.get("values").unwrap_or(&Value::Null))?,
-                )
+                TrialEvent::State(code, numbers(log.get("values").unwrap_or(&Value::Null))?)
             }
             op::SET_TRIAL_INTERMEDIATE_VALUE => {
                 let step = get_u64(log, "step")?;
@@ -394,14 +403,11 @@ fn check_state(code: u64) -> Result<u64, String> {
     Ok(code)
 }
 
-/// The first of a trial's `values`: null, or a list of numbers (null for a non-finite one).
-fn first_value(values: &Value) -> Result<Option<f64>, String> {
+/// A trial's `values`: null (none), or a list of numbers (null for a non-finite one, read as NaN).
+fn numbers(values: &Value) -> Result<Vec<f64>, String> {
     match values {
-        Value::Null => Ok(None),
-        Value::Array(a) if a.iter().all(|v| v.is_number() || v.is_null()) => {
-            Ok(a.first().and_then(Value::as_f64))
-        }
-        _ => Err("`values` is not a list of numbers".into()),
+        Value::Null => Ok(Vec::new()),
+        v => numbers_from_json(v).ok_or_else(|| "`values` is not a list of numbers".into()),
     }
 }
 
@@ -435,6 +441,12 @@ fn check_attr(user: bool, key: &str, v: &Value) -> Result<(), String> {
         (true, PRUNED_AT_ATTR) => serde_json::from_value::<crate::search::Rung>(v.clone())
             .is_err()
             .then_some("a rung ({\"rung\": r, \"epochs\": e, \"bracket\": b})"),
+        (false, CONSTRAINTS_ATTR) => numbers_from_json(v)
+            .is_none()
+            .then_some("a list of numbers"),
+        (true, LATENCY_ATTR) => serde_json::from_value::<Latency>(v.clone())
+            .is_err()
+            .then_some("a latency measurement ({\"ms\": .., \"batch_ms\": .., ..})"),
         _ => None,
     };
     match expected {
