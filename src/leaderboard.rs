@@ -24,7 +24,8 @@ pub enum Format {
 /// A leaderboard column, as `--columns` and `--sort` name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Column {
-    /// Rank by mean CV score among complete trials.
+    /// Rank among complete trials: by mean CV score; with several objectives, by Pareto front,
+    /// then by the first objective.
     Rank,
     /// Trial number.
     Trial,

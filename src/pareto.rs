@@ -101,16 +101,17 @@ pub fn crowding_distance(points: &[&[f64]]) -> Vec<f64> {
     if n <= 2 {
         return vec![f64::INFINITY; n];
     }
-    let m = points[0].len();
-    for k in 0..m {
+    // One objective at a time: its values over the front.
+    let columns = (0..points[0].len()).map(|k| points.iter().map(|p| p[k]).collect::<Vec<f64>>());
+    for v in columns {
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| points[a][k].total_cmp(&points[b][k]).then(a.cmp(&b)));
-        let (lo, hi) = (points[order[0]][k], points[order[n - 1]][k]);
+        order.sort_by(|&a, &b| v[a].total_cmp(&v[b]).then(a.cmp(&b)));
+        let (lo, hi) = (v[order[0]], v[order[n - 1]]);
         dist[order[0]] = f64::INFINITY;
         dist[order[n - 1]] = f64::INFINITY;
         if hi > lo {
-            for j in 1..n - 1 {
-                dist[order[j]] += (points[order[j + 1]][k] - points[order[j - 1]][k]) / (hi - lo);
+            for w in order.windows(3) {
+                dist[w[1]] += (v[w[2]] - v[w[0]]) / (hi - lo);
             }
         }
     }

@@ -111,6 +111,9 @@ pub struct TrialView {
     pub max_epochs: Option<usize>,
     pub patience: Option<usize>,
     pub cost: TrialCost,
+    /// The measured inference time, when the study measured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<crate::study::Latency>,
     pub architecture: String,
     /// The network, when the study's space and data can still be read (else `layers_missing`
     /// says why not).
@@ -168,6 +171,7 @@ impl TrialView {
                 epochs: trial.epochs,
                 epochs_trained: trial.budget,
             },
+            latency: trial.latency.clone(),
             architecture: trial.architecture.clone(),
             layers,
             layers_missing,
@@ -232,6 +236,17 @@ impl TrialView {
             c.seconds,
             epochs(c.epochs_trained),
         );
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                out,
+                "latency: {} ms per sample at batch 1 (spread {:.1}%, wall clock {} ms), {} ms per sample at batch {}",
+                short_float(l.ms),
+                100.0 * l.spread,
+                short_float(l.wall_ms),
+                short_float(l.batch_ms),
+                l.batch
+            );
+        }
         let _ = writeln!(out, "architecture: {}", self.architecture);
 
         let _ = writeln!(out, "\nsampled values");

@@ -136,7 +136,7 @@ pub struct SearchArgs {
     /// Threads of each trial, on which its folds train in parallel (default: cores / workers).
     #[arg(long)]
     pub threads_per_trial: Option<usize>,
-    /// random | grid | evolution | tpe (default: random, or the resumed study's)
+    /// random | grid | evolution | tpe | nsga2 | motpe (default: random, or the resumed study's)
     #[arg(long)]
     pub strategy: Option<String>,
     /// fifo | asha | hyperband, with epochs as the budget (default: fifo, or the resumed study's)

@@ -42,7 +42,7 @@ pub const WARMUP: Duration = Duration::from_millis(20);
 /// CPU time one timed repetition aims at (a repetition is one call when a call takes longer).
 pub const REPETITION: Duration = Duration::from_millis(1);
 /// Timed repetitions at batch 1.
-pub const REPEATS_ONE: usize = 21;
+pub const REPEATS_ONE: usize = 41;
 /// Timed repetitions at [`LATENCY_BATCH`].
 pub const REPEATS_BATCH: usize = 11;
 
