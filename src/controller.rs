@@ -526,10 +526,20 @@ impl Controller<'_> {
         let timed = objectives.needs_latency() || self.opts.max_latency.is_some();
         if timed && rejected.is_none() && too_large.is_none() {
             let shape = self.data.train.shape;
-            match crate::nn::latency::measure(&cand.arch, shape, self.data.n_outputs(), seed) {
-                Ok(l) => rec.latency = Some(l),
-                Err(e) => {
+            let measured = catch_unwind(AssertUnwindSafe(|| {
+                crate::nn::latency::measure_cached(&cand.arch, shape, self.data.n_outputs(), seed)
+            }));
+            match measured {
+                Ok(Ok(l)) => rec.latency = Some(l),
+                Ok(Err(e)) => {
                     let msg = format!("rejected at sampling time: {e}");
+                    return (fail(rec, TrialState::Failed, msg), Ending::Failed);
+                }
+                Err(p) => {
+                    let msg = format!(
+                        "latency measurement panicked: {}",
+                        panic_message(p.as_ref())
+                    );
                     return (fail(rec, TrialState::Failed, msg), Ending::Failed);
                 }
             }

@@ -13,6 +13,10 @@
 //!   batch 1 (the `latency` objective: their median, per sample) and [`REPEATS_BATCH`] at
 //!   [`LATENCY_BATCH`] samples (median per sample); the spread is the batch-1 repetitions'
 //!   interquartile range over their median;
+//! - once per architecture in a process ([`measure_cached`], what a search uses): inference time
+//!   does not depend on the weights nor on the training settings, so a later candidate of the same
+//!   network (another learning rate, say) reuses the measurement; the objective is then one value
+//!   per network, not one draw of the measurement noise per trial;
 //! - with training paused: a measurement waits until every fold that trains in this process
 //!   (other workers' trials, other runs of `nas compare`) reaches its next pause point (every
 //!   16 steps, see [`pause_point`]), runs while they wait, and lets them go on; two
@@ -29,6 +33,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -59,6 +64,35 @@ pub fn measure(
         // Without a thread of its own, the measurement runs on the caller's.
         None => run(),
     })
+}
+
+/// [`measure`], once per network in this process: a network already measured (the same
+/// architecture, input shape and outputs) gets its first measurement back.
+pub fn measure_cached(
+    arch: &Architecture,
+    shape: InputShape,
+    n_outputs: usize,
+    seed: u64,
+) -> Result<Latency, super::NnError> {
+    static MEASURED: Mutex<BTreeMap<String, Latency>> = Mutex::new(BTreeMap::new());
+    let key = format!(
+        "{}|{shape}|{n_outputs}",
+        serde_json::to_string(arch).unwrap_or_else(|_| format!("{arch:?}"))
+    );
+    let known = |k: &str| {
+        MEASURED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+            .cloned()
+    };
+    if let Some(l) = known(&key) {
+        return Ok(l);
+    }
+    let l = measure(arch, shape, n_outputs, seed)?;
+    // Two workers may have measured the same network at once: the first one kept wins.
+    let mut m = MEASURED.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(m.entry(key).or_insert(l).clone())
 }
 
 fn one_thread() -> Option<&'static rayon::ThreadPool> {
