@@ -410,6 +410,12 @@ fn a_latency_measurement_reports_its_median_batch_and_spread() {
     assert_eq!(l.repeats, nas::nn::latency::REPEATS_ONE);
     assert!(l.spread >= 0.0 && l.spread.is_finite(), "{l:?}");
     assert!(l.wall_ms > 0.0, "{l:?}");
+    // A search measures a network once: the same architecture again gets that measurement.
+    let first = nas::nn::latency::measure_cached(&cand.arch, InputShape::flat(4), 3, 7).expect("a");
+    let again = nas::nn::latency::measure_cached(&cand.arch, InputShape::flat(4), 3, 8).expect("b");
+    assert_eq!(first, again);
+    let other = nas::nn::latency::measure_cached(&cand.arch, InputShape::flat(5), 3, 7).expect("c");
+    assert_ne!(first, other, "another input shape is another network");
 }
 
 #[test]
