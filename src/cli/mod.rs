@@ -828,7 +828,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
     let start = std::time::Instant::now();
     let mut results = compare::run_all(&space, &data_spec, &data, a.folds, &copts)?;
     // Several objectives: every run's hypervolume against one reference point, stated.
-    let mut stated = String::new();
+    let (mut stated, mut point_text) = (String::new(), String::new());
     if objectives.is_multi() {
         let point = if a.reference.is_empty() {
             compare::default_reference(&results)
@@ -848,6 +848,13 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
                 crate::objective::names(objectives.list()),
                 own.join(",")
             );
+            point_text = objectives
+                .list()
+                .iter()
+                .zip(&own)
+                .map(|(o, v)| format!("{o} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
         }
     }
     let (metric, what) = compare::measure(&objectives);
@@ -855,7 +862,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
     let mut report = compare::render(reference, &summaries, &what, a.budget);
     if !stated.is_empty() {
         report.push_str(&format!(
-            "\nHypervolume of the complete, feasible trials' ({}) against the reference point{stated}.\n",
+            "\nHypervolume: the region of ({}) that the complete, feasible trials dominate, every objective turned lower-is-better, up to the reference point {point_text} (in the objectives' units).\n",
             crate::objective::names(objectives.list()),
         ));
     }
