@@ -17,9 +17,7 @@ use crate::objective::Objective;
 use crate::pareto;
 use crate::search::{SchedulerKind, Strategy, TrialState};
 use crate::space::SearchSpace;
-use crate::study::{
-    study_dir, Direction, JournalStorage, Metric, Objectives, Storage, StudyMeta, TrialRecord,
-};
+use crate::study::{study_dir, Direction, Metric, Objectives, StorageUrl, StudyMeta, TrialRecord};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -35,8 +33,10 @@ pub struct CompareOptions {
     pub budget: usize,
     /// Studies trained at once, each on one thread.
     pub jobs: usize,
-    /// Where each run's study directory goes.
+    /// Where each run's study directory goes (its leaderboard, and its journal by default).
     pub out: PathBuf,
+    /// Where the runs' studies are stored.
+    pub storage: StorageUrl,
     pub verbose: bool,
     /// The objectives of every run (empty: the score alone).
     pub objectives: Vec<Objective>,
@@ -284,18 +284,18 @@ fn run_one(
         scheduler: scheduler.label().into(),
         objectives: crate::objective::normalise(&opts.objectives),
     };
-    let mut storage = JournalStorage::open_or_create(&dir, meta)?;
+    let mut storage = crate::study::open_or_create(&opts.storage, meta, Default::default())?;
     if storage.meta().space_source != space.source {
         return Err(SearchError::Compare(format!(
             "{} holds a run of a different space; remove it or choose another --out",
-            dir.display()
+            storage.location()
         )));
     }
     let objectives = Objectives::of(storage.meta());
     if storage.meta().objectives != crate::objective::normalise(&opts.objectives) {
         return Err(SearchError::Compare(format!(
             "{} holds a run of other objectives ({}); remove it or choose another --out",
-            dir.display(),
+            storage.location(),
             crate::objective::names(objectives.list())
         )));
     }
@@ -319,12 +319,16 @@ fn run_one(
             .build(space)
             .map_err(|e| SearchError::Compare(e.to_string()))?;
         controller.run(
-            &mut storage,
+            storage.as_mut(),
             sampler,
             scheduler.build(space.max_epochs()),
             requeue,
         )?;
-        leaderboard::save(&dir, &storage, Some(space))?;
+        std::fs::create_dir_all(&dir).map_err(|e| crate::study::StudyError::Io {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        leaderboard::save(&dir, storage.as_ref(), Some(space))?;
     }
     let trials = storage.trials();
     let seconds = trials.iter().map(|t| t.seconds).sum::<f64>();

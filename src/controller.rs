@@ -4,9 +4,13 @@
 use crate::data::{kfold, train_test_split, DataError, DataSplit, Dataset, Standardizer};
 use crate::nn::Cost;
 use crate::objective::Objective;
+use crate::progress::{Event, FoldEpoch, Plan, Progress, Silent};
 use crate::search::{Decision, Sampler, Scheduler, TrialState};
 use crate::space::{Candidate, Config, Family, SearchSpace};
-use crate::study::{suggest_for, Metric, Objectives, Storage, StudyError, TestResult, TrialRecord};
+use crate::study::{
+    counts_toward_total, suggest_for, Metric, Objectives, Storage, StudyError, TestResult,
+    TrialRecord,
+};
 // Moved to modules without tensors (ask-and-tell studies use them too); kept at their old paths.
 pub use crate::seed::derive_seed;
 pub use crate::study::best_trial;
@@ -140,8 +144,9 @@ pub struct SearchOptions {
     /// Reject candidates whose latency (milliseconds per sample at batch 1, see `nn::latency`)
     /// is above this, before training.
     pub max_latency: Option<f64>,
-    /// Print one line per finished trial on stderr.
-    pub verbose: bool,
+    /// Where the search reports trials and epochs as they finish (default: nowhere; `nas search`
+    /// shows them live on a terminal, or as one line per trial).
+    pub progress: Arc<dyn Progress>,
 }
 
 impl Default for SearchOptions {
@@ -161,7 +166,7 @@ impl Default for SearchOptions {
             max_consecutive_failures: None,
             objectives: Vec::new(),
             max_latency: None,
-            verbose: false,
+            progress: Arc::new(Silent),
         }
     }
 }
@@ -247,15 +252,17 @@ impl Controller<'_> {
             workers,
             ..RunStats::default()
         };
-        std::thread::scope(|s| -> Result<(), SearchError> {
+        let progress = self.opts.progress.as_ref();
+        progress.start(&self.plan(&shared, workers));
+        let ran = std::thread::scope(|s| -> Result<(), SearchError> {
             let mut handles = Vec::new();
-            for _ in 0..workers {
+            for w in 0..workers {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(self.opts.threads_per_trial.max(1))
                     .build()
                     .map_err(|e| SearchError::Threads(e.to_string()))?;
                 let (shared, scheduler) = (&shared, &scheduler);
-                handles.push(s.spawn(move || self.worker(&pool, shared, scheduler, start)));
+                handles.push(s.spawn(move || self.worker(w, &pool, shared, scheduler, start)));
             }
             for h in handles {
                 match h.join() {
@@ -274,7 +281,9 @@ impl Controller<'_> {
                 }
             }
             Ok(())
-        })?;
+        });
+        progress.finish();
+        ran?;
         stats.wall = start.elapsed();
         let shared = shared
             .into_inner()
@@ -282,6 +291,25 @@ impl Controller<'_> {
         match shared.error {
             Some(e) => Err(e),
             None => Ok(stats),
+        }
+    }
+
+    /// What the progress display knows before the first trial: the limits, and the study's
+    /// finished trials and best so far (a resumed study has some).
+    fn plan(&self, shared: &Mutex<Shared>, workers: usize) -> Plan {
+        let sh = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let trials = sh.storage.trials();
+        Plan {
+            metric: self.metric,
+            trials: self.opts.trials,
+            time_budget: self.opts.time_budget,
+            workers,
+            done: trials
+                .iter()
+                .filter(|t| t.state != TrialState::Running && counts_toward_total(t))
+                .count(),
+            best: best_trial(trials, self.metric).and_then(|t| Some((t.number, t.cv_mean?))),
+            objectives: self.objectives().list().to_vec(),
         }
     }
 
@@ -301,6 +329,14 @@ impl Controller<'_> {
         if sh.stop || over_time || over_budget || self.cancel.load(Ordering::Relaxed) {
             sh.stop = true;
             return None;
+        }
+        // Trials of workers that died since (on any host) fail, and their configurations run again.
+        match sh.storage.recover_stale() {
+            Ok(lost) => sh.queue.extend(lost),
+            Err(e) => {
+                self.abort(&mut sh, e.into());
+                return None;
+            }
         }
         // Counting the study's trials and creating the next one is one step under the journal's
         // lock, so processes sharing a study never start more trials than it asks for.
@@ -338,22 +374,31 @@ impl Controller<'_> {
         Some((number, config, seed))
     }
 
-    /// Runs trials until none is left; returns the time spent outside training and the count.
+    /// Worker `w` runs trials until none is left; returns the time spent outside training and
+    /// the count.
     fn worker(
         &self,
+        w: usize,
         pool: &rayon::ThreadPool,
         shared: &Mutex<Shared>,
         scheduler: &Mutex<Box<dyn Scheduler>>,
         start: Instant,
     ) -> (Duration, usize) {
         let (mut overhead, mut count) = (Duration::ZERO, 0);
+        let progress = self.opts.progress.as_ref();
         loop {
             let t0 = Instant::now();
             let Some((number, config, seed)) = self.next_trial(shared, start) else {
                 overhead += t0.elapsed();
+                progress.event(Event::WorkerDone { worker: w });
                 break;
             };
             overhead += t0.elapsed();
+            progress.event(Event::TrialStarted {
+                worker: w,
+                trial: number,
+            });
+            let on_fold = |fold: FoldEpoch| progress.event(Event::Epoch { worker: w, fold });
             let mut in_reports = Duration::ZERO;
             let mut pruned_at = None;
             let mut report = |epoch: usize, value: f64| {
@@ -379,7 +424,7 @@ impl Controller<'_> {
                 d
             };
             let (mut record, ending) =
-                pool.install(|| self.attempt_trial(number, config, seed, &mut report));
+                pool.install(|| self.attempt_trial(number, config, seed, &mut report, &on_fold));
             if record.state == TrialState::Pruned {
                 record.pruned_at = pruned_at;
             }
@@ -388,9 +433,10 @@ impl Controller<'_> {
             if let Ok(mut s) = scheduler.lock() {
                 s.on_trial_end(number);
             }
-            if self.opts.verbose {
-                eprintln!("{}", self.progress_line(&record));
-            }
+            progress.event(Event::TrialFinished {
+                worker: w,
+                record: &record,
+            });
             let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
             let (trial, error) = (record.number, record.error.clone());
             if let Err(e) = sh.storage.finish_trial(record) {
@@ -421,38 +467,6 @@ impl Controller<'_> {
         (overhead, count)
     }
 
-    fn progress_line(&self, r: &TrialRecord) -> String {
-        let total = self
-            .opts
-            .trials
-            .map(|n| format!("/{n}"))
-            .unwrap_or_default();
-        let outcome = match (r.state, r.cv_mean, &r.error) {
-            (TrialState::Complete, Some(m), _) => format!(
-                "cv {} {:.4} ± {:.4}",
-                self.metric.label(),
-                m,
-                r.cv_std.unwrap_or(0.0)
-            ),
-            (TrialState::Pruned, _, _) => format!("pruned after {} epochs", r.epochs),
-            (_, _, Some(e)) => format!("{}: {e}", r.state.label()),
-            _ => r.state.label().to_string(),
-        };
-        let latency = r
-            .latency
-            .as_ref()
-            .map(|l| format!("; {} ms", crate::space::short_float(l.ms)))
-            .unwrap_or_default();
-        format!(
-            "trial {}{total}  {:<10} {outcome}  [{}; {} params{latency}]  {:.1}s",
-            r.number,
-            r.state.label(),
-            r.architecture,
-            r.params,
-            r.seconds
-        )
-    }
-
     /// The study's objectives, with the score's metric.
     pub fn objectives(&self) -> Objectives {
         Objectives::new(&self.opts.objectives, self.metric)
@@ -472,7 +486,7 @@ impl Controller<'_> {
         seed: u64,
         report: &mut dyn FnMut(usize, f64) -> Decision,
     ) -> TrialRecord {
-        self.attempt_trial(number, config, seed, report).0
+        self.attempt_trial(number, config, seed, report, &|_| {}).0
     }
 
     /// [`Controller::run_trial`], and how the trial ended, for the failure count.
@@ -482,6 +496,7 @@ impl Controller<'_> {
         config: Config,
         seed: u64,
         report: &mut dyn FnMut(usize, f64) -> Decision,
+        on_fold: &(dyn Fn(FoldEpoch) + Sync),
     ) -> (TrialRecord, Ending) {
         let start = Instant::now();
         let cand = self.space.decode(&config);
@@ -573,6 +588,7 @@ impl Controller<'_> {
                 &self.data.folds,
                 seed,
                 report,
+                on_fold,
                 stop,
             )
         }));

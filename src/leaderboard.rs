@@ -331,7 +331,8 @@ pub fn ranked_rows(
         .collect()
 }
 
-fn human(n: u64) -> String {
+/// A count in a few characters, as the leaderboard shows it: 950, 12.3k, 4.56M.
+pub(crate) fn human(n: u64) -> String {
     match n {
         0..=9_999 => n.to_string(),
         10_000..=9_999_999 => format!("{:.1}k", n as f64 / 1e3),

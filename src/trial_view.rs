@@ -5,7 +5,7 @@ use crate::leaderboard;
 use crate::nn::LayerTable;
 use crate::search::{Rung, TrialState};
 use crate::space::{short_float, thousands, ParamValue, SearchSpace};
-use crate::study::{FoldCurve, StudyMeta, TrialRecord};
+use crate::study::{FoldCurve, Objectives, StudyMeta, TrialRecord};
 use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::Value;
@@ -97,9 +97,17 @@ pub struct TrialView {
     pub state: String,
     /// `accuracy` or `rmse`.
     pub metric: String,
-    /// Rank by mean CV score among the study's complete trials.
+    /// Rank among the study's complete trials, as the leaderboard's: by mean CV score; with
+    /// several objectives, by Pareto front, then by the first objective.
     pub rank: Option<usize>,
     pub complete_trials: usize,
+    /// The trial's Pareto front in a study of several objectives (1: dominated by none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front: Option<usize>,
+    /// The objectives' names in a study of several (`cv accuracy`, `latency ms`), and the
+    /// trial's value on each (`None` where it has none, as a pruned trial's score).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<(String, Option<f64>)>,
     pub cv_mean: Option<f64>,
     pub cv_std: Option<f64>,
     pub fold_scores: Vec<f64>,
@@ -138,11 +146,20 @@ impl TrialView {
         layers: Result<LayerTable, String>,
     ) -> TrialView {
         let metric = meta.metric;
-        let ranked = leaderboard::rows(trials, metric, None);
-        let rank = ranked
-            .iter()
-            .find(|r| r.trial == trial.number)
-            .and_then(|r| r.rank);
+        let study = Objectives::of(meta);
+        let ranked = leaderboard::ranked_rows(trials, &study, None);
+        let row = ranked.iter().find(|r| r.trial == trial.number);
+        let rank = row.and_then(|r| r.rank);
+        let objectives = if study.is_multi() {
+            study
+                .names()
+                .into_iter()
+                .zip(study.list())
+                .map(|(name, o)| (name, study.value(*o, trial)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let settings = space.map(|s| s.decode(&trial.config).train);
         let ended = ending(trial, &meta.scheduler);
         let (layers, layers_missing) = match layers {
@@ -156,6 +173,8 @@ impl TrialView {
             metric: metric.label().to_string(),
             rank,
             complete_trials: ranked.iter().filter(|r| r.rank.is_some()).count(),
+            front: row.and_then(|r| r.front),
+            objectives,
             cv_mean: trial.cv_mean,
             cv_std: trial.cv_std,
             fold_scores: trial.fold_scores.clone(),
@@ -197,9 +216,18 @@ impl TrialView {
             (Some(m), Some(s)) => format!(", cv {} {m:.4} ± {s:.4}", self.metric),
             _ => String::new(),
         };
+        let front = self
+            .front
+            .map(|f| format!(", Pareto front {f}"))
+            .unwrap_or_default();
         let rank = self
             .rank
-            .map(|r| format!(" (rank {r} of {} complete trials)", self.complete_trials))
+            .map(|r| {
+                format!(
+                    " (rank {r} of {} complete trials{front})",
+                    self.complete_trials
+                )
+            })
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -218,6 +246,14 @@ impl TrialView {
                 self.metric,
                 scores.join(", ")
             );
+        }
+        if !self.objectives.is_empty() {
+            let values: Vec<String> = self
+                .objectives
+                .iter()
+                .map(|(name, v)| format!("{name} {}", v.map_or_else(|| "-".into(), short_float)))
+                .collect();
+            let _ = writeln!(out, "objectives: {}", values.join(", "));
         }
         let _ = writeln!(out, "ended: {}", self.ended_text);
         let c = &self.cost;

@@ -591,7 +591,7 @@ fn check_gradients(arch: &Architecture, shape: InputShape, what: &str) {
     let r = random_vec(n * n_out, &mut rng);
 
     let xt = dev.tensor_from_vec(x.clone(), (n, shape.len()));
-    let out = net.forward(xt.leaky_trace(), false);
+    let out = net.forward_with_input_grad(xt.leaky_trace(), false);
     let loss = (out * dev.tensor_from_vec(r.clone(), (n, n_out))).sum();
     let mut grads = loss.backward();
     let gx = grads.get(&xt).as_vec();

@@ -188,11 +188,13 @@ fn one_long_trials_resident_memory_is_flat_from_its_second_epoch_on() {
     let shown: Vec<String> = rss.iter().map(|&b| format!("{:.1}", mb(b))).collect();
     eprintln!("resident memory per epoch (MB): {}", shown.join(", "));
     assert_eq!(rss.len(), 8, "one reading per epoch");
-    let second = rss[1];
-    let most = rss[1..].iter().copied().max().unwrap();
+    // Readings wander by a few MB (allocator and scratch-buffer reuse), so the baseline is the
+    // highest of epochs 2-4 rather than one reading; a leak keeps growing past it.
+    let second = rss[1..4].iter().copied().max().unwrap();
+    let most = rss[4..].iter().copied().max().unwrap();
     assert!(
         most as f64 <= second as f64 * 1.10,
-        "resident memory grew from {:.1} MB after epoch 2 to {:.1} MB: {}",
+        "resident memory grew from {:.1} MB (most of epochs 2-4) to {:.1} MB: {}",
         mb(second),
         mb(most),
         shown.join(", ")

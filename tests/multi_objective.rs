@@ -6,18 +6,16 @@
 
 use nas::compare::{self, RunResult};
 use nas::controller::{Controller, PreparedData, SearchOptions};
-use nas::data::{load, DataSource, InputShape, LoadOptions, Task};
+use nas::data::{load, DataSource, InputShape, LoadOptions};
 use nas::leaderboard::{self, View};
 use nas::objective::Objective;
 use nas::pareto;
 use nas::search::{
-    AshaScheduler, FifoScheduler, Observation, Rung, Sampler, Scheduler, SchedulerKind, Strategy,
+    AshaScheduler, FifoScheduler, Observation, Sampler, Scheduler, SchedulerKind, Strategy,
     TrialState,
 };
 use nas::space::{Config, ParamValue, SearchSpace};
-use nas::study::{
-    JournalStorage, Latency, Metric, Objectives, Storage, StudyError, StudyMeta, TrialRecord,
-};
+use nas::study::{JournalStorage, Metric, Objectives, Storage, StudyMeta, TrialRecord};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -27,6 +25,11 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "common/mo_fixture.rs"]
+mod mo_fixture;
+
+use mo_fixture::{mo_meta, mo_trials, optuna_checks, IRIS};
 
 fn parse(text: &str, name: &str) -> SearchSpace {
     SearchSpace::from_str_named(text, name, &format!("{name}.ron")).expect("test space is valid")
@@ -378,26 +381,6 @@ fn constrained_samplers_propose_fewer_infeasible_candidates_than_random_search()
 
 // ---------------------------------------------------------------- latency
 
-const IRIS: &str = "(
-    task: Classification,
-    data: \"iris\",
-    model: Mlp((
-        depth: Range(0, 2),
-        width: Choice([8, 16]),
-        activation: Choice([Relu, Tanh]),
-        batch_norm: Choice([false, true]),
-        dropout: Choice([0.0, 0.1]),
-    )),
-    train: (
-        optimizer: Choice([Adam, Sgd]),
-        learning_rate: LogRange(1e-3, 1e-1),
-        momentum: Range(0.8, 0.95),
-        batch_size: Choice([16, 32]),
-        max_epochs: Fixed(9),
-        patience: Fixed(3),
-    ),
-)";
-
 #[test]
 fn a_latency_measurement_reports_its_median_batch_and_spread() {
     let space = parse(IRIS, "iris");
@@ -453,127 +436,10 @@ fn training_pauses_while_a_latency_measurement_runs() {
 
 // ---------------------------------------------------------------- journal and Optuna
 
-fn mo_meta(name: &str) -> StudyMeta {
-    StudyMeta {
-        name: name.into(),
-        space_file: "iris.ron".into(),
-        space_source: IRIS.into(),
-        data: "iris".into(),
-        task: Task::Classification,
-        metric: Metric::Accuracy,
-        seed: 3,
-        folds: 3,
-        strategy: "nsga2".into(),
-        scheduler: "asha".into(),
-        objectives: vec![Objective::Score, Objective::Params, Objective::Latency],
-    }
-}
-
-fn latency(ms: f64) -> Latency {
-    Latency {
-        ms,
-        batch_ms: ms / 4.0,
-        batch: 32,
-        spread: 0.01,
-        repeats: 21,
-        wall_ms: ms * 1.25,
-    }
-}
-
-/// Records a trial through the storage as the controller does.
-fn record(
-    s: &mut dyn Storage,
-    state: TrialState,
-    score: Option<f64>,
-    params: usize,
-    ms: f64,
-    constraints: Vec<f64>,
-) -> Result<TrialRecord, StudyError> {
-    let number = s.create_trial()?;
-    // Parameters as written by a search; values that survive the JSON text exactly.
-    let config: Config = [
-        ("depth".to_string(), ParamValue::Int(number as i64 % 3)),
-        ("learning_rate".to_string(), ParamValue::Float(0.0625)),
-    ]
-    .into_iter()
-    .collect();
-    s.set_params(number, config.clone(), number as u64)?;
-    let mut r = TrialRecord::new(number, config, number as u64);
-    r.state = state;
-    r.params = params;
-    r.macs = params as u64;
-    r.architecture = format!("mlp {number}");
-    r.latency = Some(latency(ms));
-    r.constraints = constraints;
-    match state {
-        TrialState::Complete => {
-            r.cv_mean = score;
-            r.cv_std = Some(0.01);
-            r.fold_scores = vec![score.unwrap_or(0.0); 3];
-            r.intermediate = vec![-score.unwrap_or(0.0)];
-            s.report(number, 1, r.intermediate[0])?;
-        }
-        TrialState::Pruned => {
-            r.intermediate = vec![-0.5];
-            s.report(number, 1, -0.5)?;
-            r.pruned_at = Some(Rung {
-                rung: 0,
-                epochs: 1,
-                bracket: None,
-            });
-        }
-        _ => r.error = Some("rejected before training: too many parameters".into()),
-    }
-    s.finish_trial(r.clone())?;
-    Ok(r)
-}
-
-/// A constrained study of three objectives: two trials on the front, one dominated, one
-/// pruned, one rejected before training, and one that would dominate all but is infeasible.
+/// The shared study in a journal in `dir`.
 fn mo_study(dir: &Path) -> Vec<TrialRecord> {
     let mut s = JournalStorage::open_or_create(dir, mo_meta("mo")).expect("creates");
-    let c = |p: f64, l: f64| vec![p, l];
-    let rs = vec![
-        record(
-            &mut s,
-            TrialState::Complete,
-            Some(0.9),
-            1000,
-            0.02,
-            c(-0.5, -0.2),
-        ),
-        record(
-            &mut s,
-            TrialState::Complete,
-            Some(0.8),
-            500,
-            0.01,
-            c(-0.75, -0.6),
-        ),
-        record(
-            &mut s,
-            TrialState::Complete,
-            Some(0.7),
-            2000,
-            0.03,
-            c(0.0, -0.1),
-        ),
-        record(&mut s, TrialState::Pruned, None, 300, 0.005, c(-0.85, -0.8)),
-        record(&mut s, TrialState::Failed, None, 5000, 0.05, c(1.5, 0.25)),
-        record(
-            &mut s,
-            TrialState::Complete,
-            Some(0.99),
-            100,
-            0.001,
-            c(0.1, -0.9),
-        ),
-    ]
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()
-    .expect("trials");
-    assert_eq!(s.trials(), &rs[..], "the live state is the replayed one");
-    rs
+    mo_trials(&mut s)
 }
 
 #[test]
@@ -648,36 +514,8 @@ fn optuna_reads_a_multi_objective_study_and_its_best_trials_are_our_first_front(
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let trials = mo_study(dir.path());
-    let objectives = Objectives::of(&mo_meta("mo"));
-    let front: Vec<usize> = objectives
-        .best_trials(&trials)
-        .iter()
-        .map(|t| t.number)
-        .collect();
-    let expected = serde_json::json!({
-        "study": "mo",
-        "directions": ["MAXIMIZE", "MINIMIZE", "MINIMIZE"],
-        "states": ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED", "FAIL", "COMPLETE"],
-        "values": trials.iter().map(|t| objectives.values(t)).collect::<Vec<_>>(),
-        "constraints": trials.iter().map(|t| t.constraints.clone()).collect::<Vec<_>>(),
-        "best_trials": front,
-        "metric_names": ["cv accuracy", "params", "latency ms"],
-        "latency_ms": 0.02,
-        "pruned_intermediate": {"1": 0.5},
-    });
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/optuna_multi_objective.py"
-    );
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(dir.path().join(JournalStorage::FILE))
-        .arg(expected.to_string())
-        .output()
-        .expect("runs python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{python}: {stdout}\n{stderr}");
+    let journal = dir.path().join(JournalStorage::FILE);
+    let stdout = optuna_checks(&python, &journal.display().to_string(), &trials);
     assert!(stdout.contains("best_trials [0, 1]"), "{stdout}");
     eprintln!("{stdout}");
 }

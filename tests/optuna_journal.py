@@ -1,6 +1,7 @@
-"""Opens a journal written by `nas` with Optuna and checks it against expectations.
+"""Opens a study written by `nas` with Optuna and checks it against expectations.
 
-Usage: optuna_journal.py JOURNAL EXPECTED_JSON (run by tests/journal.rs).
+Usage: optuna_journal.py JOURNAL|URL EXPECTED_JSON (run by tests/journal.rs with a journal file,
+and by tests/postgres.rs with a postgresql:// URL).
 """
 
 import json
@@ -11,6 +12,8 @@ import optuna
 
 
 def storage(path):
+    if "://" in path:
+        return path
     journal = optuna.storages.journal if hasattr(optuna.storages, "journal") else None
     if journal is not None and hasattr(journal, "JournalFileBackend"):
         return optuna.storages.JournalStorage(journal.JournalFileBackend(path))

@@ -1,7 +1,8 @@
-"""Opens a multi-objective journal written by `nas` with Optuna and checks it against expectations:
+"""Opens a multi-objective study written by `nas` with Optuna and checks it against expectations:
 directions, one value per objective, constraints, metric names, and `study.best_trials`.
 
-Usage: optuna_multi_objective.py JOURNAL EXPECTED_JSON (run by tests/multi_objective.rs).
+Usage: optuna_multi_objective.py JOURNAL|URL EXPECTED_JSON (run by tests/multi_objective.rs with a
+journal file, and by tests/postgres.rs with a postgresql+psycopg:// URL).
 """
 
 import json
@@ -9,12 +10,8 @@ import sys
 
 import optuna
 
-
-def storage(path):
-    journal = optuna.storages.journal if hasattr(optuna.storages, "journal") else None
-    if journal is not None and hasattr(journal, "JournalFileBackend"):
-        return optuna.storages.JournalStorage(journal.JournalFileBackend(path))
-    return optuna.storages.JournalStorage(optuna.storages.JournalFileStorage(path))
+# The same storage for a journal file or a URL as the single-objective checks.
+from optuna_journal import storage
 
 
 def main():

@@ -371,3 +371,148 @@ fn nas_search(
     );
     out
 }
+
+/// Runs `nas search` on the iris space in a fresh temporary directory; stderr is a pipe.
+fn iris_search(args: &[&str]) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("iris.ron");
+    std::fs::write(&space, IRIS).unwrap();
+    let out = nas_search(&space, dir.path(), args);
+    (dir, out)
+}
+
+/// What `nas leaderboard` prints for the study `iris` under `dir`.
+fn leaderboard_of(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(["leaderboard", "--study", "iris", "--results"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn piped_stderr_gets_one_plain_line_per_finished_trial_as_before() {
+    let (dir, out) = iris_search(&["--trials", "3", "--workers", "2", "--no-final"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\r'),
+        "terminal codes in a pipe: {stderr:?}"
+    );
+    let storage = JournalStorage::open(&dir.path().join("iris")).unwrap();
+    let mut lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("trial ")).collect();
+    lines.sort();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for (line, t) in lines.iter().zip(storage.trials()) {
+        // The line `nas search` has always printed, written out here rather than taken from the
+        // code that prints it, so that a change to it fails.
+        let head = format!(
+            "trial {}/3  complete   cv accuracy {:.4} ± {:.4}  [{}; {} params]  ",
+            t.number,
+            t.cv_mean.unwrap(),
+            t.cv_std.unwrap(),
+            t.architecture,
+            t.params
+        );
+        let secs = line
+            .strip_prefix(&head)
+            .unwrap_or_else(|| panic!("{line:?}\n{head:?}"));
+        let secs = secs.strip_suffix('s').unwrap();
+        assert!(secs.parse::<f64>().is_ok() && secs.contains('.'), "{line}");
+    }
+    // Besides the trial lines: only the study's one-line messages.
+    for l in stderr.lines().filter(|l| !l.starts_with("trial ")) {
+        assert!(l.starts_with("nas: "), "{l:?} in\n{stderr}");
+    }
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        leaderboard_of(dir.path())
+    );
+}
+
+#[test]
+fn quiet_prints_the_result_and_no_progress() {
+    let (dir, out) = iris_search(&["--trials", "3", "--workers", "2", "--quiet"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\r'),
+        "{stderr:?}"
+    );
+    for l in stderr.lines() {
+        assert!(
+            l.starts_with("nas: ") && !l.contains("trial 0/"),
+            "{l:?} in\n{stderr}"
+        );
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let board = leaderboard_of(dir.path());
+    // The leaderboard, then the test-set line (which `nas leaderboard` shows too).
+    assert_eq!(stdout.trim_end(), board.trim_end(), "{stdout}");
+    assert!(stdout.contains("TEST SET"), "{stdout}");
+}
+
+/// On a terminal (a pseudo-terminal made by `script`, of util-linux) the live display shows a
+/// bar with the trials done and one line per worker, and finished trials stay printed above it.
+#[test]
+fn on_a_terminal_the_live_display_shows_the_bar_and_each_workers_trial_fold_and_epoch() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("`script` (util-linux / bsdutils) is needed to run nas on a pseudo-terminal");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("digits.ron");
+    // Slow enough (digits, 30 epochs without early stopping) for a few frames of 250 ms.
+    std::fs::write(
+        &space,
+        "(
+            task: Classification,
+            data: \"digits\",
+            model: Mlp((depth: Fixed(2), width: Fixed(256))),
+            train: (learning_rate: Fixed(0.01), max_epochs: Fixed(30), patience: Fixed(30)),
+        )",
+    )
+    .unwrap();
+    let on_terminal = |term: &str, study: &str| {
+        let cmd = format!(
+            "stty cols 150 rows 30; exec '{}' search --space '{}' --results '{}' --study {study} --trials 2 --workers 2 --folds 2 --no-final",
+            env!("CARGO_BIN_EXE_nas"),
+            space.display(),
+            dir.path().display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("TERM", term)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{screen}");
+        screen
+    };
+    // A dumb terminal cannot be redrawn: it gets the plain lines.
+    let dumb = on_terminal("dumb", "dumb");
+    assert!(dumb.contains("trial 1/2  complete"), "{dumb}");
+    assert!(
+        !dumb.contains("worker  1") && !dumb.contains('\x1b'),
+        "{dumb}"
+    );
+    let screen = on_terminal("xterm", "live");
+    for want in [
+        "0/2 trials · ETA -- · no complete trial yet",
+        "worker  1  trial ",
+        "worker  2  trial ",
+        "fold 1/2  epoch ",
+        "/30  val loss ",
+        "trial 0/2  complete   cv accuracy ",
+        "trial 1/2  complete   cv accuracy ",
+    ] {
+        assert!(
+            screen.contains(want),
+            "no {want:?} on the screen:\n{screen}"
+        );
+    }
+}

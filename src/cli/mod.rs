@@ -4,9 +4,12 @@ use crate::controller::{train_final, Controller, PreparedData, SearchOptions};
 use crate::data::{load, load_test_file, DataSource, DataSplit, InputShape, LoadOptions};
 use crate::leaderboard::{self, Column, Format, StateFilter, View};
 use crate::objective::Objective;
+use crate::progress::Mode;
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
-use crate::study::{study_dir, JournalStorage, Metric, Objectives, Storage, StudyMeta};
+use crate::study::{
+    study_dir, Metric, Objectives, StorageOptions, StorageUrl, StudyError, StudyMeta,
+};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +18,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub mod model;
+pub mod report;
 pub mod space;
 pub mod trial;
 
@@ -48,6 +52,10 @@ pub enum Command {
     Compare(CompareArgs),
     /// Inspect a search space: its parameters, sampled networks, and the share that cannot work.
     Space(space::SpaceArgs),
+    /// Write a study's plots (SVG and PNG) under results/<study>/plots/.
+    Plot(report::PlotArgs),
+    /// Write a study's report: one self-contained HTML page, results/<study>/report.html.
+    Report(report::ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +95,10 @@ pub struct CompareArgs {
     /// Where the runs' studies and the report go.
     #[arg(long, default_value = "results/bench")]
     pub out: PathBuf,
+    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
+    /// Optuna's schema shared by workers anywhere (default: the journal under --results).
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -128,8 +140,17 @@ pub struct SearchArgs {
     /// Study name (default: the space file's name).
     #[arg(long)]
     pub study: Option<String>,
+    /// Where derived files go (leaderboards, test result), and the journal without --storage.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
+    /// Optuna's schema shared by workers anywhere (default: the journal under --results).
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+    /// With a database --storage: how often this worker stamps its running trials (e.g. 30s); a
+    /// running trial not stamped for twice this was lost, and runs again (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub heartbeat: Option<String>,
     /// Trials trained at once (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -172,7 +193,8 @@ pub struct SearchArgs {
     /// Skip retraining the best configuration and the test-set evaluation.
     #[arg(long)]
     pub no_final: bool,
-    /// Print only the leaderboard, not one line per trial.
+    /// Show no progress: neither the live display (on a terminal) nor one line per finished
+    /// trial (otherwise); the leaderboard and test result are printed as always.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -184,6 +206,10 @@ pub struct LeaderboardArgs {
     pub study: Option<String>,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
+    /// Optuna's schema shared by workers anywhere (default: the journal under --results).
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Show the first N rows only (after --state and --sort).
@@ -217,6 +243,8 @@ pub enum CliError {
     Study(#[from] crate::study::StudyError),
     #[error(transparent)]
     Search(#[from] crate::controller::SearchError),
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
     /// A path the user named for output (`--results`, `--out`) that cannot be made.
     #[error("cannot create {}: {message}", path.display())]
     CannotCreate { path: PathBuf, message: String },
@@ -232,10 +260,12 @@ impl CliError {
             | CliError::CannotCreate { .. } => 2,
             // A study name that does not exist is a typo, and a journal line that cannot be read
             // (edited by hand) is named with its line: both are input the user can fix.
+            // So is a database that cannot be reached (a URL, a server, a network to fix).
             CliError::Study(
-                crate::study::StudyError::Missing(_)
-                | crate::study::StudyError::BadLine { .. }
-                | crate::study::StudyError::Corrupt { .. },
+                StudyError::Missing(_)
+                | StudyError::BadLine { .. }
+                | StudyError::Corrupt { .. }
+                | StudyError::Unreachable { .. },
             ) => 2,
             // Every trial in a row failing means a space or data set that cannot train.
             CliError::Search(crate::controller::SearchError::TooManyFailures { .. }) => 2,
@@ -293,6 +323,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Evaluate(a) => model::evaluate(a),
         Command::Compare(a) => compare(a),
         Command::Space(a) => space::run(a),
+        Command::Plot(a) => report::plot(a),
+        Command::Report(a) => report::report(a),
     }
 }
 
@@ -373,16 +405,16 @@ fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
 }
 
 /// The study `--resume` names (or the only / latest one), as its journal records it.
-fn resumed_study(a: &SearchArgs) -> Result<StudyMeta, CliError> {
+fn resumed_study(a: &SearchArgs, storage: &StorageUrl) -> Result<StudyMeta, CliError> {
     let study = match (&a.study, &a.space) {
         (Some(s), _) => s.clone(),
         (None, Some(p)) => SearchSpace::from_file(p)?.name,
-        (None, None) => only_study(&a.results)?,
+        (None, None) => only_study(storage)?,
     };
-    existing_study(&a.results, &study)?.ok_or_else(|| {
+    existing_study(storage, &study)?.ok_or_else(|| {
         CliError::Usage(format!(
             "--resume: there is no study `{study}` in {} to resume",
-            a.results.display()
+            storage.place()
         ))
     })
 }
@@ -419,6 +451,8 @@ struct SearchPlan {
     trial_timeout: Option<Duration>,
     max_consecutive_failures: Option<usize>,
     max_memory: Option<u64>,
+    storage: StorageUrl,
+    heartbeat: Duration,
 }
 
 impl SearchArgs {
@@ -444,6 +478,13 @@ impl SearchArgs {
         };
         let time_budget = duration("--time-budget", &self.time_budget)?;
         let trial_timeout = duration("--trial-timeout", &self.trial_timeout)?;
+        let storage = storage_url(self.storage.as_deref(), &self.results)?;
+        let heartbeat = duration("--heartbeat", &self.heartbeat)?;
+        if heartbeat.is_some() && matches!(storage, StorageUrl::Journal { .. }) {
+            return Err(CliError::Usage(
+                "--heartbeat needs a database --storage (a journal tells dead workers by their owner locks)".into(),
+            ));
+        }
         let max_memory = self
             .max_memory
             .as_deref()
@@ -486,27 +527,30 @@ impl SearchArgs {
             trial_timeout,
             max_consecutive_failures: Some(self.max_consecutive_failures),
             max_memory,
+            storage,
+            heartbeat: heartbeat.unwrap_or(crate::study::DEFAULT_HEARTBEAT),
         })
     }
 }
 
-/// Study `study` under `results`, as its journal records it, when it exists already.
-fn existing_study(results: &Path, study: &str) -> Result<Option<StudyMeta>, CliError> {
-    let dir = study_dir(results, study);
-    if !dir.join(JournalStorage::FILE).exists() {
-        return Ok(None);
+/// Study `study` at `storage`, as it records it, when it exists already.
+fn existing_study(storage: &StorageUrl, study: &str) -> Result<Option<StudyMeta>, CliError> {
+    match crate::study::open(storage, study) {
+        Ok(s) => {
+            let mut meta = s.meta().clone();
+            meta.name = study.to_string();
+            Ok(Some(meta))
+        }
+        Err(StudyError::Missing(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    let storage = JournalStorage::open(&dir)?;
-    let mut meta = storage.meta().clone();
-    meta.name = study.to_string();
-    Ok(Some(meta))
 }
 
 fn search(a: SearchArgs) -> Result<(), CliError> {
     let plan = a.plan()?;
     check_creatable(&a.results)?;
     let resumed = if a.resume {
-        Some(resumed_study(&a)?)
+        Some(resumed_study(&a, &plan.storage)?)
     } else {
         None
     };
@@ -535,13 +579,13 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     // An existing study is read before anything else: it fixes the data, seed and folds.
     let existing = match resumed {
         Some(m) => Some(m),
-        None => existing_study(&a.results, &study)?,
+        None => existing_study(&plan.storage, &study)?,
     };
     if let Some(m) = &existing {
         if m.space_source != space.source && !a.force {
             return Err(CliError::Usage(format!(
                 "study `{study}` in {} was created from a different space file; use another --study, or --force to continue it anyway",
-                dir.display()
+                plan.storage.place()
             )));
         }
         // Trials made with another seed, other folds, other data or objectives would not
@@ -564,7 +608,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         if let Some(what) = clash {
             return Err(CliError::Usage(format!(
                 "study `{study}` in {} was created with {what}; leave the flag out to continue it, or start a new study with --study NAME",
-                dir.display()
+                plan.storage.place()
             )));
         }
     }
@@ -639,7 +683,10 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         path: dir.clone(),
         message: e.to_string(),
     })?;
-    let mut storage = JournalStorage::open_or_create(&dir, meta)?;
+    let options = StorageOptions {
+        heartbeat: plan.heartbeat,
+    };
+    let mut storage = crate::study::open_or_create(&plan.storage, meta, options)?;
     let requeue = storage.recover_stale()?;
     if !requeue.is_empty() {
         eprintln!(
@@ -648,23 +695,29 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         );
     }
     eprintln!(
-        "nas: study `{study}`: {} search samples in {folds} folds, {} held-out test samples ({}), input {}; results in {}",
+        "nas: study `{study}`: {} search samples in {folds} folds, {} held-out test samples ({}), input {}; results in {}{}",
         data.train.len(),
         data.test.len(),
         data_spec,
         data.train.shape,
-        dir.display()
+        dir.display(),
+        match &plan.storage {
+            StorageUrl::Journal { .. } => String::new(),
+            StorageUrl::Postgres(url) => format!(", trials in {url}"),
+        }
     );
+    // Live on a terminal, plain lines in a pipe or file, nothing with --quiet.
+    let progress = Mode::for_stderr(a.quiet).build();
     let cancel = Arc::new(AtomicBool::new(false));
     {
-        let c = cancel.clone();
+        let (c, progress) = (cancel.clone(), progress.clone());
         // Ctrl-C, and SIGTERM (what `kill`, Slurm and Kubernetes send), end the trials in
         // flight as interrupted. A second signal while shutting down quits at once.
         let _ = ctrlc::set_handler(move || {
             if c.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("nas: interrupted; finishing up (Ctrl-C again to quit at once)");
+            progress.note("nas: interrupted; finishing up (Ctrl-C again to quit at once)");
         });
     }
     let workers = plan.workers;
@@ -689,18 +742,22 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
             max_consecutive_failures: plan.max_consecutive_failures,
             objectives: storage.meta().objectives.clone(),
             max_latency: a.max_latency,
-            verbose: !a.quiet,
+            progress,
         },
         cancel: cancel.clone(),
     };
     let run = controller.run(
-        &mut storage,
+        storage.as_mut(),
         sampler,
         scheduler.build(space.max_epochs()),
         requeue,
     );
-    // Whatever ended the search, the trials that finished are ranked and saved.
-    let table = leaderboard::save(&dir, &storage, Some(&space))?;
+    // Whatever ended the search, the trials that finished are ranked, saved and plotted.
+    let table = leaderboard::save(&dir, storage.as_ref(), Some(&space))?;
+    if let Err(e) = report::write_plots(&dir, storage.as_ref(), Some(&space), a.quiet) {
+        // The search's results are kept whatever happens to its pictures.
+        eprintln!("nas: warning: {e}");
+    }
     let stats = run?;
     println!("{table}");
     if stats.trials > 0 {
@@ -732,7 +789,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     let model = train_final(&space, &data, metric, &best, &cancel)?;
     storage.set_test_result(model.test.clone())?;
     let line = leaderboard::test_line(&model.test);
-    leaderboard::save(&dir, &storage, Some(&space))?;
+    leaderboard::save(&dir, storage.as_ref(), Some(&space))?;
     let json = serde_json::to_string_pretty(&model.test)
         .map_err(|e| CliError::Usage(format!("cannot write the test result: {e}")))?;
     write_file(&dir.join("test.json"), &json)?;
@@ -742,6 +799,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
 
 fn compare(a: CompareArgs) -> Result<(), CliError> {
     use crate::compare;
+    let storage = storage_url(a.storage.as_deref(), &a.out)?;
     let space = SearchSpace::from_file(&a.space)?;
     let data_spec = a
         .data
@@ -816,6 +874,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         budget: a.budget,
         jobs,
         out: a.out.clone(),
+        storage,
         verbose: !a.quiet,
         objectives: objectives.list().to_vec(),
     };
@@ -904,15 +963,12 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
 
 fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
     let format = a.format;
+    let url = storage_url(a.storage.as_deref(), &a.results)?;
     let study = match a.study {
         Some(s) => s,
-        None => only_study(&a.results)?,
+        None => only_study(&url)?,
     };
-    let dir = study_dir(&a.results, &study);
-    if !dir.join(JournalStorage::FILE).exists() {
-        return Err(crate::study::StudyError::Missing(study).into());
-    }
-    let storage = JournalStorage::open(&dir)?;
+    let storage = crate::study::open(&url, &study)?;
     let space = SearchSpace::from_str_named(
         &storage.meta().space_source,
         &study,
@@ -965,23 +1021,16 @@ fn print_out(text: &str) -> Result<(), CliError> {
 }
 
 /// The study to show when none is named: the only one, else the most recently changed.
-fn only_study(results: &Path) -> Result<String, CliError> {
-    let entries = std::fs::read_dir(results)
-        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", results.display())))?;
-    let mut best: Option<(std::time::SystemTime, String)> = None;
-    for e in entries.flatten() {
-        let file = e.path().join(JournalStorage::FILE);
-        if let Ok(m) = std::fs::metadata(&file).and_then(|m| m.modified()) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if best.as_ref().is_none_or(|(t, _)| m > *t) {
-                best = Some((m, name));
-            }
-        }
-    }
-    best.map(|(_, n)| n).ok_or_else(|| {
+pub(crate) fn only_study(storage: &StorageUrl) -> Result<String, CliError> {
+    crate::study::latest_study(storage)?.ok_or_else(|| {
         CliError::Usage(format!(
-            "no study under {}; run `nas search --space FILE` first or pass --results",
-            results.display()
+            "no study under {}; run `nas search --space FILE` first or pass --results or --storage",
+            storage.place()
         ))
     })
+}
+
+/// The checked `--storage` flag (the journal under `results` when it is absent).
+pub(crate) fn storage_url(flag: Option<&str>, results: &Path) -> Result<StorageUrl, CliError> {
+    StorageUrl::parse(flag, results).map_err(|e| CliError::Usage(format!("--storage: {e}")))
 }

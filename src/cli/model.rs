@@ -1,13 +1,13 @@
 //! The model subcommands: `export` retrains a study's trial and writes it as a model directory,
 //! `predict` and `evaluate` reload such a directory and apply it to new data.
 
-use super::{load_data, only_study, CliError};
+use super::{load_data, only_study, storage_url, CliError};
 use crate::controller::{train_final, PreparedData};
 use crate::export::{load_model, save_model, ExportError, Provenance};
 use crate::leaderboard;
 use crate::search::TrialState;
 use crate::space::SearchSpace;
-use crate::study::{study_dir, JournalStorage, Objectives, Storage, StudyError};
+use crate::study::{Objectives, StudyError};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,10 @@ pub struct ExportArgs {
     pub study: Option<String>,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
+    /// Optuna's schema (default: the journal under --results).
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     /// The trial to export (default: the best complete trial; with several objectives, the
     /// Pareto front's best on the first objective). Any point of the front: `nas leaderboard
     /// --pareto` lists them.
@@ -76,15 +80,12 @@ impl From<ExportError> for CliError {
 
 pub fn export(a: ExportArgs) -> Result<(), CliError> {
     super::check_creatable(&a.out)?;
+    let url = storage_url(a.storage.as_deref(), &a.results)?;
     let study = match a.study {
         Some(s) => s,
-        None => only_study(&a.results)?,
+        None => only_study(&url)?,
     };
-    let dir = study_dir(&a.results, &study);
-    if !dir.join(JournalStorage::FILE).exists() {
-        return Err(StudyError::Missing(study).into());
-    }
-    let storage = JournalStorage::open(&dir)?;
+    let storage = crate::study::open(&url, &study)?;
     let meta = storage.meta().clone();
     let space = SearchSpace::from_str_named(&meta.space_source, &meta.name, &meta.space_file)?;
     let record = match a.trial {

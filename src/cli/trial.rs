@@ -1,8 +1,8 @@
 //! `nas trial N`: one trial of a study in full, its network counted on the study's data.
 
-use super::{load_data, only_study, print_out, CliError};
+use super::{load_data, only_study, print_out, storage_url, CliError};
 use crate::space::SearchSpace;
-use crate::study::{study_dir, JournalStorage, Storage, StudyError, StudyMeta, TrialRecord};
+use crate::study::{StudyError, StudyMeta, TrialRecord};
 use crate::trial_view::{Format, TrialView};
 use clap::Args;
 use std::path::PathBuf;
@@ -16,6 +16,10 @@ pub struct TrialArgs {
     pub study: Option<String>,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
+    /// Optuna's schema (default: the journal under --results).
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// The CSV label/target column, if `nas search` was given --target.
@@ -27,15 +31,12 @@ pub struct TrialArgs {
 }
 
 pub fn run(a: TrialArgs) -> Result<(), CliError> {
+    let url = storage_url(a.storage.as_deref(), &a.results)?;
     let study = match a.study.clone() {
         Some(s) => s,
-        None => only_study(&a.results)?,
+        None => only_study(&url)?,
     };
-    let dir = study_dir(&a.results, &study);
-    if !dir.join(JournalStorage::FILE).exists() {
-        return Err(StudyError::Missing(study).into());
-    }
-    let storage = JournalStorage::open(&dir)?;
+    let storage = crate::study::open(&url, &study)?;
     let mut meta = storage.meta().clone();
     meta.name = study.clone();
     let trials = storage.trials();
@@ -50,14 +51,22 @@ pub fn run(a: TrialArgs) -> Result<(), CliError> {
         })
     })?;
     let space = SearchSpace::from_str_named(&meta.space_source, &study, &meta.space_file).ok();
-    let layers = layers(&a, &meta, space.as_ref(), trial);
+    let layers = layers(
+        a.target.as_deref(),
+        a.shape.as_deref(),
+        &meta,
+        space.as_ref(),
+        trial,
+    );
     let view = TrialView::new(&meta, trials, trial, space.as_ref(), layers);
     print_out(&view.render(a.format))
 }
 
-/// The trial's network counted on the study's data (its input shape and outputs), or why not.
-fn layers(
-    a: &TrialArgs,
+/// The trial's network counted on the study's data (its input shape and outputs), or why not;
+/// `target` and `shape` as `nas search` was given them. `nas report` uses it too.
+pub(crate) fn layers(
+    target: Option<&str>,
+    shape: Option<&str>,
     meta: &StudyMeta,
     space: Option<&SearchSpace>,
     trial: &TrialRecord,
@@ -65,8 +74,8 @@ fn layers(
     let space = space.ok_or("the study's space no longer reads (changed by a newer nas?)")?;
     let split = load_data(
         &meta.data,
-        a.target.as_deref(),
-        a.shape.as_deref(),
+        target,
+        shape,
         None,
         meta.task,
     )

@@ -87,10 +87,19 @@ impl ParamMut<'_> {
 }
 
 fn activate<T: Tape<f32, Cpu>>(x: Mat<T>, a: Activation) -> Mat<T> {
-    match epilogue(a) {
-        Some(e) => ops::try_activation(x, e).unwrap_or_else(|e| panic!("activation: {e}")),
-        None => x.fast_gelu(),
+    match a {
+        // dfdx computes these in place when it holds the only reference to `x`: cheaper than our
+        // op, which copies in and out. For the transcendental ones our SIMD math wins.
+        Activation::Relu => x.relu(),
+        Activation::LeakyRelu => dfdx::tensor_ops::leakyrelu(x, 0.01),
+        Activation::Gelu => x.fast_gelu(),
+        Activation::Sigmoid => activation_op(x, ops::Epilogue::Sigmoid),
+        Activation::Tanh => activation_op(x, ops::Epilogue::Tanh),
     }
+}
+
+fn activation_op<T: Tape<f32, Cpu>>(x: Mat<T>, e: ops::Epilogue) -> Mat<T> {
+    ops::try_activation(x, e).unwrap_or_else(|e| panic!("activation: {e}"))
 }
 
 /// The activations a layer's op applies itself (GELU's derivative needs its input, not its output).
@@ -310,6 +319,11 @@ impl Network {
     /// trains the data.
     pub fn forward<T: Tape<f32, Cpu>>(&mut self, x: Mat<T>, train: bool) -> Mat<T> {
         run_from(&mut self.layers, x, train, false)
+    }
+
+    /// [`Network::forward`], with the gradient of the batch itself too (saliency maps, checks).
+    pub fn forward_with_input_grad<T: Tape<f32, Cpu>>(&mut self, x: Mat<T>, train: bool) -> Mat<T> {
+        run_from(&mut self.layers, x, train, true)
     }
 
     /// Visits every trainable parameter: name, tensor, and whether weight decay applies.

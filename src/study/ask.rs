@@ -52,8 +52,8 @@
 //! ```
 
 use super::{
-    best_trial, study_dir, suggest, Direction, JournalStorage, Metric, Storage, StudyError,
-    StudyMeta, TrialRecord,
+    best_trial, open_or_create, study_dir, suggest, Direction, Metric, Storage, StorageUrl,
+    StudyError, StudyMeta, TrialRecord,
 };
 use crate::leaderboard::{self, Format};
 use crate::search::{
@@ -273,7 +273,7 @@ pub struct Best {
 
 /// What the study's handle and its trials share: the journal, the sampler and the scheduler.
 struct Core {
-    storage: JournalStorage,
+    storage: Box<dyn Storage>,
     sampler: Box<dyn Sampler>,
     scheduler: Box<dyn Scheduler>,
     metric: Metric,
@@ -333,7 +333,7 @@ impl Study {
             scheduler: options.scheduler.label().to_string(),
             objectives: Vec::new(),
         };
-        let mut storage = JournalStorage::open_or_create(&dir, meta)?;
+        let mut storage = open_or_create(&StorageUrl::journal(results), meta, Default::default())?;
         let existing = storage.meta();
         if existing.space_source != space.source {
             return Err(TuneError::Changed {

@@ -32,20 +32,21 @@
 //! whichever host ran it. The owner's start time (system attribute `nas_owner_start`) is still
 //! written for journals read by older versions, which look owners up in `/proc`.
 //!
-//! Limitation: the lock is `flock` on `journal.lock`, which Optuna's own writers do not take; a
-//! Python process should read the journal, not write to it while `nas` runs.
+//! Writers take two locks: `flock` on `journal.lock` (between `nas` processes, also for reading)
+//! and Optuna's own symbolic link `journal.log.lock` ([`super::journal_lock`]), so that a Python
+//! Optuna process appending to the same journal never interleaves with `nas`.
 
+use super::journal_lock::{self, SymlinkLock};
 use super::liveness::{self, Liveness, OwnerLock};
+use super::mapping::{directions, ending, param_repr, study_attrs};
 use super::optuna::{
-    categorical_json, curves_json, distribution_json, float_json, int_json, iso_now, numbers_json,
-    objective_names, op, state, CONSTRAINTS_ATTR, CURVES_ATTR, FAIL_REASON, INTERRUPTED,
-    LATENCY_ATTR, LOST, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR, MINIMIZE, OWNER_START_ATTR,
-    PRUNED_AT_ATTR, TEST_ATTR,
+    iso_now, numbers_json, objective_names, op, state, FAIL_REASON, LOST, MAXIMIZE,
+    METRIC_NAMES_ATTR, MINIMIZE, OWNER_START_ATTR, TEST_ATTR,
 };
 use super::replay::{Replay, Target, Trial};
 use super::{Direction, Objectives, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
-use crate::space::{Choice, Config, ParamValue, SearchSpace};
+use crate::space::{Config, ParamValue, SearchSpace};
 use fs4::fs_std::FileExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -72,7 +73,8 @@ pub struct JournalStorage {
 impl JournalStorage {
     /// The journal's file name inside a study directory.
     pub const FILE: &'static str = "journal.log";
-    /// The lock file next to it (not Optuna's `journal.log.lock`, which its writers remove).
+    /// The lock file next to it that `nas` processes `flock` (Optuna's own lock, the symbolic
+    /// link `journal.log.lock`, is taken around writes as well).
     pub const LOCK: &'static str = "journal.lock";
 
     /// Opens the study named `meta.name` in `dir` (replaying its journal), or creates it.
@@ -86,8 +88,7 @@ impl JournalStorage {
                 Some(id) => id,
                 None => {
                     // One direction per objective: Optuna's multi-objective encoding.
-                    let directions: Vec<u64> = Objectives::of(&meta)
-                        .directions()
+                    let directions: Vec<u64> = directions(&meta)
                         .into_iter()
                         .map(|d| match d {
                             Direction::Maximize => MAXIMIZE,
@@ -153,57 +154,6 @@ impl JournalStorage {
     /// The `worker_id` this storage writes: `<hostname>-<pid>`.
     pub fn worker_id(&self) -> &str {
         &self.worker_id
-    }
-
-    /// Marks FAIL every running trial whose owner process is gone, with `fail_reason` [`LOST`],
-    /// and returns their configurations to run again; then removes the lock files of dead owners.
-    /// An owner is gone when its owner lock can be taken, from any host. An owner without lock
-    /// file (a journal from an older version) is looked up in `/proc` on its own host, and
-    /// presumed alive on another.
-    pub fn recover_stale(&mut self) -> Result<Vec<Config>, StudyError> {
-        let dir = self.dir().to_path_buf();
-        let (configs, dead) = self.transact(|s| {
-            // Dead owners' locks stay held until their trials are recorded, so that a new
-            // process reusing the worker id cannot take them in between.
-            let mut owners: HashMap<&str, Liveness> = HashMap::new();
-            let mut lines = Vec::new();
-            let mut configs = Vec::new();
-            for (t, r) in s.replay.trials.iter().zip(&s.replay.records) {
-                if r.state != TrialState::Running {
-                    continue;
-                }
-                let owner = owners
-                    .entry(t.owner.as_str())
-                    .or_insert_with(|| liveness::probe(&dir, &t.owner));
-                let gone = match owner {
-                    Liveness::Alive => false,
-                    Liveness::Dead(_) => true,
-                    Liveness::Unknown => {
-                        liveness::legacy_owner_is_gone(&t.owner, t.owner_start, &s.host)
-                    }
-                };
-                if !gone {
-                    continue;
-                }
-                lines.push(trial_user_attr(t.id, FAIL_REASON, json!(LOST)));
-                lines.push(trial_user_attr(t.id, "error", json!(LOST)));
-                lines.push(state_line(t.id, state::FAIL, Value::Null));
-                if !r.config.is_empty() {
-                    configs.push(r.config.clone());
-                }
-            }
-            let probed: Vec<&str> = owners.keys().copied().collect();
-            let mut dead = liveness::dead_owners(&dir, &probed);
-            dead.extend(owners.into_values().filter_map(|o| match o {
-                Liveness::Dead(d) => Some(d),
-                _ => None,
-            }));
-            Ok((lines, (configs, dead)))
-        })?;
-        for d in dead {
-            d.remove();
-        }
-        Ok(configs)
     }
 
     /// The study directory.
@@ -281,6 +231,16 @@ impl JournalStorage {
         build: impl FnOnce(&Self) -> Result<(Vec<(u64, Value)>, T), StudyError>,
     ) -> Result<T, StudyError> {
         self.locked(true, |s| {
+            // Optuna's writers take only its symlink lock; with it held too, no Python process
+            // is halfway through a line, so a torn last line is a dead writer's.
+            let journal = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&s.path)
+                .map_err(|e| io_err(&s.path, e));
+            drop(journal?);
+            let _optuna = SymlinkLock::acquire(&s.path)
+                .map_err(|e| io_err(&journal_lock::lock_path(&s.path), e))?;
             s.sync(true)?;
             let (lines, value) = build(s)?;
             if !lines.is_empty() {
@@ -397,25 +357,7 @@ impl JournalStorage {
     }
 
     fn param_line(&self, id: u64, name: &str, v: &ParamValue) -> (u64, Value) {
-        let dist = self
-            .space
-            .as_ref()
-            .and_then(|s| s.param(name))
-            .map(|p| &p.dist)
-            .filter(|d| d.contains(v));
-        let (dist, internal) = match (dist, v) {
-            (Some(d), ParamValue::Int(x)) => (distribution_json(d), json!(*x as f64)),
-            (Some(d), ParamValue::Float(x)) => (distribution_json(d), json!(x)),
-            (Some(d), ParamValue::Cat(i)) => (distribution_json(d), json!(i)),
-            // Not in the study's space (changed with --force): a one-point domain keeps the
-            // value readable, though Optuna drops it if earlier trials used another domain.
-            (None, ParamValue::Int(x)) => (int_json(*x, *x, false), json!(*x as f64)),
-            (None, ParamValue::Float(x)) => (float_json(*x, *x, false), json!(x)),
-            (None, ParamValue::Cat(i)) => {
-                let choices: Vec<Choice> = (0..=*i as i64).map(Choice::Int).collect();
-                (categorical_json(&choices), json!(i))
-            }
-        };
+        let (dist, internal) = param_repr(self.space.as_ref(), name, v);
         (
             op::SET_TRIAL_PARAM,
             json!({"trial_id": id, "param_name": name, "param_value_internal": internal,
@@ -541,80 +483,24 @@ impl Storage for JournalStorage {
                     ));
                 }
             }
-            let mut attr = |k: &str, v: Value| lines.push(trial_user_attr(id, k, v));
-            if old.seed != record.seed {
-                attr("seed", json!(record.seed));
+            let end = ending(&record, old.seed, &Objectives::of(&s.meta), |v| {
+                s.directed(v)
+            })?;
+            for (k, v) in end.attrs {
+                lines.push(trial_user_attr(id, k, v));
             }
-            attr("n_params", json!(record.params));
-            attr("macs", json!(record.macs));
-            attr("architecture", json!(record.architecture));
-            attr("fold_scores", json!(record.fold_scores));
-            attr("cv_std", json!(record.cv_std));
-            attr("epochs", json!(record.epochs));
-            attr("budget", json!(record.budget));
-            attr("seconds", json!(record.seconds));
-            if !record.curves.is_empty() {
-                attr(CURVES_ATTR, curves_json(&record.curves));
-            }
-            if let Some(r) = record.pruned_at {
-                attr(PRUNED_AT_ATTR, json!(r));
-            }
-            if let Some(l) = &record.latency {
-                attr(LATENCY_ATTR, json!(l));
-            }
-            let objectives = Objectives::of(&s.meta);
-            let finite_mean = record.cv_mean.filter(|m| m.is_finite());
-            let (code, values) = match record.state {
-                // One value per objective, in the study's order and the objectives' own units.
-                TrialState::Complete if objectives.is_multi() => match objectives.values(&record) {
-                    Some(v) => (state::COMPLETE, json!(v)),
-                    None => {
-                        attr(
-                            "error",
-                            json!("complete without a value for every objective"),
-                        );
-                        (state::FAIL, Value::Null)
-                    }
-                },
-                TrialState::Complete if finite_mean.is_some() => {
-                    (state::COMPLETE, json!([finite_mean]))
-                }
-                TrialState::Complete => {
-                    attr("error", json!("complete without a finite score"));
-                    (state::FAIL, Value::Null)
-                }
-                // Optuna keeps no value for a pruned trial of several objectives.
-                TrialState::Pruned if objectives.is_multi() => (state::PRUNED, Value::Null),
-                TrialState::Pruned => {
-                    let last = record
-                        .intermediate
-                        .last()
-                        .map(|v| s.directed(*v))
-                        .filter(|v| v.is_finite());
-                    (state::PRUNED, last.map_or(Value::Null, |v| json!([v])))
-                }
-                TrialState::Failed => (state::FAIL, Value::Null),
-                TrialState::Interrupted => {
-                    attr(FAIL_REASON, json!(INTERRUPTED));
-                    (state::FAIL, Value::Null)
-                }
-                TrialState::Running => {
-                    return Err(StudyError::Conflict(format!(
-                        "trial {} cannot finish in the running state",
-                        record.number
-                    )))
-                }
-            };
-            if let Some(e) = &record.error {
-                attr("error", json!(e));
-            }
-            if !record.constraints.is_empty() {
+            for (k, v) in end.system {
                 lines.push((
                     op::SET_TRIAL_SYSTEM_ATTR,
-                    json!({"trial_id": id,
-                           "system_attr": {CONSTRAINTS_ATTR: numbers_json(&record.constraints)}}),
+                    json!({"trial_id": id, "system_attr": {k: v}}),
                 ));
             }
+            let values = if end.values.is_empty() {
+                Value::Null
+            } else {
+                numbers_json(&end.values)
+            };
+            let code = end.state;
             lines.push(state_line(id, code, values));
             Ok((lines, ()))
         })
@@ -641,6 +527,61 @@ impl Storage for JournalStorage {
     fn test_result(&self) -> Option<&TestResult> {
         self.replay.test.as_ref()
     }
+
+    /// Marks FAIL every running trial whose owner process is gone, with `fail_reason` [`LOST`],
+    /// and returns their configurations to run again; then removes the lock files of dead owners.
+    /// An owner is gone when its owner lock can be taken, from any host. An owner without lock
+    /// file (a journal from an older version) is looked up in `/proc` on its own host, and
+    /// presumed alive on another.
+    fn recover_stale(&mut self) -> Result<Vec<Config>, StudyError> {
+        let dir = self.dir().to_path_buf();
+        let (configs, dead) = self.transact(|s| {
+            // Dead owners' locks stay held until their trials are recorded, so that a new
+            // process reusing the worker id cannot take them in between.
+            let mut owners: HashMap<&str, Liveness> = HashMap::new();
+            let mut lines = Vec::new();
+            let mut configs = Vec::new();
+            for (t, r) in s.replay.trials.iter().zip(&s.replay.records) {
+                if r.state != TrialState::Running {
+                    continue;
+                }
+                let owner = owners
+                    .entry(t.owner.as_str())
+                    .or_insert_with(|| liveness::probe(&dir, &t.owner));
+                let gone = match owner {
+                    Liveness::Alive => false,
+                    Liveness::Dead(_) => true,
+                    Liveness::Unknown => {
+                        liveness::legacy_owner_is_gone(&t.owner, t.owner_start, &s.host)
+                    }
+                };
+                if !gone {
+                    continue;
+                }
+                lines.push(trial_user_attr(t.id, FAIL_REASON, json!(LOST)));
+                lines.push(trial_user_attr(t.id, "error", json!(LOST)));
+                lines.push(state_line(t.id, state::FAIL, Value::Null));
+                if !r.config.is_empty() {
+                    configs.push(r.config.clone());
+                }
+            }
+            let probed: Vec<&str> = owners.keys().copied().collect();
+            let mut dead = liveness::dead_owners(&dir, &probed);
+            dead.extend(owners.into_values().filter_map(|o| match o {
+                Liveness::Dead(d) => Some(d),
+                _ => None,
+            }));
+            Ok((lines, (configs, dead)))
+        })?;
+        for d in dead {
+            d.remove();
+        }
+        Ok(configs)
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
 }
 
 fn trial_user_attr(id: u64, key: &str, value: Value) -> (u64, Value) {
@@ -657,31 +598,17 @@ fn state_line(id: u64, code: u64, values: Value) -> (u64, Value) {
     )
 }
 
-/// The study's metadata: whole as a system attribute (what replay reads), and field by field as
-/// user attributes (what people see in optuna-dashboard). One attribute per line, as Optuna does.
+/// The study's metadata as attribute lines, one attribute per line as Optuna writes them.
 fn meta_lines(study: u64, meta: &StudyMeta) -> Result<Vec<(u64, Value)>, StudyError> {
-    let whole = serde_json::to_value(meta).map_err(|e| StudyError::Conflict(e.to_string()))?;
-    let mut lines = vec![(
-        op::SET_STUDY_SYSTEM_ATTR,
-        json!({"study_id": study, "system_attr": {META_ATTR: whole}}),
-    )];
-    let fields = [
-        ("space_file", json!(meta.space_file)),
-        ("data", json!(meta.data)),
-        ("task", json!(format!("{:?}", meta.task))),
-        ("metric", json!(meta.metric.label())),
-        ("seed", json!(meta.seed)),
-        ("folds", json!(meta.folds)),
-        ("strategy", json!(meta.strategy)),
-        ("scheduler", json!(meta.scheduler)),
-    ];
-    let objectives = (!meta.objectives.is_empty()).then(|| {
-        (
-            "objectives",
-            json!(crate::objective::names(&meta.objectives)),
-        )
-    });
-    for (k, v) in fields.into_iter().chain(objectives) {
+    let (system, user) = study_attrs(meta)?;
+    let mut lines = Vec::new();
+    for (k, v) in system {
+        lines.push((
+            op::SET_STUDY_SYSTEM_ATTR,
+            json!({"study_id": study, "system_attr": {k: v}}),
+        ));
+    }
+    for (k, v) in user {
         lines.push((
             op::SET_STUDY_USER_ATTR,
             json!({"study_id": study, "user_attr": {k: v}}),

@@ -2,15 +2,23 @@
 
 mod ask;
 mod journal;
+mod journal_lock;
 mod liveness;
+mod mapping;
 mod objectives;
+mod open;
 mod optuna;
+mod postgres;
 mod replay;
+mod url;
 
 pub use ask::{Best, Outcome, Params, Study, StudyOptions, Trial, TuneError};
 pub use journal::JournalStorage;
 pub use objectives::{Latency, Objectives};
-pub use optuna::LOST;
+pub use open::{latest_study, open, open_or_create, StorageOptions, DEFAULT_HEARTBEAT};
+pub use optuna::{LOST, LOST_STALE};
+pub use postgres::PostgresStorage;
+pub use url::{PostgresUrl, StorageUrl, UrlError};
 
 use crate::data::Task;
 use crate::search::{Observation, Rung, Sampler, TrialState};
@@ -40,6 +48,12 @@ pub enum StudyError {
     NoTrial(usize),
     #[error("{0}")]
     Conflict(String),
+    /// The database cannot be reached (named without its password), after bounded retries.
+    #[error("{url}: cannot reach the database: {message}")]
+    Unreachable { url: String, message: String },
+    /// The database answered with an error.
+    #[error("{url}: {message}")]
+    Database { url: String, message: String },
 }
 
 /// Which way a value is better.
@@ -271,6 +285,16 @@ pub trait Storage: Send {
     fn finish_trial(&mut self, record: TrialRecord) -> Result<(), StudyError>;
     fn set_test_result(&mut self, result: TestResult) -> Result<(), StudyError>;
     fn test_result(&self) -> Option<&TestResult>;
+    /// Fails the running trials whose worker is gone (a journal's owner whose lock is free, a
+    /// database trial whose heartbeat is older than the grace period) and returns their
+    /// configurations, to run again. Called when a worker starts and before each new trial.
+    fn recover_stale(&mut self) -> Result<Vec<Config>, StudyError> {
+        Ok(Vec::new())
+    }
+    /// Where the study lives, for messages.
+    fn location(&self) -> String {
+        format!("study `{}`", self.meta().name)
+    }
 }
 
 /// The view of a study's trials that samplers learn from.
@@ -334,7 +358,7 @@ pub fn best_trial(trials: &[TrialRecord], metric: Metric) -> Option<&TrialRecord
 /// Whether a trial uses up one of the trials a study asks for: running or finished, but not
 /// lost with a dead process (those run again) nor interrupted by Ctrl-C.
 pub fn counts_toward_total(t: &TrialRecord) -> bool {
-    let lost = t.error.as_deref() == Some(LOST);
+    let lost = optuna::is_lost(t.error.as_deref());
     matches!(
         t.state,
         TrialState::Running | TrialState::Complete | TrialState::Pruned | TrialState::Failed

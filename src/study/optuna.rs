@@ -52,6 +52,14 @@ pub const CONSTRAINTS_ATTR: &str = "constraints";
 pub const LATENCY_ATTR: &str = "latency";
 /// Why [`super::JournalStorage::recover_stale`] failed a trial.
 pub const LOST: &str = "lost: the process died while it ran";
+/// Why a database storage failed a trial: its worker's heartbeat stopped (the worker died, or
+/// lost the database for longer than the grace period).
+pub const LOST_STALE: &str = "lost: its worker sent no heartbeat within the grace period";
+
+/// Whether `error` says a trial was lost with its worker (its configuration runs again).
+pub fn is_lost(error: Option<&str>) -> bool {
+    matches!(error, Some(LOST | LOST_STALE))
+}
 
 /// The objective's names as Optuna keeps them, `["cv accuracy"]` or `["cv rmse"]`; none for an
 /// objective of the user's own, which `nas` cannot name.

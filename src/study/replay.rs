@@ -1,11 +1,12 @@
 //! A study's state rebuilt from journal lines, with Optuna's rules for what is ignored.
 
+use super::mapping::{self, read_system_attr, read_user_attr, score_value, set_state};
 use super::optuna::{
     curves_from_json, numbers_from_json, op, state, CONSTRAINTS_ATTR, CURVES_ATTR, FAIL_REASON,
-    INTERRUPTED, LATENCY_ATTR, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR, OWNER_START_ATTR,
-    PRUNED_AT_ATTR, TEST_ATTR,
+    LATENCY_ATTR, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR, OWNER_START_ATTR, PRUNED_AT_ATTR,
+    TEST_ATTR,
 };
-use super::{Latency, Objectives, StudyMeta, TestResult, TrialRecord};
+use super::{Latency, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
 use crate::space::{Config, ParamValue};
 use serde_json::{json, Value};
@@ -290,28 +291,9 @@ impl Replay {
 
     fn set_state(&mut self, n: usize, code: u64, values: Vec<f64>) {
         // The score is the first value, or its place among a multi-objective study's values.
-        let at = self
-            .meta
-            .as_ref()
-            .map_or(0, |m| Objectives::of(m).score_index());
-        let first = values.get(at).copied().filter(|v| !v.is_nan());
-        let interrupted = self.trials[n].fail_reason.as_deref() == Some(INTERRUPTED);
-        let lost = self.trials[n].fail_reason.clone();
-        let r = &mut self.records[n];
-        r.state = match code {
-            state::COMPLETE => TrialState::Complete,
-            state::PRUNED => TrialState::Pruned,
-            state::FAIL if interrupted => TrialState::Interrupted,
-            state::FAIL => TrialState::Failed,
-            // RUNNING, and WAITING (a trial Optuna enqueued), have not finished.
-            _ => TrialState::Running,
-        };
-        if r.state == TrialState::Complete {
-            r.cv_mean = first;
-        }
-        if r.state == TrialState::Failed && r.error.is_none() {
-            r.error = lost;
-        }
+        let score = score_value(&values, self.meta.as_ref());
+        let reason = self.trials[n].fail_reason.clone();
+        set_state(&mut self.records[n], code, score, reason.as_deref());
     }
 
     /// Our curve is lower-is-better, indexed by epoch.
@@ -321,33 +303,11 @@ impl Replay {
     }
 
     fn trial_attr(&mut self, n: usize, user: bool, key: &str, v: &Value) {
-        let r = &mut self.records[n];
-        let usize_of = |v: &Value| v.as_u64().map(|x| x as usize);
         match (user, key) {
             (false, OWNER_START_ATTR) => self.trials[n].owner_start = v.as_u64(),
-            (false, CONSTRAINTS_ATTR) => r.constraints = numbers_from_json(v).unwrap_or_default(),
-            (true, LATENCY_ATTR) => r.latency = serde_json::from_value(v.clone()).ok(),
-            (true, "seed") => r.seed = v.as_u64().unwrap_or(r.seed),
-            (true, "n_params") => r.params = usize_of(v).unwrap_or(r.params),
-            (true, "macs") => r.macs = v.as_u64().unwrap_or(r.macs),
-            (true, "epochs") => r.epochs = usize_of(v).unwrap_or(r.epochs),
-            (true, "budget") => r.budget = usize_of(v).unwrap_or(r.budget),
-            (true, "seconds") => r.seconds = v.as_f64().unwrap_or(r.seconds),
-            (true, "cv_std") => r.cv_std = v.as_f64(),
-            (true, "architecture") => {
-                r.architecture = v.as_str().unwrap_or_default().to_string();
-            }
-            (true, "error") => r.error = v.as_str().map(str::to_string),
             (true, FAIL_REASON) => self.trials[n].fail_reason = v.as_str().map(str::to_string),
-            (true, CURVES_ATTR) => r.curves = curves_from_json(v).unwrap_or_default(),
-            (true, PRUNED_AT_ATTR) => r.pruned_at = serde_json::from_value(v.clone()).ok(),
-            (true, "fold_scores") => {
-                if let Some(a) = v.as_array() {
-                    // JSON has no NaN: a non-finite score was written as null.
-                    r.fold_scores = a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
-                }
-            }
-            _ => {}
+            (true, key) => read_user_attr(&mut self.records[n], key, v),
+            (false, key) => read_system_attr(&mut self.records[n], key, v),
         }
     }
 }
@@ -464,40 +424,7 @@ fn param_value(name: &str, dist: &Value, internal: &Value) -> Result<ParamValue,
     let text = dist
         .as_str()
         .ok_or_else(|| format!("parameter `{name}`: the distribution is not a string"))?;
-    let d: Value = serde_json::from_str(text)
-        .map_err(|e| format!("parameter `{name}`: bad distribution: {e}"))?;
-    let kind = d
-        .get("name")
-        .or_else(|| d.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Ok(match kind {
-        "CategoricalDistribution" | "categorical" => {
-            let choices = d
-                .pointer("/attributes/choices")
-                .and_then(Value::as_array)
-                .map(Vec::len);
-            if x < 0.0 || x.fract() != 0.0 || choices.is_some_and(|n| x >= n as f64) {
-                return Err(format!(
-                    "parameter `{name}`: {x} is not the index of one of its choices"
-                ));
-            }
-            ParamValue::Cat(x as usize)
-        }
-        "IntDistribution" | "IntUniformDistribution" | "IntLogUniformDistribution" | "int" => {
-            ParamValue::Int(x.round() as i64)
-        }
-        "FloatDistribution"
-        | "UniformDistribution"
-        | "LogUniformDistribution"
-        | "DiscreteUniformDistribution"
-        | "float" => ParamValue::Float(x),
-        other => {
-            return Err(format!(
-                "parameter `{name}`: unknown distribution `{other}`"
-            ))
-        }
-    })
+    mapping::param_value(name, text, x)
 }
 
 fn get<'a>(log: &'a Value, key: &str) -> Result<&'a Value, String> {

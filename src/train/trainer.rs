@@ -5,6 +5,7 @@ use super::{EarlyStopping, Optimizer, Verdict};
 use crate::data::{Augment, Dataset, Targets};
 use crate::nn::ops::device_tensor;
 use crate::nn::{build_network, Network};
+use crate::progress::FoldEpoch;
 use crate::search::Decision;
 use crate::space::Candidate;
 use crate::study::FoldCurve;
@@ -417,13 +418,15 @@ struct FoldState {
 
 /// Trains one network per fold, epoch by epoch in lockstep, with early stopping on each fold's
 /// validation loss. After every epoch `on_epoch(epoch, objective)` gets the mean best-so-far
-/// objective (lower is better) and may prune the trial.
+/// objective (lower is better) and may prune the trial; `on_fold` hears of each fold's epoch as
+/// it ends (on the thread that trained it: the live display, which must be cheap).
 pub fn cross_validate(
     cand: &Candidate,
     data: &Dataset,
     folds: &[FoldRows],
     seed: u64,
     on_epoch: &mut dyn FnMut(usize, f64) -> Decision,
+    on_fold: &(dyn Fn(FoldEpoch) + Sync),
     stop: Stop,
 ) -> Result<CvOutcome, TrialError> {
     let classification = matches!(data.targets, Targets::Classes { .. });
@@ -452,6 +455,7 @@ pub fn cross_validate(
         .unwrap_or((0, 0));
     let mut intermediate = Vec::new();
     let mut pruned = false;
+    let n_folds = folds.len();
     for epoch in 1..=cand.train.max_epochs {
         if states.iter().all(|s| s.done) {
             break;
@@ -470,7 +474,15 @@ pub fn cross_validate(
                 let _training = crate::nn::latency::training();
                 stop.check()?;
                 s.run.epoch(*train, stop, fold + 1, epoch)?;
-                Ok(Some(s.run.evaluate(*valid, targets)))
+                let m = s.run.evaluate(*valid, targets);
+                on_fold(FoldEpoch {
+                    fold: fold + 1,
+                    folds: n_folds,
+                    epoch,
+                    max_epochs: cand.train.max_epochs,
+                    valid_loss: m.loss,
+                });
+                Ok(Some(m))
             })
             .collect();
         for (fold, (s, m)) in states.iter_mut().zip(epochs).enumerate() {

@@ -5,8 +5,8 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
+use super::{grad_before_act, Activations, Epilogue, OpError};
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
-use super::{Activations, Epilogue, OpError};
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
 #[derive(Debug, Clone, PartialEq)]
@@ -196,16 +196,8 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     let beta = beta.clone();
     tape.add_backward_op(move |grads| {
         let gy_out = take_grad!(grads, &y_ghost);
-        // The gradient before the activation, where there is one.
-        let mut gy_buf = Vec::new();
-        let gy: &[f32] = match act {
-            Some(a) => {
-                gy_buf = take_f32(gy_out.len());
-                a.backward(&saved_y, &gy_out, &mut gy_buf);
-                &gy_buf
-            }
-            None => &gy_out,
-        };
+        let gy_buf = grad_before_act(act, &saved_y, &gy_out);
+        let gy = gy_buf.as_deref().unwrap_or(&gy_out);
         // Per channel: sum(dy) and sum(dy * x_hat), shared by all three gradients.
         let mut sum_dy = vec![0.0f32; c];
         let mut sum_dy_xhat = vec![0.0f32; c];
@@ -263,7 +255,9 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
             }
         }
         put_grad!(grads, &y_ghost, gy_out);
-        give_f32(gy_buf);
+        if let Some(b) = gy_buf {
+            give_f32(b);
+        }
         give_f32(saved_y);
         give_f32(x_hat);
         Ok(())

@@ -7,8 +7,8 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
+use super::{grad_before_act, Activations, Epilogue, OpError};
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
-use super::{Activations, Epilogue, OpError};
 
 /// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,16 +243,8 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
     let bias = bias.cloned();
     tape.add_backward_op(move |grads| {
         let gy_out = take_grad!(grads, &y_ghost);
-        // The gradient before the activation, where there is one.
-        let mut gy_buf = Vec::new();
-        let gy: &[f32] = match act {
-            Some(a) => {
-                gy_buf = take_f32(gy_out.len());
-                a.backward(&saved_y, &gy_out, &mut gy_buf);
-                &gy_buf
-            }
-            None => &gy_out,
-        };
+        let gy_buf = grad_before_act(act, &saved_y, &gy_out);
+        let gy = gy_buf.as_deref().unwrap_or(&gy_out);
         if let Some(bias) = &bias {
             let gb = grads.get_or_alloc_mut(bias)?;
             bias_grad(&geom, gy, gb);
@@ -277,7 +269,9 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         put_grad!(grads, &weight, gw);
         give_f32(saved);
         give_f32(saved_y);
-        give_f32(gy_buf);
+        if let Some(b) = gy_buf {
+            give_f32(b);
+        }
         put_grad!(grads, &y_ghost, gy_out);
         Ok(())
     });

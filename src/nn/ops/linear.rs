@@ -67,6 +67,17 @@ fn backward(act: Epilogue, y: &[f32], gy: &[f32], gz: &mut [f32]) {
 }
 }
 
+/// The gradient before an op's fused activation, from its output `y` and the output's gradient:
+/// `None` without an activation (the output's gradient is that gradient), else a scratch buffer
+/// to give back when done.
+pub(crate) fn grad_before_act(act: Option<Epilogue>, y: &[f32], gy: &[f32]) -> Option<Vec<f32>> {
+    act.map(|a| {
+        let mut g = take_f32(gy.len());
+        a.backward(y, gy, &mut g);
+        g
+    })
+}
+
 /// `act(x W + b)` for `x` of shape `(n, in)`, `W` of `(in, out)` and `b` of `(out,)`.
 ///
 /// With `input_grad` false the backward pass leaves `x`'s gradient alone: for the network's
@@ -138,16 +149,8 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     let bias = bias.clone();
     tape.add_backward_op(move |grads| {
         let gy = take_grad!(grads, &y_ghost);
-        // Without an activation the output's gradient is the pre-activation's.
-        let mut gz_buf = Vec::new();
-        let gz: &[f32] = match act {
-            Some(a) => {
-                gz_buf = take_f32(n * m);
-                a.backward(&saved_y, &gy, &mut gz_buf);
-                &gz_buf
-            }
-            None => &gy,
-        };
+        let gz_buf = grad_before_act(act, &saved_y, &gy);
+        let gz = gz_buf.as_deref().unwrap_or(&gy);
         {
             let gb = grads.get_or_alloc_mut(&bias)?;
             for row in gz.chunks_exact(m.max(1)) {
@@ -181,7 +184,9 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
                 k,
             );
         }
-        give_f32(gz_buf);
+        if let Some(b) = gz_buf {
+            give_f32(b);
+        }
         give_f32(saved_x);
         give_f32(saved_y);
         put_grad!(grads, &y_ghost, gy);

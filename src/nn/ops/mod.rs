@@ -20,6 +20,7 @@ pub use act::try_activation;
 pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormState};
 pub use conv::{conv2d, try_conv2d, try_conv2d_fused, Conv2dGeom};
 pub use error::OpError;
+use linear::grad_before_act;
 pub use linear::{linear, try_linear, Epilogue};
 pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
 
