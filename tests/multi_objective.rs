@@ -720,13 +720,19 @@ fn nas_search_with_objectives_gives_a_pareto_leaderboard_and_any_front_trial_exp
         "--max-params",
         "300",
         "--no-final",
-        "--quiet",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(
         table.contains("front") && table.contains("latency ms"),
         "{table}"
+    );
+    // The progress lines (plain, in a pipe) show a trained trial's measured latency.
+    let log = text(&out.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" complete ") && l.contains(" params; ") && l.contains(" ms]")),
+        "{log}"
     );
 
     let out = nas(&[
@@ -756,6 +762,44 @@ fn nas_search_with_objectives_gives_a_pareto_leaderboard_and_any_front_trial_exp
     assert!(rows
         .iter()
         .all(|r| r["front"] == 1 && r["latency_ms"].is_number()));
+
+    // nas trial N ranks as the leaderboard does, by front, and gives every objective's value.
+    let first = rows[0]["trial"].as_u64().expect("a front").to_string();
+    let out = nas(&[
+        "trial",
+        &first,
+        "--results",
+        results,
+        "--study",
+        "mo",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let view: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(view["front"], 1);
+    assert_eq!(view["objectives"][1][0], "latency ms");
+    assert!(view["objectives"][1][1].as_f64().is_some_and(|ms| ms > 0.0));
+    let out = nas(&["trial", &first, "--results", results, "--study", "mo"]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("Pareto front 1)") && shown.contains("objectives: cv accuracy "),
+        "{shown}"
+    );
+
+    // The Pareto plot sets the score against latency and marks front 1; the report has it.
+    let out = nas(&["plot", "--results", results, "--study", "mo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let svg = std::fs::read_to_string(Path::new(results).join("mo/plots/pareto.svg"))
+        .expect("pareto.svg");
+    assert!(
+        svg.contains("Score against latency") && svg.contains("front 1 (every objective)"),
+        "the multi-objective Pareto plot"
+    );
+    let out = nas(&["report", "--results", results, "--study", "mo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let html = std::fs::read_to_string(Path::new(results).join("mo/report.html")).expect("html");
+    assert!(html.contains("Score against latency") && html.contains(">front</th>"));
 
     // Any point of the front exports: the last one listed.
     let pick = rows
