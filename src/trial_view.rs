@@ -104,10 +104,10 @@ pub struct TrialView {
     /// The trial's Pareto front in a study of several objectives (1: dominated by none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub front: Option<usize>,
-    /// The objectives' names in a study of several (`cv accuracy`, `latency ms`), and the
-    /// trial's value on each (`None` where it has none, as a pruned trial's score).
+    /// The trial's value on each objective of a study of several (none where it has no value,
+    /// as a pruned trial's score).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub objectives: Vec<(String, Option<f64>)>,
+    pub objectives: Vec<ObjectiveValue>,
     pub cv_mean: Option<f64>,
     pub cv_std: Option<f64>,
     pub fold_scores: Vec<f64>,
@@ -135,6 +135,14 @@ pub struct TrialView {
     pub mean_at_best_epoch: Vec<f64>,
 }
 
+/// One objective's value of a trial, named as Optuna's `study:metric_names` names it
+/// (`cv accuracy`, `latency ms`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObjectiveValue {
+    pub name: String,
+    pub value: Option<f64>,
+}
+
 impl TrialView {
     /// The view of `trial` of a study; `space` is the study's space (if it still reads) and
     /// `layers` the trial's network on the study's data, or why it cannot be shown.
@@ -155,7 +163,10 @@ impl TrialView {
                 .names()
                 .into_iter()
                 .zip(study.list())
-                .map(|(name, o)| (name, study.value(*o, trial)))
+                .map(|(name, o)| ObjectiveValue {
+                    name,
+                    value: study.value(*o, trial),
+                })
                 .collect()
         } else {
             Vec::new()
@@ -251,7 +262,10 @@ impl TrialView {
             let values: Vec<String> = self
                 .objectives
                 .iter()
-                .map(|(name, v)| format!("{name} {}", v.map_or_else(|| "-".into(), short_float)))
+                .map(|o| {
+                    let v = o.value.map_or_else(|| "-".into(), short_float);
+                    format!("{} {v}", o.name)
+                })
                 .collect();
             let _ = writeln!(out, "objectives: {}", values.join(", "));
         }

@@ -778,8 +778,10 @@ fn nas_search_with_objectives_gives_a_pareto_leaderboard_and_any_front_trial_exp
     assert!(out.status.success(), "{}", text(&out.stderr));
     let view: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(view["front"], 1);
-    assert_eq!(view["objectives"][1][0], "latency ms");
-    assert!(view["objectives"][1][1].as_f64().is_some_and(|ms| ms > 0.0));
+    assert_eq!(view["objectives"][1]["name"], "latency ms");
+    assert!(view["objectives"][1]["value"]
+        .as_f64()
+        .is_some_and(|ms| ms > 0.0));
     let out = nas(&["trial", &first, "--results", results, "--study", "mo"]);
     let shown = text(&out.stdout);
     assert!(
