@@ -29,9 +29,13 @@ for c in "${COMMITS[@]}"; do
   [ -x "$WORK/bin/$sha" ] && continue
   wt="$WORK/wt-$sha"
   [ -d "$wt" ] || git worktree add --detach "$wt" "$sha" >/dev/null
-  # Shares this checkout's target directory, so only what changed is rebuilt. The build keeps
-  # reading its fixed spaces from its worktree, which therefore stays.
-  bin=$(cd "$wt" && CARGO_TARGET_DIR="$ROOT/target" cargo bench --bench trainer --no-run 2>&1 |
+  # All commits share one target directory of their own (the dependencies build once), never
+  # this checkout's: cargo records a crate's sources by path, so a build from a worktree made the
+  # checkout's next build count as fresh. Every commit builds `nas` into the same file names and
+  # cargo may take another worktree's build as fresh, so `nas` itself is cleaned first. The
+  # build keeps reading its fixed spaces from its worktree, which therefore stays.
+  (cd "$wt" && CARGO_TARGET_DIR="$WORK/target" cargo clean -q -p nas --release)
+  bin=$(cd "$wt" && CARGO_TARGET_DIR="$WORK/target" cargo bench --bench trainer --no-run 2>&1 |
         sed -n 's/.*Executable .*(\(.*\))/\1/p' | tail -1)
   cp "$bin" "$WORK/bin/$sha"
 done
@@ -40,7 +44,7 @@ for r in $(seq "$ROUNDS"); do
   for case in ${CASES//,/ }; do
     for c in "${COMMITS[@]}"; do
       sha=$(git rev-parse --short "$c")
-      line=$(/usr/bin/time -f "%U" -o "$WORK/time" env PEER_PYTHON=/nonexistent \
+      line=$(/usr/bin/time -f "%U" -o "$WORK/time" env PEER_PYTHON=/nonexistent NAS_PEERS="${NAS_PEERS:-$ROOT/../shared/peers}" \
              "$WORK/bin/$sha" --bench --only "$case" 2>&1 | grep " nas:" || true)
       sps=$(echo "$line" | sed -n 's/.*-> *\([0-9]*\) samples\/s.*/\1/p')
       echo "| $sha | $case | $r | ${sps:--} | $(cat "$WORK/time") |"

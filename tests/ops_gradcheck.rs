@@ -1102,6 +1102,69 @@ fn batch_norm_with_a_fused_activation_matches_batch_norm_then_the_activation() {
 }
 
 #[test]
+fn conv_batch_norm_and_activation_as_one_op_match_the_three_ops() {
+    for (n, g, bias) in conv_grid() {
+        let x = uniform(&mut rng(46), n * g.in_c * g.in_h * g.in_w);
+        let c = g.out_c;
+        let mut p = conv_params(&g, bias, 47);
+        // Parameters: conv weight; then conv bias (if any), gamma, beta.
+        p.vecs.extend(bn_params(c, 48).vecs);
+        let k = p.vecs.len() - 2;
+        let hw = g.out_h() * g.out_w();
+        for training in [true, false] {
+            if training && n * hw < 2 {
+                continue;
+            }
+            for act in [None, Some(Epilogue::Relu), Some(Epilogue::Tanh)] {
+                let (s1, s2) = (
+                    std::cell::RefCell::new(BatchNormState::new(c)),
+                    std::cell::RefCell::new(BatchNormState::new(c)),
+                );
+                // Running statistics away from their defaults, so that evaluation uses them.
+                for s in [&s1, &s2] {
+                    let mut s = s.borrow_mut();
+                    s.running_mean = uniform(&mut rng(49), c);
+                    s.running_var = (0..c).map(|i| 0.5 + i as f32 * 0.1).collect();
+                }
+                let fused = values_and_grads(
+                    &|x, b| {
+                        let conv_b = if bias { b.vecs.first() } else { None };
+                        let (gamma, beta) = (&b.vecs[k], &b.vecs[k + 1]);
+                        let mut s = s1.borrow_mut();
+                        try_conv_bn_act(
+                            x, &b.mats[0], conv_b, &g, gamma, beta, &mut s, training, act, true,
+                        )
+                        .unwrap()
+                    },
+                    &x,
+                    n,
+                    &p,
+                );
+                let composed = values_and_grads(
+                    &|x, b| {
+                        let conv_b = if bias { b.vecs.first() } else { None };
+                        let (gamma, beta) = (&b.vecs[k], &b.vecs[k + 1]);
+                        let mut s = s2.borrow_mut();
+                        let y = conv2d(x, &b.mats[0], conv_b, &g);
+                        let y = batch_norm(y, gamma, beta, c, hw, &mut s, training);
+                        match act {
+                            Some(a) => dfdx_act(y, a),
+                            None => y,
+                        }
+                    },
+                    &x,
+                    n,
+                    &p,
+                );
+                let what = format!("{g:?} training={training} {act:?}");
+                assert_same(&what, &fused, &composed);
+                assert_eq!(*s1.borrow(), *s2.borrow(), "{what}: running statistics");
+            }
+        }
+    }
+}
+
+#[test]
 fn conv_without_input_gradient_computes_the_same_parameter_gradients() {
     for (n, g, bias) in conv_grid() {
         let x = uniform(&mut rng(44), n * g.in_c * g.in_h * g.in_w);

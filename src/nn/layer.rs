@@ -279,8 +279,9 @@ pub fn run<T: Tape<f32, Cpu>>(layers: &mut [Layer], x: Mat<T>, train: bool) -> M
     run_from(layers, x, train, true)
 }
 
-/// Runs layers in sequence, folding an activation that follows a linear layer into its op;
-/// with `input_grad` false the first layer does not compute `x`'s gradient.
+/// Runs layers in sequence: a convolution followed by batch norm runs as one op, and an
+/// activation that follows a linear, conv or batch-norm layer is folded into its op; with
+/// `input_grad` false the first layer does not compute `x`'s gradient.
 fn run_from<T: Tape<f32, Cpu>>(
     layers: &mut [Layer],
     mut x: Mat<T>,
@@ -289,6 +290,32 @@ fn run_from<T: Tape<f32, Cpu>>(
 ) -> Mat<T> {
     let mut i = 0;
     while i < layers.len() {
+        // A convolution followed by batch norm (and an activation it can apply) is one op.
+        if let [Layer::Conv { w, b, geom }, Layer::BatchNorm {
+            gamma, beta, state, ..
+        }, rest @ ..] = &mut layers[i..]
+        {
+            let act = match rest.first() {
+                Some(Layer::Act(a)) => epilogue(*a),
+                _ => None,
+            };
+            x = ops::try_conv_bn_act(
+                x,
+                w,
+                b.as_ref(),
+                geom,
+                gamma,
+                beta,
+                state,
+                train,
+                act,
+                input_grad,
+            )
+            .unwrap_or_else(|e| panic!("conv2d + batch_norm: {e}"));
+            input_grad = true;
+            i += if act.is_some() { 3 } else { 2 };
+            continue;
+        }
         let fused = match (&layers[i], layers.get(i + 1)) {
             (
                 Layer::Linear { .. } | Layer::Conv { .. } | Layer::BatchNorm { .. },

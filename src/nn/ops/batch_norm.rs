@@ -79,37 +79,8 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     training: bool,
     act: Option<Epilogue>,
 ) -> Result<Activations<T>, OpError> {
-    if c == 0 {
-        return Err(OpError::Zero { what: "channels" });
-    }
-    if hw == 0 {
-        return Err(OpError::Zero {
-            what: "values per channel (hw)",
-        });
-    }
+    check_sizes(x.shape().1, gamma.shape().0, beta.shape().0, c, hw, state)?;
     let expected = c * hw;
-    let got = x.shape().1;
-    if got != expected {
-        return Err(OpError::InputWidth {
-            got,
-            expected,
-            what: format!("{c} channels x {hw}"),
-        });
-    }
-    for (what, len) in [
-        ("gamma", gamma.shape().0),
-        ("beta", beta.shape().0),
-        ("running_mean", state.running_mean.len()),
-        ("running_var", state.running_var.len()),
-    ] {
-        if len != c {
-            return Err(OpError::ParamLen {
-                what,
-                got: len,
-                expected: c,
-            });
-        }
-    }
     let n = x.shape().0;
     let m = n * hw;
     if training && m < 2 {
@@ -121,55 +92,13 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     let g = param_values(gamma);
     let b = param_values(beta);
 
-    // Per channel: the mean and 1/sqrt(var + eps) used to normalise.
-    let (mean, inv_std): (Vec<f32>, Vec<f32>) = if training {
-        let mut mean = vec![0.0f32; c];
-        let mut var = vec![0.0f32; c];
-        for ch in 0..c {
-            // Two passes in f64: one-pass sums lose too much precision on large, offset inputs.
-            let s: f64 = xs
-                .chunks_exact(expected)
-                .map(|row| sum_f64(&row[ch * hw..(ch + 1) * hw]))
-                .sum();
-            let mu = s / m as f64;
-            let ss: f64 = xs
-                .chunks_exact(expected)
-                .map(|row| sum_sq_dev_f64(&row[ch * hw..(ch + 1) * hw], mu))
-                .sum();
-            mean[ch] = mu as f32;
-            var[ch] = (ss / m as f64) as f32;
-        }
-        let mom = state.momentum;
-        let unbias = m as f32 / (m - 1) as f32;
-        for ch in 0..c {
-            state.running_mean[ch] = (1.0 - mom) * state.running_mean[ch] + mom * mean[ch];
-            state.running_var[ch] = (1.0 - mom) * state.running_var[ch] + mom * var[ch] * unbias;
-        }
-        let inv_std = var.iter().map(|v| 1.0 / (v + state.eps).sqrt()).collect();
-        (mean, inv_std)
-    } else {
-        let inv_std = state
-            .running_var
-            .iter()
-            .map(|v| 1.0 / (v + state.eps).sqrt())
-            .collect();
-        (state.running_mean.clone(), inv_std)
-    };
+    let (mean, inv_std) = statistics(&xs, c, hw, state, training);
 
     // x_hat is what the backward pass needs, so it is kept instead of x.
     let mut x_hat = xs;
     // Every value is written below; the buffer is recycled once copied into the output tensor.
     let mut out = take_f32(n * expected);
-    for (row_hat, row_out) in x_hat
-        .chunks_exact_mut(expected)
-        .zip(out.chunks_exact_mut(expected))
-    {
-        for ch in 0..c {
-            let (mu, is, ga, be) = (mean[ch], inv_std[ch], g[ch], b[ch]);
-            let r = ch * hw..(ch + 1) * hw;
-            normalize(&mut row_hat[r.clone()], &mut row_out[r], mu, is, ga, be);
-        }
-    }
+    normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &g, &b);
 
     if let Some(a) = act {
         a.apply(&mut out);
@@ -199,16 +128,7 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
         let gy_buf = grad_before_act(act, &saved_y, &gy_out);
         let gy = gy_buf.as_deref().unwrap_or(&gy_out);
         // Per channel: sum(dy) and sum(dy * x_hat), shared by all three gradients.
-        let mut sum_dy = vec![0.0f32; c];
-        let mut sum_dy_xhat = vec![0.0f32; c];
-        for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
-            for ch in 0..c {
-                let r = ch * hw..(ch + 1) * hw;
-                let (s1, s2) = sums_dy_dy_xhat(&row_gy[r.clone()], &row_hat[r]);
-                sum_dy[ch] += s1;
-                sum_dy_xhat[ch] += s2;
-            }
-        }
+        let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw);
         {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             let inv_m = 1.0 / m as f32;
@@ -263,6 +183,177 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
         Ok(())
     });
     Ok(y.put_tape(tape))
+}
+
+/// The size checks of [`try_batch_norm_act`]: `cols` values per sample in `c` channels of `hw`,
+/// and `c` values in every parameter and statistic.
+pub(super) fn check_sizes(
+    cols: usize,
+    gamma: usize,
+    beta: usize,
+    c: usize,
+    hw: usize,
+    state: &BatchNormState,
+) -> Result<(), OpError> {
+    if c == 0 {
+        return Err(OpError::Zero { what: "channels" });
+    }
+    if hw == 0 {
+        return Err(OpError::Zero {
+            what: "values per channel (hw)",
+        });
+    }
+    let expected = c * hw;
+    let got = cols;
+    if got != expected {
+        return Err(OpError::InputWidth {
+            got,
+            expected,
+            what: format!("{c} channels x {hw}"),
+        });
+    }
+    for (what, len) in [
+        ("gamma", gamma),
+        ("beta", beta),
+        ("running_mean", state.running_mean.len()),
+        ("running_var", state.running_var.len()),
+    ] {
+        if len != c {
+            return Err(OpError::ParamLen {
+                what,
+                got: len,
+                expected: c,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Per channel, the mean and `1/sqrt(var + eps)` to normalise with: the batch's when training
+/// (folded into the running statistics), else the running ones. `xs` is `(n, c*hw)`.
+pub(super) fn statistics(
+    xs: &[f32],
+    c: usize,
+    hw: usize,
+    state: &mut BatchNormState,
+    training: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let expected = c * hw;
+    let m = xs.len() / expected * hw;
+    if training {
+        let mut mean = vec![0.0f32; c];
+        let mut var = vec![0.0f32; c];
+        for ch in 0..c {
+            // Two passes in f64: one-pass sums lose too much precision on large, offset inputs.
+            let s: f64 = xs
+                .chunks_exact(expected)
+                .map(|row| sum_f64(&row[ch * hw..(ch + 1) * hw]))
+                .sum();
+            let mu = s / m as f64;
+            let ss: f64 = xs
+                .chunks_exact(expected)
+                .map(|row| sum_sq_dev_f64(&row[ch * hw..(ch + 1) * hw], mu))
+                .sum();
+            mean[ch] = mu as f32;
+            var[ch] = (ss / m as f64) as f32;
+        }
+        let mom = state.momentum;
+        let unbias = m as f32 / (m - 1) as f32;
+        for ch in 0..c {
+            state.running_mean[ch] = (1.0 - mom) * state.running_mean[ch] + mom * mean[ch];
+            state.running_var[ch] = (1.0 - mom) * state.running_var[ch] + mom * var[ch] * unbias;
+        }
+        let inv_std = var.iter().map(|v| 1.0 / (v + state.eps).sqrt()).collect();
+        (mean, inv_std)
+    } else {
+        let inv_std = state
+            .running_var
+            .iter()
+            .map(|v| 1.0 / (v + state.eps).sqrt())
+            .collect();
+        (state.running_mean.clone(), inv_std)
+    }
+}
+
+/// `x_hat` (holding `x`, `(n, c*hw)`) normalised in place, and `out = gamma * x_hat + beta`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn normalize_batch(
+    x_hat: &mut [f32],
+    out: &mut [f32],
+    c: usize,
+    hw: usize,
+    mean: &[f32],
+    inv_std: &[f32],
+    g: &[f32],
+    b: &[f32],
+) {
+    let expected = c * hw;
+    for (row_hat, row_out) in x_hat
+        .chunks_exact_mut(expected)
+        .zip(out.chunks_exact_mut(expected))
+    {
+        for ch in 0..c {
+            let (mu, is, ga, be) = (mean[ch], inv_std[ch], g[ch], b[ch]);
+            let r = ch * hw..(ch + 1) * hw;
+            normalize(&mut row_hat[r.clone()], &mut row_out[r], mu, is, ga, be);
+        }
+    }
+}
+
+/// Per channel, `sum(dy)` and `sum(dy * x_hat)` over a `(n, c*hw)` batch: beta's and gamma's
+/// gradients, and two terms of the input's.
+pub(super) fn grad_sums(gy: &[f32], x_hat: &[f32], c: usize, hw: usize) -> (Vec<f32>, Vec<f32>) {
+    let expected = c * hw;
+    let mut sum_dy = vec![0.0f32; c];
+    let mut sum_dy_xhat = vec![0.0f32; c];
+    for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
+        for ch in 0..c {
+            let r = ch * hw..(ch + 1) * hw;
+            let (s1, s2) = sums_dy_dy_xhat(&row_gy[r.clone()], &row_hat[r]);
+            sum_dy[ch] += s1;
+            sum_dy_xhat[ch] += s2;
+        }
+    }
+    (sum_dy, sum_dy_xhat)
+}
+
+/// The input gradient written over `x_hat` (which nothing reads afterwards): per channel
+/// `gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat))` in training (the batch
+/// statistics depend on x too), `gamma * inv_std * dy` with the running statistics.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn input_grad_over_xhat(
+    x_hat: &mut [f32],
+    gy: &[f32],
+    c: usize,
+    hw: usize,
+    g: &[f32],
+    inv_std: &[f32],
+    sum_dy: &[f32],
+    sum_dy_xhat: &[f32],
+    training: bool,
+) {
+    let expected = c * hw;
+    let inv_m = if training {
+        1.0 / (x_hat.len() / expected * hw) as f32
+    } else {
+        0.0
+    };
+    for (row_hat, row_gy) in x_hat
+        .chunks_exact_mut(expected)
+        .zip(gy.chunks_exact(expected))
+    {
+        for ch in 0..c {
+            let r = ch * hw..(ch + 1) * hw;
+            let k = g[ch] * inv_std[ch];
+            input_grad_in_place(
+                &mut row_hat[r.clone()],
+                &row_gy[r],
+                k,
+                sum_dy[ch] * inv_m,
+                sum_dy_xhat[ch] * inv_m,
+            );
+        }
+    }
 }
 
 /// Lanes of the reductions below: independent partial sums the compiler can keep in SIMD
@@ -336,6 +427,15 @@ simd_fn! {
 fn input_grad(gx: &mut [f32], dy: &[f32], x_hat: &[f32], k: f32, mean_dy: f32, mean_dy_xhat: f32) {
     for ((o, &d), &h) in gx.iter_mut().zip(dy).zip(x_hat) {
         *o += k * (d - mean_dy - h * mean_dy_xhat);
+    }
+}
+}
+
+simd_fn! {
+/// `h = k * (dy - mean_dy - h * mean_dy_xhat)` for `h` of `x_hat`: [`input_grad`] in place.
+fn input_grad_in_place(x_hat: &mut [f32], dy: &[f32], k: f32, mean_dy: f32, mean_dy_xhat: f32) {
+    for (h, &d) in x_hat.iter_mut().zip(dy) {
+        *h = k * (d - mean_dy - *h * mean_dy_xhat);
     }
 }
 }

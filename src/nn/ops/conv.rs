@@ -2,8 +2,9 @@
 //! and a direct kernel when each output channel reads a single input channel (depthwise).
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
+use dfdx::tensor::{Cpu, CpuError, Gradients, PutTape, Tape, Tensor};
 
+use super::conv_direct;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
@@ -176,47 +177,14 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
     act: Option<Epilogue>,
     input_grad: bool,
 ) -> Result<Activations<T>, OpError> {
-    g.check()?;
-    let got = x.shape().1;
-    if got != g.in_len() {
-        return Err(OpError::InputWidth {
-            got,
-            expected: g.in_len(),
-            what: format!("{}x{}x{}", g.in_c, g.in_h, g.in_w),
-        });
-    }
-    let (wr, wc) = g.weight_shape();
-    if *weight.shape() != (wr, wc) {
-        return Err(OpError::ParamLen {
-            what: "conv weight",
-            got: weight.shape().0 * weight.shape().1,
-            expected: wr * wc,
-        });
-    }
-    if let Some(b) = bias {
-        if b.shape().0 != g.out_c {
-            return Err(OpError::ParamLen {
-                what: "conv bias",
-                got: b.shape().0,
-                expected: g.out_c,
-            });
-        }
-    }
-
+    let kernels = ConvKernels::new(g, x.shape().1, *weight.shape(), bias.map(|b| b.shape().0))?;
     let n = x.shape().0;
     let input = take_input(x)?;
     let w = param_values(weight);
     let b = bias.map(param_values);
-    let geom = *g;
-    // One input channel per group, but not a plain single-channel conv (GEMM does that well).
-    let direct = g.in_c == g.groups && g.groups > 1;
     // Every value is written below; the buffer is recycled once copied into the output tensor.
     let mut out = take_f32(n * g.out_len());
-    if direct {
-        direct_forward(&geom, n, &input.data, &w, b.as_deref(), &mut out);
-    } else {
-        gemm_forward(&geom, &input.data, &w, b.as_deref(), &mut out);
-    }
+    let input_data = kernels.forward(n, input.data, &w, b.as_deref(), &mut out);
     if let Some(a) = act {
         a.apply(&mut out);
     }
@@ -225,13 +193,13 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
     // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
     // keeping them) and the activation's output; without a tape it needs nothing.
     let (saved, saved_y) = match (T::OWNS_TAPE, act) {
-        (true, Some(_)) => (input.data, out),
+        (true, Some(_)) => (input_data, out),
         (true, None) => {
             give_f32(out);
-            (input.data, Vec::new())
+            (input_data, Vec::new())
         }
         (false, _) => {
-            give_f32(input.data);
+            give_f32(input_data);
             give_f32(out);
             (Vec::new(), Vec::new())
         }
@@ -245,28 +213,10 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         let gy_out = take_grad!(grads, &y_ghost);
         let gy_buf = grad_before_act(act, &saved_y, &gy_out);
         let gy = gy_buf.as_deref().unwrap_or(&gy_out);
-        if let Some(bias) = &bias {
-            let gb = grads.get_or_alloc_mut(bias)?;
-            bias_grad(&geom, gy, gb);
-        }
-        // Both gradients are needed at once; the weight's is moved out while x's is borrowed.
-        let mut gw = take_grad!(grads, &weight);
-        {
-            let gx = if input_grad {
-                Some(&mut ***grads.get_or_alloc_mut(&x_ghost)?)
-            } else {
-                None
-            };
-            if direct {
-                direct_weight_grad(&geom, n, &saved, gy, &mut gw);
-                if let Some(gx) = gx {
-                    direct_input_grad(&geom, n, &w, gy, gx);
-                }
-            } else {
-                gemm_backward(&geom, &saved, &w, gy, &mut gw, gx);
-            }
-        }
-        put_grad!(grads, &weight, gw);
+        let gx = input_grad.then_some(grad_slice(|g| {
+            g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
+        }));
+        kernels.backward(grads, n, &saved, &w, gy, &weight, bias.as_ref(), gx)?;
         give_f32(saved);
         give_f32(saved_y);
         if let Some(b) = gy_buf {
@@ -276,6 +226,147 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         Ok(())
     });
     Ok(y.put_tape(tape))
+}
+
+/// A checked convolution's kernels on plain buffers, shared by [`try_conv2d_fused`] and the
+/// convolution fused with batch norm.
+pub(super) struct ConvKernels {
+    geom: Conv2dGeom,
+    /// Stride 1 and one group: a direct kernel over a zero-bordered copy, which backward keeps
+    /// instead of the input.
+    padded: Option<conv_direct::Layout>,
+    /// One input channel per group, but not a plain single-channel conv (GEMM does that well).
+    depthwise: bool,
+}
+
+impl ConvKernels {
+    /// Checks the geometry against the input width, the weight's shape and the bias's length.
+    pub(super) fn new(
+        g: &Conv2dGeom,
+        got: usize,
+        weight: (usize, usize),
+        bias: Option<usize>,
+    ) -> Result<Self, OpError> {
+        g.check()?;
+        if got != g.in_len() {
+            return Err(OpError::InputWidth {
+                got,
+                expected: g.in_len(),
+                what: format!("{}x{}x{}", g.in_c, g.in_h, g.in_w),
+            });
+        }
+        let (wr, wc) = g.weight_shape();
+        if weight != (wr, wc) {
+            return Err(OpError::ParamLen {
+                what: "conv weight",
+                got: weight.0 * weight.1,
+                expected: wr * wc,
+            });
+        }
+        if let Some(b) = bias {
+            if b != g.out_c {
+                return Err(OpError::ParamLen {
+                    what: "conv bias",
+                    got: b,
+                    expected: g.out_c,
+                });
+            }
+        }
+
+        Ok(ConvKernels {
+            geom: *g,
+            padded: conv_direct::applies(g).then(|| conv_direct::Layout::new(g)),
+            depthwise: g.in_c == g.groups && g.groups > 1,
+        })
+    }
+
+    /// Writes the output of a batch of `n` into `out` (every value) and returns what
+    /// [`ConvKernels::backward`] reads: the input copy, or its zero-bordered version.
+    pub(super) fn forward(
+        &self,
+        n: usize,
+        input: Vec<f32>,
+        w: &[f32],
+        b: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> Vec<f32> {
+        let g = &self.geom;
+        if let Some(l) = &self.padded {
+            let mut xpad = take_f32(l.padded_len(n));
+            conv_direct::pad_input(g, l, &input, &mut xpad);
+            give_f32(input);
+            conv_direct::forward(g, l, n, &xpad, w, b, out);
+            xpad
+        } else {
+            if self.depthwise {
+                direct_forward(g, n, &input, w, b, out);
+            } else {
+                gemm_forward(g, &input, w, b, out);
+            }
+            input
+        }
+    }
+
+    /// Adds the weight's, the bias's and (given where it lies) the input's gradients for the
+    /// output gradient `gy`, from what [`ConvKernels::forward`] returned.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward(
+        &self,
+        grads: &mut Gradients<f32, Cpu>,
+        n: usize,
+        saved: &[f32],
+        w: &[f32],
+        gy: &[f32],
+        weight: &Tensor<(usize, usize), f32, Cpu>,
+        bias: Option<&Tensor<(usize,), f32, Cpu>>,
+        gx: Option<impl GradSlice>,
+    ) -> Result<(), CpuError> {
+        let g = &self.geom;
+        if let Some(bias) = bias {
+            let gb = grads.get_or_alloc_mut(bias)?;
+            bias_grad(g, gy, gb);
+        }
+        // Both gradients are needed at once; the weight's is moved out while x's is borrowed.
+        let mut gw = take_grad!(grads, weight);
+        {
+            let gx = match gx {
+                Some(f) => Some(f(grads)?),
+                None => None,
+            };
+            if let Some(l) = &self.padded {
+                conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx);
+            } else if self.depthwise {
+                direct_weight_grad(g, n, saved, gy, &mut gw);
+                if let Some(gx) = gx {
+                    direct_input_grad(g, n, w, gy, gx);
+                }
+            } else {
+                gemm_backward(g, saved, w, gy, &mut gw, gx);
+            }
+        }
+        put_grad!(grads, weight, gw);
+        Ok(())
+    }
+}
+
+/// Where the input's gradient lies in a gradient store: a closure over a tensor's ghost (dfdx
+/// keeps the ghost's type private, so it cannot be passed by name).
+pub(super) trait GradSlice:
+    for<'a> FnOnce(&'a mut Gradients<f32, Cpu>) -> Result<&'a mut [f32], CpuError>
+{
+}
+
+impl<F> GradSlice for F where
+    F: for<'a> FnOnce(&'a mut Gradients<f32, Cpu>) -> Result<&'a mut [f32], CpuError>
+{
+}
+
+/// Gives a closure the signature of [`GradSlice`] (the compiler does not infer its lifetimes).
+pub(super) fn grad_slice<F>(f: F) -> F
+where
+    F: for<'a> FnOnce(&'a mut Gradients<f32, Cpu>) -> Result<&'a mut [f32], CpuError>,
+{
+    f
 }
 
 /// Whether the im2col matrix of a sample is the sample itself (1x1 kernel, stride 1, no padding).

@@ -8,6 +8,8 @@
 mod act;
 mod batch_norm;
 mod conv;
+mod conv_bn;
+mod conv_direct;
 mod error;
 mod gemm;
 mod linear;
@@ -19,6 +21,7 @@ mod simd;
 pub use act::try_activation;
 pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormState};
 pub use conv::{conv2d, try_conv2d, try_conv2d_fused, Conv2dGeom};
+pub use conv_bn::try_conv_bn_act;
 pub use error::OpError;
 use linear::grad_before_act;
 pub use linear::{linear, try_linear, Epilogue};

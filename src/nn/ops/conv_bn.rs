@@ -1,0 +1,98 @@
+//! A convolution, a batch norm and an activation as one op: the convolution's output and its
+//! gradient never become tensors (no copy in or out of dfdx, no zeroed gradient buffer).
+
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
+
+use super::batch_norm::{
+    check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState,
+};
+use super::conv::{grad_slice, ConvKernels};
+use super::scratch::{give_f32, take_f32};
+use super::{grad_before_act, Activations, Conv2dGeom, Epilogue, OpError};
+use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
+
+/// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
+/// followed by [`super::try_batch_norm_act`] over the convolution's `out_c` channels.
+#[allow(clippy::too_many_arguments)]
+pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
+    x: Activations<T>,
+    weight: &Tensor<(usize, usize), f32, Cpu>,
+    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    g: &Conv2dGeom,
+    gamma: &Tensor<(usize,), f32, Cpu>,
+    beta: &Tensor<(usize,), f32, Cpu>,
+    state: &mut BatchNormState,
+    training: bool,
+    act: Option<Epilogue>,
+    input_grad: bool,
+) -> Result<Activations<T>, OpError> {
+    let kernels = ConvKernels::new(g, x.shape().1, *weight.shape(), bias.map(|b| b.shape().0))?;
+    let (c, hw) = (g.out_c, g.out_h() * g.out_w());
+    check_sizes(c * hw, gamma.shape().0, beta.shape().0, c, hw, state)?;
+    let n = x.shape().0;
+    if training && n * hw < 2 {
+        return Err(OpError::TooFewValuesPerChannel { got: n * hw });
+    }
+    let input = take_input(x)?;
+    let w = param_values(weight);
+    let b = bias.map(param_values);
+    let gv = param_values(gamma);
+    let bv = param_values(beta);
+    // The convolution's output, normalised in place into x_hat; both buffers are written whole.
+    let mut x_hat = take_f32(n * c * hw);
+    let saved = kernels.forward(n, input.data, &w, b.as_deref(), &mut x_hat);
+    let (mean, inv_std) = statistics(&x_hat, c, hw, state, training);
+    let mut out = take_f32(n * c * hw);
+    normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv);
+    if let Some(a) = act {
+        a.apply(&mut out);
+    }
+    let dev = input.tensor.device().clone();
+    let y = try_device_tensor(&dev, &out, n, c * hw)?;
+    if !T::OWNS_TAPE {
+        for v in [saved, x_hat, out] {
+            give_f32(v);
+        }
+        return Ok(y.put_tape(input.tape));
+    }
+    let saved_y = if act.is_some() {
+        out
+    } else {
+        give_f32(out);
+        Vec::new()
+    };
+    let mut tape = input.tape;
+    let x_ghost = input.tensor.ghost();
+    let y_ghost = y.ghost();
+    let (weight, bias) = (weight.clone(), bias.cloned());
+    let (gamma, beta) = (gamma.clone(), beta.clone());
+    tape.add_backward_op(move |grads| {
+        let gy_out = take_grad!(grads, &y_ghost);
+        let gy_buf = grad_before_act(act, &saved_y, &gy_out);
+        let gy = gy_buf.as_deref().unwrap_or(&gy_out);
+        let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw);
+        for (p, sums) in [(&gamma, &sum_dy_xhat), (&beta, &sum_dy)] {
+            for (o, s) in grads.get_or_alloc_mut(p)?.iter_mut().zip(sums) {
+                *o += s;
+            }
+        }
+        // From here on x_hat holds the gradient of the convolution's output.
+        let mut x_hat = x_hat;
+        let (sd, sdx) = (&sum_dy, &sum_dy_xhat);
+        input_grad_over_xhat(&mut x_hat, gy, c, hw, &gv, &inv_std, sd, sdx, training);
+        let gx = input_grad.then_some(grad_slice(|g| {
+            g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
+        }));
+        kernels.backward(grads, n, &saved, &w, &x_hat, &weight, bias.as_ref(), gx)?;
+        put_grad!(grads, &y_ghost, gy_out);
+        for v in [saved, x_hat, saved_y] {
+            give_f32(v);
+        }
+        if let Some(b) = gy_buf {
+            give_f32(b);
+        }
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}

@@ -1,0 +1,575 @@
+//! Direct convolution for stride 1 and one group, without an im2col matrix.
+//!
+//! Each input plane is copied once into a zero-bordered `hp x wp` plane, stored flat. Output
+//! position `(oy, ox)` is then computed at flat index `t = oy * wp + ox`, and kernel tap `(i, j)`
+//! of input channel `c` reads the padded input at `c * plane + t + i * wp + j`: the whole
+//! convolution is a 1-D correlation over flat indices, so a block of consecutive outputs reads
+//! consecutive inputs (plain vector loads, no gather and no unfolded copy). The `wp - ow` indices
+//! at the end of each row are computed too and thrown away (2 of 30 for a 28-wide, 3x3 layer).
+//!
+//! The backward pass has the same shape: the input gradient is the correlation of the output
+//! gradient (zero-bordered the same way) with the flipped, transposed kernel; the weight gradient
+//! is a dot product over flat indices per (output channel, tap) pair.
+//!
+//! The inner blocks use AVX2 + FMA where the CPU has them (checked at run time) and plain Rust
+//! otherwise; both compute the same sums in the same order up to floating-point contraction.
+
+use super::conv::Conv2dGeom;
+use super::scratch::{give_f32, take_f32};
+
+/// Output positions per register block: two 8-lane vectors.
+const NB: usize = 16;
+/// Output channels per register block (four rows of two vectors: 8 accumulators). Three vectors
+/// (12 accumulators, 3 inputs and a broadcast: all 16 registers) made the compiler spill two
+/// accumulators to the stack on every tap.
+const MR: usize = 4;
+
+/// Whether [`forward`] and [`backward`] take this geometry: stride 1, one group, and not a 1x1
+/// kernel without padding (there the input is already the GEMM's matrix).
+pub(super) fn applies(g: &Conv2dGeom) -> bool {
+    let pointwise = g.kh == 1 && g.kw == 1 && g.pad_h == 0 && g.pad_w == 0;
+    g.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && !pointwise
+}
+
+/// Sizes of the padded, flat layout of one geometry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layout {
+    /// Padded width: the row stride of every flat plane.
+    wp: usize,
+    /// Padded plane, `hp * wp`.
+    plane: usize,
+    /// Flat output indices per channel, `oh * wp` (junk columns included).
+    q: usize,
+    /// `q` rounded up to whole register blocks.
+    qpad: usize,
+    /// Floats per padded sample: `in_c` planes and the slack the last block reads past them.
+    sample: usize,
+    /// Leading zeros of each output-gradient plane: `(kh - 1) * wp + kw - 1`.
+    margin: usize,
+    /// First flat index of the input gradient's interior, `pad_h * wp`.
+    dx_start: usize,
+    /// Interior indices of the input gradient, `h * wp`, rounded up to whole blocks.
+    dx_len: usize,
+    /// Floats per output-gradient plane (margin, data, trailing zeros).
+    dy_plane: usize,
+}
+
+impl Layout {
+    pub(super) fn new(g: &Conv2dGeom) -> Self {
+        let wp = g.in_w + 2 * g.pad_w;
+        let hp = g.in_h + 2 * g.pad_h;
+        let plane = hp * wp;
+        let q = g.out_h() * wp;
+        let qpad = q.div_ceil(NB) * NB;
+        // The last block of the last plane reads up to index
+        // (in_c - 1) * plane + qpad - 1 + (kh - 1) * wp + kw - 1, and q + (kh - 1) * wp = plane.
+        let sample = g.in_c * plane + (qpad - q) + g.kw;
+        let margin = (g.kh - 1) * wp + g.kw - 1;
+        let dx_start = g.pad_h * wp;
+        let dx_len = (g.in_h * wp).div_ceil(NB) * NB;
+        // Reads of the input-gradient correlation stay inside a plane for every interior index,
+        // and the weight gradient reads `margin + q` rounded up to 8 lanes.
+        let reads = dx_start + dx_len + (g.kh - 1) * wp + g.kw;
+        let dy_plane = (margin + q.div_ceil(8) * 8).max(reads).div_ceil(8) * 8;
+        Layout {
+            wp,
+            plane,
+            q,
+            qpad,
+            sample,
+            margin,
+            dx_start,
+            dx_len,
+            dy_plane,
+        }
+    }
+
+    /// Floats of the padded copy of a batch of `n`.
+    pub(super) fn padded_len(&self, n: usize) -> usize {
+        n * self.sample
+    }
+}
+
+/// Copies a batch of `(n, in_c*in_h*in_w)` inputs into the padded layout (`pad` must hold
+/// [`Layout::padded_len`] floats; every one is written).
+pub(super) fn pad_input(g: &Conv2dGeom, l: &Layout, x: &[f32], pad: &mut [f32]) {
+    let (h, w) = (g.in_h, g.in_w);
+    for (xs, ps) in x
+        .chunks_exact(g.in_c * h * w)
+        .zip(pad.chunks_exact_mut(l.sample))
+    {
+        let (planes, slack) = ps.split_at_mut(g.in_c * l.plane);
+        slack.fill(0.0);
+        for (src, dst) in xs.chunks_exact(h * w).zip(planes.chunks_exact_mut(l.plane)) {
+            let (top, rest) = dst.split_at_mut(g.pad_h * l.wp);
+            top.fill(0.0);
+            let (mid, bottom) = rest.split_at_mut(h * l.wp);
+            bottom.fill(0.0);
+            for (row, out) in src.chunks_exact(w).zip(mid.chunks_exact_mut(l.wp)) {
+                out[..g.pad_w].fill(0.0);
+                out[g.pad_w..g.pad_w + w].copy_from_slice(row);
+                out[g.pad_w + w..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Forward pass over a padded batch: `out` is `(n, out_c*oh*ow)`, bias added when given.
+pub(super) fn forward(
+    g: &Conv2dGeom,
+    l: &Layout,
+    n: usize,
+    xpad: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let offs = tap_offsets(g.in_c, l.plane, g.kh, g.kw, l.wp);
+    let mut flat = take_f32(g.out_c * l.qpad);
+    for s in 0..n {
+        let xs = &xpad[s * l.sample..(s + 1) * l.sample];
+        correlate(g.out_c, &offs, xs, w, &mut flat, l.qpad);
+        let ys = &mut out[s * g.out_c * oh * ow..(s + 1) * g.out_c * oh * ow];
+        for (co, (dst, src)) in ys
+            .chunks_exact_mut(oh * ow)
+            .zip(flat.chunks_exact(l.qpad))
+            .enumerate()
+        {
+            let b = bias.map_or(0.0, |b| b[co]);
+            for (d, r) in dst.chunks_exact_mut(ow).zip(src.chunks_exact(l.wp)) {
+                for (o, v) in d.iter_mut().zip(&r[..ow]) {
+                    *o = v + b;
+                }
+            }
+        }
+    }
+    give_f32(flat);
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Backward pass over a padded batch: adds the weight gradient into `gw` and, when asked, the
+/// input gradient into `gx` (`(n, in_c*in_h*in_w)`).
+pub(super) fn backward(
+    g: &Conv2dGeom,
+    l: &Layout,
+    n: usize,
+    xpad: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    gw: &mut [f32],
+    mut gx: Option<&mut [f32]>,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let kk = g.kh * g.kw;
+    let x_offs = tap_offsets(g.in_c, l.plane, g.kh, g.kw, l.wp);
+    let dy_offs = tap_offsets(g.out_c, l.dy_plane, g.kh, g.kw, l.wp);
+    // The input gradient correlates with the kernel flipped in both axes, input and output
+    // channels swapped: row ci, column (co, i', j') holds w[co][ci][kh-1-i'][kw-1-j'].
+    let mut wflip = Vec::new();
+    if gx.is_some() {
+        wflip = take_f32(g.in_c * g.out_c * kk);
+        for ci in 0..g.in_c {
+            for co in 0..g.out_c {
+                for t in 0..kk {
+                    wflip[(ci * g.out_c + co) * kk + t] = w[(co * g.in_c + ci) * kk + kk - 1 - t];
+                }
+            }
+        }
+    }
+    // Every float of the output-gradient planes is written: margins and junk columns as zeros.
+    let mut dy = take_f32(g.out_c * l.dy_plane);
+    let mut dx = take_f32(if gx.is_some() { g.in_c * l.dx_len } else { 0 });
+    let in_len = g.in_c * g.in_h * g.in_w;
+    for s in 0..n {
+        let gys = &gy[s * g.out_c * oh * ow..(s + 1) * g.out_c * oh * ow];
+        for (src, dst) in gys
+            .chunks_exact(oh * ow)
+            .zip(dy.chunks_exact_mut(l.dy_plane))
+        {
+            let (head, rest) = dst.split_at_mut(l.margin);
+            head.fill(0.0);
+            let (mid, tail) = rest.split_at_mut(l.q);
+            tail.fill(0.0);
+            for (r, d) in src.chunks_exact(ow).zip(mid.chunks_exact_mut(l.wp)) {
+                d[..ow].copy_from_slice(r);
+                d[ow..].fill(0.0);
+            }
+        }
+        let xs = &xpad[s * l.sample..(s + 1) * l.sample];
+        weight_grad(g.out_c, &x_offs, xs, &dy, l.dy_plane, l.margin, l.q, gw);
+        let Some(gx) = gx.as_deref_mut() else {
+            continue;
+        };
+        correlate(
+            g.in_c,
+            &dy_offs,
+            &dy[l.dx_start..],
+            &wflip,
+            &mut dx,
+            l.dx_len,
+        );
+        let gxs = &mut gx[s * in_len..(s + 1) * in_len];
+        for (dst, src) in gxs
+            .chunks_exact_mut(g.in_h * g.in_w)
+            .zip(dx.chunks_exact(l.dx_len))
+        {
+            for (d, r) in dst.chunks_exact_mut(g.in_w).zip(src.chunks_exact(l.wp)) {
+                for (o, v) in d.iter_mut().zip(&r[g.pad_w..]) {
+                    *o += v;
+                }
+            }
+        }
+    }
+    give_f32(dy);
+    give_f32(dx);
+    give_f32(wflip);
+}
+
+/// Flat offset of every tap `(c, i, j)`, in weight-column order: `c * plane + i * wp + j`.
+fn tap_offsets(channels: usize, plane: usize, kh: usize, kw: usize, wp: usize) -> Vec<usize> {
+    let mut offs = Vec::with_capacity(channels * kh * kw);
+    for c in 0..channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                offs.push(c * plane + i * wp + j);
+            }
+        }
+    }
+    offs
+}
+
+/// `out[r * len + t] = sum_k wt[r * K + k] * inp[offs[k] + t]` for `r < rows`, `t < len`
+/// (`len` a multiple of [`NB`], `K = offs.len()`).
+///
+/// # Panics
+/// If a slice is shorter than those indices need: the vector kernel reads without bounds checks.
+fn correlate(rows: usize, offs: &[usize], inp: &[f32], wt: &[f32], out: &mut [f32], len: usize) {
+    let kk = offs.len();
+    assert_eq!(len % NB, 0, "correlate: length not in whole blocks");
+    assert!(wt.len() >= rows * kk, "correlate: weights too short");
+    assert!(out.len() >= rows * len, "correlate: output too short");
+    let reach = offs.iter().max().map_or(0, |m| m + len);
+    assert!(len == 0 || inp.len() >= reach, "correlate: input too short");
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA; the asserts above bound every index the kernel uses.
+        unsafe { avx2::correlate(rows, offs, inp, wt, out, len) };
+        return;
+    }
+    correlate_portable(rows, offs, inp, wt, out, len);
+}
+
+/// [`correlate`] in plain Rust.
+fn correlate_portable(
+    rows: usize,
+    offs: &[usize],
+    inp: &[f32],
+    wt: &[f32],
+    out: &mut [f32],
+    len: usize,
+) {
+    let kk = offs.len();
+    for r in 0..rows {
+        let o = &mut out[r * len..(r + 1) * len];
+        o.fill(0.0);
+        for (k, &off) in offs.iter().enumerate() {
+            let wv = wt[r * kk + k];
+            for (d, x) in o.iter_mut().zip(&inp[off..off + len]) {
+                *d += wv * x;
+            }
+        }
+    }
+}
+
+/// `gw[r * K + k] += sum_{t < q} dy[r * stride + margin + t] * x[offs[k] + t]`, where `dy` is
+/// zero from `margin + q` to the next multiple of 8.
+#[allow(clippy::too_many_arguments)]
+fn weight_grad(
+    rows: usize,
+    offs: &[usize],
+    x: &[f32],
+    dy: &[f32],
+    stride: usize,
+    margin: usize,
+    q: usize,
+    gw: &mut [f32],
+) {
+    let kk = offs.len();
+    let q8 = q.div_ceil(8) * 8;
+    assert!(gw.len() >= rows * kk, "weight_grad: gradient too short");
+    assert!(
+        rows == 0 || dy.len() >= (rows - 1) * stride + margin + q8,
+        "weight_grad: output gradient too short"
+    );
+    let reach = offs.iter().max().map_or(0, |m| m + q8);
+    assert!(x.len() >= reach, "weight_grad: input too short");
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA; the asserts above bound every index the kernel uses.
+        unsafe { avx2::weight_grad(rows, offs, x, &dy[margin..], stride, q8, gw) };
+        return;
+    }
+    weight_grad_portable(rows, offs, x, &dy[margin..], stride, q8, gw);
+}
+
+/// [`weight_grad`] in plain Rust (`dy` already past the margin).
+fn weight_grad_portable(
+    rows: usize,
+    offs: &[usize],
+    x: &[f32],
+    dy: &[f32],
+    stride: usize,
+    q8: usize,
+    gw: &mut [f32],
+) {
+    let kk = offs.len();
+    for r in 0..rows {
+        let d = &dy[r * stride..r * stride + q8];
+        for (k, &off) in offs.iter().enumerate() {
+            let s: f32 = d.iter().zip(&x[off..off + q8]).map(|(a, b)| a * b).sum();
+            gw[r * kk + k] += s;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! The AVX2 + FMA register blocks of [`super::correlate`] and [`super::weight_grad`].
+
+    use super::{MR, NB};
+    use std::arch::x86_64::*;
+
+    /// See [`super::correlate`]; callers check the bounds and the CPU.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn correlate(
+        rows: usize,
+        offs: &[usize],
+        inp: &[f32],
+        wt: &[f32],
+        out: &mut [f32],
+        len: usize,
+    ) {
+        let kk = offs.len();
+        let mut r = 0;
+        while r < rows {
+            let m = (rows - r).min(MR);
+            let w = wt.as_ptr().add(r * kk);
+            let o = out.as_mut_ptr().add(r * len);
+            for t in (0..len).step_by(NB) {
+                let x = inp.as_ptr().add(t);
+                match m {
+                    4 => block::<4>(offs, x, w, kk, o.add(t), len),
+                    3 => block::<3>(offs, x, w, kk, o.add(t), len),
+                    2 => block::<2>(offs, x, w, kk, o.add(t), len),
+                    _ => block::<1>(offs, x, w, kk, o.add(t), len),
+                }
+            }
+            r += m;
+        }
+    }
+
+    /// `R` output rows by [`NB`] positions: every tap loads two vectors of input and broadcasts
+    /// one weight per row.
+    #[inline(always)]
+    unsafe fn block<const R: usize>(
+        offs: &[usize],
+        x: *const f32,
+        w: *const f32,
+        kk: usize,
+        out: *mut f32,
+        len: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (k, &off) in offs.iter().enumerate() {
+            let p = x.add(off);
+            let x0 = _mm256_loadu_ps(p);
+            let x1 = _mm256_loadu_ps(p.add(8));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let wv = _mm256_broadcast_ss(&*w.add(r * kk + k));
+                a[0] = _mm256_fmadd_ps(wv, x0, a[0]);
+                a[1] = _mm256_fmadd_ps(wv, x1, a[1]);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            let o = out.add(r * len);
+            _mm256_storeu_ps(o, a[0]);
+            _mm256_storeu_ps(o.add(8), a[1]);
+        }
+    }
+
+    /// See [`super::weight_grad`] (`dy` already past the margin, `q8` a multiple of 8).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weight_grad(
+        rows: usize,
+        offs: &[usize],
+        x: &[f32],
+        dy: &[f32],
+        stride: usize,
+        q8: usize,
+        gw: &mut [f32],
+    ) {
+        let kk = offs.len();
+        let mut r = 0;
+        while r < rows {
+            let m = (rows - r).min(MR);
+            let d = dy.as_ptr().add(r * stride);
+            let g = gw.as_mut_ptr().add(r * kk);
+            let x = x.as_ptr();
+            let mut k = 0;
+            while k < kk {
+                let pair = kk - k >= 2;
+                match (m, pair) {
+                    (4, true) => wblock::<4, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                    (3, true) => wblock::<3, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                    (2, true) => wblock::<2, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                    (1, true) => wblock::<1, 2>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                    (4, false) => wblock::<4, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                    (3, false) => wblock::<3, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                    (2, false) => wblock::<2, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                    _ => wblock::<1, 1>(&offs[k..], x, d, stride, q8, g.add(k), kk),
+                }
+                k += if pair { 2 } else { 1 };
+            }
+            r += m;
+        }
+    }
+
+    /// `R` output channels by `K` taps, 8 flat positions per step, summed across lanes at the end.
+    #[inline(always)]
+    unsafe fn wblock<const R: usize, const K: usize>(
+        offs: &[usize],
+        x: *const f32,
+        dy: *const f32,
+        stride: usize,
+        q8: usize,
+        gw: *mut f32,
+        kk: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); K]; R];
+        let mut xs = [x; K];
+        for (p, off) in xs.iter_mut().zip(offs) {
+            *p = x.add(*off);
+        }
+        for t in (0..q8).step_by(8) {
+            let mut d = [_mm256_setzero_ps(); R];
+            for (r, v) in d.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(dy.add(r * stride + t));
+            }
+            for (c, p) in xs.iter().enumerate() {
+                let xv = _mm256_loadu_ps(p.add(t));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    a[c] = _mm256_fmadd_ps(d[r], xv, a[c]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            for (c, v) in a.iter().enumerate() {
+                *gw.add(r * kk + c) += hsum(*v);
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(
+        in_c: usize,
+        hw: (usize, usize),
+        out_c: usize,
+        k: (usize, usize),
+        pad: (usize, usize),
+    ) -> Conv2dGeom {
+        Conv2dGeom {
+            in_c,
+            in_h: hw.0,
+            in_w: hw.1,
+            out_c,
+            kh: k.0,
+            kw: k.1,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: pad.0,
+            pad_w: pad.1,
+            groups: 1,
+        }
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The vector kernels and the portable ones agree on odd row counts and tap counts.
+    #[test]
+    fn vector_and_portable_kernels_agree() {
+        for (rows, taps) in [(1, 1), (3, 9), (4, 5), (7, 18), (16, 27)] {
+            let len = 2 * NB;
+            let offs: Vec<usize> = (0..taps).map(|k| k * 3 + k / 2).collect();
+            let inp = values(offs.iter().max().unwrap() + len + 8, 1);
+            let wt = values(rows * taps, 2);
+            let mut a = vec![0.0; rows * len];
+            let mut b = vec![0.0; rows * len];
+            correlate(rows, &offs, &inp, &wt, &mut a, len);
+            correlate_portable(rows, &offs, &inp, &wt, &mut b, len);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-4, "correlate {rows}x{taps}: {x} vs {y}");
+            }
+            let stride = len + 8;
+            let dy = values(rows * stride, 3);
+            let mut ga = vec![0.5; rows * taps];
+            let mut gb = ga.clone();
+            weight_grad(rows, &offs, &inp, &dy, stride, 0, len, &mut ga);
+            weight_grad_portable(rows, &offs, &inp, &dy, stride, len, &mut gb);
+            for (x, y) in ga.iter().zip(&gb) {
+                assert!(
+                    (x - y).abs() < 1e-3,
+                    "weight_grad {rows}x{taps}: {x} vs {y}"
+                );
+            }
+        }
+    }
+
+    /// Layout reads stay inside the buffers for the geometries the networks build.
+    #[test]
+    fn layouts_cover_every_read() {
+        for g in [
+            geom(1, (28, 28), 16, (3, 3), (1, 1)),
+            geom(16, (14, 14), 32, (5, 5), (2, 2)),
+            geom(3, (1, 40), 8, (1, 5), (0, 2)),
+            geom(2, (5, 7), 3, (3, 1), (0, 0)),
+        ] {
+            g.check().unwrap();
+            let l = Layout::new(&g);
+            let n = 2;
+            let x = values(n * g.in_c * g.in_h * g.in_w, 4);
+            let mut xp = vec![f32::NAN; l.padded_len(n)];
+            pad_input(&g, &l, &x, &mut xp);
+            assert!(
+                xp.iter().all(|v| v.is_finite()),
+                "{g:?}: padding left a value unwritten"
+            );
+            let w = values(g.out_c * g.in_c * g.kh * g.kw, 5);
+            let mut y = vec![0.0; n * g.out_c * g.out_h() * g.out_w()];
+            forward(&g, &l, n, &xp, &w, None, &mut y);
+            let gy = values(y.len(), 6);
+            let mut gw = vec![0.0; w.len()];
+            let mut gx = vec![0.0; x.len()];
+            backward(&g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
+            assert!(y.iter().chain(&gw).chain(&gx).all(|v| v.is_finite()));
+        }
+    }
+}
