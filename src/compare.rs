@@ -4,12 +4,20 @@
 //! Each run is an ordinary study (journal, leaderboards) under the output directory, so the
 //! claim can be inspected trial by trial, and a comparison that was cut off resumes where it
 //! stopped: a run whose study already spent the budget is read back, not trained again.
+//!
+//! Runs of several objectives are measured by hypervolume instead of the best score: after each
+//! trial, the volume of objective space (every objective turned lower-is-better) that the
+//! complete, feasible trials so far dominate, up to one reference point shared by every run
+//! (given, or each objective's worst value over all runs pushed out by 10% of its range), which
+//! the report states.
 
 use crate::controller::{Controller, PreparedData, SearchError, SearchOptions};
 use crate::leaderboard;
+use crate::objective::Objective;
+use crate::pareto;
 use crate::search::{SchedulerKind, Strategy, TrialState};
 use crate::space::SearchSpace;
-use crate::study::{study_dir, Metric, StorageUrl, StudyMeta, TrialRecord};
+use crate::study::{study_dir, Direction, Metric, Objectives, StorageUrl, StudyMeta, TrialRecord};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -30,6 +38,8 @@ pub struct CompareOptions {
     /// Where the runs' studies are stored.
     pub storage: StorageUrl,
     pub verbose: bool,
+    /// The objectives of every run (empty: the score alone).
+    pub objectives: Vec<Objective>,
 }
 
 /// One (strategy, scheduler, seed) run.
@@ -45,6 +55,11 @@ pub struct RunResult {
     pub pruned: usize,
     pub failed: usize,
     pub seconds: f64,
+    /// With several objectives: the budget spent when each trial within budget ended, with the
+    /// losses of the complete, feasible ones (the `curve` is their hypervolume, see
+    /// [`apply_hypervolume`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<(usize, Option<Vec<f64>>)>,
 }
 
 impl RunResult {
@@ -99,6 +114,63 @@ pub fn curve(trials: &[TrialRecord], metric: Metric, budget: usize) -> Vec<(usiz
     out
 }
 
+/// The losses of the complete, feasible trials of a study as each trial within `budget` ended.
+pub fn points(
+    trials: &[TrialRecord],
+    objectives: &Objectives,
+    budget: usize,
+) -> Vec<(usize, Option<Vec<f64>>)> {
+    within_budget(trials, budget)
+        .into_iter()
+        .map(|(spent, t)| {
+            let feasible = pareto::violation(&t.constraints) <= 0.0;
+            (spent, objectives.losses(t).filter(|_| feasible))
+        })
+        .collect()
+}
+
+/// The default reference point, in losses: each objective's worst over every run's points,
+/// pushed out by a tenth of its range (by a tenth of its size when all runs agree).
+pub fn default_reference(results: &[RunResult]) -> Option<Vec<f64>> {
+    let all: Vec<&Vec<f64>> = results
+        .iter()
+        .flat_map(|r| r.points.iter().filter_map(|(_, p)| p.as_ref()))
+        .collect();
+    let m = all.first()?.len();
+    Some(
+        (0..m)
+            .map(|k| {
+                let worst = all.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max);
+                let best = all.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
+                let margin = if worst > best {
+                    0.1 * (worst - best)
+                } else {
+                    (0.1 * worst.abs()).max(1e-9)
+                };
+                worst + margin
+            })
+            .collect(),
+    )
+}
+
+/// Sets each run's curve to the hypervolume its points dominate up to `reference` (in losses),
+/// one point per trial end once a trial has completed.
+pub fn apply_hypervolume(results: &mut [RunResult], reference: &[f64]) {
+    for r in results {
+        let mut so_far: Vec<Vec<f64>> = Vec::new();
+        r.curve = r
+            .points
+            .iter()
+            .filter_map(|(spent, p)| {
+                if let Some(p) = p {
+                    so_far.push(p.clone());
+                }
+                (!so_far.is_empty()).then(|| (*spent, pareto::hypervolume(&so_far, reference)))
+            })
+            .collect();
+    }
+}
+
 /// The study name of one run.
 pub fn run_name(strategy: Strategy, scheduler: SchedulerKind, seed: u64) -> String {
     format!("{}-{}-s{seed}", strategy.label(), scheduler.label())
@@ -143,14 +215,18 @@ pub fn run_all(
                 match r {
                     Ok(r) => {
                         if opts.verbose {
+                            let best = match r.curve.last() {
+                                Some((_, s)) => format!("best {s:.4}"),
+                                None if !r.points.is_empty() => format!(
+                                    "{} complete",
+                                    r.points.iter().filter(|(_, p)| p.is_some()).count()
+                                ),
+                                None => "best -".into(),
+                            };
                             eprintln!(
-                                "compare [{}/{total}] {:<24} best {} after {} trials ({} pruned) {:.0}s",
+                                "compare [{}/{total}] {:<24} {best} after {} trials ({} pruned) {:.0}s",
                                 i + 1,
                                 r.study,
-                                r.curve
-                                    .last()
-                                    .map(|(_, s)| format!("{s:.4}"))
-                                    .unwrap_or_else(|| "-".into()),
                                 r.trials,
                                 r.pruned,
                                 r.seconds
@@ -206,12 +282,21 @@ fn run_one(
         folds,
         strategy: strategy.label().into(),
         scheduler: scheduler.label().into(),
+        objectives: crate::objective::normalise(&opts.objectives),
     };
     let mut storage = crate::study::open_or_create(&opts.storage, meta, Default::default())?;
     if storage.meta().space_source != space.source {
         return Err(SearchError::Compare(format!(
             "{} holds a run of a different space; remove it or choose another --out",
             storage.location()
+        )));
+    }
+    let objectives = Objectives::of(storage.meta());
+    if storage.meta().objectives != crate::objective::normalise(&opts.objectives) {
+        return Err(SearchError::Compare(format!(
+            "{} holds a run of other objectives ({}); remove it or choose another --out",
+            storage.location(),
+            crate::objective::names(objectives.list())
         )));
     }
     let requeue = storage.recover_stale()?;
@@ -225,6 +310,7 @@ fn run_one(
                 trials: None,
                 seed,
                 max_budget: Some(opts.budget),
+                objectives: storage.meta().objectives.clone(),
                 ..SearchOptions::default()
             },
             cancel: cancel.clone(),
@@ -246,7 +332,11 @@ fn run_one(
     }
     let trials = storage.trials();
     let seconds = trials.iter().map(|t| t.seconds).sum::<f64>();
-    let curve = curve(trials, metric, opts.budget);
+    let (curve, points) = if objectives.is_multi() {
+        (Vec::new(), points(trials, &objectives, opts.budget))
+    } else {
+        (curve(trials, metric, opts.budget), Vec::new())
+    };
     let within = within_budget(trials, opts.budget).len();
     Ok(RunResult {
         strategy,
@@ -264,6 +354,7 @@ fn run_one(
             .filter(|t| t.state == TrialState::Failed)
             .count(),
         seconds,
+        points,
     })
 }
 
@@ -375,20 +466,26 @@ pub fn summarize(
     (reference, out)
 }
 
-/// The report as a markdown table.
-pub fn render(
-    reference: Option<f64>,
-    summaries: &[Summary],
-    metric: Metric,
-    budget: usize,
-) -> String {
+/// What a comparison measures: the best score, or the hypervolume of several objectives.
+pub fn measure(objectives: &Objectives) -> (Metric, String) {
+    if objectives.is_multi() {
+        (Metric::Value(Direction::Maximize), "hypervolume".into())
+    } else {
+        (
+            objectives.metric(),
+            format!("best CV {}", objectives.metric().label()),
+        )
+    }
+}
+
+/// The report as a markdown table; `what` names the measure (see [`measure`]).
+pub fn render(reference: Option<f64>, summaries: &[Summary], what: &str, budget: usize) -> String {
     let mut s = String::new();
     let Some(first) = summaries.first() else {
         return "no runs\n".into();
     };
     s.push_str(&format!(
-        "Median best CV {} over {} seeds against epochs spent (budget {budget}); reference = random/fifo's median final best{}.\n\n",
-        metric.label(),
+        "Median {what} over {} seeds against epochs spent (budget {budget}); reference = random/fifo's median final {what}{}.\n\n",
         first.seeds,
         reference.map(|r| format!(" = {r:.4}")).unwrap_or_default()
     ));
@@ -476,6 +573,7 @@ mod tests {
             pruned: 1,
             failed: 0,
             seconds: 0.0,
+            points: Vec::new(),
         };
         assert_eq!(r.best_at(20), Some(0.5));
         assert_eq!(r.best_at(5), None);
@@ -495,6 +593,7 @@ mod tests {
             pruned: 0,
             failed: 0,
             seconds: 0.0,
+            points: Vec::new(),
         };
         let results = vec![
             run(Strategy::Random, 0, &[(10, 0.7), (100, 0.8)]),

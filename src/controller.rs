@@ -3,11 +3,13 @@
 
 use crate::data::{kfold, train_test_split, DataError, DataSplit, Dataset, Standardizer};
 use crate::nn::Cost;
+use crate::objective::Objective;
 use crate::progress::{Event, FoldEpoch, Plan, Progress, Silent};
 use crate::search::{Decision, Sampler, Scheduler, TrialState};
 use crate::space::{Candidate, Config, Family, SearchSpace};
 use crate::study::{
-    counts_toward_total, suggest, Metric, Storage, StudyError, TestResult, TrialRecord,
+    counts_toward_total, suggest_for, Metric, Objectives, Storage, StudyError, TestResult,
+    TrialRecord,
 };
 // Moved to modules without tensors (ask-and-tell studies use them too); kept at their old paths.
 pub use crate::seed::derive_seed;
@@ -50,6 +52,9 @@ pub enum SearchError {
     /// A strategy comparison that cannot run as asked (`nas compare`).
     #[error("{0}")]
     Compare(String),
+    /// The search was asked to optimise other objectives than its study's.
+    #[error("{0}")]
+    Objectives(String),
 }
 
 const SPLIT_SALT: u64 = 0x5EED_5EED;
@@ -134,6 +139,11 @@ pub struct SearchOptions {
     /// Stop the search after this many failed trials in a row (rejections by a constraint and
     /// interruptions do not count).
     pub max_consecutive_failures: Option<usize>,
+    /// The study's objectives (`StudyMeta::objectives`; empty: the score alone).
+    pub objectives: Vec<Objective>,
+    /// Reject candidates whose latency (milliseconds per sample at batch 1, see `nn::latency`)
+    /// is above this, before training.
+    pub max_latency: Option<f64>,
     /// Where the search reports trials and epochs as they finish (default: nowhere; `nas search`
     /// shows them live on a terminal, or as one line per trial).
     pub progress: Arc<dyn Progress>,
@@ -154,6 +164,8 @@ impl Default for SearchOptions {
             max_memory: None,
             trial_timeout: None,
             max_consecutive_failures: None,
+            objectives: Vec::new(),
+            max_latency: None,
             progress: Arc::new(Silent),
         }
     }
@@ -218,6 +230,14 @@ impl Controller<'_> {
         requeue: Vec<Config>,
     ) -> Result<RunStats, SearchError> {
         let start = Instant::now();
+        let study = Objectives::of(storage.meta());
+        if study.list() != self.objectives().list() {
+            return Err(SearchError::Objectives(format!(
+                "the study's objectives are {}, the search was asked for {}",
+                crate::objective::names(study.list()),
+                crate::objective::names(self.objectives().list())
+            )));
+        }
         let shared = Mutex::new(Shared {
             storage,
             sampler,
@@ -289,6 +309,7 @@ impl Controller<'_> {
                 .filter(|t| t.state != TrialState::Running && counts_toward_total(t))
                 .count(),
             best: best_trial(trials, self.metric).and_then(|t| Some((t.number, t.cv_mean?))),
+            objectives: self.objectives().list().to_vec(),
         }
     }
 
@@ -337,11 +358,11 @@ impl Controller<'_> {
                 let Shared {
                     storage, sampler, ..
                 } = &mut *sh;
-                suggest(
+                suggest_for(
                     sampler.as_mut(),
                     self.space,
                     storage.trials(),
-                    self.metric,
+                    &self.objectives(),
                     seed,
                 )
             }
@@ -446,6 +467,11 @@ impl Controller<'_> {
         (overhead, count)
     }
 
+    /// The study's objectives, with the score's metric.
+    pub fn objectives(&self) -> Objectives {
+        Objectives::new(&self.opts.objectives, self.metric)
+    }
+
     /// What a candidate costs, counted from its architecture alone (no weight is allocated).
     pub fn cost(&self, cand: &Candidate) -> Result<Cost, String> {
         crate::nn::cost(&cand.arch, self.data.train.shape, self.data.n_outputs())
@@ -494,23 +520,59 @@ impl Controller<'_> {
         };
         rec.params = cost.params;
         rec.macs = cost.macs;
+        let objectives = self.objectives();
+        let mut rejected = None;
         if let Some(max) = self.opts.max_params.filter(|m| rec.params > *m) {
-            let msg = format!(
+            rejected = Some(format!(
                 "rejected before training: {} parameters exceed --max-params {max}",
                 rec.params
-            );
-            return (fail(rec, TrialState::Failed, msg), Ending::Rejected);
-        }
-        if let Some(max) = self.opts.max_macs.filter(|m| rec.macs > *m) {
-            let msg = format!(
+            ));
+        } else if let Some(max) = self.opts.max_macs.filter(|m| rec.macs > *m) {
+            rejected = Some(format!(
                 "rejected before training: {} multiply-adds per sample exceed --max-flops {max}",
                 rec.macs
-            );
-            return (fail(rec, TrialState::Failed, msg), Ending::Rejected);
+            ));
         }
         // Every fold's network trains in lockstep, so all of them are alive at once.
         let need = cost.training_bytes(cand.train.batch_size, EVAL_BATCH, self.data.folds.len());
-        if let Some(max) = self.opts.max_memory.filter(|m| need > *m) {
+        let too_large = self.opts.max_memory.filter(|m| need > *m);
+        // The latency is measured (before training: it never depends on the weights) when it is
+        // an objective or limited, of candidates that are otherwise feasible and fit in memory.
+        let timed = objectives.needs_latency() || self.opts.max_latency.is_some();
+        if timed && rejected.is_none() && too_large.is_none() {
+            let shape = self.data.train.shape;
+            let measured = catch_unwind(AssertUnwindSafe(|| {
+                crate::nn::latency::measure_cached(&cand.arch, shape, self.data.n_outputs(), seed)
+            }));
+            match measured {
+                Ok(Ok(l)) => rec.latency = Some(l),
+                Ok(Err(e)) => {
+                    let msg = format!("rejected at sampling time: {e}");
+                    return (fail(rec, TrialState::Failed, msg), Ending::Failed);
+                }
+                Err(p) => {
+                    let msg = format!(
+                        "latency measurement panicked: {}",
+                        panic_message(p.as_ref())
+                    );
+                    return (fail(rec, TrialState::Failed, msg), Ending::Failed);
+                }
+            }
+            let ms = rec.latency.as_ref().map_or(f64::NAN, |l| l.ms);
+            if let Some(max) = self.opts.max_latency.filter(|m| ms > *m) {
+                rejected = Some(format!(
+                    "rejected before training: latency {} ms per sample exceeds --max-latency {max} ms",
+                    crate::space::short_float(ms)
+                ));
+            }
+        }
+        if objectives.is_multi() {
+            rec.constraints = self.constraints(&rec);
+        }
+        if let Some(msg) = rejected {
+            return (fail(rec, TrialState::Failed, msg), Ending::Rejected);
+        }
+        if let Some(max) = too_large {
             let msg = format!(
                 "too large for this machine: training it needs about {} of memory, {} is available to each worker (--max-memory)",
                 human_bytes(need),
@@ -567,6 +629,29 @@ impl Controller<'_> {
                 Ending::Failed,
             ),
         }
+    }
+}
+
+impl Controller<'_> {
+    /// A multi-objective study's constraint values for `rec` (Optuna's convention: feasible when
+    /// `<= 0`): `value / limit - 1` for each limit given, in the order `--max-params`,
+    /// `--max-flops`, `--max-latency`; NaN for a latency that was not measured. Relative, so
+    /// that violations of different units add up to a comparable total.
+    fn constraints(&self, rec: &TrialRecord) -> Vec<f64> {
+        let relative = |value: f64, limit: f64| value / limit.max(f64::MIN_POSITIVE) - 1.0;
+        let latency = rec.latency.as_ref().map_or(f64::NAN, |l| l.ms);
+        [
+            self.opts
+                .max_params
+                .map(|m| relative(rec.params as f64, m as f64)),
+            self.opts
+                .max_macs
+                .map(|m| relative(rec.macs as f64, m as f64)),
+            self.opts.max_latency.map(|m| relative(latency, m)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 

@@ -1,8 +1,9 @@
-//! The leaderboard: trials ranked by mean cross-validation score, rendered with `tabled`.
+//! The leaderboard: trials ranked by mean cross-validation score (in a multi-objective study,
+//! by Pareto front, then by the first objective), rendered with `tabled`.
 
 use crate::search::TrialState;
-use crate::space::SearchSpace;
-use crate::study::{Metric, Storage, StudyError, TestResult, TrialRecord};
+use crate::space::{short_float, SearchSpace};
+use crate::study::{Metric, Objectives, Storage, StudyError, TestResult, TrialRecord};
 use clap::ValueEnum;
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -23,7 +24,8 @@ pub enum Format {
 /// A leaderboard column, as `--columns` and `--sort` name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Column {
-    /// Rank by mean CV score among complete trials.
+    /// Rank among complete trials: by mean CV score; with several objectives, by Pareto front,
+    /// then by the first objective.
     Rank,
     /// Trial number.
     Trial,
@@ -45,6 +47,12 @@ pub enum Column {
     State,
     /// Why the trial failed.
     Error,
+    /// The Pareto front of a complete trial (1: dominated by none), under constrained
+    /// domination: infeasible trials come in fronts behind every feasible one.
+    Front,
+    /// Milliseconds of inference per sample at batch 1 (measured when it is an objective or
+    /// limited).
+    Latency,
 }
 
 impl Column {
@@ -59,6 +67,35 @@ impl Column {
         Column::Epochs,
         Column::Time,
         Column::State,
+    ];
+    /// The columns of a multi-objective study's table when `--columns` is not given.
+    pub const TABLE_PARETO: &'static [Column] = &[
+        Column::Rank,
+        Column::Front,
+        Column::Trial,
+        Column::Architecture,
+        Column::Params,
+        Column::Macs,
+        Column::Latency,
+        Column::Score,
+        Column::Epochs,
+        Column::Time,
+        Column::State,
+    ];
+    /// The columns of a multi-objective study's CSV file when `--columns` is not given.
+    pub const CSV_PARETO: &'static [Column] = &[
+        Column::Rank,
+        Column::Front,
+        Column::Trial,
+        Column::State,
+        Column::Architecture,
+        Column::Params,
+        Column::Macs,
+        Column::Latency,
+        Column::Score,
+        Column::Std,
+        Column::Epochs,
+        Column::Time,
     ];
     /// The columns of a CSV file when `--columns` is not given.
     pub const CSV: &'static [Column] = &[
@@ -88,12 +125,15 @@ impl Column {
             Column::Time => "seconds",
             Column::State => "state",
             Column::Error => "error",
+            Column::Front => "front",
+            Column::Latency => "latency_ms",
         }
     }
 
     fn header(&self, metric: Metric) -> String {
         match self {
             Column::Macs => "MACs".into(),
+            Column::Latency => "latency ms".into(),
             Column::Score => format!("cv {} (mean ± std)", metric.label()),
             Column::Std => "cv std".into(),
             Column::Time => "time".into(),
@@ -114,6 +154,8 @@ impl Column {
             Column::Time => format!("{:.1}s", r.seconds),
             Column::State => r.state.clone(),
             Column::Error => r.error.clone().unwrap_or_default(),
+            Column::Front => r.front.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+            Column::Latency => r.latency_ms.map_or_else(|| "-".into(), short_float),
         }
     }
 
@@ -129,6 +171,8 @@ impl Column {
             Column::Std => opt(r.cv_std),
             Column::Time => format!("{:.2}", r.seconds),
             Column::Error => r.error.as_deref().map(quoted).unwrap_or_default(),
+            Column::Front => r.front.map(|x| x.to_string()).unwrap_or_default(),
+            Column::Latency => opt(r.latency_ms),
             c => c.cell(r),
         }
     }
@@ -165,6 +209,8 @@ pub struct View {
     pub sort: Column,
     pub top: Option<usize>,
     pub columns: Vec<Column>,
+    /// Only the first Pareto front (`nas leaderboard --pareto`).
+    pub pareto: bool,
 }
 
 impl Default for View {
@@ -174,6 +220,7 @@ impl Default for View {
             sort: Column::Rank,
             top: None,
             columns: Vec::new(),
+            pareto: false,
         }
     }
 }
@@ -195,35 +242,72 @@ pub struct Row {
     pub seconds: f64,
     pub config: serde_json::Map<String, serde_json::Value>,
     pub error: Option<String>,
+    /// The Pareto front, in a study of several objectives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front: Option<usize>,
+    /// Measured inference milliseconds per sample at batch 1, when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 /// Builds the rows: complete trials best first, then pruned ones (best last value first),
 /// then failed and interrupted ones by trial number.
 pub fn rows(trials: &[TrialRecord], metric: Metric, space: Option<&SearchSpace>) -> Vec<Row> {
-    let key = |t: &TrialRecord| -> (u8, f64, usize) {
-        match (t.state, t.cv_mean) {
-            (TrialState::Complete, Some(m)) if m.is_finite() => (0, metric.to_loss(m), t.number),
-            (TrialState::Pruned, _) => (
+    ranked_rows(trials, &Objectives::single(metric), space)
+}
+
+/// [`rows`] for a study of any number of objectives: with several, complete trials come by
+/// Pareto front (the front column), then by the first objective, then by trial number.
+pub fn ranked_rows(
+    trials: &[TrialRecord],
+    objectives: &Objectives,
+    space: Option<&SearchSpace>,
+) -> Vec<Row> {
+    let metric = objectives.metric();
+    let multi = objectives.is_multi();
+    let fronts = if multi {
+        objectives.fronts(trials)
+    } else {
+        vec![None; trials.len()]
+    };
+    // (class, front, value, number): a multi-objective study's value is its first objective's.
+    let key = |i: usize| -> (u8, usize, f64, usize) {
+        let t = &trials[i];
+        match (t.state, t.cv_mean, fronts[i]) {
+            (TrialState::Complete, _, Some(f)) => {
+                let first = objectives
+                    .losses(t)
+                    .and_then(|l| l.first().copied())
+                    .unwrap_or(f64::INFINITY);
+                (0, f, first, t.number)
+            }
+            (TrialState::Complete, Some(m), None) if m.is_finite() && !multi => {
+                (0, 0, metric.to_loss(m), t.number)
+            }
+            (TrialState::Pruned, _, _) => (
                 1,
+                0,
                 t.intermediate.last().copied().unwrap_or(f64::INFINITY),
                 t.number,
             ),
-            (TrialState::Running, _) => (3, 0.0, t.number),
-            _ => (2, 0.0, t.number),
+            (TrialState::Running, _, _) => (3, 0, 0.0, t.number),
+            _ => (2, 0, 0.0, t.number),
         }
     };
-    let mut sorted: Vec<&TrialRecord> = trials.iter().collect();
-    sorted.sort_by(|a, b| {
+    let mut sorted: Vec<usize> = (0..trials.len()).collect();
+    sorted.sort_by(|&a, &b| {
         let (ka, kb) = (key(a), key(b));
         ka.0.cmp(&kb.0)
-            .then(ka.1.total_cmp(&kb.1))
-            .then(ka.2.cmp(&kb.2))
+            .then(ka.1.cmp(&kb.1))
+            .then(ka.2.total_cmp(&kb.2))
+            .then(ka.3.cmp(&kb.3))
     });
     let mut rank = 0;
     sorted
         .into_iter()
-        .map(|t| {
-            let ranked = key(t).0 == 0;
+        .map(|i| {
+            let t = &trials[i];
+            let ranked = key(i).0 == 0;
             if ranked {
                 rank += 1;
             }
@@ -240,12 +324,15 @@ pub fn rows(trials: &[TrialRecord], metric: Metric, space: Option<&SearchSpace>)
                 seconds: t.seconds,
                 config: space.map(|s| s.config_json(&t.config)).unwrap_or_default(),
                 error: t.error.clone(),
+                front: fronts[i],
+                latency_ms: t.latency.as_ref().map(|l| l.ms),
             }
         })
         .collect()
 }
 
-fn human(n: u64) -> String {
+/// A count in a few characters, as the leaderboard shows it: 950, 12.3k, 4.56M.
+pub(crate) fn human(n: u64) -> String {
     match n {
         0..=9_999 => n.to_string(),
         10_000..=9_999_999 => format!("{:.1}k", n as f64 / 1e3),
@@ -270,7 +357,7 @@ fn cv_cell(r: &Row) -> String {
 pub fn select(rows: Vec<Row>, metric: Metric, view: &View) -> Vec<Row> {
     let mut rows: Vec<Row> = rows
         .into_iter()
-        .filter(|r| view.state.keeps(&r.state))
+        .filter(|r| view.state.keeps(&r.state) && (!view.pareto || r.front == Some(1)))
         .collect();
     fn missing_last<T>(a: Option<T>, b: Option<T>, cmp: impl Fn(T, T) -> Ordering) -> Ordering {
         match (a, b) {
@@ -295,6 +382,10 @@ pub fn select(rows: Vec<Row>, metric: Metric, view: &View) -> Vec<Row> {
         Column::Time => a.seconds.total_cmp(&b.seconds),
         Column::State => a.state.cmp(&b.state),
         Column::Error => missing_last(a.error.as_ref(), b.error.as_ref(), |x, y| x.cmp(y)),
+        Column::Front => missing_last(a.front, b.front, |x, y| x.cmp(&y)),
+        Column::Latency => missing_last(finite(a.latency_ms), finite(b.latency_ms), |x, y| {
+            x.total_cmp(&y)
+        }),
     });
     rows.truncate(view.top.unwrap_or(rows.len()));
     rows
@@ -308,7 +399,13 @@ pub fn render(rows: &[Row], metric: Metric, format: Format, top: Option<usize>) 
 
 /// Renders rows with `columns` in that order (none: the format's own; JSON then writes whole rows).
 pub fn render_columns(rows: &[Row], metric: Metric, format: Format, columns: &[Column]) -> String {
-    let pick = |default: &'static [Column]| if columns.is_empty() { default } else { columns };
+    // A multi-objective study's rows have fronts, and show them with the latency.
+    let pareto = rows.iter().any(|r| r.front.is_some());
+    let pick = |default: &'static [Column], multi: &'static [Column]| match columns {
+        [] if pareto => multi,
+        [] => default,
+        c => c,
+    };
     match format {
         Format::Json if columns.is_empty() => {
             serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
@@ -329,7 +426,7 @@ pub fn render_columns(rows: &[Row], metric: Metric, format: Format, columns: &[C
             serde_json::to_string_pretty(&picked).unwrap_or_else(|_| "[]".into())
         }
         Format::Csv => {
-            let columns = pick(Column::CSV);
+            let columns = pick(Column::CSV, Column::CSV_PARETO);
             let line = |cells: Vec<String>| format!("{}\n", cells.join(","));
             let mut out = line(columns.iter().map(|c| c.key().to_string()).collect());
             for r in rows {
@@ -338,7 +435,7 @@ pub fn render_columns(rows: &[Row], metric: Metric, format: Format, columns: &[C
             out
         }
         Format::Table | Format::Markdown => {
-            let columns = pick(Column::TABLE);
+            let columns = pick(Column::TABLE, Column::TABLE_PARETO);
             let mut b = Builder::default();
             b.push_record(columns.iter().map(|c| c.header(metric)));
             for r in rows {
@@ -390,7 +487,7 @@ pub fn save(
     space: Option<&SearchSpace>,
 ) -> Result<String, StudyError> {
     let metric = storage.meta().metric;
-    let rows = rows(storage.trials(), metric, space);
+    let rows = ranked_rows(storage.trials(), &Objectives::of(storage.meta()), space);
     let mut table = render(&rows, metric, Format::Table, None);
     if let Some(t) = storage.test_result() {
         table.push('\n');

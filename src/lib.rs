@@ -7,6 +7,8 @@ pub mod data;
 pub mod export;
 pub mod leaderboard;
 pub mod nn;
+pub mod objective;
+pub mod pareto;
 pub mod parts;
 pub mod plot;
 pub mod progress;

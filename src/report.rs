@@ -6,7 +6,7 @@ use crate::nn::LayerTable;
 use crate::plot::{self, human_count, short_number, PlotError, PlotInput, PlotKind};
 use crate::search::TrialState;
 use crate::space::SearchSpace;
-use crate::study::{best_trial, Metric, StudyMeta, TestResult, TrialRecord};
+use crate::study::{Metric, Objectives, StudyMeta, TestResult, TrialRecord};
 use std::fmt::Write as _;
 
 /// What a report shows.
@@ -62,7 +62,9 @@ nav a { margin-right: 16px; }
 pub fn render(r: &Report) -> Result<String, PlotError> {
     let meta = r.meta;
     let metric = meta.metric;
-    let best = best_trial(r.trials, metric);
+    let objectives = Objectives::of(meta);
+    // With several objectives: the first front's best on the first objective, as `nas export`.
+    let best = objectives.best(r.trials);
     let score = match metric {
         Metric::Value(_) => "value".to_string(),
         m => format!("cv {}", m.label()),
@@ -101,12 +103,13 @@ pub fn render(r: &Report) -> Result<String, PlotError> {
     );
 
     settings(&mut h, r);
-    leaderboard_table(&mut h, r.trials, metric, r.space, &score);
+    leaderboard_table(&mut h, r.trials, &objectives, r.space, &score);
 
     let _ = writeln!(h, "<h2 id=\"plots\">Plots</h2>");
     let input = PlotInput {
         study: &meta.name,
         metric,
+        objectives: &meta.objectives,
         trials: r.trials,
         space: r.space,
         seed: meta.seed,
@@ -124,7 +127,7 @@ pub fn render(r: &Report) -> Result<String, PlotError> {
             "<figure id=\"plot-{}\"{wide}>\n{}\n<figcaption>{}</figcaption>\n</figure>",
             kind.file_stem(),
             &svg[start..],
-            escape(caption(kind))
+            escape(&caption(kind, &input))
         );
     }
 
@@ -137,7 +140,15 @@ pub fn render(r: &Report) -> Result<String, PlotError> {
     Ok(h)
 }
 
-fn caption(kind: PlotKind) -> &'static str {
+fn caption(kind: PlotKind, input: &PlotInput) -> String {
+    if kind == PlotKind::Pareto && input.objectives.len() > 1 {
+        let cost = plot::pareto_cost_axis(input.objectives);
+        return format!(
+            "Score against {}, an objective of this study. The red step line: the trials no cheaper trial beats on score; red dots: the trials on front 1 of every objective ({}), dominated by no other trial on all of them.",
+            cost.key(),
+            crate::objective::names(input.objectives)
+        );
+    }
     match kind {
         PlotKind::History => "Each trial's mean cross-validation score in the order trials were created, and the best score so far. Pruned trials are shown at the score they had when the scheduler stopped them.",
         PlotKind::LearningCurves => "The mean over folds of each fold's score at its best epoch so far, after every epoch: the value the scheduler reads.",
@@ -145,6 +156,7 @@ fn caption(kind: PlotKind) -> &'static str {
         PlotKind::Importance => "fANOVA (Hutter et al., 2014) on a random forest of 64 regression trees fitted to the complete trials, as Optuna's default importance evaluator: the share of the score's variance each parameter explains on its own. Only parameters that every complete trial has are measured.",
         PlotKind::Slice => "Each complete trial's score against the value each parameter took; later trials are darker.",
     }
+    .into()
 }
 
 fn settings(h: &mut String, r: &Report) {
@@ -166,6 +178,10 @@ fn settings(h: &mut String, r: &Report) {
         ("data", meta.data.clone()),
         ("task", format!("{:?}", meta.task).to_lowercase()),
         ("metric", format!("{} ({direction})", meta.metric.label())),
+        (
+            "objectives",
+            crate::objective::names(Objectives::of(meta).list()),
+        ),
         ("sampler", meta.strategy.clone()),
         ("scheduler", meta.scheduler.clone()),
         ("seed", meta.seed.to_string()),
@@ -227,17 +243,22 @@ fn config_text(r: &Row) -> String {
 fn leaderboard_table(
     h: &mut String,
     trials: &[TrialRecord],
-    metric: Metric,
+    objectives: &Objectives,
     space: Option<&SearchSpace>,
     score: &str,
 ) {
-    let rows = leaderboard::rows(trials, metric, space);
+    let metric = objectives.metric();
+    let rows = leaderboard::ranked_rows(trials, objectives, space);
+    // A multi-objective study ranks by Pareto front, and shows it with the measured latency.
+    let multi = objectives.is_multi();
     let _ = writeln!(
         h,
         "<h2 id=\"leaderboard\">Leaderboard</h2>\n<div class=\"scroll\"><table id=\"leaderboard-table\">\n<thead><tr>\
-         <th class=\"num\">rank</th><th class=\"num\">trial</th><th>state</th><th>architecture</th>\
-         <th class=\"num\">params</th><th class=\"num\">MACs</th><th class=\"num\">{} (mean ± std)</th>\
+         <th class=\"num\">rank</th>{}<th class=\"num\">trial</th><th>state</th><th>architecture</th>\
+         <th class=\"num\">params</th><th class=\"num\">MACs</th>{}<th class=\"num\">{} (mean ± std)</th>\
          <th class=\"num\">epochs</th><th class=\"num\">time</th><th>configuration</th></tr></thead>\n<tbody>",
+        if multi { "<th class=\"num\">front</th>" } else { "" },
+        if multi { "<th class=\"num\">latency ms</th>" } else { "" },
         escape(score)
     );
     for r in &rows {
@@ -262,10 +283,17 @@ fn leaderboard_table(
             _ if r.state == TrialState::Pruned.label() => pruned_at().unwrap_or_else(|| "-".into()),
             _ => "-".into(),
         };
+        let (mut front, mut latency) = (String::new(), String::new());
+        if multi {
+            let dash = || "-".to_string();
+            let cell = |v: String| format!("<td class=\"num\">{v}</td>");
+            front = cell(r.front.map_or_else(dash, |f| f.to_string()));
+            latency = cell(r.latency_ms.map_or_else(dash, short_number));
+        }
         let _ = writeln!(
             h,
-            "<tr class=\"{class}\"><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+            "<tr class=\"{class}\"><td class=\"num\">{}</td>{front}<td class=\"num\">{}</td><td>{}</td><td>{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td>{latency}<td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{:.1}s</td><td class=\"config\">{}</td></tr>",
             r.rank.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
             r.trial,

@@ -5,7 +5,7 @@ use crate::leaderboard;
 use crate::nn::LayerTable;
 use crate::search::{Rung, TrialState};
 use crate::space::{short_float, thousands, ParamValue, SearchSpace};
-use crate::study::{FoldCurve, StudyMeta, TrialRecord};
+use crate::study::{FoldCurve, Objectives, StudyMeta, TrialRecord};
 use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::Value;
@@ -97,9 +97,17 @@ pub struct TrialView {
     pub state: String,
     /// `accuracy` or `rmse`.
     pub metric: String,
-    /// Rank by mean CV score among the study's complete trials.
+    /// Rank among the study's complete trials, as the leaderboard's: by mean CV score; with
+    /// several objectives, by Pareto front, then by the first objective.
     pub rank: Option<usize>,
     pub complete_trials: usize,
+    /// The trial's Pareto front in a study of several objectives (1: dominated by none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front: Option<usize>,
+    /// The trial's value on each objective of a study of several (none where it has no value,
+    /// as a pruned trial's score).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<ObjectiveValue>,
     pub cv_mean: Option<f64>,
     pub cv_std: Option<f64>,
     pub fold_scores: Vec<f64>,
@@ -111,6 +119,9 @@ pub struct TrialView {
     pub max_epochs: Option<usize>,
     pub patience: Option<usize>,
     pub cost: TrialCost,
+    /// The measured inference time, when the study measured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<crate::study::Latency>,
     pub architecture: String,
     /// The network, when the study's space and data can still be read (else `layers_missing`
     /// says why not).
@@ -124,6 +135,14 @@ pub struct TrialView {
     pub mean_at_best_epoch: Vec<f64>,
 }
 
+/// One objective's value of a trial, named as Optuna's `study:metric_names` names it
+/// (`cv accuracy`, `latency ms`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObjectiveValue {
+    pub name: String,
+    pub value: Option<f64>,
+}
+
 impl TrialView {
     /// The view of `trial` of a study; `space` is the study's space (if it still reads) and
     /// `layers` the trial's network on the study's data, or why it cannot be shown.
@@ -135,11 +154,23 @@ impl TrialView {
         layers: Result<LayerTable, String>,
     ) -> TrialView {
         let metric = meta.metric;
-        let ranked = leaderboard::rows(trials, metric, None);
-        let rank = ranked
-            .iter()
-            .find(|r| r.trial == trial.number)
-            .and_then(|r| r.rank);
+        let study = Objectives::of(meta);
+        let ranked = leaderboard::ranked_rows(trials, &study, None);
+        let row = ranked.iter().find(|r| r.trial == trial.number);
+        let rank = row.and_then(|r| r.rank);
+        let objectives = if study.is_multi() {
+            study
+                .names()
+                .into_iter()
+                .zip(study.list())
+                .map(|(name, o)| ObjectiveValue {
+                    name,
+                    value: study.value(*o, trial),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let settings = space.map(|s| s.decode(&trial.config).train);
         let ended = ending(trial, &meta.scheduler);
         let (layers, layers_missing) = match layers {
@@ -153,6 +184,8 @@ impl TrialView {
             metric: metric.label().to_string(),
             rank,
             complete_trials: ranked.iter().filter(|r| r.rank.is_some()).count(),
+            front: row.and_then(|r| r.front),
+            objectives,
             cv_mean: trial.cv_mean,
             cv_std: trial.cv_std,
             fold_scores: trial.fold_scores.clone(),
@@ -168,6 +201,7 @@ impl TrialView {
                 epochs: trial.epochs,
                 epochs_trained: trial.budget,
             },
+            latency: trial.latency.clone(),
             architecture: trial.architecture.clone(),
             layers,
             layers_missing,
@@ -193,9 +227,18 @@ impl TrialView {
             (Some(m), Some(s)) => format!(", cv {} {m:.4} ± {s:.4}", self.metric),
             _ => String::new(),
         };
+        let front = self
+            .front
+            .map(|f| format!(", Pareto front {f}"))
+            .unwrap_or_default();
         let rank = self
             .rank
-            .map(|r| format!(" (rank {r} of {} complete trials)", self.complete_trials))
+            .map(|r| {
+                format!(
+                    " (rank {r} of {} complete trials{front})",
+                    self.complete_trials
+                )
+            })
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -215,6 +258,17 @@ impl TrialView {
                 scores.join(", ")
             );
         }
+        if !self.objectives.is_empty() {
+            let values: Vec<String> = self
+                .objectives
+                .iter()
+                .map(|o| {
+                    let v = o.value.map_or_else(|| "-".into(), short_float);
+                    format!("{} {v}", o.name)
+                })
+                .collect();
+            let _ = writeln!(out, "objectives: {}", values.join(", "));
+        }
         let _ = writeln!(out, "ended: {}", self.ended_text);
         let c = &self.cost;
         let retrain = match self.ended {
@@ -232,6 +286,17 @@ impl TrialView {
             c.seconds,
             epochs(c.epochs_trained),
         );
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                out,
+                "latency: {} ms per sample at batch 1 (spread {:.1}%, wall clock {} ms), {} ms per sample at batch {}",
+                short_float(l.ms),
+                100.0 * l.spread,
+                short_float(l.wall_ms),
+                short_float(l.batch_ms),
+                l.batch
+            );
+        }
         let _ = writeln!(out, "architecture: {}", self.architecture);
 
         let _ = writeln!(out, "\nsampled values");

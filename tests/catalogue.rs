@@ -426,7 +426,7 @@ fn cases() -> Vec<Case> {
             name: "an unknown --strategy",
             setup: good,
             args: &["search", "--space", "my.ron", "--data", "missing.csv", "--strategy", "bogus"],
-            message: "--strategy: unknown search strategy `bogus` (expected random, grid, evolution or tpe)",
+            message: "--strategy: unknown search strategy `bogus` (expected random, grid, evolution, tpe, nsga2 or motpe)",
             readme: true,
         },
         Case {

@@ -861,6 +861,8 @@ fn every_sampler_respects_branches_after_history() {
                 state: TrialState::Complete,
                 loss: Some(loss),
                 intermediate: vec![loss],
+                values: vec![loss],
+                constraints: vec![],
             });
         }
         // Late suggestions still cover more than one branch of the choice or the count.
@@ -1369,6 +1371,8 @@ fn grid_search_enumerates_each_active_configuration_of_a_discrete_space_once() {
             state: TrialState::Running,
             loss: None,
             intermediate: Vec::new(),
+            values: Vec::new(),
+            constraints: Vec::new(),
         });
         s.validate_config(&cfg)
             .unwrap_or_else(|e| panic!("{cfg:?}: {e}"));

@@ -417,6 +417,7 @@ fn input<'a>(trials: &'a [TrialRecord], metric: Metric, space: &'a SearchSpace) 
     PlotInput {
         study: "made-up",
         metric,
+        objectives: &[],
         trials,
         space: Some(space),
         seed: 0,
@@ -533,6 +534,7 @@ fn the_report_escapes_what_the_study_recorded() {
         folds: 2,
         strategy: "random".into(),
         scheduler: "fifo".into(),
+        objectives: Vec::new(),
     };
     let html = report::render(&Report {
         meta: &meta,
@@ -591,6 +593,7 @@ fn the_importances_agree_with_optunas_fanova() {
         folds: 2,
         strategy: "random".into(),
         scheduler: "fifo".into(),
+        objectives: Vec::new(),
     };
     let mut storage = JournalStorage::open_or_create(dir.path(), meta).unwrap();
     for t in &trials {

@@ -19,6 +19,8 @@ const NAS: &str = env!("CARGO_BIN_EXE_nas");
 
 #[path = "common/study_fixture.rs"]
 mod fixture;
+#[path = "common/mo_fixture.rs"]
+mod mo_fixture;
 
 use fixture::{config, meta, run_trial, space, test_result};
 fn storage_url(url: &str) -> StorageUrl {
@@ -235,6 +237,71 @@ fn optuna_loads_a_nas_study_from_postgres_and_an_optuna_process_adds_trials_to_i
     // nas goes on after Optuna's trials.
     let n = s.create_trial().expect("creates");
     assert_eq!(n, 6);
+}
+
+#[test]
+fn optuna_loads_a_multi_objective_study_from_postgres_and_its_best_trials_are_our_first_front() {
+    let test = "optuna_loads_a_multi_objective_study_from_postgres";
+    let Some(server) = Server::start(test) else {
+        return;
+    };
+    let url = server.database("multi_objective");
+    let mut s = open_or_create(&url, mo_fixture::mo_meta("mo"), Duration::from_secs(30));
+    let trials = mo_fixture::mo_trials(s.as_mut());
+    // Read back as the journal reads it: directions, values, constraints and latency.
+    let again = nas::study::open(&storage_url(&url), "mo").expect("opens");
+    assert_eq!(again.meta(), &mo_fixture::mo_meta("mo"));
+    assert_eq!(again.trials(), &trials[..]);
+    let objectives = nas::study::Objectives::of(again.meta());
+    let front: Vec<usize> = objectives
+        .best_trials(again.trials())
+        .iter()
+        .map(|t| t.number)
+        .collect();
+    assert_eq!(front, [0, 1]);
+    let mut db = client(&url);
+    let directions: Vec<(i32, String)> = db
+        .query(
+            "SELECT objective, direction::text FROM study_directions ORDER BY objective",
+            &[],
+        )
+        .expect("directions")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        directions,
+        [
+            (0, "MAXIMIZE".into()),
+            (1, "MINIMIZE".into()),
+            (2, "MINIMIZE".into())
+        ]
+    );
+    let values: Vec<(i32, f64)> = db
+        .query(
+            "SELECT v.objective, v.value FROM trial_values v JOIN trials t USING (trial_id) \
+             WHERE t.number = 0 ORDER BY v.objective",
+            &[],
+        )
+        .expect("values")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(values, [(0, 0.9), (1, 1000.0), (2, 0.02)]);
+
+    if !pg::python_has(&["optuna", "psycopg"]) {
+        pg::skip(
+            test,
+            "python3 cannot import optuna and psycopg (pip install optuna 'psycopg[binary]')",
+            &["NAS_REQUIRE_OPTUNA", "CI"],
+        );
+        return;
+    }
+    // SQLAlchemy's URL with the driver named, as Optuna users write it.
+    let sqlalchemy = url.replacen("postgresql://", "postgresql+psycopg://", 1);
+    let stdout = mo_fixture::optuna_checks("python3", &sqlalchemy, &trials);
+    assert!(stdout.contains("best_trials [0, 1]"), "{stdout}");
+    eprintln!("{}", stdout.trim());
 }
 
 #[test]

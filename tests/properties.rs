@@ -136,6 +136,7 @@ fn journal() -> &'static [u8] {
             folds: 2,
             strategy: "random".into(),
             scheduler: "fifo".into(),
+            objectives: Vec::new(),
         };
         let mut s = JournalStorage::open_or_create(dir.path(), meta).unwrap();
         let number = s.create_trial().unwrap();

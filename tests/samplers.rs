@@ -74,7 +74,9 @@ fn observe(number: usize, config: Config, loss: f64) -> Observation {
         config,
         state,
         loss: final_loss,
+        values: final_loss.into_iter().collect(),
         intermediate,
+        constraints: Vec::new(),
     }
 }
 

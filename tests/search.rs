@@ -62,6 +62,7 @@ fn run_study_threads(
         folds: 3,
         strategy: "random".into(),
         scheduler: "fifo".into(),
+        objectives: Vec::new(),
     };
     let mut storage = JournalStorage::open_or_create(dir.path(), meta).unwrap();
     let c = Controller {

@@ -280,7 +280,7 @@ fn an_unknown_column_or_state_exits_2_with_one_line_that_lists_the_valid_ones() 
         let valid = if args[1] == "--state" {
             "[possible values: complete, pruned, failed, all]"
         } else {
-            "[possible values: rank, trial, architecture, params, macs, score, std, epochs, time, state, error]"
+            "[possible values: rank, trial, architecture, params, macs, score, std, epochs, time, state, error, front, latency]"
         };
         assert!(err.contains(valid), "{err}");
         assert!(out.stdout.is_empty());

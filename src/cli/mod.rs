@@ -1,12 +1,15 @@
 //! The command line: raw flags (clap) are checked into a configuration, then each subcommand runs.
 
-use crate::controller::{best_trial, train_final, Controller, PreparedData, SearchOptions};
+use crate::controller::{train_final, Controller, PreparedData, SearchOptions};
 use crate::data::{load, load_test_file, DataSource, DataSplit, InputShape, LoadOptions};
 use crate::leaderboard::{self, Column, Format, StateFilter, View};
+use crate::objective::Objective;
 use crate::progress::Mode;
 use crate::search::{SchedulerKind, SearchError, Strategy};
 use crate::space::{SearchSpace, SpaceError};
-use crate::study::{study_dir, Metric, StorageOptions, StorageUrl, StudyError, StudyMeta};
+use crate::study::{
+    study_dir, Metric, Objectives, StorageOptions, StorageUrl, StudyError, StudyMeta,
+};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,9 +72,18 @@ pub struct CompareArgs {
     /// Seeds per pair: 0, 1, ... N-1.
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
-    /// Comma-separated samplers (default: all).
-    #[arg(long, default_value = "random,grid,evolution,tpe")]
-    pub strategies: String,
+    /// Comma-separated samplers (default: the single-objective ones; nsga2 and motpe too when
+    /// --objectives names several).
+    #[arg(long)]
+    pub strategies: Option<String>,
+    /// Objectives of every run, e.g. `score,latency`: runs are then compared by hypervolume.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub objectives: Vec<Objective>,
+    /// The hypervolume's reference point, one value per objective in its own unit, e.g.
+    /// `0.5,1.0` for score and latency (default: each objective's worst value over all runs,
+    /// 10% of its range further; the report states it).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub reference: Vec<f64>,
     /// Comma-separated schedulers (default: all).
     #[arg(long, default_value = "fifo,asha,hyperband")]
     pub schedulers: String,
@@ -145,7 +157,7 @@ pub struct SearchArgs {
     /// Threads of each trial, on which its folds train in parallel (default: cores / workers).
     #[arg(long)]
     pub threads_per_trial: Option<usize>,
-    /// random | grid | evolution | tpe (default: random, or the resumed study's)
+    /// random | grid | evolution | tpe | nsga2 | motpe (default: random, or the resumed study's)
     #[arg(long)]
     pub strategy: Option<String>,
     /// fifo | asha | hyperband, with epochs as the budget (default: fifo, or the resumed study's)
@@ -157,6 +169,14 @@ pub struct SearchArgs {
     /// Reject candidates with more multiply-adds per sample before training.
     #[arg(long)]
     pub max_flops: Option<u64>,
+    /// Reject candidates slower than this many milliseconds per sample (batch 1, one thread of
+    /// this CPU) before training.
+    #[arg(long, value_name = "MS")]
+    pub max_latency: Option<f64>,
+    /// What to optimise, e.g. `score,latency` (score, params, macs, latency; default: the space
+    /// file's `objectives`, else the score alone); fixed by the study.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub objectives: Vec<Objective>,
     /// Continue a study whose space file has changed.
     #[arg(long)]
     pub force: bool,
@@ -205,6 +225,9 @@ pub struct LeaderboardArgs {
     /// The columns to show, in order, e.g. `trial,score,params` (default: the format's own).
     #[arg(long, value_enum, value_name = "COLUMN,..", value_delimiter = ',')]
     pub columns: Vec<Column>,
+    /// Only the Pareto front of a multi-objective study (front 1).
+    #[arg(long)]
+    pub pareto: bool,
 }
 
 /// Everything that can end a command; `main` maps it to an exit code in one place.
@@ -479,6 +502,16 @@ impl SearchArgs {
         if let Some(s) = &self.shape {
             s.parse::<InputShape>()?;
         }
+        crate::objective::check(&self.objectives)
+            .map_err(|e| CliError::Usage(format!("--objectives: {e}")))?;
+        if self
+            .max_latency
+            .is_some_and(|m| !(m.is_finite() && m > 0.0))
+        {
+            return Err(CliError::Usage(
+                "--max-latency must be a positive number of milliseconds".into(),
+            ));
+        }
         let workers = self.workers.unwrap_or_else(default_workers);
         Ok(SearchPlan {
             trials: match (self.trials, time_budget) {
@@ -555,9 +588,16 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
                 plan.storage.place()
             )));
         }
-        // Trials made with another seed, other folds or other data would not compare.
+        // Trials made with another seed, other folds, other data or objectives would not
+        // compare.
+        let objectives = crate::objective::normalise(&a.objectives);
         let clash = if a.seed.is_some_and(|s| s != m.seed) {
             Some(format!("seed {}", m.seed))
+        } else if !a.objectives.is_empty() && objectives != m.objectives {
+            Some(format!(
+                "objectives {}",
+                crate::objective::names(Objectives::of(m).list())
+            ))
         } else if a.folds.is_some_and(|k| k != m.folds) {
             Some(format!("{} folds", m.folds))
         } else if a.data.as_ref().is_some_and(|d| *d != m.data) {
@@ -631,6 +671,12 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         folds,
         strategy: strategy.label().into(),
         scheduler: scheduler.label().into(),
+        // The flag, else the space file's; an existing study keeps its own.
+        objectives: crate::objective::normalise(if a.objectives.is_empty() {
+            &space.objectives
+        } else {
+            &a.objectives
+        }),
     };
     // A results path under a regular file is the user's to fix, and is named as such.
     std::fs::create_dir_all(&dir).map_err(|e| CliError::CannotCreate {
@@ -694,6 +740,8 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
                 .or_else(|| crate::sys::available_bytes().map(|b| b / workers.max(1) as u64)),
             trial_timeout: plan.trial_timeout,
             max_consecutive_failures: plan.max_consecutive_failures,
+            objectives: storage.meta().objectives.clone(),
+            max_latency: a.max_latency,
             progress,
         },
         cancel: cancel.clone(),
@@ -727,7 +775,9 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     if a.no_final || cancel.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let best = best_trial(storage.trials(), metric)
+    // With several objectives: the first front's best on the first objective.
+    let best = Objectives::of(storage.meta())
+        .best(storage.trials())
         .cloned()
         .ok_or_else(|| crate::controller::SearchError::NoBest("every trial failed".into()))?;
     eprintln!(
@@ -769,7 +819,26 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
             .map(String::from)
             .collect()
     };
-    let strategies = list(&a.strategies)
+    crate::objective::check(&a.objectives)
+        .map_err(|e| CliError::Usage(format!("--objectives: {e}")))?;
+    let objectives = Objectives::new(
+        &crate::objective::normalise(&a.objectives),
+        Metric::for_task(space.task),
+    );
+    if !a.reference.is_empty() && a.reference.len() != objectives.list().len() {
+        return Err(CliError::Usage(format!(
+            "--reference: {} values for {} objectives ({})",
+            a.reference.len(),
+            objectives.list().len(),
+            crate::objective::names(objectives.list())
+        )));
+    }
+    let default_strategies = if objectives.is_multi() {
+        "random,nsga2,motpe"
+    } else {
+        "random,grid,evolution,tpe"
+    };
+    let strategies = list(a.strategies.as_deref().unwrap_or(default_strategies))
         .iter()
         .map(|s| s.parse::<Strategy>())
         .collect::<Result<Vec<_>, _>>()
@@ -807,6 +876,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         out: a.out.clone(),
         storage,
         verbose: !a.quiet,
+        objectives: objectives.list().to_vec(),
     };
     eprintln!(
         "nas compare: {} runs of {} epochs each on {data_spec}, {jobs} at a time; studies in {}",
@@ -815,18 +885,66 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
         a.out.display()
     );
     let start = std::time::Instant::now();
-    let results = compare::run_all(&space, &data_spec, &data, a.folds, &copts)?;
-    let metric = Metric::for_task(space.task);
+    let mut results = compare::run_all(&space, &data_spec, &data, a.folds, &copts)?;
+    // Several objectives: every run's hypervolume against one reference point, stated.
+    let (mut stated, mut point_text) = (String::new(), String::new());
+    if objectives.is_multi() {
+        let point = if a.reference.is_empty() {
+            compare::default_reference(&results)
+        } else {
+            Some(objectives.to_losses(&a.reference))
+        };
+        if let Some(point) = point {
+            compare::apply_hypervolume(&mut results, &point);
+            // Back in the objectives' own units (the losses of maximised ones are negated).
+            let own: Vec<String> = objectives
+                .to_losses(&point)
+                .iter()
+                .map(|v| format!("{v}"))
+                .collect();
+            stated = format!(
+                " --objectives {} --reference {}",
+                crate::objective::names(objectives.list()),
+                own.join(",")
+            );
+            point_text = objectives
+                .list()
+                .iter()
+                .zip(&own)
+                .map(|(o, v)| format!("{o} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+    }
+    let (metric, what) = compare::measure(&objectives);
     let (reference, summaries) = compare::summarize(&results, metric, a.budget);
-    let mut report = compare::render(reference, &summaries, metric, a.budget);
+    let mut report = compare::render(reference, &summaries, &what, a.budget);
+    if !stated.is_empty() {
+        report.push_str(&format!(
+            "\nHypervolume: the region of ({}) that the complete, feasible trials dominate, every objective turned lower-is-better, up to the reference point {point_text} (in the objectives' units).\n",
+            crate::objective::names(objectives.list()),
+        ));
+    }
     report.push_str(&format!(
-        "\nSpace {}, data {data_spec}, {} fold(s); command: nas compare --space {} --budget {} --seeds {} --folds {}\n",
+        "\nSpace {}, data {data_spec}, {} fold(s); command: nas compare --space {} --budget {} --seeds {} --folds {} --strategies {} --schedulers {}{stated}\n",
         a.space.display(),
         a.folds,
         a.space.display(),
         a.budget,
         a.seeds,
-        a.folds
+        a.folds,
+        copts
+            .strategies
+            .iter()
+            .map(|s| s.label())
+            .collect::<Vec<_>>()
+            .join(","),
+        copts
+            .schedulers
+            .iter()
+            .map(|s| s.label())
+            .collect::<Vec<_>>()
+            .join(","),
     ));
     compare::save(&a.out, &report, &results, &summaries).map_err(|e| {
         CliError::Study(crate::study::StudyError::Io {
@@ -858,14 +976,21 @@ fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
     )
     .ok();
     let metric = storage.meta().metric;
+    let objectives = Objectives::of(storage.meta());
+    if a.pareto && !objectives.is_multi() {
+        return Err(CliError::Usage(format!(
+            "--pareto: study `{study}` has one objective (its best trials are the top of the leaderboard); a search with --objectives score,latency has a Pareto front"
+        )));
+    }
     let view = View {
         state: a.state,
         sort: a.sort,
         top: a.top,
         columns: a.columns,
+        pareto: a.pareto,
     };
     let rows = leaderboard::select(
-        leaderboard::rows(storage.trials(), metric, space.as_ref()),
+        leaderboard::ranked_rows(storage.trials(), &objectives, space.as_ref()),
         metric,
         &view,
     );

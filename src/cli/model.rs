@@ -2,12 +2,12 @@
 //! `predict` and `evaluate` reload such a directory and apply it to new data.
 
 use super::{load_data, only_study, storage_url, CliError};
-use crate::controller::{best_trial, train_final, PreparedData};
+use crate::controller::{train_final, PreparedData};
 use crate::export::{load_model, save_model, ExportError, Provenance};
 use crate::leaderboard;
 use crate::search::TrialState;
 use crate::space::SearchSpace;
-use crate::study::StudyError;
+use crate::study::{Objectives, StudyError};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,9 @@ pub struct ExportArgs {
     /// Optuna's schema (default: the journal under --results).
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
-    /// The trial to export (default: the best complete trial).
+    /// The trial to export (default: the best complete trial; with several objectives, the
+    /// Pareto front's best on the first objective). Any point of the front: `nas leaderboard
+    /// --pareto` lists them.
     #[arg(long)]
     pub trial: Option<usize>,
     /// The model directory to write.
@@ -101,7 +103,8 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
             }
             t.clone()
         }
-        None => best_trial(storage.trials(), meta.metric)
+        None => Objectives::of(&meta)
+            .best(storage.trials())
             .cloned()
             .ok_or_else(|| {
                 CliError::Usage(format!("study `{study}` has no complete trial to export"))

@@ -4,7 +4,7 @@ use super::{only_study, storage_url, CliError};
 use crate::plot::{self, PlotInput};
 use crate::report::{self, Report};
 use crate::space::SearchSpace;
-use crate::study::{best_trial, study_dir, Storage};
+use crate::study::{study_dir, Objectives, Storage};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -76,6 +76,7 @@ pub(crate) fn write_plots(
     let input = PlotInput {
         study: &meta.name,
         metric: meta.metric,
+        objectives: &meta.objectives,
         trials: storage.trials(),
         space,
         seed: meta.seed,
@@ -119,7 +120,7 @@ pub fn report(a: ReportArgs) -> Result<(), CliError> {
     let trials = o.storage.trials();
     // The layer table needs the data's input shape and output count, which the study does not
     // keep: the data is read again, and a report without the table beats no report.
-    let layers = match best_trial(trials, meta.metric) {
+    let layers = match Objectives::of(meta).best(trials) {
         None => Err("no trial has completed".to_string()),
         Some(best) => super::trial::layers(
             a.target.as_deref(),

@@ -1,7 +1,7 @@
 //! Learning curves: the cross-validation score after each epoch of the top trials, the others
 //! faint behind them.
 
-use super::style::{self, err, AXIS, FONT, LEGEND, MUTED, PALETTE, SIZE, TICKS};
+use super::style::{self, err, AXIS, FONT, MUTED, PALETTE, SIZE, TICKS};
 use super::{PlotInput, PlotKind};
 use crate::search::TrialState;
 use plotters::prelude::*;
@@ -141,26 +141,15 @@ pub fn draw(input: &PlotInput, out: &mut String) -> Result<(), String> {
             .map_err(err)?;
     }
     let xr = (0.5, epochs as f64 + 0.5);
-    let position = style::legend_corner(
+    style::legend(
+        &mut chart,
         shown
             .iter()
             .flat_map(|t| curve(t))
             .filter(|p| p.1 >= y0 && p.1 <= y1)
             .map(|p| (style::frac(p.0, xr), style::frac(p.1, (y0, y1)))),
-        style::legend_size(&vec!["#1 trial 100 (cv accuracy 0.9999)"; top.len() + 1]),
-        if input.metric.higher_is_better() {
-            SeriesLabelPosition::LowerRight
-        } else {
-            SeriesLabelPosition::UpperRight
-        },
-    );
-    chart
-        .configure_series_labels()
-        .position(position)
-        .label_font((FONT, LEGEND))
-        .background_style(WHITE.mix(0.85))
-        .border_style(MUTED)
-        .draw()
-        .map_err(err)?;
+        &vec!["#1 trial 100 (cv accuracy 0.9999)"; top.len() + 1],
+        input.metric.higher_is_better(),
+    )?;
     root.present().map_err(err)
 }

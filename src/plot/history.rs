@@ -1,6 +1,6 @@
 //! The optimisation history: each trial's score by trial number, and the best score so far.
 
-use super::style::{self, err, AXIS, BEST, FONT, LEGEND, MUTED, SIZE, TICKS, TRIAL};
+use super::style::{self, err, AXIS, BEST, FONT, MUTED, SIZE, TICKS, TRIAL};
 use super::{PlotInput, PlotKind};
 use crate::search::TrialState;
 use plotters::prelude::*;
@@ -114,25 +114,14 @@ pub fn draw(input: &PlotInput, out: &mut String) -> Result<(), String> {
     if !failed.is_empty() {
         labels.push("failed trial");
     }
-    let position = style::legend_corner(
+    style::legend(
+        &mut chart,
         complete
             .iter()
             .chain(&pruned)
             .map(|p| (style::frac(p.0, xr), style::frac(p.1, (y0, y1)))),
-        style::legend_size(&labels),
-        if input.metric.higher_is_better() {
-            SeriesLabelPosition::LowerRight
-        } else {
-            SeriesLabelPosition::UpperRight
-        },
-    );
-    chart
-        .configure_series_labels()
-        .position(position)
-        .label_font((FONT, LEGEND))
-        .background_style(WHITE.mix(0.85))
-        .border_style(MUTED)
-        .draw()
-        .map_err(err)?;
+        &labels,
+        input.metric.higher_is_better(),
+    )?;
     root.present().map_err(err)
 }

@@ -1,7 +1,8 @@
 //! Plots of a study drawn from its trial records alone: SVG by plotters, PNG rendered from that SVG.
 //!
 //! Five plots, one file each ([`PlotKind`]): the optimisation history, the learning curves of the
-//! top trials, score against parameter count with the Pareto front, parameter importance
+//! top trials, score against cost (parameters, or a multi-objective study's latency, parameters or
+//! multiply-adds) with the Pareto front, parameter importance
 //! ([`fanova`]) and a slice plot of the score against each parameter. They are written under
 //! `results/<study>/plots/` at the end of `nas search`, by `nas plot`, and inlined in `nas report`.
 
@@ -15,8 +16,10 @@ mod slice;
 mod style;
 
 pub use importance::importances;
+pub use pareto::cost_axis as pareto_cost_axis;
 pub use png::{png_from_svg, system_fonts_found};
 
+use crate::objective::Objective;
 use crate::search::TrialState;
 use crate::space::{Choice, Distribution, ParamValue, SearchSpace};
 use crate::study::{Metric, TrialRecord};
@@ -63,7 +66,8 @@ impl PlotKind {
         }
     }
 
-    /// The plot's title, as drawn at its top.
+    /// The plot's title, as drawn at its top (the Pareto plot's names its cost axis:
+    /// `pareto::title`).
     pub fn title(&self) -> &'static str {
         match self {
             PlotKind::History => "Optimisation history",
@@ -80,6 +84,9 @@ impl PlotKind {
 pub struct PlotInput<'a> {
     pub study: &'a str,
     pub metric: Metric,
+    /// The study's objectives (`StudyMeta::objectives`; empty: the score alone). With several,
+    /// the Pareto plot sets the score against the first cost objective and marks front 1.
+    pub objectives: &'a [Objective],
     pub trials: &'a [TrialRecord],
     /// The study's space, for parameter domains and choice names; without it both are read off
     /// the trials.

@@ -172,6 +172,31 @@ pub fn legend_corner(
         .unwrap_or(LowerRight)
 }
 
+/// Draws the legend of `chart`'s labelled series in the corner that hides the fewest `points`
+/// (fractions of the axes, y up), sized for `labels`; where scores climb (`higher_is_better`) the
+/// lower right is preferred, else the upper right.
+pub fn legend<'a, CT: CoordTranslate, S: AsRef<str>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    labels: &[S],
+    higher_is_better: bool,
+) -> Result<(), String> {
+    let prefer = if higher_is_better {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
+    let position = legend_corner(points, legend_size(labels), prefer);
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, LEGEND))
+        .background_style(WHITE.mix(0.85))
+        .border_style(MUTED)
+        .draw()
+        .map_err(err)
+}
+
 fn same(a: &SeriesLabelPosition, b: &SeriesLabelPosition) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
 }

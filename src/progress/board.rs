@@ -76,8 +76,7 @@ impl Board {
             }
             Event::TrialFinished { record, .. } => {
                 *state = WorkerState::Idle;
-                self.log
-                    .push(trial_line(record, self.plan.metric, self.plan.trials));
+                self.log.push(trial_line(record, &self.plan));
                 if matches!(
                     record.state,
                     TrialState::Complete | TrialState::Pruned | TrialState::Failed
@@ -216,6 +215,7 @@ mod tests {
             workers: 2,
             done: 0,
             best: None,
+            objectives: Vec::new(),
         }
     }
 

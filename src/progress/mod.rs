@@ -11,7 +11,9 @@ mod live;
 pub use board::{Board, WorkerState};
 pub use live::Live;
 
+use crate::objective::Objective;
 use crate::search::TrialState;
+use crate::space::short_float;
 use crate::study::{Metric, TrialRecord};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,24 @@ pub struct Plan {
     pub done: usize,
     /// The study's best complete trial before this run: its number and score.
     pub best: Option<(usize, f64)>,
+    /// The objectives of a multi-objective study (empty for the score alone): a trial's line
+    /// shows its value on each cost objective.
+    pub objectives: Vec<Objective>,
+}
+
+impl Plan {
+    /// What a display assumes of a search that never said: a study of accuracy, without limits.
+    pub fn unknown() -> Plan {
+        Plan {
+            metric: Metric::Accuracy,
+            trials: None,
+            time_budget: None,
+            workers: 1,
+            done: 0,
+            best: None,
+            objectives: Vec::new(),
+        }
+    }
 }
 
 /// One fold of a trial has trained an epoch and been validated.
@@ -102,12 +122,11 @@ impl Progress for PlainLog {
 
     fn event(&self, event: Event<'_>) {
         if let Event::TrialFinished { record, .. } = event {
-            let plan = self.plan.lock().unwrap_or_else(|p| p.into_inner());
-            let (metric, total) = plan
-                .as_ref()
-                .map_or((Metric::Accuracy, None), |p| (p.metric, p.trials));
-            drop(plan);
-            eprintln!("{}", trial_line(record, metric, total));
+            let line = {
+                let plan = self.plan.lock().unwrap_or_else(|p| p.into_inner());
+                trial_line(record, plan.as_ref().unwrap_or(&Plan::unknown()))
+            };
+            eprintln!("{line}");
         }
     }
 }
@@ -160,9 +179,12 @@ pub fn can_redraw(is_terminal: bool, term: Option<&str>) -> bool {
 }
 
 /// A finished trial as one log line:
-/// `trial 3/20  complete   cv accuracy 0.9650 ± 0.0100  [mlp 64-64 relu; 4810 params]  1.2s`.
-pub fn trial_line(r: &TrialRecord, metric: Metric, total: Option<usize>) -> String {
-    let total = total.map(|n| format!("/{n}")).unwrap_or_default();
+/// `trial 3/20  complete   cv accuracy 0.9650 ± 0.0100  [mlp 64-64 relu; 4810 params]  1.2s`;
+/// in a multi-objective study the bracket holds every cost objective
+/// (`[cnn ..; 4810 params; 1.2M MACs; 0.041 ms]`), and a measured latency is always shown.
+pub fn trial_line(r: &TrialRecord, plan: &Plan) -> String {
+    let metric = plan.metric;
+    let total = plan.trials.map(|n| format!("/{n}")).unwrap_or_default();
     let outcome = match (r.state, r.cv_mean, &r.error) {
         (TrialState::Complete, Some(m), _) => format!(
             "cv {} {:.4} ± {:.4}",
@@ -174,8 +196,18 @@ pub fn trial_line(r: &TrialRecord, metric: Metric, total: Option<usize>) -> Stri
         (_, _, Some(e)) => format!("{}: {e}", r.state.label()),
         _ => r.state.label().to_string(),
     };
+    let macs = if plan.objectives.contains(&Objective::Macs) {
+        format!("; {} MACs", crate::leaderboard::human(r.macs))
+    } else {
+        String::new()
+    };
+    let latency = r
+        .latency
+        .as_ref()
+        .map(|l| format!("; {} ms", short_float(l.ms)))
+        .unwrap_or_default();
     format!(
-        "trial {}{total}  {:<10} {outcome}  [{}; {} params]  {:.1}s",
+        "trial {}{total}  {:<10} {outcome}  [{}; {} params{macs}{latency}]  {:.1}s",
         r.number,
         r.state.label(),
         r.architecture,
@@ -230,20 +262,52 @@ mod tests {
         let mut r = record(3, TrialState::Complete);
         r.cv_mean = Some(0.965);
         r.cv_std = Some(0.01);
+        let plan = |metric, trials| Plan {
+            metric,
+            trials,
+            ..Plan::unknown()
+        };
         assert_eq!(
-            trial_line(&r, Metric::Accuracy, Some(20)),
+            trial_line(&r, &plan(Metric::Accuracy, Some(20))),
             "trial 3/20  complete   cv accuracy 0.9650 ± 0.0100  [mlp 16 relu; 100 params]  1.2s"
         );
         let mut r = record(4, TrialState::Failed);
         r.error = Some("diverged".into());
         assert_eq!(
-            trial_line(&r, Metric::Rmse, None),
+            trial_line(&r, &plan(Metric::Rmse, None)),
             "trial 4  failed     failed: diverged  [mlp 16 relu; 100 params]  1.2s"
         );
         let mut r = record(5, TrialState::Pruned);
         r.epochs = 3;
-        assert!(trial_line(&r, Metric::Accuracy, Some(9))
+        assert!(trial_line(&r, &plan(Metric::Accuracy, Some(9)))
             .starts_with("trial 5/9  pruned     pruned after 3 epochs  ["));
+    }
+
+    #[test]
+    fn a_multi_objective_trial_line_shows_its_cost_objectives() {
+        let mut r = record(6, TrialState::Complete);
+        r.cv_mean = Some(0.9);
+        r.cv_std = Some(0.0);
+        r.macs = 1_234_567;
+        r.latency = Some(crate::study::Latency {
+            ms: 0.0412,
+            batch_ms: 0.01,
+            batch: 64,
+            spread: 0.01,
+            repeats: 41,
+            wall_ms: 0.0415,
+        });
+        let plan = Plan {
+            objectives: vec![Objective::Score, Objective::Macs, Objective::Latency],
+            ..Plan::unknown()
+        };
+        assert_eq!(
+            trial_line(&r, &plan),
+            "trial 6  complete   cv accuracy 0.9000 ± 0.0000  [mlp 16 relu; 100 params; 1234.6k MACs; 0.0412 ms]  1.2s"
+        );
+        // The score alone: no MACs, and the latency only because it was measured.
+        r.latency = None;
+        assert!(trial_line(&r, &Plan::unknown()).ends_with("[mlp 16 relu; 100 params]  1.2s"));
     }
 
     #[test]

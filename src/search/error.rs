@@ -14,7 +14,9 @@ pub enum SearchError {
          `{param}`); narrow the space or use another strategy"
     )]
     GridTooLarge { param: String, limit: usize },
-    #[error("unknown search strategy `{0}` (expected random, grid, evolution or tpe)")]
+    #[error(
+        "unknown search strategy `{0}` (expected random, grid, evolution, tpe, nsga2 or motpe)"
+    )]
     UnknownStrategy(String),
     #[error("unknown scheduler `{0}` (expected fifo, asha or hyperband)")]
     UnknownScheduler(String),

@@ -8,6 +8,7 @@ mod error;
 pub mod evolution;
 pub mod grid;
 pub mod hyperband;
+pub mod nsga2;
 pub mod random;
 pub mod scheduler;
 pub mod tpe;
@@ -17,6 +18,7 @@ pub use error::SearchError;
 pub use evolution::EvolutionSampler;
 pub use grid::GridSampler;
 pub use hyperband::HyperbandScheduler;
+pub use nsga2::Nsga2Sampler;
 pub use random::RandomSampler;
 pub use scheduler::{Decision, FifoScheduler, Rung, Scheduler};
 pub use tpe::TpeSampler;
@@ -59,6 +61,19 @@ pub struct Observation {
     pub loss: Option<f64>,
     /// Validation loss-direction values per epoch (lower is better), as reported so far.
     pub intermediate: Vec<f64>,
+    /// Every objective of the study, lower is better (the score as in `loss`), for a complete
+    /// or pruned trial; empty otherwise. A study of the score alone has one: `loss`.
+    pub values: Vec<f64>,
+    /// Constraint values (feasible when `<= 0`, see [`crate::pareto::violation`]); empty when
+    /// the study has no constraints. A candidate rejected before training is failed with them.
+    pub constraints: Vec<f64>,
+}
+
+impl Observation {
+    /// Whether the trial broke a constraint (such trials are never trained).
+    pub fn infeasible(&self) -> bool {
+        crate::pareto::violation(&self.constraints) > 0.0
+    }
 }
 
 /// Proposes configurations. Implementations must be deterministic given the history and `rng`.
@@ -81,17 +96,25 @@ pub enum Strategy {
     Grid,
     /// Regularized (aging) evolution with its default population and tournament sizes.
     Evolution,
-    /// Tree-structured Parzen estimator with its default settings.
+    /// Tree-structured Parzen estimator with its default settings (multi-objective TPE on a
+    /// study of several objectives).
     Tpe,
+    /// NSGA-II with constrained domination ([`Nsga2Sampler`]).
+    Nsga2,
+    /// Multi-objective TPE (Ozaki et al.): the TPE sampler, which splits trials into good and
+    /// bad by Pareto front when a study has several objectives; on one objective it is TPE.
+    Motpe,
 }
 
 impl Strategy {
     /// Every strategy, in the order the CLI lists them.
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::Random,
         Strategy::Grid,
         Strategy::Evolution,
         Strategy::Tpe,
+        Strategy::Nsga2,
+        Strategy::Motpe,
     ];
 
     /// Builds the sampler; only grid search can refuse a space (continuous or too large).
@@ -100,7 +123,8 @@ impl Strategy {
             Strategy::Random => Box::new(RandomSampler),
             Strategy::Grid => Box::new(GridSampler::new(space)?),
             Strategy::Evolution => Box::new(EvolutionSampler::default()),
-            Strategy::Tpe => Box::new(TpeSampler::default()),
+            Strategy::Tpe | Strategy::Motpe => Box::new(TpeSampler::default()),
+            Strategy::Nsga2 => Box::new(Nsga2Sampler::default()),
         })
     }
 
@@ -111,6 +135,8 @@ impl Strategy {
             Strategy::Grid => "grid",
             Strategy::Evolution => "evolution",
             Strategy::Tpe => "tpe",
+            Strategy::Nsga2 => "nsga2",
+            Strategy::Motpe => "motpe",
         }
     }
 }

@@ -23,8 +23,18 @@
 //!   linearly from `1/n` (the most recent 25 keep weight 1), as in Optuna's default.
 //! * `n_ei_candidates` values are drawn from l; the one maximising `log l(x) - log g(x)` (the
 //!   expected-improvement criterion of the paper) is chosen.
+//!
+//! With several objectives (observations with more than one value) this is multi-objective TPE
+//! (Ozaki, Tanigaki, Watanabe and Onishi, "Multiobjective Tree-Structured Parzen Estimator for
+//! Computationally Expensive Optimization Problems", GECCO 2020), split as Optuna 5 splits it:
+//! the good group takes whole Pareto fronts of the complete, feasible trials while they fit in
+//! `gamma(n)`, the front that does not fit is cut by greedy hypervolume subset selection; then
+//! pruned trials (ranked as above, on the score) and infeasible ones (least violation first) fill
+//! what is left. Good trials weigh 1 each (Optuna 5 dropped the paper's hypervolume-contribution
+//! weights); the bad group keeps the age weights.
 
 use super::{sample_uniform, sample_with, Observation, RandomSampler, Sampler, TrialState};
+use crate::pareto;
 use crate::space::{Config, Distribution, ParamValue, SearchSpace};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -128,21 +138,145 @@ fn age_weights(n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The trials of one side of the split: (number, configuration), and whether they all weigh 1
+/// (else they fade with age, [`age_weights`]).
+struct Group<'a> {
+    members: Vec<(usize, &'a Config)>,
+    flat: bool,
+}
+
+impl<'a> Group<'a> {
+    fn aged(ranked: &[Ranked<'a>]) -> Group<'a> {
+        Group {
+            members: ranked.iter().map(|r| (r.number, r.config)).collect(),
+            flat: false,
+        }
+    }
+}
+
 /// The values `name` took in `group` (where active and inside `dist`), oldest trial first,
 /// with their weights.
-fn values_of(group: &[&Ranked], name: &str, dist: &Distribution) -> (Vec<ParamValue>, Vec<f64>) {
+fn values_of(group: &Group, name: &str, dist: &Distribution) -> (Vec<ParamValue>, Vec<f64>) {
     let mut found: Vec<(usize, ParamValue)> = group
+        .members
         .iter()
-        .filter_map(|r| {
-            r.config
+        .filter_map(|(number, config)| {
+            config
                 .get(name)
                 .filter(|v| dist.contains(v))
-                .map(|v| (r.number, *v))
+                .map(|v| (*number, *v))
         })
         .collect();
     found.sort_by_key(|(n, _)| *n);
-    let w = age_weights(found.len());
+    let w = if group.flat {
+        vec![1.0; found.len()]
+    } else {
+        age_weights(found.len())
+    };
     (found.into_iter().map(|(_, v)| v).collect(), w)
+}
+
+/// Whether the history is of a study with several objectives.
+fn multi_objective(history: &[Observation]) -> bool {
+    history.iter().any(|o| o.values.len() > 1)
+}
+
+/// The multi-objective split (see the module's notes): good and bad groups, or `None` while
+/// fewer than `startup` trials are usable.
+fn split_multi<'a>(history: &'a [Observation], startup: usize) -> Option<(Group<'a>, Group<'a>)> {
+    let finite = |o: &Observation| !o.values.is_empty() && o.values.iter().all(|v| v.is_finite());
+    let mut complete: Vec<&Observation> = Vec::new();
+    let mut pruned: Vec<&Observation> = Vec::new();
+    let mut infeasible: Vec<&Observation> = Vec::new();
+    for o in history {
+        match o.state {
+            TrialState::Running | TrialState::Interrupted => {}
+            _ if o.infeasible() => infeasible.push(o),
+            TrialState::Complete if finite(o) => complete.push(o),
+            TrialState::Pruned if o.intermediate.last().is_some_and(|l| !l.is_nan()) => {
+                pruned.push(o)
+            }
+            _ => {}
+        }
+    }
+    let n = complete.len() + pruned.len() + infeasible.len();
+    if n < startup.max(1) {
+        return None;
+    }
+    let mut left = gamma(n);
+    let mut good: Vec<(usize, &Config)> = Vec::new();
+    let mut bad: Vec<(usize, &Config)> = Vec::new();
+    // Complete trials: whole fronts, then the front that does not fit cut by hypervolume.
+    let losses: Vec<Vec<f64>> = complete.iter().map(|o| o.values.clone()).collect();
+    let fronts = pareto::fronts(&losses, &vec![0.0; losses.len()]);
+    let take = left.min(complete.len());
+    let mut chosen = vec![false; complete.len()];
+    let mut front = 0;
+    let mut count = 0;
+    loop {
+        let members: Vec<usize> = (0..complete.len())
+            .filter(|&i| fronts[i] == front)
+            .collect();
+        if members.is_empty() || count >= take {
+            break;
+        }
+        if count + members.len() <= take {
+            members.iter().for_each(|&i| chosen[i] = true);
+            count += members.len();
+        } else {
+            let points: Vec<Vec<f64>> = members.iter().map(|&i| losses[i].clone()).collect();
+            let reference = pareto::reference_point(&points);
+            for k in pareto::greedy_subset(&points, take - count, &reference) {
+                chosen[members[k]] = true;
+            }
+            count = take;
+        }
+        front += 1;
+    }
+    for (o, c) in complete.iter().zip(&chosen) {
+        if *c {
+            good.push((o.number, &o.config));
+        } else {
+            bad.push((o.number, &o.config));
+        }
+    }
+    left -= count;
+    // Pruned trials: the longest-running first, then by their last value on the score.
+    pruned.sort_by(|a, b| {
+        b.intermediate
+            .len()
+            .cmp(&a.intermediate.len())
+            .then(
+                a.intermediate
+                    .last()
+                    .unwrap_or(&f64::INFINITY)
+                    .total_cmp(b.intermediate.last().unwrap_or(&f64::INFINITY)),
+            )
+            .then(a.number.cmp(&b.number))
+    });
+    infeasible.sort_by(|a, b| {
+        pareto::violation(&a.constraints)
+            .total_cmp(&pareto::violation(&b.constraints))
+            .then(a.number.cmp(&b.number))
+    });
+    for o in pruned.into_iter().chain(infeasible) {
+        if left > 0 {
+            good.push((o.number, &o.config));
+            left -= 1;
+        } else {
+            bad.push((o.number, &o.config));
+        }
+    }
+    Some((
+        Group {
+            members: good,
+            flat: true,
+        },
+        Group {
+            members: bad,
+            flat: false,
+        },
+    ))
 }
 
 /// Maps a numeric distribution to the real line the mixture lives on, and back.
@@ -415,13 +549,22 @@ impl Sampler for TpeSampler {
         history: &[Observation],
         rng: &mut ChaCha8Rng,
     ) -> Config {
-        let ranked = rank(history);
-        if ranked.len() < self.n_startup_trials.max(1) {
-            return RandomSampler.suggest(space, history, rng);
-        }
-        let n_good = gamma(ranked.len());
-        let good: Vec<&Ranked> = ranked[..n_good].iter().collect();
-        let bad: Vec<&Ranked> = ranked[n_good..].iter().collect();
+        let (good, bad) = if multi_objective(history) {
+            match split_multi(history, self.n_startup_trials) {
+                Some(split) => split,
+                None => return RandomSampler.suggest(space, history, rng),
+            }
+        } else {
+            let ranked = rank(history);
+            if ranked.len() < self.n_startup_trials.max(1) {
+                return RandomSampler.suggest(space, history, rng);
+            }
+            let n_good = gamma(ranked.len());
+            (
+                Group::aged(&ranked[..n_good]),
+                Group::aged(&ranked[n_good..]),
+            )
+        };
         sample_with(space, |i, _| {
             let p = &space.params[i];
             if let Some(v) = single_value(&p.dist) {
@@ -464,6 +607,8 @@ mod tests {
                     state: TrialState::Complete,
                     loss: Some((x - 0.6).powi(2)),
                     intermediate: vec![],
+                    values: vec![(x - 0.6).powi(2)],
+                    constraints: vec![],
                 }
             })
             .collect();
@@ -491,6 +636,8 @@ mod tests {
             state,
             loss,
             intermediate,
+            values: loss.into_iter().collect(),
+            constraints: vec![],
         };
         let history = vec![
             obs(0, TrialState::Pruned, None, vec![0.1]),

@@ -193,6 +193,9 @@ pub struct SearchSpace {
     pub params: Vec<ParamSpec>,
     /// The RON text the space was read from, kept so a study can refuse a changed space.
     pub source: String,
+    /// The objectives the file names (`objectives: [Score, Latency]`); empty: the score alone.
+    #[serde(default)]
+    pub objectives: Vec<crate::objective::Objective>,
 }
 
 impl SearchSpace {

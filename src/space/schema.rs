@@ -9,6 +9,7 @@ use super::params::{self, mlp, DefaultDom, Lit, ParamDecl, When};
 use super::ron_tree::{self, Kind, Value};
 use super::{Choice, Condition, Distribution, Family, ParamSpec, SearchSpace, SpaceError};
 use crate::data::Task;
+use crate::objective::Objective;
 use ron::extensions::Extensions;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -39,6 +40,9 @@ pub struct SpaceFile {
     pub train: TrainSpace,
     #[serde(default)]
     pub augment: AugmentSpace,
+    /// What the search optimises (`[Score, Latency]`); empty: the score alone.
+    #[serde(default)]
+    pub objectives: Vec<Objective>,
 }
 
 /// A file whose model is written in the architecture language: serde checks everything but
@@ -59,6 +63,8 @@ struct NetFile {
     train: TrainSpace,
     #[serde(default)]
     augment: AugmentSpace,
+    #[serde(default)]
+    objectives: Vec<Objective>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -277,6 +283,7 @@ pub fn parse(text: &str, file: &str) -> Result<SpaceFile, SpaceError> {
                 model: ModelSpace::Net(model.cloned(), tree.field("params").cloned()),
                 train: f.train,
                 augment: f.augment,
+                objectives: f.objectives,
             })
         }
         _ => {
@@ -672,6 +679,7 @@ impl SpaceFile {
                 });
             }
         }
+        crate::objective::check(&self.objectives).map_err(|m| c.err("objectives", m))?;
         Ok(SearchSpace {
             name: name.to_string(),
             task: self.task,
@@ -680,6 +688,7 @@ impl SpaceFile {
             net,
             params: c.params,
             source: text.to_string(),
+            objectives: self.objectives.clone(),
         })
     }
 }

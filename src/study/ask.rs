@@ -331,6 +331,7 @@ impl Study {
             folds: 0,
             strategy: options.strategy.label().to_string(),
             scheduler: options.scheduler.label().to_string(),
+            objectives: Vec::new(),
         };
         let mut storage = open_or_create(&StorageUrl::journal(results), meta, Default::default())?;
         let existing = storage.meta();

@@ -16,6 +16,12 @@
 //! - intermediate values are in the metric's own direction (accuracy, not minus accuracy), with
 //!   the epoch as the step; a pruned trial's value is its last intermediate value, as in Optuna;
 //! - an interrupted trial is FAIL with the user attribute `fail_reason = "interrupted"`;
+//! - a study of several objectives (`StudyMeta::objectives`) is created with one direction per
+//!   objective (the score's, then MINIMIZE for parameters, MACs and latency) and names them in
+//!   `study:metric_names`; a complete trial's `values` hold one value per objective in the
+//!   objectives' own units, a pruned one has none (as Optuna keeps them), and intermediate
+//!   values are the score's. Constraint values are Optuna's trial system attribute
+//!   `constraints` (feasible when `<= 0`), the measured latency the user attribute `latency`;
 //! - trial facts (`seed`, `n_params`, `macs`, `architecture`, `fold_scores`, `cv_std`, `epochs`,
 //!   `budget`, `seconds`, `error`) are trial user attributes, written before the final state
 //!   because Optuna ignores updates to a finished trial.
@@ -32,13 +38,13 @@
 
 use super::journal_lock::{self, SymlinkLock};
 use super::liveness::{self, Liveness, OwnerLock};
-use super::mapping::{ending, param_repr, study_attrs};
+use super::mapping::{directions, ending, param_repr, study_attrs};
 use super::optuna::{
-    iso_now, metric_names, op, state, FAIL_REASON, LOST, MAXIMIZE, METRIC_NAMES_ATTR, MINIMIZE,
-    OWNER_START_ATTR, TEST_ATTR,
+    iso_now, numbers_json, objective_names, op, state, FAIL_REASON, LOST, MAXIMIZE,
+    METRIC_NAMES_ATTR, MINIMIZE, OWNER_START_ATTR, TEST_ATTR,
 };
 use super::replay::{Replay, Target, Trial};
-use super::{Storage, StudyError, StudyMeta, TestResult, TrialRecord};
+use super::{Direction, Objectives, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
 use crate::space::{Config, ParamValue, SearchSpace};
 use fs4::fs_std::FileExt;
@@ -81,14 +87,17 @@ impl JournalStorage {
             let id = match s.replay.study {
                 Some(id) => id,
                 None => {
-                    let direction = if meta.metric.higher_is_better() {
-                        MAXIMIZE
-                    } else {
-                        MINIMIZE
-                    };
+                    // One direction per objective: Optuna's multi-objective encoding.
+                    let directions: Vec<u64> = directions(&meta)
+                        .into_iter()
+                        .map(|d| match d {
+                            Direction::Maximize => MAXIMIZE,
+                            Direction::Minimize => MINIMIZE,
+                        })
+                        .collect();
                     lines.push((
                         op::CREATE_STUDY,
-                        json!({"study_name": meta.name, "directions": [direction]}),
+                        json!({"study_name": meta.name, "directions": directions}),
                     ));
                     s.replay.next_study_id
                 }
@@ -99,7 +108,8 @@ impl JournalStorage {
             // Also for a study created before `nas` named its objective: optuna-dashboard labels
             // its axes with these names.
             if !s.replay.metric_names {
-                if let Some(names) = metric_names(s.replay.meta.as_ref().unwrap_or(&meta).metric) {
+                let objectives = Objectives::of(s.replay.meta.as_ref().unwrap_or(&meta));
+                if let Some(names) = objective_names(&objectives) {
                     lines.push((
                         op::SET_STUDY_SYSTEM_ATTR,
                         json!({"study_id": id, "system_attr": {METRIC_NAMES_ATTR: names}}),
@@ -131,6 +141,7 @@ impl JournalStorage {
             folds: 0,
             strategy: String::new(),
             scheduler: String::new(),
+            objectives: Vec::new(),
         };
         let mut s = Self::connect(dir, Target::First, placeholder)?;
         s.refresh()?;
@@ -472,11 +483,23 @@ impl Storage for JournalStorage {
                     ));
                 }
             }
-            let end = ending(&record, old.seed, |v| s.directed(v))?;
+            let end = ending(&record, old.seed, &Objectives::of(&s.meta), |v| {
+                s.directed(v)
+            })?;
             for (k, v) in end.attrs {
                 lines.push(trial_user_attr(id, k, v));
             }
-            let values = end.value.map_or(Value::Null, |v| json!([v]));
+            for (k, v) in end.system {
+                lines.push((
+                    op::SET_TRIAL_SYSTEM_ATTR,
+                    json!({"trial_id": id, "system_attr": {k: v}}),
+                ));
+            }
+            let values = if end.values.is_empty() {
+                Value::Null
+            } else {
+                numbers_json(&end.values)
+            };
             let code = end.state;
             lines.push(state_line(id, code, values));
             Ok((lines, ()))

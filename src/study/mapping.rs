@@ -4,9 +4,10 @@
 
 use super::optuna::{
     categorical_json, curves_from_json, curves_json, distribution_json, float_json, int_json,
-    state, CURVES_ATTR, FAIL_REASON, INTERRUPTED, META_ATTR, PRUNED_AT_ATTR,
+    numbers_from_json, numbers_json, state, CONSTRAINTS_ATTR, CURVES_ATTR, FAIL_REASON,
+    INTERRUPTED, LATENCY_ATTR, META_ATTR, PRUNED_AT_ATTR,
 };
-use super::{StudyError, StudyMeta, TrialRecord};
+use super::{Direction, Objectives, StudyError, StudyMeta, TrialRecord};
 use crate::search::TrialState;
 use crate::space::{Choice, ParamValue, SearchSpace};
 use serde_json::{json, Value};
@@ -28,7 +29,22 @@ pub fn study_attrs(
         ("strategy", json!(meta.strategy)),
         ("scheduler", json!(meta.scheduler)),
     ];
-    Ok((vec![(META_ATTR, whole)], user))
+    let objectives = (!meta.objectives.is_empty()).then(|| {
+        (
+            "objectives",
+            json!(crate::objective::names(&meta.objectives)),
+        )
+    });
+    Ok((
+        vec![(META_ATTR, whole)],
+        user.into_iter().chain(objectives).collect(),
+    ))
+}
+
+/// The study's directions, one per objective in order (Optuna's multi-objective encoding): the
+/// score's, then MINIMIZE for parameters, MACs and latency.
+pub fn directions(meta: &StudyMeta) -> Vec<Direction> {
+    Objectives::of(meta).directions()
 }
 
 /// A parameter as Optuna stores it: its distribution's JSON and its internal value (a float; a
@@ -91,21 +107,26 @@ pub fn param_value(name: &str, dist: &str, x: f64) -> Result<ParamValue, String>
     })
 }
 
-/// How a finished trial is written: user attributes first (Optuna ignores updates to a finished
-/// trial), then its state and value.
+/// How a finished trial is written: attributes first (Optuna ignores updates to a finished
+/// trial), then its state and values.
 pub struct Ending {
+    /// Trial user attributes.
     pub attrs: Vec<(&'static str, Value)>,
+    /// Trial system attributes (the constraint values of a constrained study).
+    pub system: Vec<(&'static str, Value)>,
     /// Optuna's state code.
     pub state: u64,
-    /// The trial's value in the study's direction, when it has one.
-    pub value: Option<f64>,
+    /// The trial's values, one per objective (the score in the study's direction, the costs in
+    /// their own units); empty when it has none.
+    pub values: Vec<f64>,
 }
 
-/// The ending of `record`; `old_seed` is the seed already stored, `directed` turns a
-/// lower-is-better value into the study's direction.
+/// The ending of `record` in a study of `objectives`; `old_seed` is the seed already stored,
+/// `directed` turns a lower-is-better score into the study's direction.
 pub fn ending(
     record: &TrialRecord,
     old_seed: u64,
+    objectives: &Objectives,
     directed: impl Fn(f64) -> f64,
 ) -> Result<Ending, StudyError> {
     let mut attrs = Vec::new();
@@ -126,20 +147,38 @@ pub fn ending(
     if let Some(r) = record.pruned_at {
         attrs.push((PRUNED_AT_ATTR, json!(r)));
     }
+    if let Some(l) = &record.latency {
+        attrs.push((LATENCY_ATTR, json!(l)));
+    }
     let finite_mean = record.cv_mean.filter(|m| m.is_finite());
     let (code, value) = match record.state {
-        TrialState::Complete if finite_mean.is_some() => (state::COMPLETE, finite_mean),
+        // One value per objective, in the study's order and the objectives' own units.
+        TrialState::Complete if objectives.is_multi() => match objectives.values(record) {
+            Some(v) => (state::COMPLETE, Some(v)),
+            None => {
+                attrs.push((
+                    "error",
+                    json!("complete without a value for every objective"),
+                ));
+                (state::FAIL, None)
+            }
+        },
+        TrialState::Complete if finite_mean.is_some() => {
+            (state::COMPLETE, finite_mean.map(|m| vec![m]))
+        }
         TrialState::Complete => {
             attrs.push(("error", json!("complete without a finite score")));
             (state::FAIL, None)
         }
+        // Optuna keeps no value for a pruned trial of several objectives.
+        TrialState::Pruned if objectives.is_multi() => (state::PRUNED, None),
         TrialState::Pruned => {
             let last = record
                 .intermediate
                 .last()
                 .map(|v| directed(*v))
                 .filter(|v| v.is_finite());
-            (state::PRUNED, last)
+            (state::PRUNED, last.map(|v| vec![v]))
         }
         TrialState::Failed => (state::FAIL, None),
         TrialState::Interrupted => {
@@ -156,11 +195,23 @@ pub fn ending(
     if let Some(e) = &record.error {
         attrs.push(("error", json!(e)));
     }
+    let mut system = Vec::new();
+    if !record.constraints.is_empty() {
+        system.push((CONSTRAINTS_ATTR, numbers_json(&record.constraints)));
+    }
     Ok(Ending {
         attrs,
+        system,
         state: code,
-        value,
+        values: value.unwrap_or_default(),
     })
+}
+
+/// The score among a trial's stored `values` (NaN for a null one) in a study of `meta` (the
+/// first value when the study's settings are unknown).
+pub fn score_value(values: &[f64], meta: Option<&StudyMeta>) -> Option<f64> {
+    let at = meta.map_or(0, |m| Objectives::of(m).score_index());
+    values.get(at).copied().filter(|v| !v.is_nan())
 }
 
 /// Our state of a trial in Optuna's state `code`, given its `fail_reason` attribute.
@@ -186,10 +237,18 @@ pub fn set_state(r: &mut TrialRecord, code: u64, first: Option<f64>, fail_reason
     }
 }
 
+/// Applies the trial system attribute `key` to `r`.
+pub fn read_system_attr(r: &mut TrialRecord, key: &str, v: &Value) {
+    if key == CONSTRAINTS_ATTR {
+        r.constraints = numbers_from_json(v).unwrap_or_default();
+    }
+}
+
 /// Applies the trial user attribute `key` to `r` (`fail_reason` is read by [`set_state`]).
 pub fn read_user_attr(r: &mut TrialRecord, key: &str, v: &Value) {
     let usize_of = |v: &Value| v.as_u64().map(|x| x as usize);
     match key {
+        LATENCY_ATTR => r.latency = serde_json::from_value(v.clone()).ok(),
         "seed" => r.seed = v.as_u64().unwrap_or(r.seed),
         "n_params" => r.params = usize_of(v).unwrap_or(r.params),
         "macs" => r.macs = v.as_u64().unwrap_or(r.macs),

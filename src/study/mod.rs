@@ -5,6 +5,7 @@ mod journal;
 mod journal_lock;
 mod liveness;
 mod mapping;
+mod objectives;
 mod open;
 mod optuna;
 mod postgres;
@@ -13,6 +14,7 @@ mod url;
 
 pub use ask::{Best, Outcome, Params, Study, StudyOptions, Trial, TuneError};
 pub use journal::JournalStorage;
+pub use objectives::{Latency, Objectives};
 pub use open::{latest_study, open, open_or_create, StorageOptions, DEFAULT_HEARTBEAT};
 pub use optuna::{LOST, LOST_STALE};
 pub use postgres::PostgresStorage;
@@ -125,6 +127,10 @@ pub struct StudyMeta {
     pub folds: usize,
     pub strategy: String,
     pub scheduler: String,
+    /// The objectives of a multi-objective study, in order (the score among them); empty for a
+    /// study of the score alone, which is recorded as studies always were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<crate::objective::Objective>,
 }
 
 /// Everything known about one trial.
@@ -156,6 +162,14 @@ pub struct TrialRecord {
     /// Where the scheduler stopped a pruned trial.
     #[serde(default)]
     pub pruned_at: Option<Rung>,
+    /// Constraint values of a constrained multi-objective study, as Optuna keeps them (feasible
+    /// when `<= 0`): `value / limit - 1` for each of `--max-params`, `--max-flops` and
+    /// `--max-latency` given, NaN where it was not measured (a candidate already infeasible).
+    #[serde(default)]
+    pub constraints: Vec<f64>,
+    /// The candidate's measured inference time, when the study needs it.
+    #[serde(default)]
+    pub latency: Option<Latency>,
 }
 
 /// One fold's validation loss and score after every epoch it trained, and how its training ended.
@@ -199,11 +213,20 @@ impl TrialRecord {
             error: None,
             curves: Vec::new(),
             pruned_at: None,
+            constraints: Vec::new(),
+            latency: None,
         }
     }
 
-    /// The view of this trial that samplers learn from.
+    /// The view of this trial that samplers learn from, in a study of the score alone.
     pub fn observation(&self, metric: Metric) -> Observation {
+        self.observation_of(&Objectives::single(metric))
+    }
+
+    /// The view of this trial that samplers learn from: its loss on the score (the last
+    /// intermediate value of a pruned trial), and its losses on every objective.
+    pub fn observation_of(&self, objectives: &Objectives) -> Observation {
+        let metric = objectives.metric();
         let loss = match self.state {
             TrialState::Complete => self.cv_mean.map(|s| metric.to_loss(s)),
             TrialState::Pruned => self.intermediate.last().copied(),
@@ -215,6 +238,10 @@ impl TrialRecord {
             state: self.state,
             loss,
             intermediate: self.intermediate.clone(),
+            values: loss
+                .and_then(|l| objectives.losses_with_score(self, l))
+                .unwrap_or_default(),
+            constraints: self.constraints.clone(),
         }
     }
 }
@@ -272,13 +299,18 @@ pub trait Storage: Send {
 
 /// The view of a study's trials that samplers learn from.
 pub fn history(trials: &[TrialRecord], metric: Metric) -> Vec<Observation> {
+    history_of(trials, &Objectives::single(metric))
+}
+
+/// [`history`] in a study of any number of objectives.
+pub fn history_of(trials: &[TrialRecord], objectives: &Objectives) -> Vec<Observation> {
     trials
         .iter()
         // Running trials (of other workers and processes) are shown with their configurations so
         // that grid search does not hand out the same point twice; model-based samplers learn
         // only from finished ones. A trial being created has no configuration yet.
         .filter(|t| t.state != TrialState::Running || !t.config.is_empty())
-        .map(|t| t.observation(metric))
+        .map(|t| t.observation_of(objectives))
         .collect()
 }
 
@@ -292,7 +324,18 @@ pub fn suggest(
     metric: Metric,
     seed: u64,
 ) -> Config {
-    let history = history(trials, metric);
+    suggest_for(sampler, space, trials, &Objectives::single(metric), seed)
+}
+
+/// [`suggest`] in a study of any number of objectives.
+pub fn suggest_for(
+    sampler: &mut dyn Sampler,
+    space: &SearchSpace,
+    trials: &[TrialRecord],
+    objectives: &Objectives,
+    seed: u64,
+) -> Config {
+    let history = history_of(trials, objectives);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     sampler.suggest(space, &history, &mut rng)
 }

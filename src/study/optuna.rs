@@ -1,7 +1,7 @@
 //! Optuna's journal vocabulary: operation codes, trial states, directions, distributions as
 //! JSON and datetimes as Optuna writes them, and the attribute names `nas` keeps within them.
 
-use super::{FoldCurve, Metric};
+use super::{FoldCurve, Metric, Objectives};
 use crate::space::{Choice, Distribution};
 use serde_json::{json, Value};
 
@@ -45,6 +45,11 @@ pub const PRUNED_AT_ATTR: &str = "pruned_at";
 /// Optuna's study system attribute for the objectives' names (`Study.set_metric_names`,
 /// `optuna/study/study.py`), which optuna-dashboard shows on its axes instead of "Objective 0".
 pub const METRIC_NAMES_ATTR: &str = "study:metric_names";
+/// Optuna's trial system attribute for constraint values (`optuna.study._constrained_optimization
+/// ._CONSTRAINTS_KEY`): a list of numbers, feasible when all are `<= 0`.
+pub const CONSTRAINTS_ATTR: &str = "constraints";
+/// A trial's measured inference time (a trial user attribute, [`super::Latency`]).
+pub const LATENCY_ATTR: &str = "latency";
 /// Why [`super::JournalStorage::recover_stale`] failed a trial.
 pub const LOST: &str = "lost: the process died while it ran";
 /// Why a database storage failed a trial: its worker's heartbeat stopped (the worker died, or
@@ -63,6 +68,35 @@ pub fn metric_names(metric: Metric) -> Option<Value> {
         Metric::Accuracy | Metric::Rmse => Some(json!([format!("cv {}", metric.label())])),
         Metric::Value(_) => None,
     }
+}
+
+/// The objectives' names, one per value: `["cv accuracy", "latency ms"]`.
+pub fn objective_names(objectives: &Objectives) -> Option<Value> {
+    if objectives.is_multi() {
+        Some(json!(objectives.names()))
+    } else {
+        metric_names(objectives.metric())
+    }
+}
+
+/// Numbers as a JSON list, a non-finite one as null (JSON has no NaN).
+pub fn numbers_json(xs: &[f64]) -> Value {
+    Value::Array(
+        xs.iter()
+            .map(|x| if x.is_finite() { json!(x) } else { Value::Null })
+            .collect(),
+    )
+}
+
+/// Reads what [`numbers_json`] writes; `None` when `v` is not a list of numbers and nulls.
+pub fn numbers_from_json(v: &Value) -> Option<Vec<f64>> {
+    v.as_array()?
+        .iter()
+        .map(|x| match x {
+            Value::Null => Some(f64::NAN),
+            x => x.as_f64(),
+        })
+        .collect()
 }
 
 /// Fold curves as a JSON list of `{"loss": [..], "score": [..], "best_epoch": k,

@@ -1,11 +1,12 @@
 //! A study's state rebuilt from journal lines, with Optuna's rules for what is ignored.
 
-use super::mapping::{self, read_user_attr, set_state};
+use super::mapping::{self, read_system_attr, read_user_attr, score_value, set_state};
 use super::optuna::{
-    curves_from_json, op, state, CURVES_ATTR, FAIL_REASON, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR,
-    OWNER_START_ATTR, PRUNED_AT_ATTR, TEST_ATTR,
+    curves_from_json, numbers_from_json, op, state, CONSTRAINTS_ATTR, CURVES_ATTR, FAIL_REASON,
+    LATENCY_ATTR, MAXIMIZE, META_ATTR, METRIC_NAMES_ATTR, OWNER_START_ATTR, PRUNED_AT_ATTR,
+    TEST_ATTR,
 };
-use super::{StudyMeta, TestResult, TrialRecord};
+use super::{Latency, StudyMeta, TestResult, TrialRecord};
 use crate::search::TrialState;
 use crate::space::{Config, ParamValue};
 use serde_json::{json, Value};
@@ -175,8 +176,11 @@ impl Replay {
     fn study_attr(&mut self, user: bool, key: &str, value: &Value) -> Result<(), String> {
         match (user, key) {
             (false, META_ATTR) => {
-                let meta = serde_json::from_value(value.clone())
+                let meta: StudyMeta = serde_json::from_value(value.clone())
                     .map_err(|e| format!("`{META_ATTR}`: {e}"))?;
+                // Intermediate values are the score's, in its direction, whichever objective
+                // comes first.
+                self.maximize = meta.metric.higher_is_better();
                 self.meta = Some(meta);
             }
             (false, METRIC_NAMES_ATTR) => self.metric_names = true,
@@ -234,7 +238,7 @@ impl Replay {
                 Some(v) => v.clone(),
                 None => log.get("value").map_or(Value::Null, |v| json!([v])),
             };
-            events.push(TrialEvent::State(check_state(code)?, first_value(&values)?));
+            events.push(TrialEvent::State(check_state(code)?, numbers(&values)?));
         }
         if !self.studies.contains_key(&study) {
             return Ok(());
@@ -272,7 +276,7 @@ impl Replay {
             TrialEvent::Param(name, value) => {
                 self.records[n].config.insert(name.to_string(), value);
             }
-            TrialEvent::State(code, first) => self.set_state(n, code, first),
+            TrialEvent::State(code, values) => self.set_state(n, code, values),
             TrialEvent::Intermediate(step, v) => {
                 self.trials[n].curve.insert(step, v);
                 self.update_curve(n);
@@ -285,9 +289,11 @@ impl Replay {
         }
     }
 
-    fn set_state(&mut self, n: usize, code: u64, first: Option<f64>) {
+    fn set_state(&mut self, n: usize, code: u64, values: Vec<f64>) {
+        // The score is the first value, or its place among a multi-objective study's values.
+        let score = score_value(&values, self.meta.as_ref());
         let reason = self.trials[n].fail_reason.clone();
-        set_state(&mut self.records[n], code, first, reason.as_deref());
+        set_state(&mut self.records[n], code, score, reason.as_deref());
     }
 
     /// Our curve is lower-is-better, indexed by epoch.
@@ -301,7 +307,7 @@ impl Replay {
             (false, OWNER_START_ATTR) => self.trials[n].owner_start = v.as_u64(),
             (true, FAIL_REASON) => self.trials[n].fail_reason = v.as_str().map(str::to_string),
             (true, key) => read_user_attr(&mut self.records[n], key, v),
-            _ => {}
+            (false, key) => read_system_attr(&mut self.records[n], key, v),
         }
     }
 }
@@ -309,8 +315,8 @@ impl Replay {
 /// A trial event of one journal line, checked, to apply or to ignore.
 enum TrialEvent<'a> {
     Param(&'a str, ParamValue),
-    /// Optuna's state code and the first of the values.
-    State(u64, Option<f64>),
+    /// Optuna's state code and the values (NaN for a null one).
+    State(u64, Vec<f64>),
     /// Step and value in the study's direction.
     Intermediate(u64, f64),
     /// User (true) or system attributes.
@@ -330,10 +336,7 @@ impl<'a> TrialEvent<'a> {
             }
             op::SET_TRIAL_STATE_VALUES => {
                 let code = check_state(get_u64(log, "state")?)?;
-                TrialEvent::State(
-                    code,
-                    first_value(log.get("values").unwrap_or(&Value::Null))?,
-                )
+                TrialEvent::State(code, numbers(log.get("values").unwrap_or(&Value::Null))?)
             }
             op::SET_TRIAL_INTERMEDIATE_VALUE => {
                 let step = get_u64(log, "step")?;
@@ -360,14 +363,11 @@ fn check_state(code: u64) -> Result<u64, String> {
     Ok(code)
 }
 
-/// The first of a trial's `values`: null, or a list of numbers (null for a non-finite one).
-fn first_value(values: &Value) -> Result<Option<f64>, String> {
+/// A trial's `values`: null (none), or a list of numbers (null for a non-finite one, read as NaN).
+fn numbers(values: &Value) -> Result<Vec<f64>, String> {
     match values {
-        Value::Null => Ok(None),
-        Value::Array(a) if a.iter().all(|v| v.is_number() || v.is_null()) => {
-            Ok(a.first().and_then(Value::as_f64))
-        }
-        _ => Err("`values` is not a list of numbers".into()),
+        Value::Null => Ok(Vec::new()),
+        v => numbers_from_json(v).ok_or_else(|| "`values` is not a list of numbers".into()),
     }
 }
 
@@ -401,6 +401,12 @@ fn check_attr(user: bool, key: &str, v: &Value) -> Result<(), String> {
         (true, PRUNED_AT_ATTR) => serde_json::from_value::<crate::search::Rung>(v.clone())
             .is_err()
             .then_some("a rung ({\"rung\": r, \"epochs\": e, \"bracket\": b})"),
+        (false, CONSTRAINTS_ATTR) => numbers_from_json(v)
+            .is_none()
+            .then_some("a list of numbers"),
+        (true, LATENCY_ATTR) => serde_json::from_value::<Latency>(v.clone())
+            .is_err()
+            .then_some("a latency measurement ({\"ms\": .., \"batch_ms\": .., ..})"),
         _ => None,
     };
     match expected {

@@ -56,6 +56,8 @@ impl<'a> Stop<'a> {
 
     /// `Err` with the reason once training must end.
     pub fn check(&self) -> Result<(), TrialError> {
+        // Also where a fold waits while a candidate's latency is measured.
+        crate::nn::latency::pause_point();
         if self.cancel.load(Ordering::Relaxed) {
             return Err(TrialError::Interrupted);
         }
@@ -468,6 +470,8 @@ pub fn cross_validate(
                 if s.done {
                     return Ok(None);
                 }
+                // Training, as latency measurements see it: they pause it (see nn::latency).
+                let _training = crate::nn::latency::training();
                 stop.check()?;
                 s.run.epoch(*train, stop, fold + 1, epoch)?;
                 let m = s.run.evaluate(*valid, targets);

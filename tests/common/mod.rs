@@ -22,6 +22,7 @@ pub fn study_meta(
         folds,
         strategy: "random".into(),
         scheduler: "fifo".into(),
+        objectives: Vec::new(),
     }
 }
 

@@ -30,6 +30,7 @@ pub fn meta(name: &str) -> StudyMeta {
         folds: 3,
         strategy: "tpe".into(),
         scheduler: "asha".into(),
+        objectives: Vec::new(),
     }
 }
 

@@ -1,9 +1,11 @@
 //! Reading trials from Optuna's tables into trial records: the new ones and those that had not
 //! finished at the last read (a finished trial never changes, so it is read once).
 
-use super::super::mapping::{param_value, read_user_attr, set_state};
+use super::super::mapping::{
+    param_value, read_system_attr, read_user_attr, score_value, set_state,
+};
 use super::super::optuna::{state, FAIL_REASON};
-use super::super::TrialRecord;
+use super::super::{StudyMeta, TrialRecord};
 use crate::space::Config;
 use postgres::GenericClient;
 use serde_json::Value;
@@ -16,9 +18,11 @@ pub struct Row {
     pub number: i32,
     pub state: String,
     params: Vec<(String, f64, String)>,
-    value: Option<(Option<f64>, String)>,
+    /// (objective, value, kind), one per objective.
+    values: Vec<(i32, Option<f64>, String)>,
     intermediate: Vec<(i32, Option<f64>, String)>,
-    attrs: Vec<(String, String)>,
+    /// (user attribute, key, JSON text): user attributes, then system attributes.
+    attrs: Vec<(bool, String, String)>,
 }
 
 /// What a storage keeps about a trial beyond its record.
@@ -72,12 +76,12 @@ pub fn rows(
         rows[i].params.push((name, v, d));
     }
     for r in c.query(
-        "SELECT trial_id, value, value_type::text FROM trial_values \
-         WHERE trial_id = ANY($1) AND objective = 0",
+        "SELECT trial_id, objective, value, value_type::text FROM trial_values \
+         WHERE trial_id = ANY($1) ORDER BY objective",
         &[&ids],
     )? {
         if let Some(&i) = at.get(&r.get::<_, i32>(0)) {
-            rows[i].value = Some((r.get(1), r.get(2)));
+            rows[i].values.push((r.get(1), r.get(2), r.get(3)));
         }
     }
     for r in c.query(
@@ -89,15 +93,18 @@ pub fn rows(
             rows[i].intermediate.push((r.get(1), r.get(2), r.get(3)));
         }
     }
+    // User attributes (user = true) and system attributes, each in the order written.
     for r in c.query(
-        "SELECT trial_id, key, value_json FROM trial_user_attributes \
-         WHERE trial_id = ANY($1) ORDER BY trial_user_attribute_id",
+        "SELECT trial_id, true, key, value_json, trial_user_attribute_id FROM trial_user_attributes \
+         WHERE trial_id = ANY($1) UNION ALL \
+         SELECT trial_id, false, key, value_json, trial_system_attribute_id \
+         FROM trial_system_attributes WHERE trial_id = ANY($1) ORDER BY 2 DESC, 5",
         &[&ids],
     )? {
-        let (Some(&i), Some(k), Some(v)) = (at.get(&r.get::<_, i32>(0)), r.get(1), r.get(2)) else {
+        let (Some(&i), Some(k), Some(v)) = (at.get(&r.get::<_, i32>(0)), r.get(2), r.get(3)) else {
             continue;
         };
-        rows[i].attrs.push((k, v));
+        rows[i].attrs.push((r.get(1), k, v));
     }
     Ok(rows)
 }
@@ -147,8 +154,8 @@ pub fn to_stored(v: f64) -> (Option<f64>, &'static str) {
     }
 }
 
-/// The record of a trial read from its rows; `maximize` says the study's direction.
-pub fn record(row: &Row, maximize: bool) -> Result<(TrialRecord, Known), String> {
+/// The record of a trial of the study `meta` read from its rows.
+pub fn record(row: &Row, meta: &StudyMeta) -> Result<(TrialRecord, Known), String> {
     let mut config = Config::new();
     for (name, x, dist) in &row.params {
         config.insert(name.clone(), param_value(name, dist, *x)?);
@@ -157,14 +164,14 @@ pub fn record(row: &Row, maximize: bool) -> Result<(TrialRecord, Known), String>
         usize::try_from(row.number).map_err(|_| format!("trial id {} has no number", row.id))?;
     let mut r = TrialRecord::new(number, config, 0);
     let mut fail_reason = None;
-    for (key, text) in &row.attrs {
+    for (user, key, text) in &row.attrs {
         let Ok(v) = serde_json::from_str::<Value>(text) else {
             continue;
         };
-        if key == FAIL_REASON {
-            fail_reason = v.as_str().map(str::to_string);
-        } else {
-            read_user_attr(&mut r, key, &v);
+        match (user, key.as_str()) {
+            (true, FAIL_REASON) => fail_reason = v.as_str().map(str::to_string),
+            (true, key) => read_user_attr(&mut r, key, &v),
+            (false, key) => read_system_attr(&mut r, key, &v),
         }
     }
     let curve: BTreeMap<i32, f64> = row
@@ -172,11 +179,28 @@ pub fn record(row: &Row, maximize: bool) -> Result<(TrialRecord, Known), String>
         .iter()
         .map(|(step, v, kind)| (*step, stored(*v, kind)))
         .collect();
-    let sign = if maximize { -1.0 } else { 1.0 };
+    // Intermediate values are the score's, in its direction.
+    let sign = if meta.metric.higher_is_better() {
+        -1.0
+    } else {
+        1.0
+    };
     r.intermediate = curve.values().map(|v| sign * v).collect();
-    let first = row.value.as_ref().map(|(v, kind)| stored(*v, kind));
+    // Values by objective index; a missing one reads as NaN, as a null one does in the journal.
+    let n_values = row.values.iter().map(|(o, ..)| *o + 1).max().unwrap_or(0);
+    let mut values = vec![f64::NAN; n_values.max(0) as usize];
+    for (o, v, kind) in &row.values {
+        if let Some(slot) = usize::try_from(*o).ok().and_then(|o| values.get_mut(o)) {
+            *slot = stored(*v, kind);
+        }
+    }
     let code = state_code(&row.state);
-    set_state(&mut r, code, first, fail_reason.as_deref());
+    set_state(
+        &mut r,
+        code,
+        score_value(&values, Some(meta)),
+        fail_reason.as_deref(),
+    );
     let known = Known {
         id: row.id,
         finished: !matches!(code, state::RUNNING | state::WAITING),

@@ -13,12 +13,12 @@ mod heartbeat;
 mod load;
 mod schema;
 
-use super::mapping::{ending, param_repr, study_attrs};
+use super::mapping::{directions, ending, param_repr, study_attrs};
 use super::optuna::{
-    metric_names, FAIL_REASON, LOST_STALE, META_ATTR, METRIC_NAMES_ATTR, TEST_ATTR,
+    objective_names, FAIL_REASON, LOST_STALE, META_ATTR, METRIC_NAMES_ATTR, TEST_ATTR,
 };
 use super::url::PostgresUrl;
-use super::{Storage, StudyError, StudyMeta, TestResult, TrialRecord};
+use super::{Direction, Objectives, Storage, StudyError, StudyMeta, TestResult, TrialRecord};
 use crate::space::{Config, SearchSpace};
 use conn::Db;
 use heartbeat::Heartbeat;
@@ -145,21 +145,14 @@ impl PostgresStorage {
             url: url.clone(),
             message: "the study was not created by nas (no `nas_meta` attribute)".into(),
         })?;
-        let direction: Option<String> = db
-            .run(|c| {
-                c.query_opt(
-                    "SELECT direction::text FROM study_directions \
-                     WHERE study_id = $1 AND objective = 0",
-                    &[&study],
-                )
-            })?
-            .map(|r| r.get(0));
         let space =
             SearchSpace::from_str_named(&meta.space_source, &meta.name, &meta.space_file).ok();
         let mut s = PostgresStorage {
             db,
             study,
-            maximize: direction.as_deref() == Some("MAXIMIZE"),
+            // Intermediate values are the score's, in its direction, whichever objective comes
+            // first.
+            maximize: meta.metric.higher_is_better(),
             meta,
             space,
             records: Vec::new(),
@@ -187,7 +180,7 @@ impl PostgresStorage {
     fn apply(&mut self, rows: Vec<Row>) -> Result<(), StudyError> {
         for row in rows {
             let (record, known) =
-                load::record(&row, self.maximize).map_err(|message| StudyError::Database {
+                load::record(&row, &self.meta).map_err(|message| StudyError::Database {
                     url: self.db.url().to_string(),
                     message,
                 })?;
@@ -307,16 +300,19 @@ fn create_study(
             )?
             .get(0),
     };
-    let direction = if meta.metric.higher_is_better() {
-        "MAXIMIZE"
-    } else {
-        "MINIMIZE"
-    };
-    tx.execute(
-        "INSERT INTO study_directions (direction, study_id, objective) \
-         VALUES ($1::text::studydirection, $2, 0) ON CONFLICT DO NOTHING",
-        &[&direction, &study],
-    )?;
+    // One direction per objective: Optuna's multi-objective encoding. A study that exists keeps
+    // its own (the unique index on (study_id, objective)).
+    for (objective, d) in directions(meta).into_iter().enumerate() {
+        let direction = match d {
+            Direction::Maximize => "MAXIMIZE",
+            Direction::Minimize => "MINIMIZE",
+        };
+        tx.execute(
+            "INSERT INTO study_directions (direction, study_id, objective) \
+             VALUES ($1::text::studydirection, $2, $3) ON CONFLICT DO NOTHING",
+            &[&direction, &study, &(objective as i32)],
+        )?;
+    }
     let has_meta: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM study_system_attributes WHERE study_id = $1 AND key = $2)",
@@ -337,10 +333,10 @@ fn create_study(
             &[&study, &META_ATTR],
         )?
         .get(0);
-    let metric = stored
+    let objectives = stored
         .and_then(|t| serde_json::from_str::<StudyMeta>(&t).ok())
-        .map_or(meta.metric, |m| m.metric);
-    if let Some(names) = metric_names(metric) {
+        .map_or_else(|| Objectives::of(meta), |m| Objectives::of(&m));
+    if let Some(names) = objective_names(&objectives) {
         tx.execute(
             "INSERT INTO study_system_attributes (study_id, key, value_json) VALUES ($1, $2, $3) \
              ON CONFLICT (study_id, key) DO NOTHING",
@@ -358,6 +354,13 @@ type Attrs = (Vec<(&'static str, Value)>, Vec<(&'static str, Value)>);
 enum Table {
     StudySystem,
     StudyUser,
+}
+
+/// The trial attribute tables.
+#[derive(Clone, Copy)]
+enum TrialTable {
+    User,
+    System,
 }
 
 /// Sets attribute `key` of the study or trial `id` to `v`, as JSON text (Optuna's `value_json`).
@@ -381,20 +384,28 @@ fn set_attr(
     c.execute(sql, &[&id, &key, &v.to_string()])
 }
 
-/// Sets several user attributes of trial `id` in one statement.
+/// Sets several user (or system) attributes of trial `id` in one statement.
 fn set_trial_attrs(
     c: &mut impl GenericClient,
     id: i32,
+    table: TrialTable,
     attrs: &[(&str, Value)],
 ) -> Result<u64, postgres::Error> {
     let keys: Vec<&str> = attrs.iter().map(|(k, _)| *k).collect();
     let values: Vec<String> = attrs.iter().map(|(_, v)| v.to_string()).collect();
-    c.execute(
-        "INSERT INTO trial_user_attributes (trial_id, key, value_json) \
-         SELECT $1::int4, k, v FROM unnest($2::text[], $3::text[]) AS a(k, v) \
-         ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json",
-        &[&id, &keys, &values],
-    )
+    let sql = match table {
+        TrialTable::System => {
+            "INSERT INTO trial_system_attributes (trial_id, key, value_json) \
+             SELECT $1::int4, k, v FROM unnest($2::text[], $3::text[]) AS a(k, v) \
+             ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json"
+        }
+        TrialTable::User => {
+            "INSERT INTO trial_user_attributes (trial_id, key, value_json) \
+             SELECT $1::int4, k, v FROM unnest($2::text[], $3::text[]) AS a(k, v) \
+             ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json"
+        }
+    };
+    c.execute(sql, &[&id, &keys, &values])
 }
 
 /// Records the parameters of trial `id` (name, distribution JSON, internal value).
@@ -469,8 +480,7 @@ impl Storage for PostgresStorage {
 
     fn create_trial_within(&mut self, limit: Option<usize>) -> Result<Option<usize>, StudyError> {
         let (study, after, again) = (self.study, self.last_id, self.unfinished());
-        let maximize = self.maximize;
-        let (records, known) = (&self.records, &self.known);
+        let (records, known, meta) = (&self.records, &self.known, &self.meta);
         let (rows, created) = self.db.run(|c| {
             let mut tx = c.transaction()?;
             // Optuna's own lock: whoever holds the study's row counts the trials and adds one.
@@ -486,7 +496,7 @@ impl Storage for PostgresStorage {
                 .count()
                 + rows
                     .iter()
-                    .filter_map(|row| load::record(row, maximize).ok())
+                    .filter_map(|row| load::record(row, meta).ok())
                     .filter(|(r, _)| super::counts_toward_total(r))
                     .count();
             if limit.is_some_and(|n| counted >= n) {
@@ -549,7 +559,7 @@ impl Storage for PostgresStorage {
                 return Ok(Written::Finished);
             }
             set_params(&mut tx, id, &params)?;
-            set_trial_attrs(&mut tx, id, &[("seed", json!(seed))])?;
+            set_trial_attrs(&mut tx, id, TrialTable::User, &[("seed", json!(seed))])?;
             tx.commit()?;
             Ok(Written::Done)
         })?;
@@ -617,9 +627,12 @@ impl Storage for PostgresStorage {
             .map(|(i, v)| (i as i32 + 1, self.directed(*v)))
             .filter(|(s, v)| v.is_finite() && curve.get(s) != Some(v))
             .collect();
-        let end = ending(&record, old.seed, |v| self.directed(v))?;
+        let end = ending(&record, old.seed, &Objectives::of(&self.meta), |v| {
+            self.directed(v)
+        })?;
         let code = load::state_name(end.state);
-        let value = end.value.map(load::to_stored);
+        let values: Vec<(Option<f64>, &str)> =
+            end.values.iter().map(|v| load::to_stored(*v)).collect();
         let written = self.db.run(|c| {
             let mut tx = c.transaction()?;
             if !lock_running(&mut tx, id)? {
@@ -631,13 +644,17 @@ impl Storage for PostgresStorage {
             if !steps.is_empty() {
                 set_intermediate(&mut tx, id, &steps)?;
             }
-            set_trial_attrs(&mut tx, id, &end.attrs)?;
-            if let Some((v, kind)) = value {
+            set_trial_attrs(&mut tx, id, TrialTable::User, &end.attrs)?;
+            if !end.system.is_empty() {
+                set_trial_attrs(&mut tx, id, TrialTable::System, &end.system)?;
+            }
+            for (objective, (v, kind)) in values.iter().enumerate() {
                 tx.execute(
                     "INSERT INTO trial_values (trial_id, objective, value, value_type) \
-                     VALUES ($1, 0, $2, $3::text::trialvaluetype) ON CONFLICT (trial_id, objective) \
+                     VALUES ($1, $2, $3, $4::text::trialvaluetype) \
+                     ON CONFLICT (trial_id, objective) \
                      DO UPDATE SET value = EXCLUDED.value, value_type = EXCLUDED.value_type",
-                    &[&id, &v, &kind],
+                    &[&id, &(objective as i32), v, kind],
                 )?;
             }
             tx.execute(
@@ -686,6 +703,7 @@ impl Storage for PostgresStorage {
                 set_trial_attrs(
                     &mut tx,
                     *id,
+                    TrialTable::User,
                     &[(FAIL_REASON, reason.clone()), ("error", reason.clone())],
                 )?;
                 tx.execute(
