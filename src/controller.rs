@@ -423,8 +423,14 @@ impl Controller<'_> {
                 in_reports += t.elapsed();
                 d
             };
-            let (mut record, ending) =
-                pool.install(|| self.attempt_trial(number, config, seed, &mut report, &on_fold));
+            let mut costs = |c: &[f64]| {
+                if let Ok(mut s) = scheduler.lock() {
+                    s.on_costs(number, c);
+                }
+            };
+            let (mut record, ending) = pool.install(|| {
+                self.attempt_trial(number, config, seed, &mut costs, &mut report, &on_fold)
+            });
             if record.state == TrialState::Pruned {
                 record.pruned_at = pruned_at;
             }
@@ -486,7 +492,8 @@ impl Controller<'_> {
         seed: u64,
         report: &mut dyn FnMut(usize, f64) -> Decision,
     ) -> TrialRecord {
-        self.attempt_trial(number, config, seed, report, &|_| {}).0
+        self.attempt_trial(number, config, seed, &mut |_| {}, report, &|_| {})
+            .0
     }
 
     /// [`Controller::run_trial`], and how the trial ended, for the failure count.
@@ -495,6 +502,7 @@ impl Controller<'_> {
         number: usize,
         config: Config,
         seed: u64,
+        costs: &mut dyn FnMut(&[f64]),
         report: &mut dyn FnMut(usize, f64) -> Decision,
         on_fold: &(dyn Fn(FoldEpoch) + Sync),
     ) -> (TrialRecord, Ending) {
@@ -568,6 +576,10 @@ impl Controller<'_> {
         }
         if objectives.is_multi() {
             rec.constraints = self.constraints(&rec);
+            // The scheduler judges a multi-objective trial by its score and these costs.
+            if let Some(c) = objectives.costs(&rec) {
+                costs(&c);
+            }
         }
         if let Some(msg) = rejected {
             return (fail(rec, TrialState::Failed, msg), Ending::Rejected);

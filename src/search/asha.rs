@@ -10,9 +10,16 @@
 //! Trials are never paused, so the first arrivals at a rung, where `floor(n / eta)` is still 0,
 //! continue only while they are the best at that rung so far (the rule Optuna's
 //! `SuccessiveHalvingPruner` uses). The best trial at a rung always continues.
+//!
+//! In a multi-objective study the costs of a trial (parameters, multiply-adds, latency) are known
+//! before it trains ([`Scheduler::on_costs`]). There a trial is stopped only when at least
+//! `max(1, floor(n / eta))` of the `n` trials at its rung score strictly better *and* cost no
+//! more on every cost objective: a cheap network is not cut for scoring below expensive ones, as
+//! it may still belong to the front. With no costs this is the rule above (a trial continues
+//! exactly when fewer than that many trials score strictly better).
 
 use super::{Decision, Rung, Scheduler};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 #[derive(Clone, Debug)]
 pub struct AshaScheduler {
@@ -23,6 +30,10 @@ pub struct AshaScheduler {
     rungs: Vec<usize>,
     /// Losses recorded at each rung, in arrival order.
     recorded: Vec<Vec<f64>>,
+    /// Costs recorded with each loss at each rung (multi-objective studies), in the same order.
+    recorded_costs: Vec<Vec<Option<Vec<f64>>>>,
+    /// Costs of trials that have not ended, from [`Scheduler::on_costs`].
+    costs: HashMap<usize, Vec<f64>>,
     /// (rung, trial) pairs already judged, so a repeated report is not counted twice.
     judged: BTreeSet<(usize, usize)>,
 }
@@ -45,6 +56,8 @@ impl AshaScheduler {
             eta,
             max_epochs,
             recorded: vec![Vec::new(); rungs.len()],
+            recorded_costs: vec![Vec::new(); rungs.len()],
+            costs: HashMap::new(),
             rungs,
             judged: BTreeSet::new(),
         }
@@ -93,16 +106,37 @@ impl Scheduler for AshaScheduler {
         if loss.is_nan() {
             return Decision::Prune;
         }
-        let rung = &mut self.recorded[k];
+        let costs = self.costs.get(&trial).cloned();
+        let (rung, rung_costs) = (&mut self.recorded[k], &mut self.recorded_costs[k]);
         rung.push(loss);
-        let mut sorted = rung.clone();
-        sorted.sort_by(f64::total_cmp);
-        let keep = (sorted.len() / self.eta).max(1);
-        if loss <= sorted[keep - 1] {
+        rung_costs.push(costs.clone());
+        let keep = (rung.len() / self.eta).max(1);
+        // Trials at this rung that score strictly better and, in a multi-objective study, cost
+        // no more on any cost objective.
+        let better = rung
+            .iter()
+            .zip(rung_costs.iter())
+            .filter(|(l, c)| {
+                **l < loss
+                    && match (&costs, c) {
+                        (Some(mine), Some(theirs)) => theirs.iter().zip(mine).all(|(t, m)| t <= m),
+                        _ => true,
+                    }
+            })
+            .count();
+        if better < keep {
             Decision::Continue
         } else {
             Decision::Prune
         }
+    }
+
+    fn on_costs(&mut self, trial: usize, costs: &[f64]) {
+        self.costs.insert(trial, costs.to_vec());
+    }
+
+    fn on_trial_end(&mut self, trial: usize) {
+        self.costs.remove(&trial);
     }
 
     fn rung(&self, _trial: usize, epoch: usize) -> Option<Rung> {
@@ -134,6 +168,26 @@ mod tests {
         assert_eq!(s.on_epoch(2, 1, 0.4), Decision::Continue);
         // Between rungs nothing is judged.
         assert_eq!(s.on_epoch(0, 2, 9.0), Decision::Continue);
+    }
+
+    #[test]
+    fn with_costs_only_a_trial_dominated_by_enough_others_is_stopped() {
+        // Costs: one objective (say latency). Trial 1 scores worse than trial 0 but is cheaper:
+        // plain ASHA stops it, the multi-objective rule keeps it on the front.
+        let mut plain = AshaScheduler::new(1, 3, 10);
+        assert_eq!(plain.on_epoch(0, 1, 0.3), Decision::Continue);
+        assert_eq!(plain.on_epoch(1, 1, 0.6), Decision::Prune);
+        let mut s = AshaScheduler::new(1, 3, 10);
+        s.on_costs(0, &[2.0]);
+        s.on_costs(1, &[1.0]);
+        s.on_costs(2, &[3.0]);
+        assert_eq!(s.on_epoch(0, 1, 0.3), Decision::Continue);
+        assert_eq!(s.on_epoch(1, 1, 0.6), Decision::Continue);
+        // Worse and dearer than trial 0: dominated, stopped.
+        assert_eq!(s.on_epoch(2, 1, 0.5), Decision::Prune);
+        // A tie in cost with a better score dominates too; equal scores do not.
+        s.on_costs(3, &[2.0]);
+        assert_eq!(s.on_epoch(3, 1, 0.3), Decision::Continue);
     }
 
     #[test]

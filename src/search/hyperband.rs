@@ -85,6 +85,11 @@ impl Scheduler for HyperbandScheduler {
         self.brackets[s].on_epoch(trial, epoch, loss)
     }
 
+    fn on_costs(&mut self, trial: usize, costs: &[f64]) {
+        let s = self.bracket_of(trial);
+        self.brackets[s].on_costs(trial, costs);
+    }
+
     fn on_trial_end(&mut self, trial: usize) {
         let s = self.bracket_of(trial);
         self.brackets[s].on_trial_end(trial);

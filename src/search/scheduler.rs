@@ -26,6 +26,9 @@ pub trait Scheduler: Send {
     fn name(&self) -> &'static str;
     /// `epoch` counts from 1.
     fn on_epoch(&mut self, trial: usize, epoch: usize, loss: f64) -> Decision;
+    /// The costs of trial `trial` (its cost objectives, lower is better), known before it trains;
+    /// called before its first epoch in a multi-objective study.
+    fn on_costs(&mut self, _trial: usize, _costs: &[f64]) {}
     /// Called once when a trial ends, whatever its state.
     fn on_trial_end(&mut self, _trial: usize) {}
     /// The rung at which trial `trial` is judged after `epoch` epochs, if any: where a

@@ -116,6 +116,20 @@ impl Objectives {
         .filter(|v| v.is_finite())
     }
 
+    /// The cost objectives' values of a trial (every objective but the score, all lower is
+    /// better), known before training; `None` in a single-objective study or while one is
+    /// unknown.
+    pub fn costs(&self, r: &TrialRecord) -> Option<Vec<f64>> {
+        if !self.is_multi() {
+            return None;
+        }
+        self.list
+            .iter()
+            .filter(|o| o.known_before_training())
+            .map(|o| self.value(*o, r))
+            .collect()
+    }
+
     /// A complete trial's values, one per objective, as the journal records them.
     pub fn values(&self, r: &TrialRecord) -> Option<Vec<f64>> {
         if r.state != TrialState::Complete {
