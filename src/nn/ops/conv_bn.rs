@@ -9,7 +9,7 @@ use super::batch_norm::{
 };
 use super::conv::{grad_slice, ConvKernels};
 use super::scratch::{give_f32, take_f32};
-use super::{grad_before_act, Activations, Conv2dGeom, Epilogue, OpError};
+use super::{grad_before_act, saved_output, Activations, Conv2dGeom, Epilogue, OpError};
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
 
 /// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
@@ -56,12 +56,7 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
         }
         return Ok(y.put_tape(input.tape));
     }
-    let saved_y = if act.is_some() {
-        out
-    } else {
-        give_f32(out);
-        Vec::new()
-    };
+    let saved_y = saved_output(act, out);
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();

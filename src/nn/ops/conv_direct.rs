@@ -425,7 +425,7 @@ macro_rules! vector_kernels {
                 }
             }
 
-            /// See [`super::weight_grad`] (`dy` already past the margin, `qv` a multiple of 8).
+            /// See [`super::weight_grad`] (`dy` already past the margin, `qv` a multiple of the lanes).
             #[target_feature(enable = $feature)]
             pub(super) unsafe fn weight_grad(
                 rows: usize,

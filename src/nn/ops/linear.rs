@@ -67,6 +67,17 @@ fn backward(act: Epilogue, y: &[f32], gy: &[f32], gz: &mut [f32]) {
 }
 }
 
+/// What a backward pass keeps of an op's output: the output itself when a fused activation's
+/// derivative is taken from it, else nothing (the buffer is recycled).
+pub(crate) fn saved_output(act: Option<Epilogue>, out: Vec<f32>) -> Vec<f32> {
+    if act.is_some() {
+        out
+    } else {
+        give_f32(out);
+        Vec::new()
+    }
+}
+
 /// The gradient before an op's fused activation, from its output `y` and the output's gradient:
 /// `None` without an activation (the output's gradient is that gradient), else a scratch buffer
 /// to give back when done.
@@ -136,12 +147,7 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     }
     // Backward needs the input (for W's gradient) and the output (for the activation's).
     let saved_x = input.data;
-    let saved_y = if act.is_some() {
-        out
-    } else {
-        give_f32(out);
-        Vec::new()
-    };
+    let saved_y = saved_output(act, out);
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
