@@ -199,17 +199,39 @@ pub struct SearchArgs {
     pub quiet: bool,
 }
 
+/// Which study a command reads: `--study`, `--results`, `--storage` (the same three flags on
+/// `leaderboard`, `trial`, `export`, `plot` and `report`).
 #[derive(Debug, Args)]
-pub struct LeaderboardArgs {
+pub struct StudyArgs {
     /// Study name (default: the only, else most recently changed, study under --results).
     #[arg(long)]
     pub study: Option<String>,
+    /// The results folder: the studies' journals (without --storage) and the files made from them.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
     /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
     /// Optuna's schema shared by workers anywhere (default: the journal under --results).
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
+}
+
+impl StudyArgs {
+    /// The study's name (the only or latest one when --study is absent) and its storage.
+    pub(crate) fn open(&self) -> Result<(String, Box<dyn crate::study::Storage>), CliError> {
+        let url = storage_url(self.storage.as_deref(), &self.results)?;
+        let study = match &self.study {
+            Some(s) => s.clone(),
+            None => only_study(&url)?,
+        };
+        let storage = crate::study::open(&url, &study)?;
+        Ok((study, storage))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LeaderboardArgs {
+    #[command(flatten)]
+    pub at: StudyArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Show the first N rows only (after --state and --sort).
@@ -963,12 +985,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
 
 fn show_leaderboard(a: LeaderboardArgs) -> Result<(), CliError> {
     let format = a.format;
-    let url = storage_url(a.storage.as_deref(), &a.results)?;
-    let study = match a.study {
-        Some(s) => s,
-        None => only_study(&url)?,
-    };
-    let storage = crate::study::open(&url, &study)?;
+    let (study, storage) = a.at.open()?;
     let space = SearchSpace::from_str_named(
         &storage.meta().space_source,
         &study,

@@ -1,7 +1,7 @@
 //! The model subcommands: `export` retrains a study's trial and writes it as a model directory,
 //! `predict` and `evaluate` reload such a directory and apply it to new data.
 
-use super::{load_data, only_study, storage_url, CliError};
+use super::{load_data, CliError, StudyArgs};
 use crate::controller::{train_final, PreparedData};
 use crate::export::{load_model, save_model, ExportError, Provenance};
 use crate::leaderboard;
@@ -15,15 +15,8 @@ use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Study name (default: the only, else most recently changed, study under --results).
-    #[arg(long)]
-    pub study: Option<String>,
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
-    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
-    /// Optuna's schema (default: the journal under --results).
-    #[arg(long, value_name = "URL")]
-    pub storage: Option<String>,
+    #[command(flatten)]
+    pub at: StudyArgs,
     /// The trial to export (default: the best complete trial; with several objectives, the
     /// Pareto front's best on the first objective). Any point of the front: `nas leaderboard
     /// --pareto` lists them.
@@ -80,12 +73,7 @@ impl From<ExportError> for CliError {
 
 pub fn export(a: ExportArgs) -> Result<(), CliError> {
     super::check_creatable(&a.out)?;
-    let url = storage_url(a.storage.as_deref(), &a.results)?;
-    let study = match a.study {
-        Some(s) => s,
-        None => only_study(&url)?,
-    };
-    let storage = crate::study::open(&url, &study)?;
+    let (study, storage) = a.at.open()?;
     let meta = storage.meta().clone();
     let space = SearchSpace::from_str_named(&meta.space_source, &meta.name, &meta.space_file)?;
     let record = match a.trial {

@@ -1,6 +1,6 @@
 //! `nas plot` and `nas report`: a study's plots as files, and its one-page HTML report.
 
-use super::{only_study, storage_url, CliError};
+use super::{CliError, StudyArgs};
 use crate::plot::{self, PlotInput};
 use crate::report::{self, Report};
 use crate::space::SearchSpace;
@@ -10,28 +10,14 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {
-    /// Study name (default: the only, else most recently changed, study under --results).
-    #[arg(long)]
-    pub study: Option<String>,
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
-    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
-    /// Optuna's schema (default: the journal under --results). Files go under --results.
-    #[arg(long, value_name = "URL")]
-    pub storage: Option<String>,
+    #[command(flatten)]
+    pub at: StudyArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Study name (default: the only, else most recently changed, study under --results).
-    #[arg(long)]
-    pub study: Option<String>,
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
-    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
-    /// Optuna's schema (default: the journal under --results). Files go under --results.
-    #[arg(long, value_name = "URL")]
-    pub storage: Option<String>,
+    #[command(flatten)]
+    pub at: StudyArgs,
     /// The CSV label/target column, if `nas search` was given --target (for the layer table).
     #[arg(long)]
     pub target: Option<String>,
@@ -47,14 +33,9 @@ struct Opened {
     space: Option<SearchSpace>,
 }
 
-fn open(study: Option<String>, results: &Path, flag: Option<&str>) -> Result<Opened, CliError> {
-    let url = storage_url(flag, results)?;
-    let study = match study {
-        Some(s) => s,
-        None => only_study(&url)?,
-    };
-    let dir = study_dir(results, &study);
-    let storage = crate::study::open(&url, &study)?;
+fn open(at: &StudyArgs) -> Result<Opened, CliError> {
+    let (study, storage) = at.open()?;
+    let dir = study_dir(&at.results, &study);
     let meta = storage.meta();
     let space = SearchSpace::from_str_named(&meta.space_source, &study, &meta.space_file).ok();
     Ok(Opened {
@@ -95,7 +76,7 @@ pub(crate) fn write_plots(
 }
 
 pub fn plot(a: PlotArgs) -> Result<(), CliError> {
-    let o = open(a.study, &a.results, a.storage.as_deref())?;
+    let o = open(&a.at)?;
     write_plots(&o.dir, o.storage.as_ref(), o.space.as_ref(), true)?;
     for kind in plot::PlotKind::ALL {
         for ext in ["svg", "png"] {
@@ -115,7 +96,7 @@ pub fn report(a: ReportArgs) -> Result<(), CliError> {
     if let Some(s) = &a.shape {
         s.parse::<crate::data::InputShape>()?;
     }
-    let o = open(a.study, &a.results, a.storage.as_deref())?;
+    let o = open(&a.at)?;
     let meta = o.storage.meta();
     let trials = o.storage.trials();
     // The layer table needs the data's input shape and output count, which the study does not

@@ -1,25 +1,17 @@
 //! `nas trial N`: one trial of a study in full, its network counted on the study's data.
 
-use super::{load_data, only_study, print_out, storage_url, CliError};
+use super::{load_data, print_out, CliError, StudyArgs};
 use crate::space::SearchSpace;
 use crate::study::{StudyError, StudyMeta, TrialRecord};
 use crate::trial_view::{Format, TrialView};
 use clap::Args;
-use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct TrialArgs {
     /// The trial's number (the leaderboard's `trial` column).
     pub number: usize,
-    /// Study name (default: the only, else most recently changed, study under --results).
-    #[arg(long)]
-    pub study: Option<String>,
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
-    /// Where studies are stored: postgresql://USER:PASSWORD@HOST:PORT/DATABASE for a database in
-    /// Optuna's schema (default: the journal under --results).
-    #[arg(long, value_name = "URL")]
-    pub storage: Option<String>,
+    #[command(flatten)]
+    pub at: StudyArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// The CSV label/target column, if `nas search` was given --target.
@@ -31,12 +23,7 @@ pub struct TrialArgs {
 }
 
 pub fn run(a: TrialArgs) -> Result<(), CliError> {
-    let url = storage_url(a.storage.as_deref(), &a.results)?;
-    let study = match a.study.clone() {
-        Some(s) => s,
-        None => only_study(&url)?,
-    };
-    let storage = crate::study::open(&url, &study)?;
+    let (study, storage) = a.at.open()?;
     let mut meta = storage.meta().clone();
     meta.name = study.clone();
     let trials = storage.trials();
