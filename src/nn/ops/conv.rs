@@ -319,7 +319,9 @@ impl ConvKernels {
         gy: &[f32],
         weight: &Tensor<(usize, usize), f32, Cpu>,
         bias: Option<&Tensor<(usize,), f32, Cpu>>,
-        gx: Option<impl GradSlice>,
+        gx: Option<
+            impl for<'a> FnOnce(&'a mut Gradients<f32, Cpu>) -> Result<&'a mut [f32], CpuError>,
+        >,
     ) -> Result<(), CpuError> {
         let g = &self.geom;
         if let Some(bias) = bias {
@@ -350,18 +352,8 @@ impl ConvKernels {
 }
 
 /// Where the input's gradient lies in a gradient store: a closure over a tensor's ghost (dfdx
-/// keeps the ghost's type private, so it cannot be passed by name).
-pub(super) trait GradSlice:
-    for<'a> FnOnce(&'a mut Gradients<f32, Cpu>) -> Result<&'a mut [f32], CpuError>
-{
-}
-
-impl<F> GradSlice for F where
-    F: for<'a> FnOnce(&'a mut Gradients<f32, Cpu>) -> Result<&'a mut [f32], CpuError>
-{
-}
-
-/// Gives a closure the signature of [`GradSlice`] (the compiler does not infer its lifetimes).
+/// keeps the ghost's type private, so it cannot be passed by name). This gives the closure its
+/// signature, whose lifetimes the compiler does not infer.
 pub(super) fn grad_slice<F>(f: F) -> F
 where
     F: for<'a> FnOnce(&'a mut Gradients<f32, Cpu>) -> Result<&'a mut [f32], CpuError>,
