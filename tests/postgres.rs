@@ -52,6 +52,21 @@ fn tiny_space(dir: &Path, epochs: usize) -> std::path::PathBuf {
     path
 }
 
+/// A server of the test's own, a database `db` on it, and a folder holding the tiny space of
+/// `epochs` epochs that worker processes search; `None` when PostgreSQL is not installed. The
+/// server stops when its value is dropped: bind it for the whole test.
+fn worker_setup(
+    test: &str,
+    db: &str,
+    epochs: usize,
+) -> Option<(Server, String, tempfile::TempDir)> {
+    let server = Server::start(test)?;
+    let url = server.database(db);
+    let dir = tempfile::tempdir().expect("temp dir");
+    tiny_space(dir.path(), epochs);
+    Some((server, url, dir))
+}
+
 /// `nas search` on the tiny space as one worker of study `study` at `url`.
 fn worker(dir: &Path, url: &str, study: &str, trials: usize, extra: &[&str]) -> Command {
     let mut cmd = Command::new(NAS);
@@ -453,14 +468,13 @@ fn threads_creating_trials_at_once_get_distinct_contiguous_numbers_and_stop_at_t
 
 #[test]
 fn four_worker_processes_share_one_study_with_distinct_numbers_and_exactly_the_trials_asked() {
-    let Some(server) = Server::start(
+    let Some((_server, url, dir)) = worker_setup(
         "four_worker_processes_share_one_study_with_distinct_numbers_and_exactly_the_trials_asked",
+        "four",
+        3,
     ) else {
         return;
     };
-    let url = server.database("four");
-    let dir = tempfile::tempdir().expect("temp dir");
-    tiny_space(dir.path(), 3);
     // All four start on an empty database: one creates the schema and the study.
     let workers: Vec<Child> = (0..4)
         .map(|_| {
@@ -487,14 +501,13 @@ fn four_worker_processes_share_one_study_with_distinct_numbers_and_exactly_the_t
 
 #[test]
 fn a_worker_killed_mid_trial_has_its_trial_failed_after_the_grace_period_and_run_by_another() {
-    let Some(server) = Server::start(
+    let Some((_server, url, dir)) = worker_setup(
         "a_worker_killed_mid_trial_has_its_trial_failed_after_the_grace_period_and_run_by_another",
+        "killed",
+        20,
     ) else {
         return;
     };
-    let url = server.database("killed");
-    let dir = tempfile::tempdir().expect("temp dir");
-    tiny_space(dir.path(), 20);
     let a = worker(dir.path(), &url, "killed", 4, &["--heartbeat", "1s"])
         .spawn()
         .expect("starts worker A");
@@ -572,13 +585,13 @@ fn a_worker_killed_mid_trial_has_its_trial_failed_after_the_grace_period_and_run
 
 #[test]
 fn sigterm_marks_the_workers_running_trial_interrupted_at_once() {
-    let Some(server) = Server::start("sigterm_marks_the_workers_running_trial_interrupted_at_once")
-    else {
+    let Some((_server, url, dir)) = worker_setup(
+        "sigterm_marks_the_workers_running_trial_interrupted_at_once",
+        "term",
+        300,
+    ) else {
         return;
     };
-    let url = server.database("term");
-    let dir = tempfile::tempdir().expect("temp dir");
-    tiny_space(dir.path(), 300);
     let a = worker(dir.path(), &url, "term", 50, &[])
         .spawn()
         .expect("starts a worker");
@@ -605,14 +618,13 @@ fn sigterm_marks_the_workers_running_trial_interrupted_at_once() {
 
 #[test]
 fn postgres_restarted_in_the_middle_of_a_search_loses_no_finished_trial() {
-    let Some(server) =
-        Server::start("postgres_restarted_in_the_middle_of_a_search_loses_no_finished_trial")
-    else {
+    let Some((server, url, dir)) = worker_setup(
+        "postgres_restarted_in_the_middle_of_a_search_loses_no_finished_trial",
+        "restart",
+        40,
+    ) else {
         return;
     };
-    let url = server.database("restart");
-    let dir = tempfile::tempdir().expect("temp dir");
-    tiny_space(dir.path(), 40);
     let a = worker(dir.path(), &url, "restart", 12, &[])
         .spawn()
         .expect("starts a worker");
