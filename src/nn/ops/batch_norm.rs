@@ -5,7 +5,7 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
-use super::{grad_before_act, Activations, Epilogue, OpError};
+use super::{grad_before_act, Activations, Epilogue, OpError, LEAKY_SLOPE};
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
@@ -98,25 +98,17 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     let mut x_hat = xs;
     // Every value is written below; the buffer is recycled once copied into the output tensor.
     let mut out = take_f32(n * expected);
-    normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &g, &b);
-
-    if let Some(a) = act {
-        a.apply(&mut out);
-    }
+    normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &g, &b, act);
     let dev = input.tensor.device().clone();
     let y = try_device_tensor(&dev, &out, n, expected)?;
+    let gate = Gate::new(act, g, b);
     // Without a tape nothing will read x_hat (or the activation's output) again.
-    let (x_hat, saved_y) = match (T::OWNS_TAPE, act) {
-        (true, Some(_)) => (x_hat, out),
-        (true, None) => {
-            give_f32(out);
-            (x_hat, Vec::new())
-        }
-        (false, _) => {
-            give_f32(x_hat);
-            give_f32(out);
-            (Vec::new(), Vec::new())
-        }
+    let (x_hat, saved_y) = if T::OWNS_TAPE {
+        (x_hat, gate.saved_output(out))
+    } else {
+        give_f32(x_hat);
+        give_f32(out);
+        (Vec::new(), Vec::new())
     };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
@@ -125,13 +117,13 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     let beta = beta.clone();
     tape.add_backward_op(move |grads| {
         let gy_out = take_grad!(grads, &y_ghost);
-        let gy_buf = grad_before_act(act, &saved_y, &gy_out);
+        let gy_buf = gate.grad_from_output(&saved_y, &gy_out);
         let gy = gy_buf.as_deref().unwrap_or(&gy_out);
         // Per channel: sum(dy) and sum(dy * x_hat), shared by all three gradients.
-        let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw);
+        let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw, &gate);
         {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
-            let inv_m = 1.0 / m as f32;
+            let inv_m = if training { 1.0 / m as f32 } else { 0.0 };
             for ((row_gx, row_gy), row_hat) in gx
                 .chunks_exact_mut(expected)
                 .zip(gy.chunks_exact(expected))
@@ -139,26 +131,20 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
             {
                 for ch in 0..c {
                     let r = ch * hw..(ch + 1) * hw;
-                    let k = g[ch] * inv_std[ch];
-                    let dst = &mut row_gx[r.clone()];
-                    if training {
-                        // The batch statistics depend on x too: subtract the mean of dy and the
-                        // projection of dy on x_hat.
-                        let mean_dy = sum_dy[ch] * inv_m;
-                        let mean_dy_xhat = sum_dy_xhat[ch] * inv_m;
-                        input_grad(
-                            dst,
-                            &row_gy[r.clone()],
-                            &row_hat[r],
-                            k,
-                            mean_dy,
-                            mean_dy_xhat,
-                        );
-                    } else {
-                        for (o, &d) in dst.iter_mut().zip(&row_gy[r]) {
-                            *o += k * d;
-                        }
-                    }
+                    let (ga, be) = gate.affine(ch);
+                    // In training the batch statistics depend on x too: the mean of dy and the
+                    // projection of dy on x_hat come off (with the running ones, inv_m = 0).
+                    input_grad(
+                        &mut row_gx[r.clone()],
+                        &row_gy[r.clone()],
+                        &row_hat[r],
+                        ga,
+                        be,
+                        gate.slope,
+                        ga * inv_std[ch],
+                        sum_dy[ch] * inv_m,
+                        sum_dy_xhat[ch] * inv_m,
+                    );
                 }
             }
         }
@@ -275,7 +261,8 @@ pub(super) fn statistics(
     }
 }
 
-/// `x_hat` (holding `x`, `(n, c*hw)`) normalised in place, and `out = gamma * x_hat + beta`.
+/// `x_hat` (holding `x`, `(n, c*hw)`) normalised in place, and `out = act(gamma * x_hat + beta)`,
+/// the activation applied to each channel's values while they are in cache.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn normalize_batch(
     x_hat: &mut [f32],
@@ -286,6 +273,7 @@ pub(super) fn normalize_batch(
     inv_std: &[f32],
     g: &[f32],
     b: &[f32],
+    act: Option<Epilogue>,
 ) {
     let expected = c * hw;
     for (row_hat, row_out) in x_hat
@@ -295,21 +283,100 @@ pub(super) fn normalize_batch(
         for ch in 0..c {
             let (mu, is, ga, be) = (mean[ch], inv_std[ch], g[ch], b[ch]);
             let r = ch * hw..(ch + 1) * hw;
-            normalize(&mut row_hat[r.clone()], &mut row_out[r], mu, is, ga, be);
+            normalize(
+                &mut row_hat[r.clone()],
+                &mut row_out[r.clone()],
+                mu,
+                is,
+                ga,
+                be,
+            );
+            if let Some(a) = act {
+                a.apply(&mut row_out[r]);
+            }
         }
     }
 }
 
-/// Per channel, `sum(dy)` and `sum(dy * x_hat)` over a `(n, c*hw)` batch: beta's and gamma's
-/// gradients, and two terms of the input's.
-pub(super) fn grad_sums(gy: &[f32], x_hat: &[f32], c: usize, hw: usize) -> (Vec<f32>, Vec<f32>) {
+/// How the backward pass of batch norm with a fused activation gets the gradient before the
+/// activation. ReLU's and leaky ReLU's derivatives are a step at zero, so they are recomputed
+/// from x_hat (`gamma * x_hat + beta` is the pre-activation, computed as in the forward pass)
+/// while the sums read it anyway, and the output need not be kept; sigmoid's and tanh's come
+/// from the saved output, a pass of their own.
+pub(super) struct Gate {
+    act: Option<Epilogue>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    /// The factor on the gradient where the pre-activation is not positive: 0 for ReLU, 0.01 for
+    /// leaky ReLU, and 1 (the gradient unchanged) without an activation or once
+    /// [`Gate::grad_from_output`] applied it.
+    pub slope: f32,
+}
+
+impl Gate {
+    pub(super) fn new(act: Option<Epilogue>, gamma: Vec<f32>, beta: Vec<f32>) -> Self {
+        let slope = match act {
+            Some(Epilogue::Relu) => 0.0,
+            Some(Epilogue::LeakyRelu) => LEAKY_SLOPE,
+            Some(Epilogue::Sigmoid | Epilogue::Tanh) | None => 1.0,
+        };
+        Gate {
+            act,
+            gamma,
+            beta,
+            slope,
+        }
+    }
+
+    /// Whether the derivative is taken from the output rather than from x_hat.
+    fn from_output(&self) -> bool {
+        matches!(self.act, Some(Epilogue::Sigmoid | Epilogue::Tanh))
+    }
+
+    /// What backward keeps of the output `out`: all of it for sigmoid and tanh, else nothing
+    /// (the buffer is recycled).
+    pub(super) fn saved_output(&self, out: Vec<f32>) -> Vec<f32> {
+        if self.from_output() {
+            out
+        } else {
+            give_f32(out);
+            Vec::new()
+        }
+    }
+
+    /// For sigmoid and tanh, the gradient before the activation from the saved output (a scratch
+    /// buffer to give back); `None` where [`Gate::slope`] does the job.
+    pub(super) fn grad_from_output(&self, y: &[f32], gy: &[f32]) -> Option<Vec<f32>> {
+        if self.from_output() {
+            grad_before_act(self.act, y, gy)
+        } else {
+            None
+        }
+    }
+
+    /// Channel `ch`'s gamma and beta.
+    pub(super) fn affine(&self, ch: usize) -> (f32, f32) {
+        (self.gamma[ch], self.beta[ch])
+    }
+}
+
+/// Per channel, `sum(dz)` and `sum(dz * x_hat)` over a `(n, c*hw)` batch, `dz` the gradient
+/// before the activation (see [`Gate`]): beta's and gamma's gradients, and two terms of the input's.
+pub(super) fn grad_sums(
+    gy: &[f32],
+    x_hat: &[f32],
+    c: usize,
+    hw: usize,
+    gate: &Gate,
+) -> (Vec<f32>, Vec<f32>) {
     let expected = c * hw;
     let mut sum_dy = vec![0.0f32; c];
     let mut sum_dy_xhat = vec![0.0f32; c];
     for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
         for ch in 0..c {
             let r = ch * hw..(ch + 1) * hw;
-            let (s1, s2) = sums_dy_dy_xhat(&row_gy[r.clone()], &row_hat[r]);
+            let (ga, be) = gate.affine(ch);
+            let (s1, s2) = sums_dy_dy_xhat(&row_gy[r.clone()], &row_hat[r], ga, be, gate.slope);
             sum_dy[ch] += s1;
             sum_dy_xhat[ch] += s2;
         }
@@ -318,15 +385,16 @@ pub(super) fn grad_sums(gy: &[f32], x_hat: &[f32], c: usize, hw: usize) -> (Vec<
 }
 
 /// The input gradient written over `x_hat` (which nothing reads afterwards): per channel
-/// `gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat))` in training (the batch
-/// statistics depend on x too), `gamma * inv_std * dy` with the running statistics.
+/// `gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat))` in training (the batch
+/// statistics depend on x too), `gamma * inv_std * dz` with the running statistics; `dz` is the
+/// gradient before the activation (see [`Gate`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn input_grad_over_xhat(
     x_hat: &mut [f32],
     gy: &[f32],
     c: usize,
     hw: usize,
-    g: &[f32],
+    gate: &Gate,
     inv_std: &[f32],
     sum_dy: &[f32],
     sum_dy_xhat: &[f32],
@@ -344,11 +412,14 @@ pub(super) fn input_grad_over_xhat(
     {
         for ch in 0..c {
             let r = ch * hw..(ch + 1) * hw;
-            let k = g[ch] * inv_std[ch];
+            let (ga, be) = gate.affine(ch);
             input_grad_in_place(
                 &mut row_hat[r.clone()],
                 &row_gy[r],
-                k,
+                ga,
+                be,
+                gate.slope,
+                ga * inv_std[ch],
                 sum_dy[ch] * inv_m,
                 sum_dy_xhat[ch] * inv_m,
             );
@@ -401,41 +472,81 @@ fn normalize(x_hat: &mut [f32], out: &mut [f32], mu: f32, inv_std: f32, gamma: f
 }
 }
 
+/// Lanes of the f32 reductions: four AVX2 vectors, so that four sums are in flight at once
+/// (one vector's chain of dependent additions waits on the adder's latency).
+const SUM_LANES: usize = 32;
+
+/// The gradient before the activation: `dy` where the pre-activation `gamma * h + beta` is
+/// positive, `slope * dy` elsewhere (see [`Gate`]).
+#[inline(always)]
+fn gated(d: f32, h: f32, gamma: f32, beta: f32, slope: f32) -> f32 {
+    if gamma * h + beta > 0.0 {
+        d
+    } else {
+        slope * d
+    }
+}
+
 simd_fn! {
-/// `(sum(dy), sum(dy * x_hat))`.
-fn sums_dy_dy_xhat(dy: &[f32], x_hat: &[f32]) -> (f32, f32) {
-    let (mut a1, mut a2) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let chunks = dy.chunks_exact(LANES).zip(x_hat.chunks_exact(LANES));
+/// `(sum(dz), sum(dz * x_hat))` for `dz` the gated `dy` (see [`gated`]).
+fn sums_dy_dy_xhat(dy: &[f32], x_hat: &[f32], gamma: f32, beta: f32, slope: f32) -> (f32, f32) {
+    let (mut a1, mut a2) = ([0.0f32; SUM_LANES], [0.0f32; SUM_LANES]);
+    let chunks = dy.chunks_exact(SUM_LANES).zip(x_hat.chunks_exact(SUM_LANES));
     for (d, h) in chunks {
-        for l in 0..LANES {
-            a1[l] += d[l];
-            a2[l] += d[l] * h[l];
+        for l in 0..SUM_LANES {
+            let z = gated(d[l], h[l], gamma, beta, slope);
+            a1[l] += z;
+            a2[l] += z * h[l];
         }
     }
-    let done = dy.len() / LANES * LANES;
+    let done = dy.len() / SUM_LANES * SUM_LANES;
     let (mut s1, mut s2) = (a1.iter().sum::<f32>(), a2.iter().sum::<f32>());
     for (&d, &h) in dy[done..].iter().zip(&x_hat[done..]) {
-        s1 += d;
-        s2 += d * h;
+        let z = gated(d, h, gamma, beta, slope);
+        s1 += z;
+        s2 += z * h;
     }
     (s1, s2)
 }
 }
 
 simd_fn! {
-/// `gx += k * (dy - mean_dy - x_hat * mean_dy_xhat)`: the input gradient in training.
-fn input_grad(gx: &mut [f32], dy: &[f32], x_hat: &[f32], k: f32, mean_dy: f32, mean_dy_xhat: f32) {
+/// `gx += k * (dz - mean_dy - x_hat * mean_dy_xhat)` for `dz` the gated `dy`: the input gradient.
+#[allow(clippy::too_many_arguments)]
+fn input_grad(
+    gx: &mut [f32],
+    dy: &[f32],
+    x_hat: &[f32],
+    gamma: f32,
+    beta: f32,
+    slope: f32,
+    k: f32,
+    mean_dy: f32,
+    mean_dy_xhat: f32,
+) {
     for ((o, &d), &h) in gx.iter_mut().zip(dy).zip(x_hat) {
-        *o += k * (d - mean_dy - h * mean_dy_xhat);
+        let z = gated(d, h, gamma, beta, slope);
+        *o += k * (z - mean_dy - h * mean_dy_xhat);
     }
 }
 }
 
 simd_fn! {
-/// `h = k * (dy - mean_dy - h * mean_dy_xhat)` for `h` of `x_hat`: [`input_grad`] in place.
-fn input_grad_in_place(x_hat: &mut [f32], dy: &[f32], k: f32, mean_dy: f32, mean_dy_xhat: f32) {
+/// [`input_grad`] written over `x_hat` instead of added to a gradient.
+#[allow(clippy::too_many_arguments)]
+fn input_grad_in_place(
+    x_hat: &mut [f32],
+    dy: &[f32],
+    gamma: f32,
+    beta: f32,
+    slope: f32,
+    k: f32,
+    mean_dy: f32,
+    mean_dy_xhat: f32,
+) {
     for (h, &d) in x_hat.iter_mut().zip(dy) {
-        *h = k * (d - mean_dy - *h * mean_dy_xhat);
+        let z = gated(d, *h, gamma, beta, slope);
+        *h = k * (z - mean_dy - *h * mean_dy_xhat);
     }
 }
 }

@@ -5,12 +5,12 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::batch_norm::{
-    check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState,
+    check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState, Gate,
 };
 use super::conv::{grad_slice, ConvKernels};
 use super::scratch::{give_f32, take_f32};
-use super::{grad_before_act, saved_output, Activations, Conv2dGeom, Epilogue, OpError};
 use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
+use super::{Activations, Conv2dGeom, Epilogue, OpError};
 
 /// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
 /// followed by [`super::try_batch_norm_act`] over the convolution's `out_c` channels.
@@ -44,10 +44,7 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     let saved = kernels.forward(n, input.data, &w, b.as_deref(), &mut x_hat);
     let (mean, inv_std) = statistics(&x_hat, c, hw, state, training);
     let mut out = take_f32(n * c * hw);
-    normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv);
-    if let Some(a) = act {
-        a.apply(&mut out);
-    }
+    normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv, act);
     let dev = input.tensor.device().clone();
     let y = try_device_tensor(&dev, &out, n, c * hw)?;
     if !T::OWNS_TAPE {
@@ -56,7 +53,8 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
         }
         return Ok(y.put_tape(input.tape));
     }
-    let saved_y = saved_output(act, out);
+    let gate = Gate::new(act, gv, bv);
+    let saved_y = gate.saved_output(out);
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
@@ -64,9 +62,9 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     let (gamma, beta) = (gamma.clone(), beta.clone());
     tape.add_backward_op(move |grads| {
         let gy_out = take_grad!(grads, &y_ghost);
-        let gy_buf = grad_before_act(act, &saved_y, &gy_out);
+        let gy_buf = gate.grad_from_output(&saved_y, &gy_out);
         let gy = gy_buf.as_deref().unwrap_or(&gy_out);
-        let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw);
+        let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw, &gate);
         for (p, sums) in [(&gamma, &sum_dy_xhat), (&beta, &sum_dy)] {
             for (o, s) in grads.get_or_alloc_mut(p)?.iter_mut().zip(sums) {
                 *o += s;
@@ -75,7 +73,7 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
         // From here on x_hat holds the gradient of the convolution's output.
         let mut x_hat = x_hat;
         let (sd, sdx) = (&sum_dy, &sum_dy_xhat);
-        input_grad_over_xhat(&mut x_hat, gy, c, hw, &gv, &inv_std, sd, sdx, training);
+        input_grad_over_xhat(&mut x_hat, gy, c, hw, &gate, &inv_std, sd, sdx, training);
         let gx = input_grad.then_some(grad_slice(|g| {
             g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
         }));

@@ -25,7 +25,8 @@ pub enum Epilogue {
     Tanh,
 }
 
-const LEAKY_SLOPE: f32 = 0.01;
+/// Leaky ReLU's slope below zero.
+pub(crate) const LEAKY_SLOPE: f32 = 0.01;
 
 impl Epilogue {
     pub(crate) fn apply(self, y: &mut [f32]) {
