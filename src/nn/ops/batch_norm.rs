@@ -6,7 +6,8 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
 use super::{grad_before_act, Activations, Epilogue, OpError, LEAKY_SLOPE};
-use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
+use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
+use super::try_device_tensor;
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
 #[derive(Debug, Clone, PartialEq)]
@@ -100,15 +101,17 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     let mut out = take_f32(n * expected);
     normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &g, &b, act);
     let dev = input.tensor.device().clone();
-    let y = try_device_tensor(&dev, &out, n, expected)?;
     let gate = Gate::new(act, g, b);
-    // Without a tape nothing will read x_hat (or the activation's output) again.
-    let (x_hat, saved_y) = if T::OWNS_TAPE {
-        (x_hat, gate.saved_output(out))
-    } else {
-        give_f32(x_hat);
-        give_f32(out);
-        (Vec::new(), Vec::new())
+    // Without a tape nothing will read x_hat (or the activation's output) again. The output is
+    // kept only for sigmoid's and tanh's derivatives; else the tensor takes it.
+    let moved = !T::OWNS_TAPE || !gate.from_output();
+    let (y, x_hat, saved_y) = match (T::OWNS_TAPE, moved) {
+        (false, _) => {
+            give_f32(x_hat);
+            (make_output::<T>(&dev, out, n, expected)?, Vec::new(), Vec::new())
+        }
+        (true, true) => (make_output::<T>(&dev, out, n, expected)?, x_hat, Vec::new()),
+        (true, false) => (try_device_tensor(&dev, &out, n, expected)?, x_hat, out),
     };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
@@ -160,7 +163,7 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
                 *o += s;
             }
         }
-        put_grad!(grads, &y_ghost, gy_out);
+        release_grad!(grads, &y_ghost, gy_out, moved);
         if let Some(b) = gy_buf {
             give_f32(b);
         }
@@ -329,19 +332,8 @@ impl Gate {
     }
 
     /// Whether the derivative is taken from the output rather than from x_hat.
-    fn from_output(&self) -> bool {
+    pub(super) fn from_output(&self) -> bool {
         matches!(self.act, Some(Epilogue::Sigmoid | Epilogue::Tanh))
-    }
-
-    /// What backward keeps of the output `out`: all of it for sigmoid and tanh, else nothing
-    /// (the buffer is recycled).
-    pub(super) fn saved_output(&self, out: Vec<f32>) -> Vec<f32> {
-        if self.from_output() {
-            out
-        } else {
-            give_f32(out);
-            Vec::new()
-        }
     }
 
     /// For sigmoid and tanh, the gradient before the activation from the saved output (a scratch

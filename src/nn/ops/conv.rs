@@ -9,7 +9,8 @@ use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
 use super::{grad_before_act, Activations, Epilogue, OpError};
-use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
+use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
+use super::try_device_tensor;
 
 /// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,19 +190,17 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         a.apply(&mut out);
     }
     let dev = input.tensor.device().clone();
-    let y = try_device_tensor(&dev, &out, n, g.out_len())?;
+    let len = g.out_len();
     // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
-    // keeping them) and the activation's output; without a tape it needs nothing.
-    let (saved, saved_y) = match (T::OWNS_TAPE, act) {
-        (true, Some(_)) => (input_data, out),
-        (true, None) => {
-            give_f32(out);
-            (input_data, Vec::new())
-        }
+    // keeping them) and the activation's output; without a tape it needs nothing. The tensor
+    // takes the output over unless backward keeps it.
+    let moved = act.is_none() || !T::OWNS_TAPE;
+    let (y, saved, saved_y) = match (T::OWNS_TAPE, act) {
+        (true, Some(_)) => (try_device_tensor(&dev, &out, n, len)?, input_data, out),
+        (true, None) => (make_output::<T>(&dev, out, n, len)?, input_data, Vec::new()),
         (false, _) => {
             give_f32(input_data);
-            give_f32(out);
-            (Vec::new(), Vec::new())
+            (make_output::<T>(&dev, out, n, len)?, Vec::new(), Vec::new())
         }
     };
     let mut tape = input.tape;
@@ -222,7 +221,7 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         if let Some(b) = gy_buf {
             give_f32(b);
         }
-        put_grad!(grads, &y_ghost, gy_out);
+        release_grad!(grads, &y_ghost, gy_out, moved);
         Ok(())
     });
     Ok(y.put_tape(tape))

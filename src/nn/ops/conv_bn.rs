@@ -9,7 +9,8 @@ use super::batch_norm::{
 };
 use super::conv::{grad_slice, ConvKernels};
 use super::scratch::{give_f32, take_f32};
-use super::{param_values, put_grad, take_grad, take_input, try_device_tensor};
+use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
+use super::try_device_tensor;
 use super::{Activations, Conv2dGeom, Epilogue, OpError};
 
 /// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
@@ -46,15 +47,20 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     let mut out = take_f32(n * c * hw);
     normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv, act);
     let dev = input.tensor.device().clone();
-    let y = try_device_tensor(&dev, &out, n, c * hw)?;
     if !T::OWNS_TAPE {
-        for v in [saved, x_hat, out] {
-            give_f32(v);
-        }
+        let y = make_output::<T>(&dev, out, n, c * hw)?;
+        give_f32(saved);
+        give_f32(x_hat);
         return Ok(y.put_tape(input.tape));
     }
     let gate = Gate::new(act, gv, bv);
-    let saved_y = gate.saved_output(out);
+    // The output is kept only for sigmoid's and tanh's derivatives; else the tensor takes it.
+    let moved = !gate.from_output();
+    let (y, saved_y) = if moved {
+        (make_output::<T>(&dev, out, n, c * hw)?, Vec::new())
+    } else {
+        (try_device_tensor(&dev, &out, n, c * hw)?, out)
+    };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
@@ -78,7 +84,7 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
             g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
         }));
         kernels.backward(grads, n, &saved, &w, &x_hat, &weight, bias.as_ref(), gx)?;
-        put_grad!(grads, &y_ghost, gy_out);
+        release_grad!(grads, &y_ghost, gy_out, moved);
         for v in [saved, x_hat, saved_y] {
             give_f32(v);
         }

@@ -28,7 +28,7 @@ pub use linear::{linear, try_linear, Epilogue};
 pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, SplitTape, Tape, Tensor, ZerosTensor};
+use dfdx::tensor::{Cpu, SplitTape, Tape, Tensor, TensorFromVec, ZerosTensor};
 use dfdx::tensor_ops::ReshapeTo;
 
 /// A batch of activations: `(N, features)`, row-major, one sample per row.
@@ -86,13 +86,25 @@ pub fn device_tensor(
     }
 }
 
-/// Copies a computed buffer into a new tensor ([`try_device_tensor`]), and recycles the buffer.
-pub(crate) fn make_output(
+/// An op's output: a new tape-less `(rows, cols)` tensor holding `data`.
+///
+/// With a tape (`T::OWNS_TAPE`) the tensor takes `data` over, with neither a copy nor a zeroed
+/// buffer from dfdx. The buffer goes into dfdx's cache when the tensor is dropped; what balances
+/// that (see [`try_device_tensor`] for why it must be balanced) is the output's gradient, a buffer
+/// of the same length that dfdx allocates from its cache and that the op's backward pass keeps
+/// for reuse instead of putting it back ([`release_grad!`] with `moved` true). Without a tape
+/// there is no backward pass to do so, and `data` is copied and recycled.
+pub(crate) fn make_output<T: Tape<f32, Cpu>>(
     dev: &Cpu,
     data: Vec<f32>,
     rows: usize,
     cols: usize,
 ) -> Result<Tensor<(usize, usize), f32, Cpu>, OpError> {
+    if T::OWNS_TAPE {
+        return dev
+            .try_tensor_from_vec(data, (rows, cols))
+            .map_err(OpError::Device);
+    }
     let t = try_device_tensor(dev, &data, rows, cols)?;
     scratch::give_f32(data);
     Ok(t)
@@ -120,4 +132,17 @@ macro_rules! put_grad {
     };
 }
 
-pub(crate) use {put_grad, take_grad};
+/// Ends a backward pass with the output's gradient `gy` (moved out with [`take_grad!`]): kept for
+/// reuse when the output tensor took the op's buffer over (`moved`, see [`make_output`]), else
+/// put back.
+macro_rules! release_grad {
+    ($grads:expr, $t:expr, $g:expr, $moved:expr) => {
+        if $moved {
+            $crate::nn::ops::scratch::give_f32($g)
+        } else {
+            put_grad!($grads, $t, $g)
+        }
+    };
+}
+
+pub(crate) use {put_grad, release_grad, take_grad};

@@ -5,7 +5,7 @@ use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use super::conv::{check_window, out_len};
 use super::scratch::{give_f32, give_usize, take_f32, take_usize};
-use super::{make_output, put_grad, take_grad, take_input, Activations, OpError};
+use super::{make_output, put_grad, release_grad, take_grad, take_input, Activations, OpError};
 
 /// What a pooling window computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,7 +156,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
     give_f32(input.data);
 
     let dev = input.tensor.device().clone();
-    let y = make_output(&dev, out, n, g.out_len())?;
+    let y = make_output::<T>(&dev, out, n, g.out_len())?;
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
@@ -173,7 +173,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
                 PoolKind::Avg => avg_backward(&geom, &gy, gx),
             }
         }
-        put_grad!(grads, &y_ghost, gy);
+        release_grad!(grads, &y_ghost, gy, true);
         give_usize(winners);
         Ok(())
     });
@@ -360,14 +360,13 @@ pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
     let n = x.shape().0;
     let input = take_input(x)?;
     let inv = 1.0 / hw as f32;
-    let out: Vec<f32> = input
-        .data
-        .chunks_exact(hw)
-        .map(|plane| plane.iter().sum::<f32>() * inv)
-        .collect();
+    let mut out = take_f32(n * c);
+    for (o, plane) in out.iter_mut().zip(input.data.chunks_exact(hw)) {
+        *o = plane.iter().sum::<f32>() * inv;
+    }
     give_f32(input.data);
     let dev = input.tensor.device().clone();
-    let y = make_output(&dev, out, n, c)?;
+    let y = make_output::<T>(&dev, out, n, c)?;
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
@@ -381,7 +380,7 @@ pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
                 }
             }
         }
-        put_grad!(grads, &y_ghost, gy);
+        release_grad!(grads, &y_ghost, gy, true);
         Ok(())
     });
     Ok(y.put_tape(tape))
