@@ -101,20 +101,43 @@ pub(super) fn pad_input(g: &Conv2dGeom, l: &Layout, x: &[f32], pad: &mut [f32]) 
         .chunks_exact(g.in_c * h * w)
         .zip(pad.chunks_exact_mut(l.sample))
     {
-        let (planes, slack) = ps.split_at_mut(g.in_c * l.plane);
-        slack.fill(0.0);
-        for (src, dst) in xs.chunks_exact(h * w).zip(planes.chunks_exact_mut(l.plane)) {
-            let (top, rest) = dst.split_at_mut(g.pad_h * l.wp);
-            top.fill(0.0);
-            let (mid, bottom) = rest.split_at_mut(h * l.wp);
-            bottom.fill(0.0);
+        // One fill of the whole sample, then the rows: a fill and a copy per row of a small
+        // image are calls to memset and memcpy for a few dozen floats each.
+        ps.fill(0.0);
+        for (src, dst) in xs.chunks_exact(h * w).zip(ps.chunks_exact_mut(l.plane)) {
+            let mid = &mut dst[g.pad_h * l.wp..(g.pad_h + h) * l.wp];
             for (row, out) in src.chunks_exact(w).zip(mid.chunks_exact_mut(l.wp)) {
-                out[..g.pad_w].fill(0.0);
-                out[g.pad_w..g.pad_w + w].copy_from_slice(row);
-                out[g.pad_w + w..].fill(0.0);
+                copy_row(&mut out[g.pad_w..g.pad_w + w], row);
             }
         }
     }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows of an image, in fixed blocks of 8 floats (the
+/// last one overlapping the one before) that compile to plain vector moves where a slice copy
+/// of unknown length is a call to memcpy.
+#[inline]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    const K: usize = 8;
+    let n = dst.len();
+    assert_eq!(n, src.len(), "copy_row: lengths differ");
+    if n < K {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+        return;
+    }
+    let block = |dst: &mut [f32], at: usize| {
+        let s: &[f32; K] = src[at..at + K].try_into().expect("K floats");
+        let d: &mut [f32; K] = (&mut dst[at..at + K]).try_into().expect("K floats");
+        *d = *s;
+    };
+    let mut at = 0;
+    while at + K < n {
+        block(dst, at);
+        at += K;
+    }
+    block(dst, n - K);
 }
 
 /// Forward pass over a padded batch: `out` is `(n, out_c*oh*ow)`, bias added when given.
@@ -186,17 +209,15 @@ pub(super) fn backward(
     let in_len = g.in_c * g.in_h * g.in_w;
     for s in 0..n {
         let gys = &gy[s * g.out_c * oh * ow..(s + 1) * g.out_c * oh * ow];
+        // One fill, then the rows (see `pad_input`).
+        dy.fill(0.0);
         for (src, dst) in gys
             .chunks_exact(oh * ow)
             .zip(dy.chunks_exact_mut(l.dy_plane))
         {
-            let (head, rest) = dst.split_at_mut(l.margin);
-            head.fill(0.0);
-            let (mid, tail) = rest.split_at_mut(l.q);
-            tail.fill(0.0);
+            let mid = &mut dst[l.margin..l.margin + l.q];
             for (r, d) in src.chunks_exact(ow).zip(mid.chunks_exact_mut(l.wp)) {
-                d[..ow].copy_from_slice(r);
-                d[ow..].fill(0.0);
+                copy_row(&mut d[..ow], r);
             }
         }
         let xs = &xpad[s * l.sample..(s + 1) * l.sample];
@@ -641,6 +662,18 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Row copies of every length up to a few blocks copy exactly the row, and nothing past it.
+    #[test]
+    fn copy_row_copies_every_length_exactly() {
+        for n in 0..41 {
+            let src = values(n, 7);
+            let mut dst = vec![f32::NAN; n + 3];
+            copy_row(&mut dst[1..n + 1], &src);
+            assert!(dst[0].is_nan() && dst[n + 1..].iter().all(|v| v.is_nan()), "{n}");
+            assert_eq!(&dst[1..n + 1], &src[..], "{n}");
         }
     }
 
