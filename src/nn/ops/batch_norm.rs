@@ -5,9 +5,9 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
+use super::try_device_tensor;
 use super::{grad_before_act, Activations, Epilogue, OpError, LEAKY_SLOPE};
 use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
-use super::try_device_tensor;
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
 #[derive(Debug, Clone, PartialEq)]
@@ -104,11 +104,15 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     let gate = Gate::new(act, g, b);
     // Without a tape nothing will read x_hat (or the activation's output) again. The output is
     // kept only for sigmoid's and tanh's derivatives; else the tensor takes it.
-    let moved = !T::OWNS_TAPE || !gate.from_output();
+    let moved = !T::OWNS_TAPE || !gate.needs_output();
     let (y, x_hat, saved_y) = match (T::OWNS_TAPE, moved) {
         (false, _) => {
             give_f32(x_hat);
-            (make_output::<T>(&dev, out, n, expected)?, Vec::new(), Vec::new())
+            (
+                make_output::<T>(&dev, out, n, expected)?,
+                Vec::new(),
+                Vec::new(),
+            )
         }
         (true, true) => (make_output::<T>(&dev, out, n, expected)?, x_hat, Vec::new()),
         (true, false) => (try_device_tensor(&dev, &out, n, expected)?, x_hat, out),
@@ -332,14 +336,14 @@ impl Gate {
     }
 
     /// Whether the derivative is taken from the output rather than from x_hat.
-    pub(super) fn from_output(&self) -> bool {
+    pub(super) fn needs_output(&self) -> bool {
         matches!(self.act, Some(Epilogue::Sigmoid | Epilogue::Tanh))
     }
 
     /// For sigmoid and tanh, the gradient before the activation from the saved output (a scratch
     /// buffer to give back); `None` where [`Gate::slope`] does the job.
     pub(super) fn grad_from_output(&self, y: &[f32], gy: &[f32]) -> Option<Vec<f32>> {
-        if self.from_output() {
+        if self.needs_output() {
             grad_before_act(self.act, y, gy)
         } else {
             None

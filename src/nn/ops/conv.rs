@@ -8,9 +8,9 @@ use super::conv_direct;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
+use super::try_device_tensor;
 use super::{grad_before_act, Activations, Epilogue, OpError};
 use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
-use super::try_device_tensor;
 
 /// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,8 +9,8 @@ use super::batch_norm::{
 };
 use super::conv::{grad_slice, ConvKernels};
 use super::scratch::{give_f32, take_f32};
-use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
 use super::try_device_tensor;
+use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
 use super::{Activations, Conv2dGeom, Epilogue, OpError};
 
 /// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
@@ -55,7 +55,7 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     }
     let gate = Gate::new(act, gv, bv);
     // The output is kept only for sigmoid's and tanh's derivatives; else the tensor takes it.
-    let moved = !gate.from_output();
+    let moved = !gate.needs_output();
     let (y, saved_y) = if moved {
         (make_output::<T>(&dev, out, n, c * hw)?, Vec::new())
     } else {

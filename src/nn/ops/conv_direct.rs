@@ -672,7 +672,10 @@ mod tests {
             let src = values(n, 7);
             let mut dst = vec![f32::NAN; n + 3];
             copy_row(&mut dst[1..n + 1], &src);
-            assert!(dst[0].is_nan() && dst[n + 1..].iter().all(|v| v.is_nan()), "{n}");
+            assert!(
+                dst[0].is_nan() && dst[n + 1..].iter().all(|v| v.is_nan()),
+                "{n}"
+            );
             assert_eq!(&dst[1..n + 1], &src[..], "{n}");
         }
     }

@@ -23,17 +23,14 @@ fn take<T: Copy + Default>(pool: &RefCell<Vec<Vec<T>>>, len: usize) -> Vec<T> {
     // and a buffer truncated for a shorter request forgets its tail, which must then be written
     // again (zeroed) to grow back. Else best fit: the smallest buffer that is large enough,
     // else the largest (it will grow).
-    let pick = pool
-        .iter()
-        .position(|v| v.len() == len)
-        .or_else(|| {
-            pool.iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
-                .min_by_key(|(_, v)| v.capacity())
-                .or_else(|| pool.iter().enumerate().max_by_key(|(_, v)| v.capacity()))
-                .map(|(i, _)| i)
-        });
+    let pick = pool.iter().position(|v| v.len() == len).or_else(|| {
+        pool.iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .or_else(|| pool.iter().enumerate().max_by_key(|(_, v)| v.capacity()))
+            .map(|(i, _)| i)
+    });
     let mut v = pick.map(|i| pool.swap_remove(i)).unwrap_or_default();
     // Truncating is free; only a grown tail is written.
     v.resize(len, T::default());
