@@ -8,7 +8,7 @@ use crate::progress::{Event, FoldEpoch, Plan, Progress, Silent};
 use crate::search::{Decision, Sampler, Scheduler, TrialState};
 use crate::space::{Candidate, Config, Family, SearchSpace};
 use crate::study::{
-    counts_toward_total, suggest_for, Metric, Objectives, Storage, StudyError, TestResult,
+    counts_toward_total, suggest_for, Latency, Metric, Objectives, Storage, StudyError, TestResult,
     TrialRecord,
 };
 // Moved to modules without tensors (ask-and-tell studies use them too); kept at their old paths.
@@ -358,12 +358,14 @@ impl Controller<'_> {
                 let Shared {
                     storage, sampler, ..
                 } = &mut *sh;
+                let mut costs = |c: &Config| self.known_costs(c, seed);
                 suggest_for(
                     sampler.as_mut(),
                     self.space,
                     storage.trials(),
                     &self.objectives(),
                     seed,
+                    Some(&mut costs),
                 )
             }
         };
@@ -484,6 +486,73 @@ impl Controller<'_> {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether candidates are timed: latency is an objective or limited (`--max-latency`).
+    fn timed(&self) -> bool {
+        self.objectives().needs_latency() || self.opts.max_latency.is_some()
+    }
+
+    /// The candidate's latency (measured once per network in this process), or why it could
+    /// not be measured.
+    fn latency(&self, cand: &Candidate, seed: u64) -> Result<Latency, String> {
+        let shape = self.data.train.shape;
+        let measured = catch_unwind(AssertUnwindSafe(|| {
+            crate::nn::latency::measure_cached(&cand.arch, shape, self.data.n_outputs(), seed)
+        }));
+        match measured {
+            Ok(Ok(l)) => Ok(l),
+            Ok(Err(e)) => Err(format!("rejected at sampling time: {e}")),
+            Err(p) => Err(format!(
+                "latency measurement panicked: {}",
+                panic_message(p.as_ref())
+            )),
+        }
+    }
+
+    /// What `config` costs before training, for a sampler that weighs candidates by it
+    /// ([`crate::search::prescreen::Costs`]): every objective, lower is better, NaN for the
+    /// score; `None` when the candidate cannot be built or timed, does not fit `--max-memory`
+    /// or breaks a constraint (it would be rejected before training).
+    fn known_costs(&self, config: &Config, seed: u64) -> crate::search::prescreen::Costs {
+        let cand = self.space.decode(config);
+        let cost = self.cost(&cand).ok()?;
+        let need = cost.training_bytes(cand.train.batch_size, EVAL_BATCH, self.data.folds.len());
+        if self.opts.max_memory.is_some_and(|m| need > m) {
+            return None;
+        }
+        let mut rec = TrialRecord::new(0, config.clone(), seed);
+        rec.params = cost.params;
+        rec.macs = cost.macs;
+        if self.timed() {
+            // A quick measurement unless the network was measured already (`estimate_ms`).
+            let shape = self.data.train.shape;
+            let ms = catch_unwind(AssertUnwindSafe(|| {
+                crate::nn::latency::estimate_ms(&cand.arch, shape, self.data.n_outputs(), seed)
+            }))
+            .ok()?
+            .ok()?;
+            rec.latency = Some(Latency {
+                ms,
+                batch_ms: f64::NAN,
+                batch: 0,
+                spread: f64::NAN,
+                repeats: 0,
+                wall_ms: f64::NAN,
+            });
+        }
+        if crate::pareto::violation(&self.constraints(&rec)) > 0.0 {
+            return None;
+        }
+        let objectives = self.objectives();
+        objectives
+            .list()
+            .iter()
+            .map(|o| match o {
+                Objective::Score => Some(f64::NAN),
+                o => objectives.value(*o, &rec),
+            })
+            .collect()
+    }
+
     /// Trains and cross-validates one configuration; never panics.
     pub fn run_trial(
         &self,
@@ -546,25 +615,10 @@ impl Controller<'_> {
         let too_large = self.opts.max_memory.filter(|m| need > *m);
         // The latency is measured (before training: it never depends on the weights) when it is
         // an objective or limited, of candidates that are otherwise feasible and fit in memory.
-        let timed = objectives.needs_latency() || self.opts.max_latency.is_some();
-        if timed && rejected.is_none() && too_large.is_none() {
-            let shape = self.data.train.shape;
-            let measured = catch_unwind(AssertUnwindSafe(|| {
-                crate::nn::latency::measure_cached(&cand.arch, shape, self.data.n_outputs(), seed)
-            }));
-            match measured {
-                Ok(Ok(l)) => rec.latency = Some(l),
-                Ok(Err(e)) => {
-                    let msg = format!("rejected at sampling time: {e}");
-                    return (fail(rec, TrialState::Failed, msg), Ending::Failed);
-                }
-                Err(p) => {
-                    let msg = format!(
-                        "latency measurement panicked: {}",
-                        panic_message(p.as_ref())
-                    );
-                    return (fail(rec, TrialState::Failed, msg), Ending::Failed);
-                }
+        if self.timed() && rejected.is_none() && too_large.is_none() {
+            match self.latency(&cand, seed) {
+                Ok(l) => rec.latency = Some(l),
+                Err(msg) => return (fail(rec, TrialState::Failed, msg), Ending::Failed),
             }
             let ms = rec.latency.as_ref().map_or(f64::NAN, |l| l.ms);
             if let Some(max) = self.opts.max_latency.filter(|m| ms > *m) {

@@ -51,6 +51,32 @@ pub const REPEATS_ONE: usize = 41;
 /// Timed repetitions at [`LATENCY_BATCH`].
 pub const REPEATS_BATCH: usize = 11;
 
+/// How long a measurement takes: warm-up, repetitions and their length.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    warmup: Duration,
+    repetition: Duration,
+    repeats_one: usize,
+    repeats_batch: usize,
+}
+
+/// What a trial records (see the module's notes).
+const FULL: Plan = Plan {
+    warmup: WARMUP,
+    repetition: REPETITION,
+    repeats_one: REPEATS_ONE,
+    repeats_batch: REPEATS_BATCH,
+};
+
+/// A sampler's look at a candidate it may not train ([`estimate_ms`]): about 4 ms instead of
+/// about 75, at batch 1 only.
+const QUICK: Plan = Plan {
+    warmup: Duration::from_millis(2),
+    repetition: Duration::from_micros(200),
+    repeats_one: 9,
+    repeats_batch: 0,
+};
+
 /// Times the network of `arch` on inputs of `shape` (see the module's notes for how).
 pub fn measure(
     arch: &Architecture,
@@ -58,12 +84,41 @@ pub fn measure(
     n_outputs: usize,
     seed: u64,
 ) -> Result<Latency, super::NnError> {
-    let run = || measure_here(arch, shape, n_outputs, seed);
+    measure_with(arch, shape, n_outputs, seed, FULL)
+}
+
+fn measure_with(
+    arch: &Architecture,
+    shape: InputShape,
+    n_outputs: usize,
+    seed: u64,
+    plan: Plan,
+) -> Result<Latency, super::NnError> {
+    let run = || measure_here(arch, shape, n_outputs, seed, plan);
     exclusive(|| match one_thread() {
         Some(pool) => pool.install(run),
         // Without a thread of its own, the measurement runs on the caller's.
         None => run(),
     })
+}
+
+/// Measurements kept per process, by network (architecture, input shape and outputs).
+type Measured = Mutex<BTreeMap<String, Latency>>;
+static MEASURED: Measured = Mutex::new(BTreeMap::new());
+static ESTIMATED: Measured = Mutex::new(BTreeMap::new());
+
+fn key_of(arch: &Architecture, shape: InputShape, n_outputs: usize) -> String {
+    format!(
+        "{}|{shape}|{n_outputs}",
+        serde_json::to_string(arch).unwrap_or_else(|_| format!("{arch:?}"))
+    )
+}
+
+fn known(map: &Measured, key: &str) -> Option<Latency> {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(key)
+        .cloned()
 }
 
 /// [`measure`], once per network in this process: a network already measured (the same
@@ -74,25 +129,32 @@ pub fn measure_cached(
     n_outputs: usize,
     seed: u64,
 ) -> Result<Latency, super::NnError> {
-    static MEASURED: Mutex<BTreeMap<String, Latency>> = Mutex::new(BTreeMap::new());
-    let key = format!(
-        "{}|{shape}|{n_outputs}",
-        serde_json::to_string(arch).unwrap_or_else(|_| format!("{arch:?}"))
-    );
-    let known = |k: &str| {
-        MEASURED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(k)
-            .cloned()
-    };
-    if let Some(l) = known(&key) {
+    let key = key_of(arch, shape, n_outputs);
+    if let Some(l) = known(&MEASURED, &key) {
         return Ok(l);
     }
     let l = measure(arch, shape, n_outputs, seed)?;
     // Two workers may have measured the same network at once: the first one kept wins.
     let mut m = MEASURED.lock().unwrap_or_else(|p| p.into_inner());
     Ok(m.entry(key).or_insert(l).clone())
+}
+
+/// Milliseconds per sample at batch 1 of a candidate a sampler weighs but may not train: the
+/// [`measure_cached`] value when the network was measured, else a quick measurement (the same
+/// method, 9 repetitions of about 0.2 ms after 2 ms of warm-up), also kept per network.
+pub fn estimate_ms(
+    arch: &Architecture,
+    shape: InputShape,
+    n_outputs: usize,
+    seed: u64,
+) -> Result<f64, super::NnError> {
+    let key = key_of(arch, shape, n_outputs);
+    if let Some(l) = known(&MEASURED, &key).or_else(|| known(&ESTIMATED, &key)) {
+        return Ok(l.ms);
+    }
+    let l = measure_with(arch, shape, n_outputs, seed, QUICK)?;
+    let mut m = ESTIMATED.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(m.entry(key).or_insert(l).ms)
 }
 
 fn one_thread() -> Option<&'static rayon::ThreadPool> {
@@ -131,6 +193,7 @@ fn measure_here(
     shape: InputShape,
     n_outputs: usize,
     seed: u64,
+    plan: Plan,
 ) -> Result<Latency, super::NnError> {
     let dev = Cpu::seed_from_u64(seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -147,23 +210,23 @@ fn measure_here(
     // Warm-up (caches, the allocator's free lists), then how many calls make a repetition.
     let start = thread_cpu();
     let mut calls = 0;
-    while calls < WARMUP_CALLS || thread_cpu().saturating_sub(start) < WARMUP {
+    while calls < WARMUP_CALLS || thread_cpu().saturating_sub(start) < plan.warmup {
         bench.run(0, 1);
         bench.run(1, 1);
         calls += 1;
     }
-    let k = [0, 1].map(|i| calls_for(bench.run(i, 1).0));
+    let k = [0, 1].map(|i| calls_for(bench.run(i, 1).0, plan.repetition));
     let per_sample = |d: Duration, i: usize| {
         let samples = if i == 0 { 1 } else { LATENCY_BATCH };
         d.as_secs_f64() * 1e3 / (k[i] * samples) as f64
     };
-    let (cpu_one, wall_one): (Vec<f64>, Vec<f64>) = (0..REPEATS_ONE)
+    let (cpu_one, wall_one): (Vec<f64>, Vec<f64>) = (0..plan.repeats_one)
         .map(|_| {
             let (cpu, wall) = bench.run(0, k[0]);
             (per_sample(cpu, 0), per_sample(wall, 0))
         })
         .unzip();
-    let cpu_batch: Vec<f64> = (0..REPEATS_BATCH)
+    let cpu_batch: Vec<f64> = (0..plan.repeats_batch)
         .map(|_| per_sample(bench.run(1, k[1]).0, 1))
         .collect();
     let ms = quantile(&cpu_one, 0.5);
@@ -172,15 +235,15 @@ fn measure_here(
         batch_ms: quantile(&cpu_batch, 0.5),
         batch: LATENCY_BATCH,
         spread: (quantile(&cpu_one, 0.75) - quantile(&cpu_one, 0.25)) / ms.max(f64::MIN_POSITIVE),
-        repeats: REPEATS_ONE,
+        repeats: plan.repeats_one,
         wall_ms: quantile(&wall_one, 0.5),
     })
 }
 
-/// Calls of `per_call` each that make one repetition of about [`REPETITION`] (at least one).
-fn calls_for(per_call: Duration) -> usize {
+/// Calls of `per_call` each that make one repetition of about `repetition` (at least one).
+fn calls_for(per_call: Duration, repetition: Duration) -> usize {
     let per_call = per_call.max(Duration::from_nanos(100));
-    ((REPETITION.as_secs_f64() / per_call.as_secs_f64()).ceil() as usize).max(1)
+    ((repetition.as_secs_f64() / per_call.as_secs_f64()).ceil() as usize).max(1)
 }
 
 /// The `q` quantile of `xs`, linearly interpolated (NaN when empty).

@@ -9,6 +9,7 @@ pub mod evolution;
 pub mod grid;
 pub mod hyperband;
 pub mod nsga2;
+pub mod prescreen;
 pub mod random;
 pub mod scheduler;
 pub mod tpe;
@@ -86,6 +87,21 @@ pub trait Sampler: Send {
         history: &[Observation],
         rng: &mut ChaCha8Rng,
     ) -> Config;
+
+    /// [`Sampler::suggest`] in a study whose other objectives are known before training:
+    /// `costs` gives a configuration's objective values without training it (see
+    /// [`prescreen::Costs`]), so the sampler may weigh several candidates by what they cost.
+    /// Samplers that do not use costs suggest as without them.
+    fn suggest_costed(
+        &mut self,
+        space: &SearchSpace,
+        history: &[Observation],
+        rng: &mut ChaCha8Rng,
+        costs: &mut dyn FnMut(&Config) -> prescreen::Costs,
+    ) -> Config {
+        let _ = costs;
+        self.suggest(space, history, rng)
+    }
 }
 
 /// Which sampler to use, as chosen on the command line.

@@ -32,7 +32,14 @@
 //! pruned trials (ranked as above, on the score) and infeasible ones (least violation first) fill
 //! what is left. Good trials weigh 1 each (Optuna 5 dropped the paper's hypervolume-contribution
 //! weights); the bad group keeps the age weights.
+//!
+//! When the study's other objectives are known before training (`nas search` knows parameters,
+//! multiply-adds and latency; [`Sampler::suggest_costed`]), each suggestion after the startup
+//! trials weighs 48 candidates: the TPE choice, the choice of a split by the score alone, 14
+//! draws from the two splits' good models and 32 uniform draws; `search::prescreen` keeps the
+//! one whose known costs and guessed score promise the largest hypervolume improvement.
 
+use super::prescreen::{self, Costs};
 use super::{sample_uniform, sample_with, Observation, RandomSampler, Sampler, TrialState};
 use crate::pareto;
 use crate::space::{Config, Distribution, ParamValue, SearchSpace};
@@ -56,6 +63,14 @@ pub struct TpeSampler {
     pub n_ei_candidates: usize,
     /// Weight of the prior component of every Parzen estimator (Optuna: 1.0).
     pub prior_weight: f64,
+    /// In a multi-objective study whose costs are known before training
+    /// ([`Sampler::suggest_costed`], see `search::prescreen`): configurations drawn from the
+    /// models (the TPE choice, then alternately from the score's split and from the Pareto
+    /// split)...
+    pub n_cost_candidates: usize,
+    /// ...and drawn uniformly, weighed together by their expected hypervolume improvement. Both
+    /// 0 (or 1 and 0) turns the prescreen off.
+    pub n_random_candidates: usize,
 }
 
 impl Default for TpeSampler {
@@ -64,6 +79,8 @@ impl Default for TpeSampler {
             n_startup_trials: 10,
             n_ei_candidates: 24,
             prior_weight: 1.0,
+            n_cost_candidates: 16,
+            n_random_candidates: 32,
         }
     }
 }
@@ -538,6 +555,62 @@ impl TpeSampler {
     }
 }
 
+impl TpeSampler {
+    /// The good and bad groups of `history`, or `None` while the startup trials are drawn at
+    /// random.
+    fn split<'a>(&self, history: &'a [Observation]) -> Option<(Group<'a>, Group<'a>)> {
+        if multi_objective(history) {
+            return split_multi(history, self.n_startup_trials);
+        }
+        let ranked = rank(history);
+        if ranked.len() < self.n_startup_trials.max(1) {
+            return None;
+        }
+        let n_good = gamma(ranked.len());
+        Some((
+            Group::aged(&ranked[..n_good]),
+            Group::aged(&ranked[n_good..]),
+        ))
+    }
+
+    /// A configuration from the two groups: each parameter the best of `n_ei_candidates` draws
+    /// from l(x) by `l / g` (`pick`), or one draw from l(x) (not `pick`: a candidate for the
+    /// cost prescreen).
+    fn sample_groups(
+        &self,
+        space: &SearchSpace,
+        (good, bad): (&Group, &Group),
+        pick: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Config {
+        let draws = if pick { self.n_ei_candidates } else { 1 };
+        let model = TpeSampler {
+            n_ei_candidates: draws,
+            ..*self
+        };
+        sample_with(space, |i, _| {
+            let p = &space.params[i];
+            if let Some(v) = single_value(&p.dist) {
+                return v;
+            }
+            let (gv, gw) = values_of(good, &p.name, &p.dist);
+            let (bv, bw) = values_of(bad, &p.name, &p.dist);
+            if gv.len() + bv.len() < 2 {
+                return sample_uniform(&p.dist, rng);
+            }
+            match (&p.dist, Axis::of(&p.dist)) {
+                (Distribution::Categorical { choices }, _) => {
+                    model.suggest_categorical(choices.len(), (&gv, &gw), (&bv, &bw), rng)
+                }
+                (dist, Some(axis)) => {
+                    model.suggest_numeric(dist, axis, (&gv, &gw), (&bv, &bw), rng)
+                }
+                (dist, None) => sample_uniform(dist, rng),
+            }
+        })
+    }
+}
+
 impl Sampler for TpeSampler {
     fn name(&self) -> &'static str {
         "tpe"
@@ -549,40 +622,52 @@ impl Sampler for TpeSampler {
         history: &[Observation],
         rng: &mut ChaCha8Rng,
     ) -> Config {
-        let (good, bad) = if multi_objective(history) {
-            match split_multi(history, self.n_startup_trials) {
-                Some(split) => split,
-                None => return RandomSampler.suggest(space, history, rng),
-            }
-        } else {
-            let ranked = rank(history);
-            if ranked.len() < self.n_startup_trials.max(1) {
-                return RandomSampler.suggest(space, history, rng);
-            }
-            let n_good = gamma(ranked.len());
-            (
-                Group::aged(&ranked[..n_good]),
-                Group::aged(&ranked[n_good..]),
-            )
+        match self.split(history) {
+            Some((good, bad)) => self.sample_groups(space, (&good, &bad), true, rng),
+            None => RandomSampler.suggest(space, history, rng),
+        }
+    }
+
+    /// Multi-objective TPE with costs known before training: candidates from the Pareto split
+    /// (its TPE choice first), from a split by the score alone (its TPE choice first) and from
+    /// the whole space, of which `search::prescreen` keeps the one of the largest expected
+    /// hypervolume improvement. The startup trials stay random, as without costs.
+    fn suggest_costed(
+        &mut self,
+        space: &SearchSpace,
+        history: &[Observation],
+        rng: &mut ChaCha8Rng,
+        costs: &mut dyn FnMut(&Config) -> Costs,
+    ) -> Config {
+        let Some((good, bad)) = self.split(history) else {
+            return RandomSampler.suggest(space, history, rng);
         };
-        sample_with(space, |i, _| {
-            let p = &space.params[i];
-            if let Some(v) = single_value(&p.dist) {
-                return v;
-            }
-            let (gv, gw) = values_of(&good, &p.name, &p.dist);
-            let (bv, bw) = values_of(&bad, &p.name, &p.dist);
-            if gv.len() + bv.len() < 2 {
-                return sample_uniform(&p.dist, rng);
-            }
-            match (&p.dist, Axis::of(&p.dist)) {
-                (Distribution::Categorical { choices }, _) => {
-                    self.suggest_categorical(choices.len(), (&gv, &gw), (&bv, &bw), rng)
-                }
-                (dist, Some(axis)) => self.suggest_numeric(dist, axis, (&gv, &gw), (&bv, &bw), rng),
-                (dist, None) => sample_uniform(dist, rng),
-            }
-        })
+        let first = self.sample_groups(space, (&good, &bad), true, rng);
+        if !multi_objective(history) || self.n_cost_candidates + self.n_random_candidates <= 1 {
+            return first;
+        }
+        // The score alone: the hypervolume also grows with the best score, whatever its cost.
+        let ranked = rank(history);
+        let n_good = gamma(ranked.len());
+        let by_score = (
+            Group::aged(&ranked[..n_good]),
+            Group::aged(&ranked[n_good..]),
+        );
+        let mut candidates = vec![first];
+        for k in 1..self.n_cost_candidates {
+            let c = if k % 2 == 1 {
+                self.sample_groups(space, (&by_score.0, &by_score.1), k == 1, rng)
+            } else {
+                self.sample_groups(space, (&good, &bad), false, rng)
+            };
+            candidates.push(c);
+        }
+        for _ in 0..self.n_random_candidates {
+            candidates.push(RandomSampler.suggest(space, history, rng));
+        }
+        let known: Vec<Costs> = candidates.iter().map(costs).collect();
+        let i = prescreen::choose(space, history, &candidates, &known, rng);
+        candidates.swap_remove(i)
     }
 }
 

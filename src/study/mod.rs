@@ -324,20 +324,34 @@ pub fn suggest(
     metric: Metric,
     seed: u64,
 ) -> Config {
-    suggest_for(sampler, space, trials, &Objectives::single(metric), seed)
+    suggest_for(
+        sampler,
+        space,
+        trials,
+        &Objectives::single(metric),
+        seed,
+        None,
+    )
 }
 
-/// [`suggest`] in a study of any number of objectives.
+/// [`suggest`] in a study of any number of objectives; in one of several, `costs` (when given)
+/// tells the sampler what a configuration costs before training ([`Sampler::suggest_costed`]).
 pub fn suggest_for(
     sampler: &mut dyn Sampler,
     space: &SearchSpace,
     trials: &[TrialRecord],
     objectives: &Objectives,
     seed: u64,
+    costs: Option<&mut dyn FnMut(&Config) -> crate::search::prescreen::Costs>,
 ) -> Config {
     let history = history_of(trials, objectives);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    sampler.suggest(space, &history, &mut rng)
+    match costs {
+        Some(costs) if objectives.is_multi() => {
+            sampler.suggest_costed(space, &history, &mut rng, costs)
+        }
+        _ => sampler.suggest(space, &history, &mut rng),
+    }
 }
 
 /// The best complete trial by mean CV score.
