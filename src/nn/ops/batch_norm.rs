@@ -136,6 +136,21 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
                 .zip(gy.chunks_exact(expected))
                 .zip(x_hat.chunks_exact(expected))
             {
+                if hw == 1 {
+                    // Dense activations: one value per channel, so a loop over channels (a
+                    // call per one-value row costs more than its arithmetic).
+                    for ch in 0..c {
+                        let (ga, be) = gate.affine(ch);
+                        let (h, z) = (
+                            row_hat[ch],
+                            gated(row_gy[ch], row_hat[ch], ga, be, gate.slope),
+                        );
+                        row_gx[ch] += ga
+                            * inv_std[ch]
+                            * (z - sum_dy[ch] * inv_m - h * (sum_dy_xhat[ch] * inv_m));
+                    }
+                    continue;
+                }
                 for ch in 0..c {
                     let r = ch * hw..(ch + 1) * hw;
                     let (ga, be) = gate.affine(ch);
@@ -287,6 +302,18 @@ pub(super) fn normalize_batch(
         .chunks_exact_mut(expected)
         .zip(out.chunks_exact_mut(expected))
     {
+        if hw == 1 {
+            // Dense activations: the channels of a row at once, then its activation.
+            for ch in 0..c {
+                let h = (row_hat[ch] - mean[ch]) * inv_std[ch];
+                row_hat[ch] = h;
+                row_out[ch] = g[ch] * h + b[ch];
+            }
+            if let Some(a) = act {
+                a.apply(row_out);
+            }
+            continue;
+        }
         for ch in 0..c {
             let (mu, is, ga, be) = (mean[ch], inv_std[ch], g[ch], b[ch]);
             let r = ch * hw..(ch + 1) * hw;
@@ -369,6 +396,15 @@ pub(super) fn grad_sums(
     let mut sum_dy = vec![0.0f32; c];
     let mut sum_dy_xhat = vec![0.0f32; c];
     for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
+        if hw == 1 {
+            for ch in 0..c {
+                let (ga, be) = gate.affine(ch);
+                let z = gated(row_gy[ch], row_hat[ch], ga, be, gate.slope);
+                sum_dy[ch] += z;
+                sum_dy_xhat[ch] += z * row_hat[ch];
+            }
+            continue;
+        }
         for ch in 0..c {
             let r = ch * hw..(ch + 1) * hw;
             let (ga, be) = gate.affine(ch);
@@ -406,6 +442,16 @@ pub(super) fn input_grad_over_xhat(
         .chunks_exact_mut(expected)
         .zip(gy.chunks_exact(expected))
     {
+        if hw == 1 {
+            for ch in 0..c {
+                let (ga, be) = gate.affine(ch);
+                let h = row_hat[ch];
+                let z = gated(row_gy[ch], h, ga, be, gate.slope);
+                row_hat[ch] =
+                    ga * inv_std[ch] * (z - sum_dy[ch] * inv_m - h * (sum_dy_xhat[ch] * inv_m));
+            }
+            continue;
+        }
         for ch in 0..c {
             let r = ch * hw..(ch + 1) * hw;
             let (ga, be) = gate.affine(ch);
