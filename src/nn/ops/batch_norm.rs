@@ -141,13 +141,16 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
                     // call per one-value row costs more than its arithmetic).
                     for ch in 0..c {
                         let (ga, be) = gate.affine(ch);
-                        let (h, z) = (
+                        row_gx[ch] += grad_value(
+                            row_gy[ch],
                             row_hat[ch],
-                            gated(row_gy[ch], row_hat[ch], ga, be, gate.slope),
+                            ga,
+                            be,
+                            gate.slope,
+                            ga * inv_std[ch],
+                            sum_dy[ch] * inv_m,
+                            sum_dy_xhat[ch] * inv_m,
                         );
-                        row_gx[ch] += ga
-                            * inv_std[ch]
-                            * (z - sum_dy[ch] * inv_m - h * (sum_dy_xhat[ch] * inv_m));
                     }
                     continue;
                 }
@@ -445,10 +448,16 @@ pub(super) fn input_grad_over_xhat(
         if hw == 1 {
             for ch in 0..c {
                 let (ga, be) = gate.affine(ch);
-                let h = row_hat[ch];
-                let z = gated(row_gy[ch], h, ga, be, gate.slope);
-                row_hat[ch] =
-                    ga * inv_std[ch] * (z - sum_dy[ch] * inv_m - h * (sum_dy_xhat[ch] * inv_m));
+                row_hat[ch] = grad_value(
+                    row_gy[ch],
+                    row_hat[ch],
+                    ga,
+                    be,
+                    gate.slope,
+                    ga * inv_std[ch],
+                    sum_dy[ch] * inv_m,
+                    sum_dy_xhat[ch] * inv_m,
+                );
             }
             continue;
         }
@@ -529,6 +538,23 @@ fn gated(d: f32, h: f32, gamma: f32, beta: f32, slope: f32) -> f32 {
     }
 }
 
+/// One value of the input gradient: `k * (dz - mean_dy - x_hat * mean_dy_xhat)` for `dz` the
+/// gated `dy` (see [`gated`]), `k = gamma * inv_std`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn grad_value(
+    d: f32,
+    h: f32,
+    gamma: f32,
+    beta: f32,
+    slope: f32,
+    k: f32,
+    mean_dy: f32,
+    mean_dy_xhat: f32,
+) -> f32 {
+    k * (gated(d, h, gamma, beta, slope) - mean_dy - h * mean_dy_xhat)
+}
+
 simd_fn! {
 /// `(sum(dz), sum(dz * x_hat))` for `dz` the gated `dy` (see [`gated`]).
 fn sums_dy_dy_xhat(dy: &[f32], x_hat: &[f32], gamma: f32, beta: f32, slope: f32) -> (f32, f32) {
@@ -567,8 +593,7 @@ fn input_grad(
     mean_dy_xhat: f32,
 ) {
     for ((o, &d), &h) in gx.iter_mut().zip(dy).zip(x_hat) {
-        let z = gated(d, h, gamma, beta, slope);
-        *o += k * (z - mean_dy - h * mean_dy_xhat);
+        *o += grad_value(d, h, gamma, beta, slope, k, mean_dy, mean_dy_xhat);
     }
 }
 }
@@ -587,8 +612,7 @@ fn input_grad_in_place(
     mean_dy_xhat: f32,
 ) {
     for (h, &d) in x_hat.iter_mut().zip(dy) {
-        let z = gated(d, *h, gamma, beta, slope);
-        *h = k * (z - mean_dy - *h * mean_dy_xhat);
+        *h = grad_value(d, *h, gamma, beta, slope, k, mean_dy, mean_dy_xhat);
     }
 }
 }
