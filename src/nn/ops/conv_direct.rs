@@ -26,6 +26,21 @@ const QV: usize = 16;
 /// vectors (12 accumulators, 3 inputs and a broadcast: all 16 registers) made the compiler
 /// spill two accumulators to the stack on every tap.
 const MR: usize = 4;
+/// Flat positions the weight gradient sums over before it reduces its vector accumulators to
+/// scalars: on small maps (8x8: 96 positions a sample) a per-sample reduction cost more than the
+/// products, so several samples are summed in one pass. Maps of 256 flat positions or more
+/// (14x14 and up) keep one sample a pass: larger passes left the cache (2048: 1.4x slower on
+/// an 8x8 network) and 256 keeps the 28x28 benchmark's sums, and so its figures, unchanged.
+const WG_POSITIONS: usize = 256;
+
+/// The samples of one weight-gradient pass: `count` of them, `x` floats apart in the padded
+/// input and `dy` floats apart in the output-gradient planes.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    count: usize,
+    x: usize,
+    dy: usize,
+}
 
 /// Whether [`forward`] and [`backward`] take this geometry: stride 1, one group, and not a 1x1
 /// kernel without padding (there the input is already the GEMM's matrix).
@@ -204,43 +219,63 @@ pub(super) fn backward(
         }
     }
     // Every float of the output-gradient planes is written: margins and junk columns as zeros.
-    let mut dy = take_f32(g.out_c * l.dy_plane);
+    // The planes of several samples at once when a sample's map is small (see `WG_POSITIONS`).
+    let per = (WG_POSITIONS / l.q.max(1)).clamp(1, n.max(1));
+    let dy_sample = g.out_c * l.dy_plane;
+    let mut dy = take_f32(per * dy_sample);
     let mut dx = take_f32(if gx.is_some() { g.in_c * l.dx_len } else { 0 });
     let in_len = g.in_c * g.in_h * g.in_w;
-    for s in 0..n {
-        let gys = &gy[s * g.out_c * oh * ow..(s + 1) * g.out_c * oh * ow];
+    let out_len = g.out_c * oh * ow;
+    for s0 in (0..n).step_by(per.max(1)) {
+        let m = per.min(n - s0);
+        let dyc = &mut dy[..m * dy_sample];
         // One fill, then the rows (see `pad_input`).
-        dy.fill(0.0);
-        for (src, dst) in gys
-            .chunks_exact(oh * ow)
-            .zip(dy.chunks_exact_mut(l.dy_plane))
+        dyc.fill(0.0);
+        for (gys, dys) in gy[s0 * out_len..(s0 + m) * out_len]
+            .chunks_exact(out_len)
+            .zip(dyc.chunks_exact_mut(dy_sample))
         {
-            let mid = &mut dst[l.margin..l.margin + l.q];
-            for (r, d) in src.chunks_exact(ow).zip(mid.chunks_exact_mut(l.wp)) {
-                copy_row(&mut d[..ow], r);
+            for (src, dst) in gys
+                .chunks_exact(oh * ow)
+                .zip(dys.chunks_exact_mut(l.dy_plane))
+            {
+                let mid = &mut dst[l.margin..l.margin + l.q];
+                for (r, d) in src.chunks_exact(ow).zip(mid.chunks_exact_mut(l.wp)) {
+                    copy_row(&mut d[..ow], r);
+                }
             }
         }
-        let xs = &xpad[s * l.sample..(s + 1) * l.sample];
-        weight_grad(g.out_c, &x_offs, xs, &dy, l.dy_plane, l.margin, l.q, gw);
+        let xs = &xpad[s0 * l.sample..(s0 + m) * l.sample];
+        let chunk = Chunk {
+            count: m,
+            x: l.sample,
+            dy: dy_sample,
+        };
+        weight_grad(
+            g.out_c, &x_offs, xs, dyc, l.dy_plane, l.margin, l.q, chunk, gw,
+        );
         let Some(gx) = gx.as_deref_mut() else {
             continue;
         };
-        correlate(
-            g.in_c,
-            &dy_offs,
-            &dy[l.dx_start..],
-            &wflip,
-            &mut dx,
-            l.dx_len,
-        );
-        let gxs = &mut gx[s * in_len..(s + 1) * in_len];
-        for (dst, src) in gxs
-            .chunks_exact_mut(g.in_h * g.in_w)
-            .zip(dx.chunks_exact(l.dx_len))
-        {
-            for (d, r) in dst.chunks_exact_mut(g.in_w).zip(src.chunks_exact(l.wp)) {
-                for (o, v) in d.iter_mut().zip(&r[g.pad_w..]) {
-                    *o += v;
+        for (j, dys) in dyc.chunks_exact(dy_sample).enumerate() {
+            correlate(
+                g.in_c,
+                &dy_offs,
+                &dys[l.dx_start..],
+                &wflip,
+                &mut dx,
+                l.dx_len,
+            );
+            let s = s0 + j;
+            let gxs = &mut gx[s * in_len..(s + 1) * in_len];
+            for (dst, src) in gxs
+                .chunks_exact_mut(g.in_h * g.in_w)
+                .zip(dx.chunks_exact(l.dx_len))
+            {
+                for (d, r) in dst.chunks_exact_mut(g.in_w).zip(src.chunks_exact(l.wp)) {
+                    for (o, v) in d.iter_mut().zip(&r[g.pad_w..]) {
+                        *o += v;
+                    }
                 }
             }
         }
@@ -313,8 +348,12 @@ fn correlate_portable(
     }
 }
 
-/// `gw[r * K + k] += sum_{t < q} dy[r * stride + margin + t] * x[offs[k] + t]`, where `dy` is
-/// zero from `margin + q` to the next multiple of [`QV`].
+/// `gw[r * K + k] += sum_s sum_t dy[s * chunk.dy + r * stride + margin + t] * x[s * chunk.x +
+/// offs[k] + t]` for `r < rows`, `k < K`, `s < chunk.count` and `t` below `q` rounded up to whole
+/// [`QV`] steps (the planes are zero there).
+///
+/// # Panics
+/// If a slice is shorter than those indices need: the vector kernel reads without bounds checks.
 #[allow(clippy::too_many_arguments)]
 fn weight_grad(
     rows: usize,
@@ -324,35 +363,44 @@ fn weight_grad(
     stride: usize,
     margin: usize,
     q: usize,
+    chunk: Chunk,
     gw: &mut [f32],
 ) {
     let kk = offs.len();
     let qv = q.div_ceil(QV) * QV;
     assert!(gw.len() >= rows * kk, "weight_grad: gradient too short");
+    if rows == 0 || chunk.count == 0 {
+        return;
+    }
+    let last = chunk.count - 1;
     assert!(
-        rows == 0 || dy.len() >= (rows - 1) * stride + margin + qv,
+        dy.len() >= last * chunk.dy + (rows - 1) * stride + margin + qv,
         "weight_grad: output gradient too short"
     );
     let reach = offs.iter().max().map_or(0, |m| m + qv);
-    assert!(x.len() >= reach, "weight_grad: input too short");
+    assert!(
+        x.len() >= last * chunk.x + reach,
+        "weight_grad: input too short"
+    );
+    let dy = &dy[margin..];
     #[cfg(target_arch = "x86_64")]
     {
-        let dy = &dy[margin..];
         if super::simd::has_avx512() {
-            // SAFETY: the CPU has AVX-512F; the asserts above bound every index the kernel uses.
-            unsafe { avx512::weight_grad(rows, offs, x, dy, stride, qv, gw) };
+            // SAFETY: the CPU has AVX-512F; the asserts above bound every index used.
+            unsafe { avx512::weight_grad(rows, offs, x, dy, stride, qv, chunk, gw) };
             return;
         }
         if super::simd::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA; the asserts above bound every index used.
-            unsafe { avx2::weight_grad(rows, offs, x, dy, stride, qv, gw) };
+            unsafe { avx2::weight_grad(rows, offs, x, dy, stride, qv, chunk, gw) };
             return;
         }
     }
-    weight_grad_portable(rows, offs, x, &dy[margin..], stride, qv, gw);
+    weight_grad_portable(rows, offs, x, dy, stride, qv, chunk, gw);
 }
 
-/// [`weight_grad`] in plain Rust (`dy` already past the margin).
+/// [`weight_grad`] in plain Rust (`dy` starts past the margin).
+#[allow(clippy::too_many_arguments)]
 fn weight_grad_portable(
     rows: usize,
     offs: &[usize],
@@ -360,20 +408,23 @@ fn weight_grad_portable(
     dy: &[f32],
     stride: usize,
     qv: usize,
+    chunk: Chunk,
     gw: &mut [f32],
 ) {
     let kk = offs.len();
     for r in 0..rows {
-        let d = &dy[r * stride..r * stride + qv];
         for (k, &off) in offs.iter().enumerate() {
-            let s: f32 = d.iter().zip(&x[off..off + qv]).map(|(a, b)| a * b).sum();
+            let mut s = 0.0f32;
+            for j in 0..chunk.count {
+                let d = &dy[j * chunk.dy + r * stride..][..qv];
+                let xs = &x[j * chunk.x + off..][..qv];
+                s += d.iter().zip(xs).map(|(a, b)| a * b).sum::<f32>();
+            }
             gw[r * kk + k] += s;
         }
     }
 }
 
-/// The register blocks of [`correlate`] and [`weight_grad`] for one vector width: `$lanes` lanes
-/// of `$v`, compiled for `$feature`.
 macro_rules! vector_kernels {
     ($name:ident, $feature:literal, $v:ty, $lanes:expr, $zero:ident, $load:ident, $set1:ident,
      $fma:ident, $store:ident, $hsum:ident) => {
@@ -383,7 +434,7 @@ macro_rules! vector_kernels {
             //! instruction set.
 
             use super::lanes::*;
-            use super::MR;
+            use super::{Chunk, MR};
 
             /// Output positions per register block: two vectors.
             const B: usize = 2 * $lanes;
@@ -447,6 +498,7 @@ macro_rules! vector_kernels {
             }
 
             /// See [`super::weight_grad`] (`dy` already past the margin, `qv` a multiple of the lanes).
+            #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $feature)]
             pub(super) unsafe fn weight_grad(
                 rows: usize,
@@ -455,6 +507,7 @@ macro_rules! vector_kernels {
                 dy: &[f32],
                 stride: usize,
                 qv: usize,
+                chunk: Chunk,
                 gw: &mut [f32],
             ) {
                 let kk = offs.len();
@@ -468,20 +521,28 @@ macro_rules! vector_kernels {
                     while k < kk {
                         let pair = kk - k >= 2;
                         match (m, pair) {
-                            (4, true) => wblock::<4, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
-                            (3, true) => wblock::<3, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
-                            (2, true) => wblock::<2, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
-                            (1, true) => wblock::<1, 2>(&offs[k..], x, d, stride, qv, g.add(k), kk),
+                            (4, true) => {
+                                wblock::<4, 2>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk)
+                            }
+                            (3, true) => {
+                                wblock::<3, 2>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk)
+                            }
+                            (2, true) => {
+                                wblock::<2, 2>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk)
+                            }
+                            (1, true) => {
+                                wblock::<1, 2>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk)
+                            }
                             (4, false) => {
-                                wblock::<4, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk)
+                                wblock::<4, 1>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk)
                             }
                             (3, false) => {
-                                wblock::<3, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk)
+                                wblock::<3, 1>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk)
                             }
                             (2, false) => {
-                                wblock::<2, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk)
+                                wblock::<2, 1>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk)
                             }
-                            _ => wblock::<1, 1>(&offs[k..], x, d, stride, qv, g.add(k), kk),
+                            _ => wblock::<1, 1>(&offs[k..], x, d, stride, qv, chunk, g.add(k), kk),
                         }
                         k += if pair { 2 } else { 1 };
                     }
@@ -490,6 +551,7 @@ macro_rules! vector_kernels {
             }
 
             /// `R` output channels by `K` taps, 8 flat positions per step, summed across lanes at the end.
+            #[allow(clippy::too_many_arguments)]
             #[inline(always)]
             unsafe fn wblock<const R: usize, const K: usize>(
                 offs: &[usize],
@@ -497,23 +559,28 @@ macro_rules! vector_kernels {
                 dy: *const f32,
                 stride: usize,
                 qv: usize,
+                chunk: Chunk,
                 gw: *mut f32,
                 kk: usize,
             ) {
                 let mut acc = [[$zero(); K]; R];
-                let mut xs = [x; K];
-                for (p, off) in xs.iter_mut().zip(offs) {
-                    *p = x.add(*off);
-                }
-                for t in (0..qv).step_by($lanes) {
-                    let mut d: [$v; R] = [$zero(); R];
-                    for (r, v) in d.iter_mut().enumerate() {
-                        *v = $load(dy.add(r * stride + t));
+                for j in 0..chunk.count {
+                    let xj = x.add(j * chunk.x);
+                    let dyj = dy.add(j * chunk.dy);
+                    let mut xs = [xj; K];
+                    for (p, off) in xs.iter_mut().zip(offs) {
+                        *p = xj.add(*off);
                     }
-                    for (c, p) in xs.iter().enumerate() {
-                        let xv = $load(p.add(t));
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            a[c] = $fma(d[r], xv, a[c]);
+                    for t in (0..qv).step_by($lanes) {
+                        let mut d: [$v; R] = [$zero(); R];
+                        for (r, v) in d.iter_mut().enumerate() {
+                            *v = $load(dyj.add(r * stride + t));
+                        }
+                        for (c, p) in xs.iter().enumerate() {
+                            let xv = $load(p.add(t));
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                a[c] = $fma(d[r], xv, a[c]);
+                            }
                         }
                     }
                 }
@@ -615,10 +682,23 @@ mod tests {
             let wt = values(rows * taps, 2);
             let mut want = vec![0.0; rows * len];
             correlate_portable(rows, &offs, &inp, &wt, &mut want, len);
+            // The weight gradient sums three samples in one pass; the reference, one at a time.
             let stride = len + 8;
-            let dy = values(rows * stride, 3);
+            let chunk = Chunk {
+                count: 3,
+                x: inp.len() + 5,
+                dy: rows * stride + 3,
+            };
+            let xs = values(3 * chunk.x, 1);
+            let dy = values(3 * chunk.dy, 3);
             let mut want_g = vec![0.5; rows * taps];
-            weight_grad_portable(rows, &offs, &inp, &dy, stride, len, &mut want_g);
+            for j in 0..3 {
+                let one = Chunk { count: 1, ..chunk };
+                let (x1, d1) = (&xs[j * chunk.x..], &dy[j * chunk.dy..]);
+                weight_grad_portable(rows, &offs, x1, d1, stride, len, one, &mut want_g);
+            }
+            let mut one_pass = vec![0.5; rows * taps];
+            weight_grad_portable(rows, &offs, &xs, &dy, stride, len, chunk, &mut one_pass);
             // Every kernel this CPU can run, not only the one `correlate` picks.
             let mut got: Vec<(&str, Vec<f32>, Vec<f32>)> = Vec::new();
             #[cfg(target_arch = "x86_64")]
@@ -635,10 +715,10 @@ mod tests {
                 unsafe {
                     if name == "avx2" {
                         avx2::correlate(rows, &offs, &inp, &wt, &mut a, len);
-                        avx2::weight_grad(rows, &offs, &inp, &dy, stride, len, &mut ga);
+                        avx2::weight_grad(rows, &offs, &xs, &dy, stride, len, chunk, &mut ga);
                     } else {
                         avx512::correlate(rows, &offs, &inp, &wt, &mut a, len);
-                        avx512::weight_grad(rows, &offs, &inp, &dy, stride, len, &mut ga);
+                        avx512::weight_grad(rows, &offs, &xs, &dy, stride, len, chunk, &mut ga);
                     }
                 }
                 got.push((name, a, ga));
@@ -646,8 +726,9 @@ mod tests {
             let mut a = vec![0.0; rows * len];
             let mut ga = vec![0.5; rows * taps];
             correlate(rows, &offs, &inp, &wt, &mut a, len);
-            weight_grad(rows, &offs, &inp, &dy, stride, 0, len, &mut ga);
+            weight_grad(rows, &offs, &xs, &dy, stride, 0, len, chunk, &mut ga);
             got.push(("dispatched", a, ga));
+            got.push(("portable", want.clone(), one_pass));
             for (name, a, ga) in got {
                 for (x, y) in a.iter().zip(&want) {
                     assert!(
@@ -677,6 +758,47 @@ mod tests {
                 "{n}"
             );
             assert_eq!(&dst[1..n + 1], &src[..], "{n}");
+        }
+    }
+
+    /// On a small map the weight gradient sums several samples per pass (and the batch ends in a
+    /// partial pass): the gradients equal those of one sample at a time.
+    #[test]
+    fn backward_over_a_batch_equals_the_sum_over_its_samples() {
+        for (g, n) in [
+            (geom(2, (3, 3), 3, (3, 3), (1, 1)), 0),
+            (geom(16, (14, 14), 32, (3, 3), (1, 1)), 0),
+            (geom(16, (14, 14), 32, (3, 3), (1, 1)), 63),
+        ] {
+            batch_and_samples_agree(g, n);
+        }
+    }
+
+    fn batch_and_samples_agree(g: Conv2dGeom, n: usize) {
+        let l = Layout::new(&g);
+        let per = (WG_POSITIONS / l.q).max(1);
+        let n = if n == 0 { 2 * per + 3 } else { n };
+        let in_len = g.in_c * g.in_h * g.in_w;
+        let out_len = g.out_c * g.out_h() * g.out_w();
+        let x = values(n * in_len, 8);
+        let w = values(g.out_c * g.in_c * g.kh * g.kw, 9);
+        let gy = values(n * out_len, 10);
+        let mut xp = vec![0.0; l.padded_len(n)];
+        pad_input(&g, &l, &x, &mut xp);
+        let mut gw = vec![0.0; w.len()];
+        let mut gx = vec![0.0; x.len()];
+        backward(&g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
+        let mut want_w = vec![0.0; w.len()];
+        for s in 0..n {
+            let mut xp1 = vec![0.0; l.padded_len(1)];
+            pad_input(&g, &l, &x[s * in_len..(s + 1) * in_len], &mut xp1);
+            let mut gx1 = vec![0.0; in_len];
+            let gy1 = &gy[s * out_len..(s + 1) * out_len];
+            backward(&g, &l, 1, &xp1, &w, gy1, &mut want_w, Some(&mut gx1));
+            assert_eq!(&gx[s * in_len..(s + 1) * in_len], &gx1[..], "sample {s}");
+        }
+        for (a, b) in gw.iter().zip(&want_w) {
+            assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
 
