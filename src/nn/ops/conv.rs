@@ -5,6 +5,7 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, CpuError, Gradients, PutTape, Tape, Tensor};
 
 use super::conv_direct;
+use super::conv_lanes;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
@@ -234,6 +235,8 @@ pub(super) struct ConvKernels {
     /// Stride 1 and one group: a direct kernel over a zero-bordered copy, which backward keeps
     /// instead of the input.
     padded: Option<conv_direct::Layout>,
+    /// With `padded`: a small map, computed with samples in the vector lanes.
+    lanes: bool,
     /// One input channel per group, but not a plain single-channel conv (GEMM does that well).
     depthwise: bool,
 }
@@ -275,6 +278,7 @@ impl ConvKernels {
         Ok(ConvKernels {
             geom: *g,
             padded: conv_direct::applies(g).then(|| conv_direct::Layout::new(g)),
+            lanes: conv_lanes::applies(g),
             depthwise: g.in_c == g.groups && g.groups > 1,
         })
     }
@@ -290,7 +294,11 @@ impl ConvKernels {
         out: &mut [f32],
     ) -> Vec<f32> {
         let g = &self.geom;
-        if let Some(l) = &self.padded {
+        if let (Some(l), true) = (&self.padded, self.lanes) {
+            let xl = conv_lanes::forward(g, l, n, &input, w, b, out);
+            give_f32(input);
+            xl
+        } else if let Some(l) = &self.padded {
             let mut xpad = take_f32(l.padded_len(n));
             conv_direct::pad_input(g, l, &input, &mut xpad);
             give_f32(input);
@@ -334,7 +342,9 @@ impl ConvKernels {
                 Some(f) => Some(f(grads)?),
                 None => None,
             };
-            if let Some(l) = &self.padded {
+            if let (Some(l), true) = (&self.padded, self.lanes) {
+                conv_lanes::backward(g, l, n, saved, w, gy, &mut gw, gx);
+            } else if let Some(l) = &self.padded {
                 conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx);
             } else if self.depthwise {
                 direct_weight_grad(g, n, saved, gy, &mut gw);

@@ -10,6 +10,7 @@ mod batch_norm;
 mod conv;
 mod conv_bn;
 mod conv_direct;
+mod conv_lanes;
 mod error;
 mod gemm;
 mod linear;
