@@ -682,7 +682,7 @@ vector_kernels!(
 );
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn geom(
@@ -707,7 +707,8 @@ mod tests {
         }
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic test values in [-1, 1) (shared with the lanes kernels' tests).
+    pub(in crate::nn::ops) fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| {
                 ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0

@@ -185,14 +185,7 @@ pub(super) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::nn::ops::conv_direct::tests::values;
 
     /// The lanes path gives the outputs and gradients of the one-sample-at-a-time path, for
     /// batches that fill their groups and batches that do not, odd and even widths, kernels
