@@ -169,10 +169,11 @@ pub(super) fn forward(
 ) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let offs = tap_offsets(g.in_c, l.plane, g.kh, g.kw, l.wp);
+    let starts = whole_blocks(l.qpad);
     let mut flat = take_f32(g.out_c * l.qpad);
     for s in 0..n {
         let xs = &xpad[s * l.sample..(s + 1) * l.sample];
-        correlate(g.out_c, &offs, xs, w, &mut flat, l.qpad);
+        correlate_at(g.out_c, &offs, xs, w, &mut flat, l.qpad, &starts);
         let ys = &mut out[s * g.out_c * oh * ow..(s + 1) * g.out_c * oh * ow];
         for (co, (dst, src)) in ys
             .chunks_exact_mut(oh * ow)
@@ -212,6 +213,7 @@ pub(super) fn backward(
     } else {
         Vec::new()
     };
+    let dx_starts = whole_blocks(l.dx_len);
     // Every float of the output-gradient planes is written: margins and junk columns as zeros.
     // The planes of several samples at once when a sample's map is small (see `WG_POSITIONS`).
     let per = (WG_POSITIONS / l.q.max(1)).clamp(1, n.max(1));
@@ -220,7 +222,7 @@ pub(super) fn backward(
     let mut dx = take_f32(if gx.is_some() { g.in_c * l.dx_len } else { 0 });
     let in_len = g.in_c * g.in_h * g.in_w;
     let out_len = g.out_c * oh * ow;
-    for s0 in (0..n).step_by(per.max(1)) {
+    for s0 in (0..n).step_by(per) {
         let m = per.min(n - s0);
         let dyc = &mut dy[..m * dy_sample];
         // One fill, then the rows (see `pad_input`).
@@ -252,14 +254,8 @@ pub(super) fn backward(
             continue;
         };
         for (j, dys) in dyc.chunks_exact(dy_sample).enumerate() {
-            correlate(
-                g.in_c,
-                &dy_offs,
-                &dys[l.dx_start..],
-                &wflip,
-                &mut dx,
-                l.dx_len,
-            );
+            let dys = &dys[l.dx_start..];
+            correlate_at(g.in_c, &dy_offs, dys, &wflip, &mut dx, l.dx_len, &dx_starts);
             let s = s0 + j;
             let gxs = &mut gx[s * in_len..(s + 1) * in_len];
             for (dst, src) in gxs
@@ -313,15 +309,11 @@ pub(super) fn tap_offsets(
     offs
 }
 
-/// `out[r * len + t] = sum_k wt[r * K + k] * inp[offs[k] + t]` for `r < rows`, `t < len`
-/// (`len` a multiple of [`NB`], `K = offs.len()`).
-///
-/// # Panics
-/// If a slice is shorter than those indices need: the vector kernel reads without bounds checks.
-fn correlate(rows: usize, offs: &[usize], inp: &[f32], wt: &[f32], out: &mut [f32], len: usize) {
+/// Block starts covering `0..len` (`len` a multiple of [`NB`]): the whole rows of the flat
+/// layout, for [`correlate_at`].
+fn whole_blocks(len: usize) -> Vec<usize> {
     assert_eq!(len % NB, 0, "correlate: length not in whole blocks");
-    let starts: Vec<usize> = (0..len).step_by(NB).collect();
-    correlate_at(rows, offs, inp, wt, out, len, &starts);
+    (0..len).step_by(NB).collect()
 }
 
 /// `out[r * stride + t + u] = sum_k wt[r * K + k] * inp[offs[k] + t + u]` for `r < rows`, every
@@ -475,7 +467,7 @@ macro_rules! vector_kernels {
      $fma:ident, $store:ident, $hsum:ident) => {
         #[cfg(target_arch = "x86_64")]
         mod $name {
-            //! The register blocks of [`super::correlate`] and [`super::weight_grad`] for one
+            //! The register blocks of [`super::correlate_at`] and [`super::weight_grad`] for one
             //! instruction set.
 
             use super::lanes::*;
@@ -725,7 +717,7 @@ pub(super) mod tests {
             let inp = values(offs.iter().max().unwrap() + len + 8, 1);
             let wt = values(rows * taps, 2);
             let mut want = vec![0.0; rows * len];
-            let starts: Vec<usize> = (0..len).step_by(NB).collect();
+            let starts = whole_blocks(len);
             correlate_portable(rows, &offs, &inp, &wt, &mut want, len, &starts);
             // The weight gradient sums three samples in one pass; the reference, one at a time.
             let stride = len + 8;
@@ -770,7 +762,7 @@ pub(super) mod tests {
             }
             let mut a = vec![0.0; rows * len];
             let mut ga = vec![0.5; rows * taps];
-            correlate(rows, &offs, &inp, &wt, &mut a, len);
+            correlate_at(rows, &offs, &inp, &wt, &mut a, len, &starts);
             weight_grad(rows, &offs, &xs, &dy, stride, 0, len, chunk, &mut ga);
             got.push(("dispatched", a, ga));
             got.push(("portable", want.clone(), one_pass));
