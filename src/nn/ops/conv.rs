@@ -232,13 +232,21 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
 /// convolution fused with batch norm.
 pub(super) struct ConvKernels {
     geom: Conv2dGeom,
-    /// Stride 1 and one group: a direct kernel over a zero-bordered copy, which backward keeps
-    /// instead of the input.
-    padded: Option<conv_direct::Layout>,
-    /// With `padded`: a small map, computed with samples in the vector lanes.
-    lanes: bool,
+    path: Path,
+}
+
+/// Which kernels a geometry takes, chosen once when it is checked.
+enum Path {
+    /// Stride 1, one group, a map of at most 12x12: the direct kernel with samples in the vector
+    /// lanes (`conv_lanes`); backward keeps the lanes copy instead of the input.
+    Lanes(conv_direct::Layout),
+    /// Stride 1, one group: the direct kernel over a zero-bordered copy, one sample at a time;
+    /// backward keeps the copy instead of the input.
+    Flat(conv_direct::Layout),
     /// One input channel per group, but not a plain single-channel conv (GEMM does that well).
-    depthwise: bool,
+    Depthwise,
+    /// Everything else: im2col + GEMM.
+    Gemm,
 }
 
 impl ConvKernels {
@@ -277,9 +285,15 @@ impl ConvKernels {
 
         Ok(ConvKernels {
             geom: *g,
-            padded: conv_direct::applies(g).then(|| conv_direct::Layout::new(g)),
-            lanes: conv_lanes::applies(g),
-            depthwise: g.in_c == g.groups && g.groups > 1,
+            path: if conv_lanes::applies(g) {
+                Path::Lanes(conv_direct::Layout::new(g))
+            } else if conv_direct::applies(g) {
+                Path::Flat(conv_direct::Layout::new(g))
+            } else if g.in_c == g.groups && g.groups > 1 {
+                Path::Depthwise
+            } else {
+                Path::Gemm
+            },
         })
     }
 
@@ -294,23 +308,27 @@ impl ConvKernels {
         out: &mut [f32],
     ) -> Vec<f32> {
         let g = &self.geom;
-        if let (Some(l), true) = (&self.padded, self.lanes) {
-            let xl = conv_lanes::forward(g, l, n, &input, w, b, out);
-            give_f32(input);
-            xl
-        } else if let Some(l) = &self.padded {
-            let mut xpad = take_f32(l.padded_len(n));
-            conv_direct::pad_input(g, l, &input, &mut xpad);
-            give_f32(input);
-            conv_direct::forward(g, l, n, &xpad, w, b, out);
-            xpad
-        } else {
-            if self.depthwise {
-                direct_forward(g, n, &input, w, b, out);
-            } else {
-                gemm_forward(g, &input, w, b, out);
+        match &self.path {
+            Path::Lanes(l) => {
+                let xl = conv_lanes::forward(g, l, n, &input, w, b, out);
+                give_f32(input);
+                xl
             }
-            input
+            Path::Flat(l) => {
+                let mut xpad = take_f32(l.padded_len(n));
+                conv_direct::pad_input(g, l, &input, &mut xpad);
+                give_f32(input);
+                conv_direct::forward(g, l, n, &xpad, w, b, out);
+                xpad
+            }
+            Path::Depthwise => {
+                direct_forward(g, n, &input, w, b, out);
+                input
+            }
+            Path::Gemm => {
+                gemm_forward(g, &input, w, b, out);
+                input
+            }
         }
     }
 
@@ -342,17 +360,16 @@ impl ConvKernels {
                 Some(f) => Some(f(grads)?),
                 None => None,
             };
-            if let (Some(l), true) = (&self.padded, self.lanes) {
-                conv_lanes::backward(g, l, n, saved, w, gy, &mut gw, gx);
-            } else if let Some(l) = &self.padded {
-                conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx);
-            } else if self.depthwise {
-                direct_weight_grad(g, n, saved, gy, &mut gw);
-                if let Some(gx) = gx {
-                    direct_input_grad(g, n, w, gy, gx);
+            match &self.path {
+                Path::Lanes(l) => conv_lanes::backward(g, l, n, saved, w, gy, &mut gw, gx),
+                Path::Flat(l) => conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx),
+                Path::Depthwise => {
+                    direct_weight_grad(g, n, saved, gy, &mut gw);
+                    if let Some(gx) = gx {
+                        direct_input_grad(g, n, w, gy, gx);
+                    }
                 }
-            } else {
-                gemm_backward(g, saved, w, gy, &mut gw, gx);
+                Path::Gemm => gemm_backward(g, saved, w, gy, &mut gw, gx),
             }
         }
         put_grad!(grads, weight, gw);
