@@ -4,21 +4,24 @@
 # invocation (this machine is shared: never compare with a figure from another day).
 #
 # usage: benches/compare_peer.sh [--family mlp|cnn] [--seeds "0 1 2 3 4"] [--trials 20] [--data digits]
+#                                [--keep DIR]
 #   mlp: ../shared/peers/spaces/peer_mlp.ron; cnn: benches/spaces/peer_cnn.ron (the peer's CNN
 #   space written exactly in the architecture language; tests/peer_space.rs checks it).
 # Both use the machine's 2 cores: the peer 2 torch threads, nas 2 workers of one thread each.
 # Prints one row per seed and engine (best CV, test score of the retrained best, wall time, peak
-# RSS), then the medians and nas/peer ratios. The peer venv comes from ../shared/peers/setup.sh
+# RSS), then the medians and nas/peer ratios. --keep DIR keeps both engines' records there (the
+# peer's result JSON per seed, peer<seed>.json, and nas's results folder r/) for a look at each trial. The peer venv comes from ../shared/peers/setup.sh
 # (default ~/.cache/nas-peers-venv; override with PEER_PYTHON). Needs GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FAMILY=mlp; SEEDS="0 1 2 3 4"; TRIALS=20; DATA=digits
+FAMILY=mlp; SEEDS="0 1 2 3 4"; TRIALS=20; DATA=digits; KEEP=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --family) FAMILY="$2"; shift ;;
     --seeds) SEEDS="$2"; shift ;;
     --trials) TRIALS="$2"; shift ;;
     --data) DATA="$2"; shift ;;
+    --keep) KEEP="$2"; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -34,8 +37,11 @@ PY="${PEER_PYTHON:-$HOME/.cache/nas-peers-venv/bin/python}"
 [ -x "$PY" ] || { echo "no peer venv at $PY (run ../shared/peers/setup.sh)" >&2; exit 2; }
 cargo build --release --quiet
 NAS="$(pwd)/target/release/nas"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+if [ -n "$KEEP" ]; then
+  mkdir -p "$KEEP"; OUT="$(cd "$KEEP" && pwd)"; rm -f "$OUT/rows"
+else
+  OUT="$(mktemp -d)"; trap 'rm -rf "$OUT"' EXIT
+fi
 
 # Runs a command under GNU time; prints "wall_s peak_mb".
 timed() {
@@ -49,12 +55,13 @@ echo "| seed | engine | best CV | test | wall s | peak MB |"
 echo "|---:|---|---:|---:|---:|---:|"
 for seed in $SEEDS; do
   read -r pw pm < <(timed "$PY" "$PEERS/search.py" --data "$DATA" --family "$FAMILY" --trials "$TRIALS" \
-    --sampler tpe --seed "$seed" --threads 2 --quiet --out "$OUT/peer.json")
+    --sampler tpe --seed "$seed" --threads 2 --quiet --out "$OUT/peer$seed.json")
   read -r pcv pte < <("$PY" -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-print("%.4f %.4f" % (r.get("best", {}).get("cv_score", float("nan")), r.get("test", {}).get("score", float("nan"))))' "$OUT/peer.json")
+print("%.4f %.4f" % (r.get("best", {}).get("cv_score", float("nan")), r.get("test", {}).get("score", float("nan"))))' "$OUT/peer$seed.json")
   echo "| $seed | Optuna + PyTorch | $pcv | $pte | $pw | $pm |" | tee -a "$OUT/rows"
+  rm -rf "$OUT/r/s$seed"  # a kept folder from an earlier run: start the study afresh
   read -r nw nm < <(timed "$NAS" search --space "$SPACE" --data "$DATA" --strategy tpe --trials "$TRIALS" \
     --seed "$seed" --workers 2 --results "$OUT/r" --study "s$seed" --quiet)
   ncv=$("$NAS" leaderboard --results "$OUT/r" --study "s$seed" --format json --top 1 |

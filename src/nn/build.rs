@@ -222,12 +222,15 @@ pub struct Builder<'a> {
     depth: usize,
 }
 
-/// Initialisation gain: He for rectifiers, Glorot-like otherwise.
-fn fan_scale(act: Activation, fan_in: usize, fan_out: usize) -> f64 {
-    match act {
-        Activation::Relu | Activation::LeakyRelu | Activation::Gelu => (6.0 / fan_in as f64).sqrt(),
-        Activation::Sigmoid | Activation::Tanh => (6.0 / (fan_in + fan_out) as f64).sqrt(),
-    }
+/// The bound of the uniform initialisation of a layer's weights and bias, PyTorch's default for
+/// `Linear` and `Conv` (`kaiming_uniform_(a = sqrt(5))`, the same bound for the bias):
+/// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, whatever activation follows. Measured against He's
+/// `sqrt(6/fan_in)` (the rule before) on the Optuna + PyTorch reference's best MLPs of digits,
+/// 3-fold CV, 5 seeds each: 0.9748 -> 0.9798, 0.9788 -> 0.9813, 0.9805 -> 0.9829 (PyTorch
+/// 0.9809, 0.9813, 0.9812). Behind a batch norm the weights' scale sets the effective step:
+/// larger weights learned more slowly.
+fn init_bound(fan_in: usize) -> f64 {
+    1.0 / (fan_in.max(1) as f64).sqrt()
 }
 
 /// `a * b`, or an error naming what overflowed: sizes come from user-written spaces.
@@ -303,16 +306,15 @@ impl<'a> Builder<'a> {
         }
         self.record(self.mark(), "input", "Input".into(), x);
         let mut layers = Vec::new();
-        let y = self.sequence(&body, &mut layers, x, None)?;
+        let y = self.sequence(&body, &mut layers, x)?;
         if self.pending_stride > 1 {
             return Err(NnError::Impossible(format!(
                 "{}: a `Downsample(Stride)` has no convolution after it to stride",
                 self.stride_from
             )));
         }
-        // The output layer is linear: Glorot scale keeps initial logits small.
         let m = self.mark();
-        layers.push(self.linear(y.len(), n_outputs, Activation::Tanh)?);
+        layers.push(self.linear(y.len(), n_outputs)?);
         self.record(
             m,
             "output",
@@ -328,19 +330,9 @@ impl<'a> Builder<'a> {
         nodes: &[Node],
         out: &mut Vec<Layer>,
         mut x: Chw,
-        follows: Option<Activation>,
     ) -> Result<Chw, NnError> {
-        let acts: Vec<Option<Activation>> = nodes.iter().map(Node::activation).collect();
         let mut i = 0;
         while i < nodes.len() {
-            let hint = acts[i + 1..]
-                .iter()
-                .flatten()
-                .next()
-                .copied()
-                .or(follows)
-                .or_else(|| acts[..i].iter().rev().flatten().next().copied())
-                .unwrap_or(Activation::Relu);
             let next = nodes.get(i + 1);
             let (m, start) = (self.mark(), i);
             let block = !matches!(nodes[i], Node::Layer { .. } | Node::Sequential(_));
@@ -352,7 +344,6 @@ impl<'a> Builder<'a> {
                     })?;
                     let ctx = Ctx {
                         path,
-                        hint,
                         before_batch_norm: next.is_some_and(Node::is_batch_norm),
                     };
                     (p.build)(&Values(values), self, out, x, &ctx).map_err(
@@ -365,19 +356,19 @@ impl<'a> Builder<'a> {
                         },
                     )?
                 }
-                Node::Sequential(body) => self.sequence(body, out, x, Some(hint))?,
+                Node::Sequential(body) => self.sequence(body, out, x)?,
                 Node::Residual { path, body } => {
                     // An activation right after the sum is applied inside the residual layer.
                     let fused = next.and_then(Node::activation);
                     if fused.is_some() {
                         i += 1;
                     }
-                    self.residual(path, body, out, x, hint, fused)?
+                    self.residual(path, body, out, x, fused)?
                 }
                 Node::Dense { path, body } => {
                     let mut layers = Vec::new();
                     let before = self.pending_stride;
-                    let g = self.sequence(body, &mut layers, x, Some(hint))?;
+                    let g = self.sequence(body, &mut layers, x)?;
                     self.stride_stays_inside(before, path, "the dense layer")?;
                     if (g.h, g.w) != (x.h, x.w) {
                         return Err(NnError::Impossible(format!(
@@ -387,9 +378,7 @@ impl<'a> Builder<'a> {
                     out.push(Layer::DenseGrow { body: layers });
                     Chw { c: x.c + g.c, ..x }
                 }
-                Node::Cell { path, nodes, edges } => {
-                    self.cell(path, *nodes, edges, out, x, hint)?
-                }
+                Node::Cell { path, nodes, edges } => self.cell(path, *nodes, edges, out, x)?,
             };
             self.depth -= usize::from(block);
             if self.rows.is_some() {
@@ -430,12 +419,11 @@ impl<'a> Builder<'a> {
         body: &[Node],
         out: &mut Vec<Layer>,
         x: Chw,
-        hint: Activation,
         act: Option<Activation>,
     ) -> Result<Chw, NnError> {
         let mut layers = Vec::new();
         let before = self.pending_stride;
-        let y = self.sequence(body, &mut layers, x, Some(act.unwrap_or(hint)))?;
+        let y = self.sequence(body, &mut layers, x)?;
         self.stride_stays_inside(before, path, "the residual body")?;
         let mut shortcut = Vec::new();
         if y != x {
@@ -448,7 +436,7 @@ impl<'a> Builder<'a> {
                     ))
                 })?;
             let bn = Node::contains_batch_norm(body);
-            let (conv, z) = self.conv(x, y.c, 1, stride, 1, !bn, act.unwrap_or(hint))?;
+            let (conv, z) = self.conv(x, y.c, 1, stride, 1, !bn)?;
             shortcut.push(conv);
             if bn {
                 shortcut.push(self.batch_norm(z.c, z.hw()));
@@ -471,7 +459,6 @@ impl<'a> Builder<'a> {
         edges: &[crate::space::arch::Edge],
         out: &mut Vec<Layer>,
         x: Chw,
-        hint: Activation,
     ) -> Result<Chw, NnError> {
         if self.pending_stride > 1 {
             return Err(NnError::Impossible(format!(
@@ -484,7 +471,7 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let mut layers = Vec::new();
-            let y = self.sequence(&e.op, &mut layers, x, Some(hint))?;
+            let y = self.sequence(&e.op, &mut layers, x)?;
             let op = format!(
                 "the op on edge {}->{} (a cell's ops keep the map size)",
                 e.from, e.to
@@ -551,14 +538,24 @@ impl<'a> Builder<'a> {
         let n = times(rows, cols, "a weight matrix")?;
         self.params = self.params.saturating_add(n);
         Ok(match self.dev {
-            Some(dev) => {
-                let w = (0..n)
-                    .map(|_| self.rng.gen_range(-bound..=bound) as f32)
-                    .collect();
-                dev.tensor_from_vec(w, (rows, cols))
-            }
+            Some(dev) => dev.tensor_from_vec(self.uniform(n, bound), (rows, cols)),
             None => self.placeholder.tensor_from_vec(Vec::new(), (0, 0)),
         })
+    }
+
+    fn uniform(&mut self, n: usize, bound: f64) -> Vec<f32> {
+        (0..n)
+            .map(|_| self.rng.gen_range(-bound..=bound) as f32)
+            .collect()
+    }
+
+    /// `n` parameters drawn from `U(-bound, bound)`.
+    fn uniform_vector(&mut self, n: usize, bound: f64) -> Vector {
+        self.params = self.params.saturating_add(n);
+        match self.dev {
+            Some(dev) => dev.tensor_from_vec(self.uniform(n, bound), (n,)),
+            None => self.placeholder.tensor_from_vec(Vec::new(), (0,)),
+        }
     }
 
     fn vector(&mut self, n: usize, value: f32) -> Vector {
@@ -569,13 +566,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    pub fn linear(&mut self, n_in: usize, n_out: usize, act: Activation) -> Result<Layer, NnError> {
-        let w = self.matrix(n_in, n_out, fan_scale(act, n_in, n_out))?;
+    pub fn linear(&mut self, n_in: usize, n_out: usize) -> Result<Layer, NnError> {
+        let bound = init_bound(n_in);
+        let w = self.matrix(n_in, n_out, bound)?;
         self.macs = self.macs.saturating_add((n_in * n_out) as u64);
         self.output(n_out);
         Ok(Layer::Linear {
             w,
-            b: self.vector(n_out, 0.0),
+            b: self.uniform_vector(n_out, bound),
         })
     }
 
@@ -605,7 +603,6 @@ impl<'a> Builder<'a> {
         stride: usize,
         groups: usize,
         bias: bool,
-        act: Activation,
     ) -> Result<(Layer, Chw), NnError> {
         let (kh, sh) = if x.h == 1 { (1, 1) } else { (k, stride) };
         let (kw, sw) = if x.w == 1 { (1, 1) } else { (k, stride) };
@@ -625,11 +622,8 @@ impl<'a> Builder<'a> {
         geom.check()
             .map_err(|e| NnError::Impossible(e.to_string()))?;
         let fan_in = x.c / groups * kh * kw;
-        let w = self.matrix(
-            out_c,
-            fan_in,
-            fan_scale(act, fan_in, out_c * kh * kw / groups),
-        )?;
+        let bound = init_bound(fan_in);
+        let w = self.matrix(out_c, fan_in, bound)?;
         let out = Chw {
             c: out_c,
             h: geom.out_h(),
@@ -646,12 +640,11 @@ impl<'a> Builder<'a> {
             fan_in * groups,
             "a convolution's patch matrix",
         )?);
-        let b = bias.then(|| self.vector(out_c, 0.0));
+        let b = bias.then(|| self.uniform_vector(out_c, bound));
         Ok((Layer::Conv { w, b, geom }, out))
     }
 
-    /// conv, then batch norm (or a bias), then the activation `act` if any; `init` sets the
-    /// scale of the initial weights.
+    /// conv, then batch norm (or a bias), then the activation `act` if any.
     #[allow(clippy::too_many_arguments)]
     pub fn conv_bn(
         &mut self,
@@ -663,9 +656,8 @@ impl<'a> Builder<'a> {
         groups: usize,
         bn: bool,
         act: Option<Activation>,
-        init: Activation,
     ) -> Result<Chw, NnError> {
-        let (conv, y) = self.conv(x, out_c, k, stride, groups, !bn, init)?;
+        let (conv, y) = self.conv(x, out_c, k, stride, groups, !bn)?;
         layers.push(conv);
         if bn {
             layers.push(self.batch_norm(y.c, y.hw()));

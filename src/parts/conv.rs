@@ -31,15 +31,7 @@ fn build(
 ) -> Result<Chw, NnError> {
     let stride = v.usize(&STRIDE) * b.take_stride();
     let c = v.channels(&CHANNELS, x.c);
-    let (conv, y) = b.conv(
-        x,
-        c,
-        v.usize(&KERNEL),
-        stride,
-        1,
-        !ctx.before_batch_norm,
-        ctx.hint,
-    )?;
+    let (conv, y) = b.conv(x, c, v.usize(&KERNEL), stride, 1, !ctx.before_batch_norm)?;
     out.push(conv);
     Ok(y)
 }

@@ -22,6 +22,6 @@ fn build(
 ) -> Result<Chw, NnError> {
     b.no_pending_stride(ctx.path, "Linear")?;
     let units = v.usize(&UNITS);
-    out.push(b.linear(x.len(), units, ctx.hint)?);
+    out.push(b.linear(x.len(), units)?);
     Ok(Chw::flat(units))
 }

@@ -44,9 +44,6 @@ pub fn find(name: &str) -> Option<&'static Part> {
 /// Where a part is built: its path in the network and what surrounds it.
 pub struct Ctx<'a> {
     pub path: &'a str,
-    /// The activation that follows the part (else the one before it): sets the scale of the
-    /// initial weights (He for rectifiers, Glorot otherwise).
-    pub hint: Activation,
     /// Whether a batch norm follows directly (a convolution then needs no bias).
     pub before_batch_norm: bool,
 }

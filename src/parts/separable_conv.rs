@@ -43,12 +43,12 @@ fn build(
     let mut body = Vec::new();
     let mut y = x;
     if e > 1 {
-        y = b.conv_bn(&mut body, y, x.c * e, 1, 1, 1, bn, Some(act), act)?;
+        y = b.conv_bn(&mut body, y, x.c * e, 1, 1, 1, bn, Some(act))?;
     }
-    y = b.conv_bn(&mut body, y, y.c, k, stride, y.c, bn, Some(act), act)?;
+    y = b.conv_bn(&mut body, y, y.c, k, stride, y.c, bn, Some(act))?;
     // MobileNet v2 keeps the projection linear; v1 (no expansion) activates it.
     let last_act = (e == 1).then_some(act);
-    let y = b.conv_bn(&mut body, y, out_c, 1, 1, 1, bn, last_act, act)?;
+    let y = b.conv_bn(&mut body, y, out_c, 1, 1, 1, bn, last_act)?;
     if e > 1 && stride == 1 && x.c == out_c {
         out.push(Layer::Residual {
             body,
