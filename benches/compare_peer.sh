@@ -54,6 +54,9 @@ timed() {
        END { printf "%.1f %.0f\n", s, m }' "$OUT/log"
 }
 
+# GFLOP per second of wall time from TFLOP ($1) and seconds ($2).
+rate() { "$PY" -c 'import sys; print("%.1f" % (1e3 * float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
+
 echo "| seed | engine | best CV | test | wall s | peak MB | training TFLOP | GFLOP/s of wall |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 for seed in $SEEDS; do
@@ -71,7 +74,6 @@ print("%.4f %.4f" % (r.get("best", {}).get("cv_score", float("nan")), r.get("tes
   nte=$("$PY" -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["test_score"])' "$OUT/r/s$seed/test.json")
   # Training work of each search (the two samplers pick different networks) and its rate.
   read -r pt nt < <("$PY" benches/search_work.py "$OUT/peer$seed.json" "$NAS" "$OUT/r" "s$seed")
-  rate() { "$PY" -c 'import sys; print("%.1f" % (1e3 * float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
   echo "| $seed | Optuna + PyTorch | $pcv | $pte | $pw | $pm | $pt | $(rate "$pt" "$pw") |" | tee -a "$OUT/rows"
   echo "| $seed | nas | $ncv | $nte | $nw | $nm | $nt | $(rate "$nt" "$nw") |" | tee -a "$OUT/rows"
 done

@@ -230,44 +230,37 @@ fn too_many_stages_for_the_input_is_an_impossible_architecture() {
     assert!(err.contains("impossible architecture"), "{err}");
 }
 
+/// Asserts that every value of `values` lies within PyTorch's bound `1/sqrt(fan_in)` and that the
+/// draws fill it (not He's sqrt(6/fan_in) nor a narrower rule; the smallest tensor checked, 10
+/// biases, misses half the bound with probability 0.1%).
+fn assert_fills_pytorch_bound(name: &str, values: &[f32], fan_in: usize) {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(largest <= bound, "{name}: {largest} above {bound}");
+    assert!(largest > 0.5 * bound, "{name}: {largest} far below {bound}");
+}
+
 /// Weights and biases start as PyTorch's `Linear` and `Conv2d` defaults do: uniform on
 /// `[-1/sqrt(fan_in), 1/sqrt(fan_in)]` whatever activation follows; batch norm at gamma 1, beta 0.
 #[test]
 fn initial_parameters_follow_pytorchs_default_bounds() {
     let dev = Cpu::seed_from_u64(0);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let shape = InputShape::new(1, 8, 8);
-    for (arch, fans) in [
-        // 64 inputs -> 40 (relu) -> 30 (relu) -> 10: fan-ins 64, 40, 30.
-        (
-            Architecture::Mlp(MlpArch {
-                hidden: vec![40, 30],
-                activation: Activation::Relu,
-                dropout: 0.0,
-                batch_norm: false,
-            }),
-            vec![64usize, 64, 40, 40, 30, 30],
-        ),
-        (
-            Architecture::Mlp(MlpArch {
-                hidden: vec![40, 30],
-                activation: Activation::Tanh,
-                dropout: 0.0,
-                batch_norm: false,
-            }),
-            vec![64, 64, 40, 40, 30, 30],
-        ),
-    ] {
+    for activation in [Activation::Relu, Activation::Tanh] {
+        // 64 inputs -> 40 -> 30 -> 10: weight and bias of each layer, fan-ins 64, 40, 30.
+        let arch = Architecture::Mlp(MlpArch {
+            hidden: vec![40, 30],
+            activation,
+            dropout: 0.0,
+            batch_norm: false,
+        });
+        let shape = InputShape::new(1, 8, 8);
         let mut net = build_network(&arch, shape, 10, &mut rng, &dev).unwrap();
         let params = net.snapshot();
+        let fans = [64, 64, 40, 40, 30, 30];
         assert_eq!(params.len(), fans.len(), "{params:?}");
         for ((name, values), fan_in) in params.iter().zip(fans) {
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-            // Every value inside the bound, and the draws fill it (not He's sqrt(6/fan_in) nor a
-            // narrower rule; the smallest tensor, 10 biases, misses half the bound at 0.1%).
-            assert!(largest <= bound, "{name}: {largest} above {bound}");
-            assert!(largest > 0.5 * bound, "{name}: {largest} far below {bound}");
+            assert_fills_pytorch_bound(name, values, fan_in);
         }
     }
     // A convolution's fan-in is in-channels x kernel area; batch norm starts at 1 and 0.
@@ -275,12 +268,7 @@ fn initial_parameters_follow_pytorchs_default_bounds() {
     let mut net = build_network(&arch, InputShape::new(2, 6, 6), 3, &mut rng, &dev).unwrap();
     let params = net.snapshot();
     let (name, stem) = &params[0];
-    let bound = 1.0 / ((2 * 3 * 3) as f32).sqrt();
-    let largest = stem.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(
-        largest <= bound && largest > 0.5 * bound,
-        "{name}: {largest} vs {bound}"
-    );
+    assert_fills_pytorch_bound(name, stem, 2 * 3 * 3);
     let (gamma, beta) = (&params[1].1, &params[2].1);
     assert!(gamma.iter().all(|g| *g == 1.0) && beta.iter().all(|b| *b == 0.0));
 }
