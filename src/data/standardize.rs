@@ -100,29 +100,61 @@ impl Standardizer {
 
     /// Standardises one sample (CHW order) in place.
     pub fn apply_sample(&self, x: &mut [f32]) {
-        let groups = self.mean.len();
-        if groups == 0 {
+        if self.mean.is_empty() {
             return;
         }
-        debug_assert_eq!(
-            x.len() % groups,
-            0,
-            "sample length does not match the standardizer"
-        );
-        let block = if self.per_channel {
-            (x.len() / groups).max(1)
-        } else {
-            1
-        };
-        // Runs of `block` values share a mean and a deviation (value k is in group k / block, the
-        // last group taking any rest): one pass per run, which the compiler vectorises.
-        for (g, run) in x.chunks_mut(block).enumerate() {
-            let g = g.min(groups - 1);
-            let (m, sd) = (self.mean[g], self.std[g]);
-            for v in run {
+        if self.per_feature(x.len()) {
+            for ((v, m), sd) in x.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / sd;
+            }
+            return;
+        }
+        for (range, m, sd) in self.runs(x.len()) {
+            for v in &mut x[range] {
                 *v = (*v - m) / sd;
             }
         }
+    }
+
+    /// Appends one sample (CHW order) to `out`, standardised: the values of
+    /// [`Self::apply_sample`], written in one pass (a batch is gathered this way, not copied
+    /// and then scaled).
+    pub fn extend_standardized(&self, x: &[f32], out: &mut Vec<f32>) {
+        if self.mean.is_empty() {
+            out.extend_from_slice(x);
+        } else if self.per_feature(x.len()) {
+            let scaled = x.iter().zip(&self.mean).zip(&self.std);
+            out.extend(scaled.map(|((v, m), sd)| (v - m) / sd));
+        } else {
+            for (range, m, sd) in self.runs(x.len()) {
+                out.extend(x[range].iter().map(|v| (v - m) / sd));
+            }
+        }
+    }
+
+    /// One statistic per value of a sample of `len`: scaled as three zipped slices, which the
+    /// compiler vectorises (a run per value does not).
+    fn per_feature(&self, len: usize) -> bool {
+        !self.per_channel && self.mean.len() == len
+    }
+
+    /// The runs of a sample of `len` values that share a mean and a deviation, with them: value
+    /// k is in group k / block, the last group taking any rest.
+    fn runs(&self, len: usize) -> impl Iterator<Item = (std::ops::Range<usize>, f32, f32)> + '_ {
+        let groups = self.mean.len();
+        debug_assert!(
+            groups > 0 && len % groups == 0,
+            "sample length does not match the standardizer"
+        );
+        let block = if self.per_channel {
+            (len / groups.max(1)).max(1)
+        } else {
+            1
+        };
+        (0..len).step_by(block).enumerate().map(move |(g, start)| {
+            let g = g.min(groups.saturating_sub(1));
+            (start..(start + block).min(len), self.mean[g], self.std[g])
+        })
     }
 }
 
@@ -253,6 +285,13 @@ mod tests {
                 .enumerate()
                 .map(|(k, v)| (v - want_mean[k / block]) / want_std[k / block])
                 .collect();
+            let mut gathered = vec![7.0];
+            s.extend_standardized(&x, &mut gathered);
+            assert_eq!(
+                gathered[0], 7.0,
+                "per_channel {per_channel}: appended, not replaced"
+            );
+            assert_eq!(gathered[1..], want, "per_channel {per_channel}: gathered");
             s.apply_sample(&mut x);
             assert_eq!(x, want, "per_channel {per_channel}");
         }

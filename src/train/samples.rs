@@ -70,10 +70,10 @@ impl<'a> Samples<'a> {
         out.clear();
         out.reserve(idx.len() * f);
         for &i in idx {
-            let start = out.len();
-            out.extend_from_slice(self.data.sample(self.row(i)));
-            if let Some(s) = self.scaler {
-                s.apply_sample(&mut out[start..]);
+            let x = self.data.sample(self.row(i));
+            match self.scaler {
+                Some(s) => s.extend_standardized(x, out),
+                None => out.extend_from_slice(x),
             }
         }
     }

@@ -10,7 +10,7 @@ use super::math;
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
 use super::OpError;
-use super::{param_values, put_grad, take_grad, take_input, try_device_tensor, Activations};
+use super::{param_scratch, put_grad, take_grad, take_input, try_device_tensor, Activations};
 
 type Vector = Tensor<(usize,), f32, Cpu>;
 
@@ -118,8 +118,8 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         });
     }
     let input = take_input(x)?;
-    let w = param_values(weight);
-    let b = param_values(bias);
+    let w = param_scratch(weight);
+    let b = param_scratch(bias);
     // Every value is written: each row starts as the bias, then the GEMM adds x W.
     let mut out = take_f32(n * m);
     for row in out.chunks_exact_mut(m.max(1)) {
@@ -141,11 +141,20 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     }
     let dev = input.tensor.device().clone();
     let y = try_device_tensor(&dev, &out, n, m)?;
+    give_f32(b);
     if !T::OWNS_TAPE {
         give_f32(out);
         give_f32(input.data);
+        give_f32(w);
         return Ok(y.put_tape(input.tape));
     }
+    // The weights' copy is only read again for the input's gradient.
+    let w = if input_grad {
+        w
+    } else {
+        give_f32(w);
+        Vec::new()
+    };
     // Backward needs the input (for W's gradient) and the output (for the activation's).
     let saved_x = input.data;
     let saved_y = saved_output(act, out);
@@ -196,6 +205,7 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         }
         give_f32(saved_x);
         give_f32(saved_y);
+        give_f32(w);
         put_grad!(grads, &y_ghost, gy);
         Ok(())
     });

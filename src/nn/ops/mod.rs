@@ -118,6 +118,15 @@ pub(crate) fn param_values<S: dfdx::shapes::Shape>(p: &Tensor<S, f32, Cpu>) -> V
     v
 }
 
+/// [`param_values`] into a scratch buffer, for large parameters: hand it back with
+/// [`scratch::give_f32`]. A dense layer's 784x256 weights (800 kB) otherwise come fresh from the
+/// allocator every step, page faults and zeroing included.
+pub(crate) fn param_scratch<S: dfdx::shapes::Shape>(p: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+    let mut v = scratch::take_f32(p.shape().num_elements());
+    p.copy_into(&mut v);
+    v
+}
+
 /// Moves a gradient out of `grads` (leaving it empty) so that another gradient can be borrowed
 /// mutably at the same time; dfdx lends one at a time. Put it back with [`put_grad!`].
 macro_rules! take_grad {
