@@ -143,7 +143,7 @@ impl Standardizer {
     fn runs(&self, len: usize) -> impl Iterator<Item = (std::ops::Range<usize>, f32, f32)> + '_ {
         let groups = self.mean.len();
         debug_assert!(
-            groups > 0 && len % groups == 0,
+            groups > 0 && len.is_multiple_of(groups),
             "sample length does not match the standardizer"
         );
         let block = if self.per_channel {
