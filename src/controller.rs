@@ -16,8 +16,8 @@ pub use crate::seed::derive_seed;
 pub use crate::study::best_trial;
 use crate::sys::human_bytes;
 use crate::train::{
-    cross_validate, evaluate, fit_samples, predict_view, FoldRows, Samples, Stop, Trained,
-    TrialError, EVAL_BATCH,
+    cross_validate, eval_rows, evaluate, fit_samples, predict_view, FoldRows, Samples, Stop,
+    Trained, TrialError,
 };
 use dfdx::prelude::Cpu;
 use rand::SeedableRng;
@@ -515,7 +515,11 @@ impl Controller<'_> {
     fn known_costs(&self, config: &Config, seed: u64) -> crate::search::prescreen::Costs {
         let cand = self.space.decode(config);
         let cost = self.cost(&cand).ok()?;
-        let need = cost.training_bytes(cand.train.batch_size, EVAL_BATCH, self.data.folds.len());
+        let need = cost.training_bytes(
+            cand.train.batch_size,
+            eval_rows(cost.largest_activation),
+            self.data.folds.len(),
+        );
         if self.opts.max_memory.is_some_and(|m| need > m) {
             return None;
         }
@@ -611,7 +615,11 @@ impl Controller<'_> {
             ));
         }
         // Every fold's network trains in lockstep, so all of them are alive at once.
-        let need = cost.training_bytes(cand.train.batch_size, EVAL_BATCH, self.data.folds.len());
+        let need = cost.training_bytes(
+            cand.train.batch_size,
+            eval_rows(cost.largest_activation),
+            self.data.folds.len(),
+        );
         let too_large = self.opts.max_memory.filter(|m| need > *m);
         // The latency is measured (before training: it never depends on the weights) when it is
         // an objective or limited, of candidates that are otherwise feasible and fit in memory.

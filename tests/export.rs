@@ -591,3 +591,27 @@ fn cli_exports_a_study_then_predicts_and_evaluates_with_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(WEIGHTS_FILE));
 }
+
+/// Evaluation runs in chunks whose size follows the network's widest layer; a sample's output
+/// must not depend on which chunk it is in (batch norm uses its running statistics), so the
+/// outputs of the whole test set at once equal those of each sample alone, bit for bit.
+#[test]
+fn evaluation_outputs_do_not_depend_on_the_chunk_a_sample_is_in() {
+    for cand in [cnn(), mlp(vec![16, 8], true)] {
+        let split = load_builtin(BuiltinName::Digits).expect("digits");
+        let (mut model, _, test) = final_model(cand, split, 300);
+        let mut test_std = test.subset(&(0..40).collect::<Vec<_>>());
+        model.standardizer.apply(&mut test_std);
+        let k = model.trained.net.n_outputs;
+        let together = predict(&mut model.trained.net, &model.dev, &test_std);
+        assert_eq!(together.len(), 40 * k);
+        for i in 0..40 {
+            let alone = predict(&mut model.trained.net, &model.dev, &test_std.subset(&[i]));
+            assert_eq!(
+                bits(&alone),
+                bits(&together[i * k..(i + 1) * k]),
+                "sample {i}"
+            );
+        }
+    }
+}

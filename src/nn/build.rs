@@ -30,6 +30,7 @@ pub fn build_network(
         n_outputs,
         param_count: b.params,
         macs: b.macs,
+        largest_activation: b.largest,
     })
 }
 

@@ -339,6 +339,8 @@ pub struct Network {
     pub param_count: usize,
     /// Multiply-adds of one forward pass for one sample.
     pub macs: u64,
+    /// Floats of the largest single layer output of one sample.
+    pub largest_activation: u64,
 }
 
 impl Network {

@@ -9,6 +9,6 @@ pub use early_stopping::{EarlyStopping, Verdict};
 pub use optim::Optimizer;
 pub use samples::{FoldRows, Samples};
 pub use trainer::{
-    cross_validate, evaluate, fit, fit_samples, predict, predict_view, CvOutcome, Metrics, Stop,
-    TargetScale, Trained, TrialError, EVAL_BATCH,
+    cross_validate, eval_rows, evaluate, fit, fit_samples, predict, predict_view, CvOutcome,
+    Metrics, Stop, TargetScale, Trained, TrialError, EVAL_BATCH,
 };

@@ -184,8 +184,22 @@ impl CvOutcome {
     }
 }
 
-/// Samples evaluated at once (no gradients are kept, so this can be large).
+/// The most samples evaluated at once (no gradients are kept, so this can be large).
 pub const EVAL_BATCH: usize = 1024;
+
+/// Floats the widest layer output of one evaluation chunk may hold (2 MiB): a chunk of 1,024
+/// images of 28x28 with 16 channels held 51 MB a layer, out of every cache, and evaluation ran
+/// at half training's speed per sample (9% of a fixed CNN's trial time, against 5% at 41
+/// samples a chunk).
+const EVAL_CHUNK_FLOATS: u64 = 512 * 1024;
+
+/// Samples evaluated at once by a network whose widest layer output is `largest` floats a
+/// sample: as many as [`EVAL_CHUNK_FLOATS`] allows, between 16 and [`EVAL_BATCH`]. Evaluation
+/// treats every sample alone (batch norm uses its running statistics), so the chunk size
+/// changes the speed, not the outputs.
+pub fn eval_rows(largest: u64) -> usize {
+    (EVAL_CHUNK_FLOATS / largest.max(1)).clamp(16, EVAL_BATCH as u64) as usize
+}
 
 /// Runs the network over `ds` in evaluation mode and returns the raw outputs, row-major.
 pub fn predict(net: &mut Network, dev: &Cpu, ds: &Dataset) -> Vec<f32> {
@@ -198,7 +212,7 @@ fn predict_samples(net: &mut Network, dev: &Cpu, samples: Samples, buf: &mut Vec
     let f = samples.data.n_features();
     let mut out = Vec::with_capacity(n * net.n_outputs);
     let positions: Vec<usize> = (0..n).collect();
-    for chunk in positions.chunks(EVAL_BATCH) {
+    for chunk in positions.chunks(eval_rows(net.largest_activation)) {
         samples.gather(chunk, buf);
         let x = device_tensor(dev, buf, chunk.len(), f);
         out.extend(net.forward(x, false).as_vec());
