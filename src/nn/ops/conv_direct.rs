@@ -34,6 +34,8 @@ const MR: usize = 4;
 /// (14x14 and up) keep one sample a pass: larger passes left the cache (2048: 1.4x slower on
 /// an 8x8 network) and 256 keeps the 28x28 benchmark's sums, and so its figures, unchanged.
 const WG_POSITIONS: usize = 256;
+/// Floats in a 64-byte cache line.
+const LINE_FLOATS: usize = 16;
 
 /// The samples of one weight-gradient pass: `count` of them, `x` floats apart in the padded
 /// input and `dy` floats apart in the output-gradient planes.
@@ -90,7 +92,9 @@ impl Layout {
         // Reads of the input-gradient correlation stay inside a plane for every interior index,
         // and the weight gradient reads `margin + q` rounded up to whole steps.
         let reads = dx_start + dx_len + (g.kh - 1) * wp + g.kw;
-        let dy_plane = (margin + q.div_ceil(QV) * QV).max(reads).div_ceil(8) * 8;
+        // Whole 64-byte lines, so that when one plane's data starts on a line all do (see
+        // `backward`).
+        let dy_plane = (margin + q.div_ceil(QV) * QV).max(reads).div_ceil(16) * 16;
         Layout {
             wp,
             plane,
@@ -218,7 +222,13 @@ pub(super) fn backward(
     // The planes of several samples at once when a sample's map is small (see `WG_POSITIONS`).
     let per = (WG_POSITIONS / l.q.max(1)).clamp(1, n.max(1));
     let dy_sample = g.out_c * l.dy_plane;
-    let mut dy = take_f32(per * dy_sample);
+    // The planes start `skew` floats into the buffer, chosen so that each plane's data (past
+    // its margin) starts on a 64-byte line: the weight gradient then loads the output gradient
+    // with aligned vector loads, which never straddle two lines.
+    let mut dy_buf = take_f32(per * dy_sample + LINE_FLOATS);
+    let at = dy_buf.as_ptr() as usize + l.margin * 4;
+    let skew = (at.next_multiple_of(64) - at) / 4;
+    let dy = &mut dy_buf[skew..skew + per * dy_sample];
     let mut dx = take_f32(if gx.is_some() { g.in_c * l.dx_len } else { 0 });
     let in_len = g.in_c * g.in_h * g.in_w;
     let out_len = g.out_c * oh * ow;
@@ -270,7 +280,7 @@ pub(super) fn backward(
             }
         }
     }
-    give_f32(dy);
+    give_f32(dy_buf);
     give_f32(dx);
     give_f32(wflip);
 }
