@@ -15,7 +15,7 @@
 //! otherwise; both compute the same sums in the same order up to floating-point contraction.
 
 use super::conv::Conv2dGeom;
-use super::scratch::{give_f32, take_f32};
+use super::scratch::{give_f32, take_f32, LINE_FLOATS};
 
 /// Output positions per block: two 16-lane AVX-512 vectors, or two blocks of two 8-lane AVX2
 /// vectors.
@@ -34,8 +34,6 @@ const MR: usize = 4;
 /// (14x14 and up) keep one sample a pass: larger passes left the cache (2048: 1.4x slower on
 /// an 8x8 network) and 256 keeps the 28x28 benchmark's sums, and so its figures, unchanged.
 const WG_POSITIONS: usize = 256;
-/// Floats in a 64-byte cache line.
-const LINE_FLOATS: usize = 16;
 
 /// The samples of one weight-gradient pass: `count` of them, `x` floats apart in the padded
 /// input and `dy` floats apart in the output-gradient planes.

@@ -14,7 +14,7 @@
 use super::conv::Conv2dGeom;
 use super::conv_direct::{self, correlate_at, flip_kernel, tap_offsets, weight_grad};
 use super::conv_direct::{Chunk, Layout, NB};
-use super::scratch::{give_f32, take_f32};
+use super::scratch::{give_f32, lines, lines_mut, take_lines};
 
 /// Samples per vector group: one AVX-512 vector (two register blocks of `NB` are two positions).
 const L: usize = 16;
@@ -70,7 +70,10 @@ pub(super) fn forward(
     let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
     let gl = group_len(l);
     let groups = n.div_ceil(L);
-    let mut xl = take_f32(groups * gl);
+    // Every buffer of this layout starts on a 64-byte line: its vectors are at multiples of
+    // `L` floats, so all their loads and stores are then aligned.
+    let mut xl_buf = take_lines(groups * gl);
+    let xl = lines_mut(&mut xl_buf, groups * gl);
     xl.fill(0.0);
     let in_len = g.in_c * h * wd;
     for (s, xs) in x.chunks_exact(in_len).enumerate().take(n) {
@@ -87,10 +90,11 @@ pub(super) fn forward(
     let offs = lane_offsets(g.in_c, l.plane, g, l.wp);
     let starts = pair_starts(oh, ow, l.wp, 0);
     let stride = (oh * l.wp + 2) * L;
-    let mut ol = take_f32(g.out_c * stride);
+    let mut ol_buf = take_lines(g.out_c * stride);
+    let ol = lines_mut(&mut ol_buf, g.out_c * stride);
     let out_len = g.out_c * oh * ow;
     for (gi, xg) in xl.chunks_exact(gl).enumerate() {
-        correlate_at(g.out_c, &offs, xg, w, &mut ol, stride, &starts);
+        correlate_at(g.out_c, &offs, xg, w, ol, stride, &starts);
         for lane in 0..L.min(n - gi * L) {
             let ys = &mut out[(gi * L + lane) * out_len..][..out_len];
             for (co, plane) in ys.chunks_exact_mut(oh * ow).enumerate() {
@@ -104,11 +108,11 @@ pub(super) fn forward(
             }
         }
     }
-    give_f32(ol);
-    xl
+    give_f32(ol_buf);
+    xl_buf
 }
 
-/// Backward pass over the lanes copy [`forward`] returned: adds the weight gradient into `gw`
+/// Backward pass over the lanes copy [`forward`] returned (the whole buffer): adds the weight gradient into `gw`
 /// and, when asked, the input gradient into `gx` (`(n, in_c*in_h*in_w)`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
@@ -132,8 +136,13 @@ pub(super) fn backward(
     };
     let dx_starts = pair_starts(h, wd, l.wp, g.pad_w);
     let dx_stride = (h * l.wp + 2) * L;
-    let mut dy = take_f32(g.out_c * l.dy_plane * L);
-    let mut dx = take_f32(if gx.is_some() { g.in_c * dx_stride } else { 0 });
+    let dy_len = g.out_c * l.dy_plane * L;
+    let mut dy_buf = take_lines(dy_len);
+    let dy = lines_mut(&mut dy_buf, dy_len);
+    let dx_len = if gx.is_some() { g.in_c * dx_stride } else { 0 };
+    let mut dx_buf = take_lines(dx_len);
+    let dx = lines_mut(&mut dx_buf, dx_len);
+    let xl = lines(xl, n.div_ceil(L) * group_len(l));
     let (in_len, out_len) = (g.in_c * h * wd, g.out_c * oh * ow);
     // Each output row is one pass of the weight gradient: `ow` positions, `wp` apart.
     let rows = Chunk {
@@ -157,14 +166,12 @@ pub(super) fn backward(
             }
         }
         let (stride, margin) = (l.dy_plane * L, l.margin * L);
-        weight_grad(g.out_c, &x_offs, xg, &dy, stride, margin, ow * L, rows, gw);
+        weight_grad(g.out_c, &x_offs, xg, dy, stride, margin, ow * L, rows, gw);
         let Some(gx) = gx.as_deref_mut() else {
             continue;
         };
         let dys = &dy[l.dx_start * L..];
-        correlate_at(
-            g.in_c, &dy_offs, dys, &wflip, &mut dx, dx_stride, &dx_starts,
-        );
+        correlate_at(g.in_c, &dy_offs, dys, &wflip, dx, dx_stride, &dx_starts);
         for lane in 0..lanes {
             let gxs = &mut gx[(gi * L + lane) * in_len..][..in_len];
             for (ci, plane) in gxs.chunks_exact_mut(h * wd).enumerate() {
@@ -177,8 +184,8 @@ pub(super) fn backward(
             }
         }
     }
-    give_f32(dy);
-    give_f32(dx);
+    give_f32(dy_buf);
+    give_f32(dx_buf);
     give_f32(wflip);
 }
 

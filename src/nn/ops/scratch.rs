@@ -74,3 +74,31 @@ pub(crate) fn take_usize(len: usize) -> Vec<usize> {
 pub(crate) fn give_usize(v: Vec<usize>) {
     USIZE.with(|p| give(p, v));
 }
+
+/// Floats in a 64-byte cache line: one AVX-512 vector.
+pub(crate) const LINE_FLOATS: usize = 16;
+
+/// A buffer for [`lines_mut`] of `len` floats (unspecified contents): [`take_f32`] with a line
+/// to spare.
+pub(crate) fn take_lines(len: usize) -> Vec<f32> {
+    take_f32(len + LINE_FLOATS)
+}
+
+/// Where the first 64-byte line of `v` starts, in floats (below [`LINE_FLOATS`]). A buffer's
+/// heap block does not move when the `Vec` does, so every call on it gives the same answer.
+fn line_skew(v: &[f32]) -> usize {
+    v.as_ptr().align_offset(64).min(LINE_FLOATS)
+}
+
+/// The `len` floats of a [`take_lines`] buffer that start on a 64-byte line, so that vector
+/// loads and stores at multiples of 16 floats never straddle two lines.
+pub(crate) fn lines_mut(v: &mut [f32], len: usize) -> &mut [f32] {
+    let at = line_skew(v);
+    &mut v[at..at + len]
+}
+
+/// [`lines_mut`], read-only.
+pub(crate) fn lines(v: &[f32], len: usize) -> &[f32] {
+    let at = line_skew(v);
+    &v[at..at + len]
+}
