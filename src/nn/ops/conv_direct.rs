@@ -15,7 +15,7 @@
 //! otherwise; both compute the same sums in the same order up to floating-point contraction.
 
 use super::conv::Conv2dGeom;
-use super::scratch::{give_f32, take_f32, LINE_FLOATS};
+use super::scratch::{give_f32, lines_after_mut, take_f32, take_lines};
 
 /// Output positions per block: two 16-lane AVX-512 vectors, or two blocks of two 8-lane AVX2
 /// vectors.
@@ -220,13 +220,10 @@ pub(super) fn backward(
     // The planes of several samples at once when a sample's map is small (see `WG_POSITIONS`).
     let per = (WG_POSITIONS / l.q.max(1)).clamp(1, n.max(1));
     let dy_sample = g.out_c * l.dy_plane;
-    // The planes start `skew` floats into the buffer, chosen so that each plane's data (past
-    // its margin) starts on a 64-byte line: the weight gradient then loads the output gradient
-    // with aligned vector loads, which never straddle two lines.
-    let mut dy_buf = take_f32(per * dy_sample + LINE_FLOATS);
-    let at = dy_buf.as_ptr() as usize + l.margin * 4;
-    let skew = (at.next_multiple_of(64) - at) / 4;
-    let dy = &mut dy_buf[skew..skew + per * dy_sample];
+    // Each plane's data (past its margin) starts on a 64-byte line: the weight gradient then
+    // loads the output gradient with aligned vector loads, which never straddle two lines.
+    let mut dy_buf = take_lines(per * dy_sample);
+    let dy = lines_after_mut(&mut dy_buf, per * dy_sample, l.margin);
     let mut dx = take_f32(if gx.is_some() { g.in_c * l.dx_len } else { 0 });
     let in_len = g.in_c * g.in_h * g.in_w;
     let out_len = g.out_c * oh * ow;

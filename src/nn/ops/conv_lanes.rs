@@ -112,8 +112,8 @@ pub(super) fn forward(
     xl_buf
 }
 
-/// Backward pass over the lanes copy [`forward`] returned (the whole buffer): adds the weight gradient into `gw`
-/// and, when asked, the input gradient into `gx` (`(n, in_c*in_h*in_w)`).
+/// Backward pass over the lanes copy [`forward`] returned (the whole buffer): adds the weight
+/// gradient into `gw` and, when asked, the input gradient into `gx` (`(n, in_c*in_h*in_w)`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     g: &Conv2dGeom,

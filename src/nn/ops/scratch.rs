@@ -84,21 +84,55 @@ pub(crate) fn take_lines(len: usize) -> Vec<f32> {
     take_f32(len + LINE_FLOATS)
 }
 
-/// Where the first 64-byte line of `v` starts, in floats (below [`LINE_FLOATS`]). A buffer's
-/// heap block does not move when the `Vec` does, so every call on it gives the same answer.
-fn line_skew(v: &[f32]) -> usize {
-    v.as_ptr().align_offset(64).min(LINE_FLOATS)
+/// How many floats into `v` a part must start for its float `lead` to start a 64-byte line
+/// (below [`LINE_FLOATS`]). A buffer's heap block does not move when the `Vec` does, so every
+/// call on the same buffer gives the same answer.
+fn line_skew(v: &[f32], lead: usize) -> usize {
+    v.as_ptr()
+        .wrapping_add(lead)
+        .align_offset(64)
+        .min(LINE_FLOATS - 1)
 }
 
-/// The `len` floats of a [`take_lines`] buffer that start on a 64-byte line, so that vector
-/// loads and stores at multiples of 16 floats never straddle two lines.
-pub(crate) fn lines_mut(v: &mut [f32], len: usize) -> &mut [f32] {
-    let at = line_skew(v);
+/// The `len` floats of a [`take_lines`] buffer whose float `lead` starts a 64-byte line, so that
+/// vector loads and stores at `lead` plus multiples of 16 floats never straddle two lines.
+pub(crate) fn lines_after_mut(v: &mut [f32], len: usize, lead: usize) -> &mut [f32] {
+    let at = line_skew(v, lead);
     &mut v[at..at + len]
+}
+
+/// The `len` floats of a [`take_lines`] buffer that start on a 64-byte line.
+pub(crate) fn lines_mut(v: &mut [f32], len: usize) -> &mut [f32] {
+    lines_after_mut(v, len, 0)
 }
 
 /// [`lines_mut`], read-only.
 pub(crate) fn lines(v: &[f32], len: usize) -> &[f32] {
-    let at = line_skew(v);
+    let at = line_skew(v, 0);
     &v[at..at + len]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part handed out has the asked length, lies in the buffer, and its float `lead`
+    /// starts a 64-byte line, whatever the buffer's own alignment.
+    #[test]
+    fn lines_start_on_a_64_byte_line() {
+        for len in [1, 15, 16, 17, 1000] {
+            for lead in [0, 1, 7, 62, 63] {
+                let mut v = take_lines(len);
+                let base = v.as_ptr() as usize;
+                let part = lines_after_mut(&mut v, len, lead);
+                assert_eq!(part.len(), len);
+                let start = part.as_ptr() as usize;
+                assert!(start >= base && start - base < LINE_FLOATS * 4);
+                assert_eq!((start + lead * 4) % 64, 0, "len {len} lead {lead}");
+                let read = lines(&v, len);
+                assert_eq!(read.as_ptr() as usize % 64, 0, "len {len}");
+                give_f32(v);
+            }
+        }
+    }
 }
