@@ -486,6 +486,13 @@ impl Controller<'_> {
             .map_err(|e| e.to_string())
     }
 
+    /// Bytes training `cand` (of cost `cost`) needs at its peak: every fold's network trains in
+    /// lockstep, so all of them are alive at once, and evaluation runs in [`eval_rows`] chunks.
+    fn training_bytes(&self, cand: &Candidate, cost: &Cost) -> u64 {
+        let eval = eval_rows(cost.largest_activation);
+        cost.training_bytes(cand.train.batch_size, eval, self.data.folds.len())
+    }
+
     /// Whether candidates are timed: latency is an objective or limited (`--max-latency`).
     fn timed(&self) -> bool {
         self.objectives().needs_latency() || self.opts.max_latency.is_some()
@@ -515,11 +522,7 @@ impl Controller<'_> {
     fn known_costs(&self, config: &Config, seed: u64) -> crate::search::prescreen::Costs {
         let cand = self.space.decode(config);
         let cost = self.cost(&cand).ok()?;
-        let need = cost.training_bytes(
-            cand.train.batch_size,
-            eval_rows(cost.largest_activation),
-            self.data.folds.len(),
-        );
+        let need = self.training_bytes(&cand, &cost);
         if self.opts.max_memory.is_some_and(|m| need > m) {
             return None;
         }
@@ -614,12 +617,7 @@ impl Controller<'_> {
                 rec.macs
             ));
         }
-        // Every fold's network trains in lockstep, so all of them are alive at once.
-        let need = cost.training_bytes(
-            cand.train.batch_size,
-            eval_rows(cost.largest_activation),
-            self.data.folds.len(),
-        );
+        let need = self.training_bytes(&cand, &cost);
         let too_large = self.opts.max_memory.filter(|m| need > *m);
         // The latency is measured (before training: it never depends on the weights) when it is
         // an objective or limited, of candidates that are otherwise feasible and fit in memory.
