@@ -6,6 +6,7 @@ use dfdx::tensor::{Cpu, CpuError, Gradients, PutTape, Tape, Tensor};
 
 use super::conv_direct;
 use super::conv_lanes;
+use super::conv_spectral;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
@@ -237,6 +238,9 @@ pub(super) struct ConvKernels {
 
 /// Which kernels a geometry takes, chosen once when it is checked.
 enum Path {
+    /// Stride 1, one group, a kernel large against the map: small Fourier transforms as GEMMs
+    /// (`conv_spectral`); backward keeps the input's spectra instead of the input.
+    Spectral(std::sync::Arc<conv_spectral::Plan>),
     /// Stride 1, one group, a map of at most 12x12: the direct kernel with samples in the vector
     /// lanes (`conv_lanes`); backward keeps the lanes copy instead of the input.
     Lanes(conv_direct::Layout),
@@ -285,7 +289,9 @@ impl ConvKernels {
 
         Ok(ConvKernels {
             geom: *g,
-            path: if conv_lanes::applies(g) {
+            path: if conv_spectral::applies(g) {
+                Path::Spectral(conv_spectral::plan(g))
+            } else if conv_lanes::applies(g) {
                 Path::Lanes(conv_direct::Layout::new(g))
             } else if conv_direct::applies(g) {
                 Path::Flat(conv_direct::Layout::new(g))
@@ -309,6 +315,11 @@ impl ConvKernels {
     ) -> Vec<f32> {
         let g = &self.geom;
         match &self.path {
+            Path::Spectral(p) => {
+                let xs = conv_spectral::forward(g, p, n, &input, w, b, out);
+                give_f32(input);
+                xs
+            }
             Path::Lanes(l) => {
                 let xl = conv_lanes::forward(g, l, n, &input, w, b, out);
                 give_f32(input);
@@ -361,6 +372,7 @@ impl ConvKernels {
                 None => None,
             };
             match &self.path {
+                Path::Spectral(p) => conv_spectral::backward(g, p, n, saved, w, gy, &mut gw, gx),
                 Path::Lanes(l) => conv_lanes::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Flat(l) => conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Depthwise => {

@@ -7,10 +7,12 @@
 
 mod act;
 mod batch_norm;
+mod complex_gemm;
 mod conv;
 mod conv_bn;
 mod conv_direct;
 mod conv_lanes;
+mod conv_spectral;
 mod error;
 mod gemm;
 mod linear;
