@@ -7,7 +7,6 @@
 
 mod act;
 mod batch_norm;
-mod complex_gemm;
 mod conv;
 mod conv_bn;
 mod conv_direct;
@@ -20,6 +19,7 @@ mod math;
 mod pool;
 mod scratch;
 mod simd;
+mod unpacked_gemm;
 
 pub use act::try_activation;
 pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormState};

@@ -1,0 +1,519 @@
+//! Matrix products without packing, for the spectral convolution: complex ones over split
+//! real and imaginary blocks (its many small per-frequency products, `m x k` by `k x n` with
+//! `n` a multiple of 16, all from 16 to a few hundred) and real ones by a small row-major
+//! table (its transforms), where a packing GEMM spends a third of its time copying operands.
+//! The left operand is read by broadcasts, so any strides do; the right one is row-major.
+
+use super::gemm::{gemm, View};
+
+/// A complex operand: its real and imaginary blocks (equal strides) and whether it enters
+/// conjugated.
+#[derive(Clone, Copy)]
+pub(super) struct Operand<'a> {
+    pub re: View<'a>,
+    pub im: View<'a>,
+    pub conj: bool,
+}
+
+/// `c = a b` (every value of `c` written), `a` being `m x k` and `b` `k x n`; `c`'s real and
+/// imaginary parts are row-major `m x n` blocks.
+///
+/// # Panics
+/// If an operand is too short for its shape.
+pub(super) fn product(
+    (m, k, n): (usize, usize, usize),
+    a: Operand<'_>,
+    b: Operand<'_>,
+    c_re: &mut [f32],
+    c_im: &mut [f32],
+) {
+    assert!(
+        c_re.len() >= m * n && c_im.len() >= m * n,
+        "product: output too short"
+    );
+    let (sa, sb) = (sign(a.conj), sign(b.conj));
+    #[cfg(target_arch = "x86_64")]
+    {
+        let rows_b = b.re.cs == 1 && b.im.cs == 1 && b.re.rs == n && b.im.rs == n;
+        let fits = |v: &View<'_>, r: usize, c: usize| {
+            r == 0 || c == 0 || (r - 1) * v.rs + (c - 1) * v.cs < v.data.len()
+        };
+        let inside =
+            fits(&a.re, m, k) && fits(&a.im, m, k) && fits(&b.re, k, n) && fits(&b.im, k, n);
+        assert!(inside, "product: operand too short");
+        if rows_b && m > 0 && k > 0 {
+            if n % 16 == 0 && super::simd::has_avx512() {
+                // SAFETY: the CPU has AVX-512F; the checks above bound every index read or
+                // written (`b` row-major with rows `n` apart, `c` holds `m * n`).
+                unsafe { avx512::product(m, k, n, &a, sa, &b, sb, c_re, c_im) };
+                return;
+            }
+            if n % 8 == 0 && super::simd::has_avx2_fma() {
+                // SAFETY: as above, for AVX2 and FMA.
+                unsafe { avx2::product(m, k, n, &a, sa, &b, sb, c_re, c_im) };
+                return;
+            }
+        }
+    }
+    // (ar + sa i ai)(br + sb i bi): real ar br - sa sb ai bi, imaginary sb ar bi + sa ai br.
+    gemm(m, k, n, 1.0, a.re, b.re, 0.0, c_re, n);
+    gemm(m, k, n, -sa * sb, a.im, b.im, 1.0, c_re, n);
+    gemm(m, k, n, sb, a.re, b.im, 0.0, c_im, n);
+    gemm(m, k, n, sa, a.im, b.re, 1.0, c_im, n);
+}
+
+/// `c = a b + beta c` for `beta` 0 or 1, `a` being `m x k` (any strides) and `b` `k x n`;
+/// `c` is row-major with rows `ldc` apart.
+///
+/// # Panics
+/// If an operand is too short for its shape, or `beta` is neither 0 nor 1.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn real_product(
+    (m, k, n): (usize, usize, usize),
+    a: View<'_>,
+    b: View<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(beta == 0.0 || beta == 1.0, "real_product: beta {beta}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let rows_b = b.cs == 1 && b.rs == n;
+        if rows_b && m > 0 && k > 0 && n > 0 {
+            assert!(
+                (m - 1) * a.rs + (k - 1) * a.cs < a.data.len()
+                    && (k - 1) * b.rs + n <= b.data.len()
+                    && (m - 1) * ldc + n <= c.len()
+                    && ldc >= n,
+                "real_product: operand too short"
+            );
+            let add = beta == 1.0;
+            if n % 16 == 0 && super::simd::has_avx512() {
+                // SAFETY: the CPU has AVX-512F; the assert above bounds every index read or
+                // written (`b` row-major with rows `n` apart).
+                unsafe { avx512::real(m, k, n, &a, b.data, add, c, ldc) };
+                return;
+            }
+            if n % 8 == 0 && super::simd::has_avx2_fma() {
+                // SAFETY: as above, for AVX2 and FMA.
+                unsafe { avx2::real(m, k, n, &a, b.data, add, c, ldc) };
+                return;
+            }
+        }
+    }
+    gemm(m, k, n, 1.0, a, b, beta, c, ldc);
+}
+
+fn sign(conj: bool) -> f32 {
+    if conj {
+        -1.0
+    } else {
+        1.0
+    }
+}
+
+macro_rules! complex_kernels {
+    ($name:ident, $feature:literal, $v:ty, $lanes:expr, $rows:expr, $crows:expr, $zero:ident,
+     $load:ident, $set1:ident, $fma:ident, $mul:ident, $add:ident, $sub:ident, $store:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $name {
+            //! The register blocks of [`super::product`] for one instruction set.
+
+            #[allow(unused_imports)]
+            use std::arch::x86_64::*;
+
+            use super::{Operand, View};
+
+            /// Rows of `c` per register block of the complex product.
+            const R: usize = $crows;
+
+            /// See [`super::product`]; the caller checks the CPU, the bounds, that `n` is a
+            /// multiple of the lanes and that `b` is row-major.
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn product(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &Operand<'_>,
+                sa: f32,
+                b: &Operand<'_>,
+                sb: f32,
+                c_re: &mut [f32],
+                c_im: &mut [f32],
+            ) {
+                let ar = a.re.data.as_ptr();
+                let ai = a.im.data.as_ptr();
+                let (rs, cs) = (a.re.rs, a.re.cs);
+                let br = b.re.data.as_ptr();
+                let bi = b.im.data.as_ptr();
+                let cr = c_re.as_mut_ptr();
+                let ci = c_im.as_mut_ptr();
+                let mut i = 0;
+                while i < m {
+                    let rows = (m - i).min(R);
+                    let mut j = 0;
+                    while j < n {
+                        let two = n - j >= 2 * $lanes;
+                        let args = (
+                            ar.add(i * rs),
+                            ai.add(i * rs),
+                            rs,
+                            cs,
+                            sa,
+                            br.add(j),
+                            bi.add(j),
+                            sb,
+                            n,
+                            k,
+                        );
+                        let out = (cr.add(i * n + j), ci.add(i * n + j));
+                        match (rows, two) {
+                            (4, true) => block::<4, 2>(args, out),
+                            (4, false) => block::<4, 1>(args, out),
+                            (3, true) => block::<3, 2>(args, out),
+                            (3, false) => block::<3, 1>(args, out),
+                            (2, true) => block::<2, 2>(args, out),
+                            (2, false) => block::<2, 1>(args, out),
+                            (_, true) => block::<1, 2>(args, out),
+                            (_, false) => block::<1, 1>(args, out),
+                        }
+                        j += if two { 2 * $lanes } else { $lanes };
+                    }
+                    i += rows;
+                }
+            }
+
+            /// Rows of `c` per register block of the real product.
+            const RQ: usize = $rows + $rows / 2;
+
+            /// See [`super::real_product`]; the caller checks the CPU, the bounds, that `n` is
+            /// a multiple of the lanes and that `b` is row-major.
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn real(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &View<'_>,
+                b: &[f32],
+                add: bool,
+                c: &mut [f32],
+                ldc: usize,
+            ) {
+                let ap = a.data.as_ptr();
+                let (rs, cs) = (a.rs, a.cs);
+                let bp = b.as_ptr();
+                let cp = c.as_mut_ptr();
+                let mut i = 0;
+                while i < m {
+                    let rows = (m - i).min(RQ);
+                    let mut j = 0;
+                    while j < n {
+                        let jv = ((n - j) / $lanes).min(4);
+                        let args = (ap.add(i * rs), rs, cs, bp.add(j), n, k, add);
+                        let out = cp.add(i * ldc + j);
+                        macro_rules! by_width {
+                            ($r:literal) => {
+                                match jv {
+                                    4 => real_block::<$r, 4>(args, out, ldc),
+                                    3 => real_block::<$r, 3>(args, out, ldc),
+                                    2 => real_block::<$r, 2>(args, out, ldc),
+                                    _ => real_block::<$r, 1>(args, out, ldc),
+                                }
+                            };
+                        }
+                        match rows {
+                            6 => by_width!(6),
+                            5 => by_width!(5),
+                            4 => by_width!(4),
+                            3 => by_width!(3),
+                            2 => by_width!(2),
+                            _ => by_width!(1),
+                        }
+                        j += jv * $lanes;
+                    }
+                    i += rows;
+                }
+            }
+
+            /// `RR` rows by `J` vectors of `c`: per step of `k`, `J` vectors of `b` and one
+            /// broadcast of `a` per row.
+            #[allow(clippy::type_complexity)]
+            #[inline(always)]
+            unsafe fn real_block<const RR: usize, const J: usize>(
+                (a, rs, cs, b, ldb, k, add): (
+                    *const f32,
+                    usize,
+                    usize,
+                    *const f32,
+                    usize,
+                    usize,
+                    bool,
+                ),
+                c: *mut f32,
+                ldc: usize,
+            ) {
+                let mut acc = [[$zero(); J]; RR];
+                if add {
+                    for r in 0..RR {
+                        for jj in 0..J {
+                            acc[r][jj] = $load(c.add(r * ldc + jj * $lanes));
+                        }
+                    }
+                }
+                for kk in 0..k {
+                    let mut v = [$zero(); J];
+                    for jj in 0..J {
+                        v[jj] = $load(b.add(kk * ldb + jj * $lanes));
+                    }
+                    for r in 0..RR {
+                        let x = $set1(*a.add(r * rs + kk * cs));
+                        for jj in 0..J {
+                            acc[r][jj] = $fma(x, v[jj], acc[r][jj]);
+                        }
+                    }
+                }
+                for r in 0..RR {
+                    for jj in 0..J {
+                        $store(c.add(r * ldc + jj * $lanes), acc[r][jj]);
+                    }
+                }
+            }
+
+            /// `RR` rows by `J` vectors of `c`: per step of `k`, two vectors of `b` per column
+            /// vector and three broadcasts of `a` per row.
+            #[allow(clippy::type_complexity)]
+            #[inline(always)]
+            unsafe fn block<const RR: usize, const J: usize>(
+                (ar, ai, rs, cs, sa, br, bi, sb, ldb, k): (
+                    *const f32,
+                    *const f32,
+                    usize,
+                    usize,
+                    f32,
+                    *const f32,
+                    *const f32,
+                    f32,
+                    usize,
+                    usize,
+                ),
+                (cr, ci): (*mut f32, *mut f32),
+            ) {
+                // Three real products per complex one (Gauss): t1 = x u, t2 = y v and
+                // t3 = (x + y)(u + v) for (x + i y)(u + i v); real t1 - t2, imaginary t3 - t1 - t2.
+                let mut t1 = [[$zero(); J]; RR];
+                let mut t2 = [[$zero(); J]; RR];
+                let mut t3 = [[$zero(); J]; RR];
+                let sbv = $set1(sb);
+                for kk in 0..k {
+                    let mut u = [$zero(); J];
+                    let mut v = [$zero(); J];
+                    let mut uv = [$zero(); J];
+                    for jj in 0..J {
+                        u[jj] = $load(br.add(kk * ldb + jj * $lanes));
+                        v[jj] = $mul(sbv, $load(bi.add(kk * ldb + jj * $lanes)));
+                        uv[jj] = $add(u[jj], v[jj]);
+                    }
+                    for r in 0..RR {
+                        let x = *ar.add(r * rs + kk * cs);
+                        let y = sa * *ai.add(r * rs + kk * cs);
+                        let (xv, yv, xy) = ($set1(x), $set1(y), $set1(x + y));
+                        for jj in 0..J {
+                            t1[r][jj] = $fma(xv, u[jj], t1[r][jj]);
+                            t2[r][jj] = $fma(yv, v[jj], t2[r][jj]);
+                            t3[r][jj] = $fma(xy, uv[jj], t3[r][jj]);
+                        }
+                    }
+                }
+                let mut acc_r = [[$zero(); J]; RR];
+                let mut acc_i = [[$zero(); J]; RR];
+                for r in 0..RR {
+                    for jj in 0..J {
+                        acc_r[r][jj] = $sub(t1[r][jj], t2[r][jj]);
+                        acc_i[r][jj] = $sub($sub(t3[r][jj], t1[r][jj]), t2[r][jj]);
+                    }
+                }
+                for r in 0..RR {
+                    for jj in 0..J {
+                        $store(cr.add(r * ldb + jj * $lanes), acc_r[r][jj]);
+                        $store(ci.add(r * ldb + jj * $lanes), acc_i[r][jj]);
+                    }
+                }
+            }
+        }
+    };
+}
+
+complex_kernels!(
+    avx2,
+    "avx2,fma",
+    __m256,
+    8,
+    2,
+    1,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_sub_ps,
+    _mm256_storeu_ps
+);
+complex_kernels!(
+    avx512,
+    "avx512f",
+    __m512,
+    16,
+    4,
+    3,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_mul_ps,
+    _mm512_add_ps,
+    _mm512_sub_ps,
+    _mm512_storeu_ps
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(len: usize, s: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// A row-major `m x k` matrix, or its `k x m` transpose read as `m x k`.
+    fn left(d: &[f32], m: usize, k: usize, transposed: bool) -> View<'_> {
+        if transposed {
+            View::transposed(d, m)
+        } else {
+            View::rows(d, k)
+        }
+    }
+
+    /// The complex kernels (dispatched, and AVX2 by name where the CPU has it) give the
+    /// textbook values for every conjugation, a strided (transposed) left operand, row counts
+    /// that leave remainders and widths of one and two vectors.
+    #[test]
+    fn complex_kernels_match_the_textbook_product() {
+        for (m, k, n) in [(7, 5, 16), (4, 9, 48), (13, 3, 32), (1, 1, 64), (5, 4, 8)] {
+            for (ca, cb, trans) in [
+                (false, false, false),
+                (false, true, false),
+                (true, true, true),
+            ] {
+                let (a_re, a_im) = (val(m * k, 1), val(m * k, 2));
+                let (b_re, b_im) = (val(k * n, 3), val(k * n, 4));
+                let a = Operand {
+                    re: left(&a_re, m, k, trans),
+                    im: left(&a_im, m, k, trans),
+                    conj: ca,
+                };
+                let b = Operand {
+                    re: View::rows(&b_re, n),
+                    im: View::rows(&b_im, n),
+                    conj: cb,
+                };
+                let (sa, sb) = (sign(ca), sign(cb));
+                let mut runs = vec![("dispatch", vec![f32::NAN; m * n], vec![f32::NAN; m * n])];
+                let (_, r0, i0) = &mut runs[0];
+                product((m, k, n), a, b, r0, i0);
+                #[cfg(target_arch = "x86_64")]
+                if crate::nn::ops::simd::has_avx2_fma() {
+                    let (mut r, mut i) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                    // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
+                    // a multiple of 8.
+                    unsafe { avx2::product(m, k, n, &a, sa, &b, sb, &mut r, &mut i) };
+                    runs.push(("avx2", r, i));
+                }
+                for (kernel, got_r, got_i) in &runs {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (mut er, mut ei) = (0.0f64, 0.0f64);
+                            for kk in 0..k {
+                                let at = |d: &[f32]| {
+                                    (if trans { d[kk * m + i] } else { d[i * k + kk] }) as f64
+                                };
+                                let (xr, xi) = (at(&a_re), sa as f64 * at(&a_im));
+                                let yr = b_re[kk * n + j] as f64;
+                                let yi = sb as f64 * b_im[kk * n + j] as f64;
+                                er += xr * yr - xi * yi;
+                                ei += xr * yi + xi * yr;
+                            }
+                            let (u, v) = (got_r[i * n + j] as f64, got_i[i * n + j] as f64);
+                            assert!(
+                                (u - er).abs() < 1e-4 && (v - ei).abs() < 1e-4,
+                                "{kernel} {m}x{k}x{n} ({i},{j}): {u} {v} vs {er} {ei}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The real kernels (dispatched, and AVX2 by name) give the textbook values, writing or
+    /// adding, with a strided left operand, rows `ldc` apart and widths of one to five vectors.
+    #[test]
+    fn real_kernels_match_the_textbook_product() {
+        for (m, k, n, ldc) in [
+            (7, 5, 16, 16),
+            (13, 9, 80, 96),
+            (1, 3, 64, 64),
+            (6, 2, 8, 8),
+        ] {
+            for (beta, trans) in [(0.0, false), (1.0, true)] {
+                let a_data = val(m * k, 5);
+                let a = left(&a_data, m, k, trans);
+                let b = val(k * n, 6);
+                let c0 = val((m - 1) * ldc + n, 7);
+                let mut runs = vec![("dispatch", c0.clone())];
+                real_product((m, k, n), a, View::rows(&b, n), beta, &mut runs[0].1, ldc);
+                #[cfg(target_arch = "x86_64")]
+                if crate::nn::ops::simd::has_avx2_fma() {
+                    let mut c = c0.clone();
+                    // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
+                    // a multiple of 8.
+                    unsafe { avx2::real(m, k, n, &a, &b, beta == 1.0, &mut c, ldc) };
+                    runs.push(("avx2", c));
+                }
+                for (kernel, c) in &runs {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut e = beta as f64 * c0[i * ldc + j] as f64;
+                            for kk in 0..k {
+                                let x = if trans {
+                                    a_data[kk * m + i]
+                                } else {
+                                    a_data[i * k + kk]
+                                };
+                                e += x as f64 * b[kk * n + j] as f64;
+                            }
+                            let u = c[i * ldc + j] as f64;
+                            assert!(
+                                (u - e).abs() < 1e-4,
+                                "{kernel} {m}x{k}x{n} ({i},{j}): {u} vs {e}"
+                            );
+                        }
+                    }
+                    // Columns between rows are left alone.
+                    for i in 0..m.saturating_sub(1) {
+                        assert_eq!(
+                            c[i * ldc + n..(i + 1) * ldc],
+                            c0[i * ldc + n..(i + 1) * ldc]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
