@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One network at a time on digits' 8x8 images, one thread, nas against PyTorch in this invocation:
-# the four fixed networks of benches/spaces/digits_*.ron, each also built by the peer's own model
+# the five fixed networks of benches/spaces/digits_*.ron, each also built by the peer's own model
 # code (../shared/peers/search.py's build_model and Trainer, imported, not copied), trained on the
 # same 80/20 split size for 20 epochs with Adam. The CNN searches over the peer's space are made of
 # such networks: small maps (8x8, 4x4, 2x2) with up to 64 channels, unlike the 28x28 trainer bench.
@@ -45,6 +45,8 @@ nets = {
     "digits_residual_k5_stride": dict(n_stages=2, blocks_s0=2, channels_s0=16, blocks_s1=2, channels_s1=64,
                                       block_type="residual", kernel=5, downsample="stride", dropout=0.44,
                                       activation="tanh"),
+    "digits_residual_k5_64": dict(n_stages=2, blocks_s0=1, channels_s0=64, blocks_s1=1, channels_s1=64,
+                                  block_type="residual", kernel=5, downsample="maxpool", dropout=0.2),
 }
 p = dict(common); p.update(nets[sys.argv[2]])
 data = S.load_data("digits")
@@ -66,7 +68,7 @@ ours() {
 
 echo "| network (digits 8x8, 20 epochs, 1 thread) | PyTorch s | nas s | PyTorch / nas | val. accuracy PyTorch / nas |"
 echo "|---|---:|---:|---:|---|"
-for net in digits_residual_k3 digits_plain_k5 digits_separable_k5 digits_residual_k5_stride; do
+for net in digits_residual_k3 digits_plain_k5 digits_separable_k5 digits_residual_k5_stride digits_residual_k5_64; do
   bp=""; bn=""
   for _ in $(seq "$ROUNDS"); do
     read -r tp ap < <(peer "$net")
