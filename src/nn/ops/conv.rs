@@ -91,7 +91,8 @@ impl Conv2dGeom {
         self.in_c * self.in_h * self.in_w
     }
 
-    fn out_len(&self) -> usize {
+    /// Values per sample of the output, `out_c * out_h * out_w`.
+    pub(super) fn out_len(&self) -> usize {
         self.out_c * self.out_h() * self.out_w()
     }
 }

@@ -682,7 +682,8 @@ vector_kernels!(
 pub(super) mod tests {
     use super::*;
 
-    fn geom(
+    /// A stride-1, one-group geometry (shared with the lanes and spectral kernels' tests).
+    pub(in crate::nn::ops) fn geom(
         in_c: usize,
         hw: (usize, usize),
         out_c: usize,
@@ -711,6 +712,71 @@ pub(super) mod tests {
                 ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
             })
             .collect()
+    }
+
+    /// A batch of `n` for another stride-1 kernel to match: input, weight, bias (or none) and
+    /// output gradient from [`values`], with this module's output and gradients (the gradient
+    /// buffers start at `init`, as the other kernel's must).
+    pub(in crate::nn::ops) struct Reference {
+        pub x: Vec<f32>,
+        pub w: Vec<f32>,
+        pub b: Option<Vec<f32>>,
+        pub gy: Vec<f32>,
+        pub init: f32,
+        out: Vec<f32>,
+        gw: Vec<f32>,
+        gx: Vec<f32>,
+    }
+
+    impl Reference {
+        pub(in crate::nn::ops) fn new(g: &Conv2dGeom, n: usize, bias: bool, init: f32) -> Self {
+            let l = Layout::new(g);
+            let x = values(n * g.in_c * g.in_h * g.in_w, 1);
+            let w = values(g.out_c * g.in_c * g.kh * g.kw, 2);
+            let b = bias.then(|| values(g.out_c, 3));
+            let gy = values(n * g.out_len(), 4);
+            let mut xp = vec![0.0; l.padded_len(n)];
+            pad_input(g, &l, &x, &mut xp);
+            let mut out = vec![0.0; n * g.out_len()];
+            forward(g, &l, n, &xp, &w, b.as_deref(), &mut out);
+            let (mut gw, mut gx) = (vec![init; w.len()], vec![init; x.len()]);
+            backward(g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
+            Reference {
+                x,
+                w,
+                b,
+                gy,
+                init,
+                out,
+                gw,
+                gx,
+            }
+        }
+
+        /// Asserts that `got` (output, weight gradient, input gradient) is within `tol`
+        /// (relative, plus as much absolute) of this reference.
+        pub(in crate::nn::ops) fn check(
+            &self,
+            g: &Conv2dGeom,
+            n: usize,
+            tol: f32,
+            got: [&[f32]; 3],
+        ) {
+            let want = [&self.out, &self.gw, &self.gx];
+            for ((what, a), e) in ["output", "weight gradient", "input gradient"]
+                .iter()
+                .zip(got)
+                .zip(want)
+            {
+                assert_eq!(a.len(), e.len(), "{what} length");
+                for (i, (u, v)) in a.iter().zip(e.iter()).enumerate() {
+                    assert!(
+                        (u - v).abs() <= tol * (1.0 + v.abs()),
+                        "{g:?} n={n} {what}[{i}]: {u} vs {v}"
+                    );
+                }
+            }
+        }
     }
 
     /// The vector kernels and the portable ones agree on odd row counts and tap counts.

@@ -366,7 +366,7 @@ pub(super) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::ops::conv_direct::{self, tests::values, Layout};
+    use crate::nn::ops::conv_direct::tests::{geom, Reference};
 
     /// The transforms give the direct kernel's outputs and gradients: same and valid padding,
     /// odd and even circular sizes, kernels larger than the map, rectangular kernels, 1-D
@@ -385,53 +385,18 @@ mod tests {
             (16, (4, 4), 32, (3, 3), (1, 1)),
             (32, (8, 8), 16, (5, 5), (2, 2)),
         ];
-        for (in_c, (h, w), out_c, (kh, kw), (ph, pw)) in geoms {
-            let g = Conv2dGeom {
-                in_c,
-                in_h: h,
-                in_w: w,
-                out_c,
-                kh,
-                kw,
-                stride_h: 1,
-                stride_w: 1,
-                pad_h: ph,
-                pad_w: pw,
-                groups: 1,
-            };
+        for (in_c, hw, out_c, k, pad) in geoms {
+            let g = geom(in_c, hw, out_c, k, pad);
             g.check().unwrap();
-            let l = Layout::new(&g);
             let p = plan(&g);
             for (n, bias) in [(1, true), (5, false), (16, true)] {
-                let x = values(n * in_c * h * w, 1);
-                let wt = values(out_c * in_c * kh * kw, 2);
-                let b = values(out_c, 3);
-                let b = bias.then_some(&b[..]);
-                let out_len = out_c * g.out_h() * g.out_w();
-                let gy = values(n * out_len, 4);
-                let mut xp = vec![0.0; l.padded_len(n)];
-                conv_direct::pad_input(&g, &l, &x, &mut xp);
-                let mut want = vec![0.0; n * out_len];
-                conv_direct::forward(&g, &l, n, &xp, &wt, b, &mut want);
-                let (mut want_w, mut want_x) = (vec![0.5; wt.len()], vec![0.5; x.len()]);
-                conv_direct::backward(&g, &l, n, &xp, &wt, &gy, &mut want_w, Some(&mut want_x));
-                let mut got = vec![f32::NAN; n * out_len];
-                let xs = forward(&g, &p, n, &x, &wt, b, &mut got);
                 // Gradients are added to what the buffers hold.
-                let (mut got_w, mut got_x) = (vec![0.5; wt.len()], vec![0.5; x.len()]);
-                backward(&g, &p, n, &xs, &wt, &gy, &mut got_w, Some(&mut got_x));
-                for (what, a, e) in [
-                    ("output", &got, &want),
-                    ("weight gradient", &got_w, &want_w),
-                    ("input gradient", &got_x, &want_x),
-                ] {
-                    for (i, (u, v)) in a.iter().zip(e.iter()).enumerate() {
-                        assert!(
-                            (u - v).abs() <= 1e-4 * (1.0 + v.abs()),
-                            "{g:?} n={n} {what}[{i}]: {u} vs {v}"
-                        );
-                    }
-                }
+                let r = Reference::new(&g, n, bias, 0.5);
+                let mut got = vec![f32::NAN; n * g.out_len()];
+                let xs = forward(&g, &p, n, &r.x, &r.w, r.b.as_deref(), &mut got);
+                let (mut got_w, mut got_x) = (vec![r.init; r.w.len()], vec![r.init; r.x.len()]);
+                backward(&g, &p, n, &xs, &r.w, &r.gy, &mut got_w, Some(&mut got_x));
+                r.check(&g, n, 1e-4, [&got, &got_w, &got_x]);
             }
         }
     }
