@@ -25,7 +25,8 @@ impl<'a> View<'a> {
             cs: cols,
         }
     }
-    fn fits(&self, rows: usize, cols: usize) -> bool {
+    /// Whether every element of a `rows x cols` matrix lies inside the slice.
+    pub(crate) fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
     }
 }

@@ -35,13 +35,11 @@ pub(super) fn product(
     #[cfg(target_arch = "x86_64")]
     {
         let rows_b = b.re.cs == 1 && b.im.cs == 1 && b.re.rs == n && b.im.rs == n;
-        let fits = |v: &View<'_>, r: usize, c: usize| {
-            r == 0 || c == 0 || (r - 1) * v.rs + (c - 1) * v.cs < v.data.len()
-        };
-        let inside =
-            fits(&a.re, m, k) && fits(&a.im, m, k) && fits(&b.re, k, n) && fits(&b.im, k, n);
+        // The kernels read both parts of `a` with the real part's strides.
+        let same_a = a.re.rs == a.im.rs && a.re.cs == a.im.cs;
+        let inside = a.re.fits(m, k) && a.im.fits(m, k) && b.re.fits(k, n) && b.im.fits(k, n);
         assert!(inside, "product: operand too short");
-        if rows_b && m > 0 && k > 0 {
+        if rows_b && same_a && m > 0 && k > 0 {
             if n % 16 == 0 && super::simd::has_avx512() {
                 // SAFETY: the CPU has AVX-512F; the checks above bound every index read or
                 // written (`b` row-major with rows `n` apart, `c` holds `m * n`).
@@ -82,10 +80,7 @@ pub(super) fn real_product(
         let rows_b = b.cs == 1 && b.rs == n;
         if rows_b && m > 0 && k > 0 && n > 0 {
             assert!(
-                (m - 1) * a.rs + (k - 1) * a.cs < a.data.len()
-                    && (k - 1) * b.rs + n <= b.data.len()
-                    && (m - 1) * ldc + n <= c.len()
-                    && ldc >= n,
+                a.fits(m, k) && b.fits(k, n) && (m - 1) * ldc + n <= c.len() && ldc >= n,
                 "real_product: operand too short"
             );
             let add = beta == 1.0;
@@ -125,8 +120,9 @@ macro_rules! complex_kernels {
 
             use super::{Operand, View};
 
-            /// Rows of `c` per register block of the complex product.
+            /// Rows of `c` per register block of the complex product (the blocks below go to 3).
             const R: usize = $crows;
+            const _: () = assert!(R >= 1 && R <= 3);
 
             /// See [`super::product`]; the caller checks the CPU, the bounds, that `n` is a
             /// multiple of the lanes and that `b` is row-major.
@@ -170,8 +166,6 @@ macro_rules! complex_kernels {
                         );
                         let out = (cr.add(i * n + j), ci.add(i * n + j));
                         match (rows, two) {
-                            (4, true) => block::<4, 2>(args, out),
-                            (4, false) => block::<4, 1>(args, out),
                             (3, true) => block::<3, 2>(args, out),
                             (3, false) => block::<3, 1>(args, out),
                             (2, true) => block::<2, 2>(args, out),
