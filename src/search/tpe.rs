@@ -11,14 +11,18 @@
 //! * The best `gamma(n) = min(ceil(0.1 n), 25)` ranked trials are "good" (l), the rest "bad" (g).
 //! * Parameters are independent ("univariate" TPE) and drawn in the space's order, so conditions
 //!   see the values chosen so far. Each parameter is modelled only from the trials in which it
-//!   was active; with fewer than two such trials it is drawn uniformly.
+//!   was active; a group with none of them is modelled by the prior alone.
 //! * Numbers are modelled in (log) space as truncated Gaussian mixtures: one component per trial
 //!   and one prior component (centre of the range, sigma = the range) of weight `prior_weight`.
-//!   Bandwidths are the larger distance to the sorted neighbours (the range ends bound the
-//!   outermost ones), clipped to `[range / min(100, 1 + components), range]`: the "magic clip"
-//!   of Bergstra et al. that keeps a cluster of identical values from collapsing to a spike.
-//!   Integers are modelled on `[low - 0.5, high + 0.5]` and rounded.
-//! * Categoricals are smoothed weighted counts: `prior_weight / choices` plus each trial's weight.
+//!   Bandwidths are the larger distance to the sorted neighbouring trials (the range ends bound
+//!   the outermost ones; with two or more trials the outermost take their inner neighbour's
+//!   distance alone, Optuna's `consider_endpoints=False`), clipped to
+//!   `[range / min(100, 1 + components), range]`: the "magic clip" of Bergstra et al. that keeps
+//!   a cluster of identical values from collapsing to a spike. Integers are modelled on
+//!   `[low - 0.5, high + 0.5]` and rounded.
+//! * Categoricals are mixtures as in Optuna 5: each trial's kernel puts `1 + p / (n + 1)` on its
+//!   own choice and `p / (n + 1)` on the others (normalised; `p = prior_weight`, `n` trials),
+//!   and a uniform prior kernel joins them with weight `p`.
 //! * Trial weights are 1, except that with 25 or more trials in a group the older ones fade in
 //!   linearly from `1/n` (the most recent 25 keep weight 1), as in Optuna's default.
 //! * `n_ei_candidates` values are drawn from l; the one maximising `log l(x) - log g(x)` (the
@@ -382,11 +386,11 @@ impl Parzen {
     fn fit(axis: &Axis, points: &[f64], weights: &[f64], prior_weight: f64) -> Parzen {
         let (low, high) = (axis.low, axis.high);
         let width = high - low;
-        let prior_mu = 0.5 * (low + high);
         let mut mus: Vec<f64> = points.iter().map(|t| t.clamp(low, high)).collect();
-        mus.push(prior_mu);
         let n = mus.len();
-        // Neighbour bandwidths over the sorted centres, the range ends bounding the outermost.
+        // Neighbour bandwidths over the sorted observations (the prior takes no part), the
+        // range ends bounding the outermost; with two or more observations the outermost take
+        // their inner neighbour's distance alone (Optuna's `consider_endpoints=False`).
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]));
         let mut sigmas = vec![width; n];
@@ -395,15 +399,20 @@ impl Parzen {
             let right = if k + 1 == n { high } else { mus[order[k + 1]] };
             sigmas[i] = (mus[i] - left).max(right - mus[i]);
         }
-        sigmas[n - 1] = width;
-        let min_sigma = width / (1.0 + n as f64).min(100.0);
+        if n >= 2 {
+            let (first, second) = (order[0], order[1]);
+            let (last, before) = (order[n - 1], order[n - 2]);
+            sigmas[first] = mus[second] - mus[first];
+            sigmas[last] = mus[last] - mus[before];
+        }
+        // The magic clip counts the prior among the kernels.
+        let min_sigma = width / (2.0 + n as f64).min(100.0);
         for s in &mut sigmas {
             *s = s.clamp(min_sigma, width).max(f64::MIN_POSITIVE);
         }
-        let mut w: Vec<f64> = weights.to_vec();
-        w.push(prior_weight.max(f64::MIN_POSITIVE));
-        let total: f64 = w.iter().sum();
-        w.iter_mut().for_each(|x| *x /= total);
+        mus.push(0.5 * (low + high));
+        sigmas.push(width.max(f64::MIN_POSITIVE));
+        let w = mixture_weights(weights, prior_weight);
         let log_mass = mus
             .iter()
             .zip(&sigmas)
@@ -448,6 +457,57 @@ impl Parzen {
             .collect();
         log_sum_exp(&terms)
     }
+}
+
+/// The mixture weights of the observations' kernels and the prior's, normalised; the prior
+/// alone when there are no observations (as Optuna's `_ParzenEstimator`).
+fn mixture_weights(weights: &[f64], prior_weight: f64) -> Vec<f64> {
+    if weights.is_empty() {
+        return vec![1.0];
+    }
+    let mut w = weights.to_vec();
+    w.push(prior_weight.max(0.0));
+    let total: f64 = w.iter().sum();
+    if total > 0.0 {
+        w.iter_mut().for_each(|x| *x /= total);
+    }
+    w
+}
+
+/// The probability of each of `n_choices` under a categorical Parzen estimator (Optuna 5's):
+/// a mixture of one kernel per observation, which puts `1 + p / (n + 1)` on its own choice and
+/// `p / (n + 1)` on every other one before normalising (`p` the prior weight, `n` the
+/// observations), and a uniform prior kernel, weighted by [`mixture_weights`].
+fn categorical_pmf(
+    n_choices: usize,
+    (vs, ws): (&[ParamValue], &[f64]),
+    prior_weight: f64,
+) -> Vec<f64> {
+    let k = n_choices as f64;
+    let obs: Vec<(usize, f64)> = vs
+        .iter()
+        .zip(ws)
+        .filter_map(|(v, &w)| match v {
+            ParamValue::Cat(i) if *i < n_choices => Some((*i, w)),
+            _ => None,
+        })
+        .collect();
+    if obs.is_empty() {
+        return vec![1.0 / k; n_choices];
+    }
+    let fill = prior_weight.max(0.0) / (obs.len() + 1) as f64;
+    let row_total = 1.0 + k * fill;
+    let w: Vec<f64> = obs.iter().map(|&(_, w)| w).collect();
+    let mix = mixture_weights(&w, prior_weight);
+    let prior = mix[obs.len()];
+    let mut p = vec![prior / k; n_choices];
+    for (&(i, _), m) in obs.iter().zip(&mix) {
+        for (j, pj) in p.iter_mut().enumerate() {
+            let own = if j == i { 1.0 } else { 0.0 };
+            *pj += m * (own + fill) / row_total;
+        }
+    }
+    p
 }
 
 fn log_sum_exp(xs: &[f64]) -> f64 {
@@ -530,19 +590,8 @@ impl TpeSampler {
         bad: (&[ParamValue], &[f64]),
         rng: &mut ChaCha8Rng,
     ) -> ParamValue {
-        let counts = |(vs, ws): (&[ParamValue], &[f64])| {
-            let mut c = vec![self.prior_weight / n_choices as f64; n_choices];
-            for (v, w) in vs.iter().zip(ws) {
-                if let ParamValue::Cat(i) = v {
-                    if let Some(slot) = c.get_mut(*i) {
-                        *slot += w;
-                    }
-                }
-            }
-            let total: f64 = c.iter().sum();
-            c.into_iter().map(|x| x / total).collect::<Vec<f64>>()
-        };
-        let (l, g) = (counts(good), counts(bad));
+        let l = categorical_pmf(n_choices, good, self.prior_weight);
+        let g = categorical_pmf(n_choices, bad, self.prior_weight);
         let mut best: Option<(f64, usize)> = None;
         for _ in 0..self.n_ei_candidates {
             let i = pick_weighted(&l, rng);
@@ -595,9 +644,6 @@ impl TpeSampler {
             }
             let (gv, gw) = values_of(good, &p.name, &p.dist);
             let (bv, bw) = values_of(bad, &p.name, &p.dist);
-            if gv.len() + bv.len() < 2 {
-                return sample_uniform(&p.dist, rng);
-            }
             match (&p.dist, Axis::of(&p.dist)) {
                 (Distribution::Categorical { choices }, _) => {
                     model.suggest_categorical(choices.len(), (&gv, &gw), (&bv, &bw), rng)
@@ -674,6 +720,58 @@ impl Sampler for TpeSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The estimators are Optuna 5's: bandwidths, mixture weights, densities and categorical
+    /// probabilities as its `_ParzenEstimator` computes them (prior weight 1, magic clip, no
+    /// endpoints; the expected values printed by Optuna 5.0.0 for these observations).
+    #[test]
+    fn estimators_match_optuna() {
+        let axis = Axis {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+            int: false,
+        };
+        // Observations, then Optuna's centres, bandwidths and density at 0.4.
+        type Case<'a> = (&'a [f64], &'a [f64], &'a [f64], f64);
+        let cases: [Case; 3] = [
+            (&[0.3], &[0.3, 0.5], &[0.7, 1.0], 1.0744100726936454),
+            (
+                &[0.2, 0.5, 0.9],
+                &[0.2, 0.5, 0.9, 0.5],
+                &[0.3, 0.4, 0.4, 1.0],
+                1.1181754672458621,
+            ),
+            (
+                &[0.1, 0.1, 0.15, 0.7],
+                &[0.1, 0.1, 0.15, 0.7, 0.5],
+                &[1.0 / 6.0, 1.0 / 6.0, 0.55, 0.55, 1.0],
+                0.9142687925304781,
+            ),
+        ];
+        for (obs, mus, sigmas, pdf) in cases {
+            let p = Parzen::fit(&axis, obs, &vec![1.0; obs.len()], 1.0);
+            for (got, want) in p.mus.iter().zip(mus).chain(p.sigmas.iter().zip(sigmas)) {
+                assert!((got - want).abs() < 1e-12, "{obs:?}: {got} vs {want}");
+            }
+            assert_eq!(p.weights.len(), obs.len() + 1);
+            assert!((p.log_pdf(0.4).exp() - pdf).abs() < 1e-5, "{obs:?}");
+        }
+        let cat = |v: &[usize]| v.iter().map(|&i| ParamValue::Cat(i)).collect::<Vec<_>>();
+        let one = categorical_pmf(3, (&cat(&[0]), &[1.0]), 1.0);
+        let many_obs = cat(&[0, 0, 1, 2, 2, 2, 1, 0, 2]);
+        let many = categorical_pmf(3, (&many_obs, &[1.0; 9]), 1.0);
+        let want = [
+            [0.4666666666666666, 0.2666666666666667, 0.2666666666666667],
+            [0.3333333333333333, 0.2564102564102564, 0.41025641025641035],
+        ];
+        for (got, want) in [one, many].iter().zip(want) {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+            }
+        }
+        assert_eq!(categorical_pmf(4, (&[], &[]), 1.0), vec![0.25; 4]);
+    }
     use rand::SeedableRng;
 
     #[test]
