@@ -720,6 +720,7 @@ impl Sampler for TpeSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     /// The estimators are Optuna 5's: bandwidths, mixture weights, densities and categorical
     /// probabilities as its `_ParzenEstimator` computes them (prior weight 1, magic clip, no
@@ -772,7 +773,6 @@ mod tests {
         }
         assert_eq!(categorical_pmf(4, (&[], &[]), 1.0), vec![0.25; 4]);
     }
-    use rand::SeedableRng;
 
     #[test]
     fn suggestions_concentrate_near_the_good_trials() {
