@@ -67,6 +67,13 @@ pub struct TpeSampler {
     pub n_ei_candidates: usize,
     /// Weight of the prior component of every Parzen estimator (Optuna: 1.0).
     pub prior_weight: f64,
+    /// On one objective, draw the parameters that every finished trial holds jointly, from one
+    /// trial's kernels at a time (multivariate TPE, Optuna 5's default on one objective); the
+    /// others, and every parameter in a study of several objectives, one at a time.
+    pub multivariate: bool,
+    /// Count running trials among the bad ones (Optuna's constant liar, its default since 5),
+    /// so that workers asking at the same time are not all sent to the same place.
+    pub constant_liar: bool,
     /// In a multi-objective study whose costs are known before training
     /// ([`Sampler::suggest_costed`], see `search::prescreen`): configurations drawn from the
     /// models (the TPE choice, then alternately from the score's split and from the Pareto
@@ -83,6 +90,8 @@ impl Default for TpeSampler {
             n_startup_trials: 10,
             n_ei_candidates: 24,
             prior_weight: 1.0,
+            multivariate: true,
+            constant_liar: true,
             n_cost_candidates: 16,
             n_random_candidates: 32,
         }
@@ -306,7 +315,6 @@ struct Axis {
     low: f64,
     high: f64,
     log: bool,
-    int: bool,
 }
 
 impl Axis {
@@ -323,7 +331,6 @@ impl Axis {
                     low: l,
                     high: h,
                     log,
-                    int: true,
                 })
             }
             Distribution::Float { low, high, log } => {
@@ -336,7 +343,6 @@ impl Axis {
                     low: l,
                     high: h,
                     log,
-                    int: false,
                 })
             }
             Distribution::Categorical { .. } => None,
@@ -354,6 +360,17 @@ impl Axis {
         } else {
             x
         }
+    }
+
+    /// An integer's bin `[v - 0.5, v + 0.5]` on the axis; `None` for a float.
+    fn bin(&self, v: ParamValue) -> Option<(f64, f64)> {
+        let ParamValue::Int(i) = v else { return None };
+        let (a, b) = (i as f64 - 0.5, i as f64 + 0.5);
+        Some(if self.log {
+            (a.max(0.5).ln().max(self.low), b.ln())
+        } else {
+            (a, b)
+        })
     }
 
     /// The value of the distribution nearest to axis point `t`.
@@ -416,11 +433,7 @@ impl Parzen {
         let log_mass = mus
             .iter()
             .zip(&sigmas)
-            .map(|(m, s)| {
-                (normal_cdf((high - m) / s) - normal_cdf((low - m) / s))
-                    .max(1e-12)
-                    .ln()
-            })
+            .map(|(m, s)| log_normal_mass((low - m) / s, (high - m) / s))
             .collect();
         Parzen {
             low,
@@ -434,6 +447,11 @@ impl Parzen {
 
     fn sample(&self, rng: &mut ChaCha8Rng) -> f64 {
         let k = pick_weighted(&self.weights, rng);
+        self.sample_kernel(k, rng)
+    }
+
+    /// One draw from component `k` alone, truncated to the range.
+    fn sample_kernel(&self, k: usize, rng: &mut ChaCha8Rng) -> f64 {
         for _ in 0..MAX_REJECTIONS {
             let z: f64 = rng.sample(StandardNormal);
             let t = self.mus[k] + z * self.sigmas[k];
@@ -444,16 +462,39 @@ impl Parzen {
         rng.gen_range(self.low..=self.high)
     }
 
+    /// The log density of component `k` at axis point `t` (inside the range).
+    fn log_kernel(&self, k: usize, t: f64) -> f64 {
+        let z = (t - self.mus[k]) / self.sigmas[k];
+        -self.sigmas[k].ln()
+            - 0.5 * z * z
+            - self.log_mass[k]
+            - 0.5 * (2.0 * std::f64::consts::PI).ln()
+    }
+
+    /// The log of component `k`'s density at value `v`, or for an integer its mass on the
+    /// integer's bin `[v - 0.5, v + 0.5]` (Optuna's discrete truncated normals).
+    fn log_kernel_at(&self, k: usize, axis: &Axis, v: ParamValue) -> f64 {
+        match axis.bin(v) {
+            Some((a, b)) => {
+                let (m, s) = (self.mus[k], self.sigmas[k]);
+                log_normal_mass((a - m) / s, (b - m) / s) - self.log_mass[k]
+            }
+            None => self.log_kernel(k, axis.axis_point(v).clamp(self.low, self.high)),
+        }
+    }
+
+    #[cfg(test)]
     fn log_pdf(&self, t: f64) -> f64 {
         let terms: Vec<f64> = (0..self.mus.len())
-            .map(|k| {
-                let z = (t - self.mus[k]) / self.sigmas[k];
-                self.weights[k].ln()
-                    - self.sigmas[k].ln()
-                    - 0.5 * z * z
-                    - self.log_mass[k]
-                    - 0.5 * (2.0 * std::f64::consts::PI).ln()
-            })
+            .map(|k| self.weights[k].ln() + self.log_kernel(k, t))
+            .collect();
+        log_sum_exp(&terms)
+    }
+
+    /// The mixture's log density at value `v` (log mass on its bin for an integer).
+    fn log_prob(&self, axis: &Axis, v: ParamValue) -> f64 {
+        let terms: Vec<f64> = (0..self.mus.len())
+            .map(|k| self.weights[k].ln() + self.log_kernel_at(k, axis, v))
             .collect();
         log_sum_exp(&terms)
     }
@@ -474,15 +515,15 @@ fn mixture_weights(weights: &[f64], prior_weight: f64) -> Vec<f64> {
     w
 }
 
-/// The probability of each of `n_choices` under a categorical Parzen estimator (Optuna 5's):
-/// a mixture of one kernel per observation, which puts `1 + p / (n + 1)` on its own choice and
-/// `p / (n + 1)` on every other one before normalising (`p` the prior weight, `n` the
-/// observations), and a uniform prior kernel, weighted by [`mixture_weights`].
-fn categorical_pmf(
+/// The kernels of a categorical Parzen estimator (Optuna 5's): one per observation, which puts
+/// `1 + p / (n + 1)` on its own choice and `p / (n + 1)` on every other one before normalising
+/// (`p` the prior weight, `n` the observations), then the uniform prior's; with their weights
+/// ([`mixture_weights`]). Observations outside the choices are left out.
+fn categorical_kernels(
     n_choices: usize,
     (vs, ws): (&[ParamValue], &[f64]),
     prior_weight: f64,
-) -> Vec<f64> {
+) -> (Vec<Vec<f64>>, Vec<f64>) {
     let k = n_choices as f64;
     let obs: Vec<(usize, f64)> = vs
         .iter()
@@ -492,20 +533,28 @@ fn categorical_pmf(
             _ => None,
         })
         .collect();
-    if obs.is_empty() {
-        return vec![1.0 / k; n_choices];
-    }
     let fill = prior_weight.max(0.0) / (obs.len() + 1) as f64;
     let row_total = 1.0 + k * fill;
+    let mut rows: Vec<Vec<f64>> = obs
+        .iter()
+        .map(|&(i, _)| {
+            (0..n_choices)
+                .map(|j| (f64::from(u8::from(j == i)) + fill) / row_total)
+                .collect()
+        })
+        .collect();
+    rows.push(vec![1.0 / k; n_choices]);
     let w: Vec<f64> = obs.iter().map(|&(_, w)| w).collect();
-    let mix = mixture_weights(&w, prior_weight);
-    let prior = mix[obs.len()];
-    let mut p = vec![prior / k; n_choices];
-    for (&(i, _), m) in obs.iter().zip(&mix) {
-        for (j, pj) in p.iter_mut().enumerate() {
-            let own = if j == i { 1.0 } else { 0.0 };
-            *pj += m * (own + fill) / row_total;
-        }
+    (rows, mixture_weights(&w, prior_weight))
+}
+
+/// The probability of each of `n_choices` under a categorical Parzen estimator: its kernels
+/// ([`categorical_kernels`]) mixed by their weights.
+fn categorical_pmf(n_choices: usize, obs: (&[ParamValue], &[f64]), prior_weight: f64) -> Vec<f64> {
+    let (rows, mix) = categorical_kernels(n_choices, obs, prior_weight);
+    let mut p = vec![0.0; n_choices];
+    for (row, m) in rows.iter().zip(&mix) {
+        p.iter_mut().zip(row).for_each(|(pj, r)| *pj += m * r);
     }
     p
 }
@@ -518,17 +567,46 @@ fn log_sum_exp(xs: &[f64]) -> f64 {
     m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }
 
-/// Standard normal CDF through erf, by Abramowitz and Stegun, "Handbook of Mathematical
-/// Functions" (1964), formula 7.1.26 (absolute error below 1.5e-7, ample for mixture masses).
+/// The complementary error function by the Chebyshev fit of Press, Teukolsky, Vetterling and
+/// Flannery, "Numerical Recipes" (2nd ed., 1992, section 6.2): relative error below 1.2e-7
+/// everywhere, so tail masses keep their digits.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * (-z * z + poly).exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Standard normal CDF.
+#[cfg(test)]
 fn normal_cdf(x: f64) -> f64 {
-    let z = x / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.327_591_1 * z.abs());
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erf = 1.0 - poly * (-z * z).exp();
-    0.5 * (1.0 + erf.copysign(z))
+    0.5 * erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// `ln(Phi(b) - Phi(a))` for `a <= b`, from the tail the interval lies in (so a bin far out in
+/// a tail keeps its relative precision); at least `ln(1e-300)`.
+fn log_normal_mass(a: f64, b: f64) -> f64 {
+    let upper = |x: f64| 0.5 * erfc(x / std::f64::consts::SQRT_2); // 1 - Phi(x)
+    let mass = if a >= 0.0 {
+        upper(a) - upper(b)
+    } else if b <= 0.0 {
+        upper(-b) - upper(-a)
+    } else {
+        1.0 - upper(-a) - upper(b)
+    };
+    mass.max(1e-300).ln()
 }
 
 /// An index drawn with probability proportional to `weights`.
@@ -554,6 +632,130 @@ fn single_value(dist: &Distribution) -> Option<ParamValue> {
     }
 }
 
+/// One parameter of a [`Joint`] estimator: component `k` of the mixture draws it from its
+/// `k`-th kernel.
+enum Marginal {
+    Numeric(Axis, Parzen),
+    /// Each kernel's probabilities of the choices ([`categorical_kernels`]).
+    Categorical(Vec<Vec<f64>>),
+}
+
+/// A mixture of products over several parameters (multivariate TPE, Optuna's
+/// `_MixtureOfProductDistribution`): one component per observed trial, whose kernels sit on that
+/// trial's values, and one of the priors; a draw takes every parameter from one component.
+struct Joint {
+    /// Indices into the space's parameters, with their marginals.
+    marginals: Vec<(usize, Marginal)>,
+    weights: Vec<f64>,
+}
+
+impl Joint {
+    /// Fits the parameters `params` of `space` to the trials of `group` holding all of them.
+    fn fit(space: &SearchSpace, params: &[usize], group: &Group, prior_weight: f64) -> Joint {
+        let holds_all = |config: &Config| {
+            params.iter().all(|&i| {
+                let p = &space.params[i];
+                config.get(&p.name).is_some_and(|v| p.dist.contains(v))
+            })
+        };
+        let mut members: Vec<(usize, &Config)> = group
+            .members
+            .iter()
+            .filter(|(_, c)| holds_all(c))
+            .map(|&(n, c)| (n, c))
+            .collect();
+        members.sort_by_key(|(n, _)| *n);
+        let w = if group.flat {
+            vec![1.0; members.len()]
+        } else {
+            age_weights(members.len())
+        };
+        let marginals = params
+            .iter()
+            .filter_map(|&i| {
+                let p = &space.params[i];
+                let values: Vec<ParamValue> = members
+                    .iter()
+                    .filter_map(|(_, c)| c.get(&p.name).copied())
+                    .collect();
+                let marginal = match (&p.dist, Axis::of(&p.dist)) {
+                    (Distribution::Categorical { choices }, _) => Marginal::Categorical(
+                        categorical_kernels(choices.len(), (&values, &w), prior_weight).0,
+                    ),
+                    (_, Some(axis)) => {
+                        let points: Vec<f64> = values.iter().map(|v| axis.axis_point(*v)).collect();
+                        Marginal::Numeric(axis, Parzen::fit(&axis, &points, &w, prior_weight))
+                    }
+                    (_, None) => return None,
+                };
+                Some((i, marginal))
+            })
+            .collect();
+        Joint {
+            marginals,
+            weights: mixture_weights(&w, prior_weight),
+        }
+    }
+
+    /// One draw: a component, then each parameter from that component's kernel.
+    fn sample(&self, space: &SearchSpace, rng: &mut ChaCha8Rng) -> Vec<ParamValue> {
+        let k = pick_weighted(&self.weights, rng);
+        self.marginals
+            .iter()
+            .map(|(i, m)| match m {
+                Marginal::Numeric(axis, parzen) => {
+                    axis.value(parzen.sample_kernel(k, rng), &space.params[*i].dist)
+                }
+                Marginal::Categorical(rows) => ParamValue::Cat(pick_weighted(&rows[k], rng)),
+            })
+            .collect()
+    }
+
+    /// The log density of a draw (log mass in its discrete parameters).
+    fn log_pdf(&self, x: &[ParamValue]) -> f64 {
+        let terms: Vec<f64> = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(k, w)| {
+                w.ln()
+                    + self
+                        .marginals
+                        .iter()
+                        .zip(x)
+                        .map(|((_, m), v)| match (m, v) {
+                            (Marginal::Numeric(axis, parzen), v) => {
+                                parzen.log_kernel_at(k, axis, *v)
+                            }
+                            (Marginal::Categorical(rows), ParamValue::Cat(c)) => {
+                                rows[k].get(*c).map_or(f64::NEG_INFINITY, |p| p.ln())
+                            }
+                            (Marginal::Categorical(_), _) => f64::NEG_INFINITY,
+                        })
+                        .sum::<f64>()
+            })
+            .collect();
+        log_sum_exp(&terms)
+    }
+}
+
+/// The parameters (indices into the space) that every finished trial holds, with a value inside
+/// their distribution, and that have more than one value: what multivariate TPE models jointly
+/// (Optuna's intersection search space over complete and pruned trials).
+fn intersection(space: &SearchSpace, history: &[Observation]) -> Vec<usize> {
+    let finished: Vec<&Config> = rank(history).iter().map(|r| r.config).collect();
+    (0..space.params.len())
+        .filter(|&i| {
+            let p = &space.params[i];
+            single_value(&p.dist).is_none()
+                && !finished.is_empty()
+                && finished
+                    .iter()
+                    .all(|c| c.get(&p.name).is_some_and(|v| p.dist.contains(v)))
+        })
+        .collect()
+}
+
 impl TpeSampler {
     fn suggest_numeric(
         &self,
@@ -569,13 +771,8 @@ impl TpeSampler {
         let mut best: Option<(f64, ParamValue)> = None;
         for _ in 0..self.n_ei_candidates {
             let v = axis.value(l.sample(rng), dist);
-            // Integers are scored at their rounded value, where l and g both place it.
-            let t = if axis.int {
-                axis.axis_point(v)
-            } else {
-                axis.axis_point(v).clamp(axis.low, axis.high)
-            };
-            let score = l.log_pdf(t) - g.log_pdf(t);
+            // Integers are scored by the mass of their rounded value's bin.
+            let score = l.log_prob(&axis, v) - g.log_prob(&axis, v);
             if best.is_none_or(|(s, _)| score.total_cmp(&s) == Ordering::Greater) {
                 best = Some((score, v));
             }
@@ -608,18 +805,67 @@ impl TpeSampler {
     /// The good and bad groups of `history`, or `None` while the startup trials are drawn at
     /// random.
     fn split<'a>(&self, history: &'a [Observation]) -> Option<(Group<'a>, Group<'a>)> {
-        if multi_objective(history) {
-            return split_multi(history, self.n_startup_trials);
+        let (good, mut bad) = if multi_objective(history) {
+            split_multi(history, self.n_startup_trials)?
+        } else {
+            let ranked = rank(history);
+            if ranked.len() < self.n_startup_trials.max(1) {
+                return None;
+            }
+            let n_good = gamma(ranked.len());
+            (
+                Group::aged(&ranked[..n_good]),
+                Group::aged(&ranked[n_good..]),
+            )
+        };
+        if self.constant_liar {
+            bad.members.extend(
+                history
+                    .iter()
+                    .filter(|o| o.state == TrialState::Running && !o.config.is_empty())
+                    .map(|o| (o.number, &o.config)),
+            );
         }
-        let ranked = rank(history);
-        if ranked.len() < self.n_startup_trials.max(1) {
-            return None;
+        Some((good, bad))
+    }
+
+    /// The TPE choice given the split: on one objective with `multivariate`, the parameters of
+    /// [`intersection`] jointly (the best of `n_ei_candidates` draws from l by `l / g`), then
+    /// the rest one at a time; otherwise every parameter one at a time.
+    fn choose(
+        &self,
+        space: &SearchSpace,
+        history: &[Observation],
+        (good, bad): (&Group, &Group),
+        rng: &mut ChaCha8Rng,
+    ) -> Config {
+        let mut fixed = Config::new();
+        let joint = if self.multivariate && !multi_objective(history) {
+            intersection(space, history)
+        } else {
+            Vec::new()
+        };
+        if !joint.is_empty() {
+            let l = Joint::fit(space, &joint, good, self.prior_weight);
+            let g = Joint::fit(space, &joint, bad, self.prior_weight);
+            let mut best: Option<(f64, Vec<ParamValue>)> = None;
+            for _ in 0..self.n_ei_candidates.max(1) {
+                let x = l.sample(space, rng);
+                let score = l.log_pdf(&x) - g.log_pdf(&x);
+                if best
+                    .as_ref()
+                    .is_none_or(|(s, _)| score.total_cmp(s) == Ordering::Greater)
+                {
+                    best = Some((score, x));
+                }
+            }
+            if let Some((_, x)) = best {
+                for ((i, _), v) in l.marginals.iter().zip(x) {
+                    fixed.insert(space.params[*i].name.clone(), v);
+                }
+            }
         }
-        let n_good = gamma(ranked.len());
-        Some((
-            Group::aged(&ranked[..n_good]),
-            Group::aged(&ranked[n_good..]),
-        ))
+        self.sample_groups(space, (good, bad), true, &fixed, rng)
     }
 
     /// A configuration from the two groups: each parameter the best of `n_ei_candidates` draws
@@ -630,6 +876,7 @@ impl TpeSampler {
         space: &SearchSpace,
         (good, bad): (&Group, &Group),
         pick: bool,
+        fixed: &Config,
         rng: &mut ChaCha8Rng,
     ) -> Config {
         let draws = if pick { self.n_ei_candidates } else { 1 };
@@ -639,7 +886,11 @@ impl TpeSampler {
         };
         sample_with(space, |i, _| {
             let p = &space.params[i];
-            if let Some(v) = single_value(&p.dist) {
+            if let Some(v) = fixed
+                .get(&p.name)
+                .copied()
+                .or_else(|| single_value(&p.dist))
+            {
                 return v;
             }
             let (gv, gw) = values_of(good, &p.name, &p.dist);
@@ -669,7 +920,7 @@ impl Sampler for TpeSampler {
         rng: &mut ChaCha8Rng,
     ) -> Config {
         match self.split(history) {
-            Some((good, bad)) => self.sample_groups(space, (&good, &bad), true, rng),
+            Some((good, bad)) => self.choose(space, history, (&good, &bad), rng),
             None => RandomSampler.suggest(space, history, rng),
         }
     }
@@ -688,7 +939,7 @@ impl Sampler for TpeSampler {
         let Some((good, bad)) = self.split(history) else {
             return RandomSampler.suggest(space, history, rng);
         };
-        let first = self.sample_groups(space, (&good, &bad), true, rng);
+        let first = self.choose(space, history, (&good, &bad), rng);
         if !multi_objective(history) || self.n_cost_candidates + self.n_random_candidates <= 1 {
             return first;
         }
@@ -700,11 +951,12 @@ impl Sampler for TpeSampler {
             Group::aged(&ranked[n_good..]),
         );
         let mut candidates = vec![first];
+        let none = Config::new();
         for k in 1..self.n_cost_candidates {
             let c = if k % 2 == 1 {
-                self.sample_groups(space, (&by_score.0, &by_score.1), k == 1, rng)
+                self.sample_groups(space, (&by_score.0, &by_score.1), k == 1, &none, rng)
             } else {
-                self.sample_groups(space, (&good, &bad), false, rng)
+                self.sample_groups(space, (&good, &bad), false, &none, rng)
             };
             candidates.push(c);
         }
@@ -731,7 +983,6 @@ mod tests {
             low: 0.0,
             high: 1.0,
             log: false,
-            int: false,
         };
         // Observations, then Optuna's centres, bandwidths and density at 0.4.
         type Case<'a> = (&'a [f64], &'a [f64], &'a [f64], f64);
@@ -772,6 +1023,214 @@ mod tests {
             }
         }
         assert_eq!(categorical_pmf(4, (&[], &[]), 1.0), vec![0.25; 4]);
+    }
+
+    /// A space of the given parameters (no conditions), from the MLP short form's shell.
+    fn space_of(params: Vec<(&str, Distribution)>) -> SearchSpace {
+        let text = "(task: Classification, model: Mlp(()))";
+        let mut space = SearchSpace::from_str_named(text, "t", "t.ron").expect("valid space");
+        space.params = params
+            .into_iter()
+            .map(|(name, dist)| crate::space::ParamSpec {
+                name: name.into(),
+                dist,
+                conditions: vec![],
+                default: None,
+            })
+            .collect();
+        space
+    }
+
+    /// A complete trial of a study of one objective.
+    fn done(number: usize, config: Config, loss: f64) -> Observation {
+        Observation {
+            number,
+            config,
+            state: TrialState::Complete,
+            loss: Some(loss),
+            intermediate: vec![],
+            values: vec![loss],
+            constraints: vec![],
+        }
+    }
+
+    /// The joint estimator is Optuna 5's multivariate `_ParzenEstimator`: a mixture of products
+    /// of the per-parameter kernels, integers scored by their bin's mass (values printed by
+    /// Optuna 5.0.0 for these observations).
+    #[test]
+    fn the_joint_estimator_matches_optuna() {
+        let width =
+            SearchSpace::from_str_named("(task: Classification, model: Mlp(()))", "t", "t.ron")
+                .expect("valid space")
+                .params
+                .into_iter()
+                .find(|p| p.name == "width")
+                .expect("the short form has a width")
+                .dist;
+        let space = space_of(vec![
+            (
+                "x",
+                Distribution::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                },
+            ),
+            (
+                "n",
+                Distribution::Int {
+                    low: 1,
+                    high: 3,
+                    log: false,
+                },
+            ),
+            ("c", width),
+        ]);
+        let point = |x: f64, n: i64, c: usize| {
+            Config::from([
+                ("x".to_string(), ParamValue::Float(x)),
+                ("n".to_string(), ParamValue::Int(n)),
+                ("c".to_string(), ParamValue::Cat(c)),
+            ])
+        };
+        let configs = [point(0.2, 1, 0), point(0.5, 3, 1), point(0.9, 2, 1)];
+        let group = Group {
+            members: configs.iter().enumerate().collect(),
+            flat: false,
+        };
+        let joint = Joint::fit(&space, &[0, 1, 2], &group, 1.0);
+        let cases = [
+            ((0.4, 2, 1), -1.6790163042361141),
+            ((0.85, 1, 0), -2.759582943069648),
+            ((0.0, 3, 2), -3.1584594278430953),
+        ];
+        for ((x, n, c), want) in cases {
+            let v = [ParamValue::Float(x), ParamValue::Int(n), ParamValue::Cat(c)];
+            let got = joint.log_pdf(&v);
+            assert!((got - want).abs() < 1e-5, "{v:?}: {got} vs {want}");
+        }
+        // One integer alone: the mass of each value's bin.
+        let ints = Joint::fit(&space, &[1], &group, 1.0);
+        let want = [
+            -1.1604251946806707,
+            -0.9853885190056955,
+            -1.1604251946806707,
+        ];
+        for (n, want) in (1..=3).zip(want) {
+            let got = ints.log_pdf(&[ParamValue::Int(n)]);
+            assert!((got - want).abs() < 1e-5, "{n}: {got} vs {want}");
+        }
+    }
+
+    /// Two good trials with opposite values of two parameters: multivariate TPE keeps each
+    /// good trial's values together; one parameter at a time mixes them as often as not.
+    #[test]
+    fn multivariate_draws_keep_a_good_trials_values_together() {
+        let space = space_of(vec![
+            (
+                "a",
+                Distribution::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                },
+            ),
+            (
+                "b",
+                Distribution::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                },
+            ),
+        ]);
+        let point = |a: f64, b: f64| {
+            Config::from([
+                ("a".to_string(), ParamValue::Float(a)),
+                ("b".to_string(), ParamValue::Float(b)),
+            ])
+        };
+        // Good: (0.1, 0.9) and (0.9, 0.1); bad: the other two corners and the middle.
+        let mut history = vec![done(0, point(0.1, 0.9), 0.0), done(1, point(0.9, 0.1), 0.0)];
+        for k in 0..18 {
+            let (a, b) = match k % 3 {
+                0 => (0.1, 0.1),
+                1 => (0.9, 0.9),
+                _ => (0.5, 0.5),
+            };
+            let jitter = 0.01 * (k / 3) as f64;
+            history.push(done(2 + k, point(a + jitter, b - jitter), 1.0));
+        }
+        let paired = |multivariate: bool| {
+            let mut tpe = TpeSampler {
+                multivariate,
+                ..TpeSampler::default()
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let n = 200;
+            let hits = (0..n)
+                .filter(|_| {
+                    let c = tpe.suggest(&space, &history, &mut rng);
+                    match (c.get("a"), c.get("b")) {
+                        (Some(ParamValue::Float(a)), Some(ParamValue::Float(b))) => {
+                            (a - 0.5) * (b - 0.5) < 0.0
+                        }
+                        other => panic!("missing parameters: {other:?}"),
+                    }
+                })
+                .count();
+            hits as f64 / n as f64
+        };
+        let (joint, apart) = (paired(true), paired(false));
+        assert!(joint > 0.85, "multivariate kept {joint} of the pairs");
+        assert!(apart < 0.8, "one at a time kept {apart} of the pairs");
+    }
+
+    /// A running trial counts as bad (constant liar): a second worker asking while the first
+    /// trains near the best trial is sent further away from it.
+    #[test]
+    fn running_trials_count_as_bad() {
+        let space = space_of(vec![(
+            "a",
+            Distribution::Float {
+                low: 0.0,
+                high: 1.0,
+                log: false,
+            },
+        )]);
+        let point = |a: f64| Config::from([("a".to_string(), ParamValue::Float(a))]);
+        let mut history: Vec<Observation> = (0..10)
+            .map(|k| {
+                let a = 0.05 + 0.1 * k as f64;
+                done(k, point(a), (a - 0.6).abs())
+            })
+            .collect();
+        history.push(Observation {
+            number: 10,
+            config: point(0.6),
+            state: TrialState::Running,
+            loss: None,
+            intermediate: vec![],
+            values: vec![],
+            constraints: vec![],
+        });
+        let gap = |constant_liar: bool| {
+            let mut tpe = TpeSampler {
+                constant_liar,
+                ..TpeSampler::default()
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(2);
+            let n = 60;
+            (0..n)
+                .map(|_| match tpe.suggest(&space, &history, &mut rng).get("a") {
+                    Some(ParamValue::Float(a)) => (a - 0.6).abs(),
+                    other => panic!("a missing: {other:?}"),
+                })
+                .sum::<f64>()
+                / n as f64
+        };
+        let (lying, ignoring) = (gap(true), gap(false));
+        assert!(lying > ignoring + 0.01, "{lying} vs {ignoring}");
     }
 
     #[test]
@@ -864,7 +1323,6 @@ mod tests {
             low: 0.0,
             high: 1.0,
             log: false,
-            int: false,
         };
         let p = Parzen::fit(&axis, &[0.1, 0.15, 0.9], &[1.0, 1.0, 1.0], 1.0);
         let n = 10_000;
