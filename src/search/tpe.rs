@@ -8,10 +8,16 @@
 //! * Usable trials are ranked: completed trials by loss, then pruned trials (which reached
 //!   fewer epochs, so they rank below every completed one), the longest-running first and ties
 //!   broken by their last intermediate loss. Failed, running and interrupted trials are ignored.
-//! * The best `gamma(n) = min(ceil(0.1 n), 25)` ranked trials are "good" (l), the rest "bad" (g).
-//! * Parameters are independent ("univariate" TPE) and drawn in the space's order, so conditions
-//!   see the values chosen so far. Each parameter is modelled only from the trials in which it
-//!   was active; a group with none of them is modelled by the prior alone.
+//! * The best `gamma(n) = min(ceil(0.1 n), 25)` ranked trials are "good" (l), the rest "bad" (g);
+//!   running trials join the bad ones (Optuna's constant liar), without counting in `n`.
+//! * On one objective the parameters that every finished trial holds (Optuna's intersection
+//!   search space) are drawn jointly, as Optuna 5 does by default ("multivariate" TPE): l and g
+//!   are mixtures of products with one component per trial, a candidate takes all of them from
+//!   one component, and candidates are scored by the joint `log l - log g`. The other
+//!   parameters, and all of them in a study of several objectives, are drawn one at a time
+//!   ("univariate"), in the space's order, so conditions see the values chosen so far. Each
+//!   parameter is modelled only from the trials in which it was active; a group with none of
+//!   them is modelled by the prior alone.
 //! * Numbers are modelled in (log) space as truncated Gaussian mixtures: one component per trial
 //!   and one prior component (centre of the range, sigma = the range) of weight `prior_weight`.
 //!   Bandwidths are the larger distance to the sorted neighbouring trials (the range ends bound
@@ -19,14 +25,14 @@
 //!   distance alone, Optuna's `consider_endpoints=False`), clipped to
 //!   `[range / min(100, 1 + components), range]`: the "magic clip" of Bergstra et al. that keeps
 //!   a cluster of identical values from collapsing to a spike. Integers are modelled on
-//!   `[low - 0.5, high + 0.5]` and rounded.
+//!   `[low - 0.5, high + 0.5]`, rounded, and scored by the mass of their value's bin.
 //! * Categoricals are mixtures as in Optuna 5: each trial's kernel puts `1 + p / (n + 1)` on its
 //!   own choice and `p / (n + 1)` on the others (normalised; `p = prior_weight`, `n` trials),
 //!   and a uniform prior kernel joins them with weight `p`.
 //! * Trial weights are 1, except that with 25 or more trials in a group the older ones fade in
 //!   linearly from `1/n` (the most recent 25 keep weight 1), as in Optuna's default.
-//! * `n_ei_candidates` values are drawn from l; the one maximising `log l(x) - log g(x)` (the
-//!   expected-improvement criterion of the paper) is chosen.
+//! * `n_ei_candidates` values (or joint draws) are drawn from l; the one maximising
+//!   `log l(x) - log g(x)` (the expected-improvement criterion of the paper) is chosen.
 //!
 //! With several objectives (observations with more than one value) this is multi-objective TPE
 //! (Ozaki, Tanigaki, Watanabe and Onishi, "Multiobjective Tree-Structured Parzen Estimator for
