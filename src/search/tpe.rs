@@ -7,7 +7,7 @@
 //! * Until `n_startup_trials` usable trials exist, configurations are drawn at random.
 //! * Usable trials are ranked: completed trials by loss, then pruned trials (which reached
 //!   fewer epochs, so they rank below every completed one), the longest-running first and ties
-//!   broken by their last intermediate loss. Failed, running and interrupted trials are ignored.
+//!   broken by their last intermediate loss. Failed, running and interrupted trials are not ranked.
 //! * The best `gamma(n) = min(ceil(0.1 n), 25)` ranked trials are "good" (l), the rest "bad" (g);
 //!   running trials join the bad ones (Optuna's constant liar), without counting in `n`.
 //! * On one objective the parameters that every finished trial holds (Optuna's intersection
@@ -69,7 +69,7 @@ const MAX_REJECTIONS: usize = 64;
 pub struct TpeSampler {
     /// Random configurations before the model is used (Optuna: 10).
     pub n_startup_trials: usize,
-    /// Candidates drawn from l(x) per parameter (Optuna: 24).
+    /// Candidates drawn from l(x) per parameter, or per joint draw (Optuna: 24).
     pub n_ei_candidates: usize,
     /// Weight of the prior component of every Parzen estimator (Optuna: 1.0).
     pub prior_weight: f64,
@@ -678,23 +678,27 @@ impl Joint {
         };
         let marginals = params
             .iter()
-            .filter_map(|&i| {
+            .map(|&i| {
                 let p = &space.params[i];
                 let values: Vec<ParamValue> = members
                     .iter()
                     .filter_map(|(_, c)| c.get(&p.name).copied())
                     .collect();
                 let marginal = match (&p.dist, Axis::of(&p.dist)) {
-                    (Distribution::Categorical { choices }, _) => Marginal::Categorical(
-                        categorical_kernels(choices.len(), (&values, &w), prior_weight).0,
-                    ),
                     (_, Some(axis)) => {
                         let points: Vec<f64> = values.iter().map(|v| axis.axis_point(*v)).collect();
                         Marginal::Numeric(axis, Parzen::fit(&axis, &points, &w, prior_weight))
                     }
-                    (_, None) => return None,
+                    // `Axis::of` has no axis for a categorical alone.
+                    (dist, None) => {
+                        let n = match dist {
+                            Distribution::Categorical { choices } => choices.len(),
+                            _ => 1,
+                        };
+                        Marginal::Categorical(categorical_kernels(n, (&values, &w), prior_weight).0)
+                    }
                 };
-                Some((i, marginal))
+                (i, marginal)
             })
             .collect();
         Joint {
@@ -747,7 +751,8 @@ impl Joint {
 
 /// The parameters (indices into the space) that every finished trial holds, with a value inside
 /// their distribution, and that have more than one value: what multivariate TPE models jointly
-/// (Optuna's intersection search space over complete and pruned trials).
+/// (Optuna's intersection search space over complete and pruned trials; "finished" here means
+/// ranked, [`rank`], which leaves out pruned trials without an intermediate value and NaN losses).
 fn intersection(space: &SearchSpace, history: &[Observation]) -> Vec<usize> {
     let finished: Vec<&Config> = rank(history).iter().map(|r| r.config).collect();
     (0..space.params.len())
@@ -824,6 +829,12 @@ impl TpeSampler {
                 Group::aged(&ranked[n_good..]),
             )
         };
+        self.lie(history, &mut bad);
+        Some((good, bad))
+    }
+
+    /// With `constant_liar`, adds the running trials (those with a configuration) to `bad`.
+    fn lie<'a>(&self, history: &'a [Observation], bad: &mut Group<'a>) {
         if self.constant_liar {
             bad.members.extend(
                 history
@@ -832,7 +843,6 @@ impl TpeSampler {
                     .map(|o| (o.number, &o.config)),
             );
         }
-        Some((good, bad))
     }
 
     /// The TPE choice given the split: on one objective with `multivariate`, the parameters of
@@ -874,9 +884,9 @@ impl TpeSampler {
         self.sample_groups(space, (good, bad), true, &fixed, rng)
     }
 
-    /// A configuration from the two groups: each parameter the best of `n_ei_candidates` draws
-    /// from l(x) by `l / g` (`pick`), or one draw from l(x) (not `pick`: a candidate for the
-    /// cost prescreen).
+    /// A configuration from the two groups: the values in `fixed` (a joint draw) as they are, each
+    /// other parameter the best of `n_ei_candidates` draws from l(x) by `l / g` (`pick`), or one
+    /// draw from l(x) (not `pick`: a candidate for the cost prescreen).
     fn sample_groups(
         &self,
         space: &SearchSpace,
@@ -952,10 +962,11 @@ impl Sampler for TpeSampler {
         // The score alone: the hypervolume also grows with the best score, whatever its cost.
         let ranked = rank(history);
         let n_good = gamma(ranked.len());
-        let by_score = (
+        let mut by_score = (
             Group::aged(&ranked[..n_good]),
             Group::aged(&ranked[n_good..]),
         );
+        self.lie(history, &mut by_score.1);
         let mut candidates = vec![first];
         let none = Config::new();
         for k in 1..self.n_cost_candidates {

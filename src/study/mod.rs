@@ -307,8 +307,9 @@ pub fn history_of(trials: &[TrialRecord], objectives: &Objectives) -> Vec<Observ
     trials
         .iter()
         // Running trials (of other workers and processes) are shown with their configurations so
-        // that grid search does not hand out the same point twice; model-based samplers learn
-        // only from finished ones. A trial being created has no configuration yet.
+        // that grid search does not hand out the same point twice and TPE can count them as bad
+        // (its constant liar); the models learn from finished ones. A trial being created has no
+        // configuration yet.
         .filter(|t| t.state != TrialState::Running || !t.config.is_empty())
         .map(|t| t.observation_of(objectives))
         .collect()
