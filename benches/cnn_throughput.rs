@@ -181,18 +181,34 @@ fn ours(window: Duration) -> f64 {
     (steps * BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The first python with torch of `PEER_PYTHON`, the peers' venv (`../shared/peers/setup.sh`)
+/// and `python3`.
+fn torch_python() -> Option<std::ffi::OsString> {
+    let venv = std::env::var_os("HOME").map(|h| {
+        std::path::Path::new(&h)
+            .join(".cache/nas-peers-venv/bin/python")
+            .into_os_string()
+    });
+    [
+        std::env::var_os("PEER_PYTHON"),
+        venv,
+        Some("python3".into()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|py| {
+        Command::new(py)
+            .args(["-c", "import torch"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// Runs the PyTorch twin; `None` when PyTorch is not installed or the script fails.
 fn pytorch(window: Duration) -> Option<f64> {
-    let has_torch = Command::new("python3")
-        .args(["-c", "import torch"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_torch {
-        return None;
-    }
+    let python = torch_python()?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference_cnn.py");
-    let out = Command::new("python3")
+    let out = Command::new(&python)
         .args([script, "--seconds", &window.as_secs_f64().to_string()])
         .output()
         .ok()?;
@@ -240,7 +256,7 @@ fn main() {
             }
             None => {
                 if round == 0 {
-                    println!("PyTorch is absent (python3 -c 'import torch' failed): ours only");
+                    println!("PyTorch is absent (no PEER_PYTHON, peers' venv or python3 with torch): ours only");
                 }
                 break;
             }
