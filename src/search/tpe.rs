@@ -190,18 +190,17 @@ impl<'a> Group<'a> {
     }
 }
 
-/// The values `name` took in `group` (where active and inside `dist`), oldest trial first,
-/// with their weights.
-fn values_of(group: &Group, name: &str, dist: &Distribution) -> (Vec<ParamValue>, Vec<f64>) {
-    let mut found: Vec<(usize, ParamValue)> = group
+/// The configurations of `group` that `holds`, oldest trial first, with their weights (1 each,
+/// or fading with age, [`age_weights`]).
+fn members_holding<'a>(
+    group: &Group<'a>,
+    holds: impl Fn(&Config) -> bool,
+) -> (Vec<&'a Config>, Vec<f64>) {
+    let mut found: Vec<(usize, &Config)> = group
         .members
         .iter()
-        .filter_map(|(number, config)| {
-            config
-                .get(name)
-                .filter(|v| dist.contains(v))
-                .map(|v| (*number, *v))
-        })
+        .filter(|(_, c)| holds(c))
+        .copied()
         .collect();
     found.sort_by_key(|(n, _)| *n);
     let w = if group.flat {
@@ -209,7 +208,20 @@ fn values_of(group: &Group, name: &str, dist: &Distribution) -> (Vec<ParamValue>
     } else {
         age_weights(found.len())
     };
-    (found.into_iter().map(|(_, v)| v).collect(), w)
+    (found.into_iter().map(|(_, c)| c).collect(), w)
+}
+
+/// The values `name` took in `group` (where active and inside `dist`), oldest trial first,
+/// with their weights.
+fn values_of(group: &Group, name: &str, dist: &Distribution) -> (Vec<ParamValue>, Vec<f64>) {
+    let (configs, w) = members_holding(group, |c| c.get(name).is_some_and(|v| dist.contains(v)));
+    (
+        configs
+            .iter()
+            .filter_map(|c| c.get(name).copied())
+            .collect(),
+        w,
+    )
 }
 
 /// Whether the history is of a study with several objectives.
@@ -664,25 +676,14 @@ impl Joint {
                 config.get(&p.name).is_some_and(|v| p.dist.contains(v))
             })
         };
-        let mut members: Vec<(usize, &Config)> = group
-            .members
-            .iter()
-            .filter(|(_, c)| holds_all(c))
-            .map(|&(n, c)| (n, c))
-            .collect();
-        members.sort_by_key(|(n, _)| *n);
-        let w = if group.flat {
-            vec![1.0; members.len()]
-        } else {
-            age_weights(members.len())
-        };
+        let (members, w) = members_holding(group, holds_all);
         let marginals = params
             .iter()
             .map(|&i| {
                 let p = &space.params[i];
                 let values: Vec<ParamValue> = members
                     .iter()
-                    .filter_map(|(_, c)| c.get(&p.name).copied())
+                    .filter_map(|c| c.get(&p.name).copied())
                     .collect();
                 let marginal = match (&p.dist, Axis::of(&p.dist)) {
                     (_, Some(axis)) => {
