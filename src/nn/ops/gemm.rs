@@ -1,4 +1,5 @@
-//! A bounds-checked front to `matrixmultiply::sgemm` (single-threaded, any strides).
+//! A bounds-checked front to `matrixmultiply::sgemm` (single-threaded, any strides), which takes
+//! the unpacked kernels of `unpacked_gemm` where they give the same bits.
 
 /// A read-only strided matrix view: element (r, c) is `data[r * rs + c * cs]`.
 #[derive(Clone, Copy)]
@@ -54,6 +55,14 @@ pub(crate) fn gemm(
         "gemm output too short"
     );
     if m == 0 || n == 0 {
+        return;
+    }
+    // The same sums without packing where a vector kernel fits: bit for bit what the call
+    // below gives.
+    if alpha == 1.0
+        && (beta == 0.0 || beta == 1.0)
+        && super::unpacked_gemm::exact_product((m, k, n), a, b, beta, c, ldc)
+    {
         return;
     }
     // SAFETY: every index the kernel touches is (r * rs + c * cs) with r, c within the shapes

@@ -100,6 +100,60 @@ pub(super) fn real_product(
     gemm(m, k, n, 1.0, a, b, beta, c, ldc);
 }
 
+/// Depth of the chunks `matrixmultiply` sums its products in (its `S_KC`): each chunk from zero,
+/// then added onto `c`.
+const KC: usize = 256;
+
+/// `c = a b + beta c` for `beta` 0 or 1, `a` being `m x k` (any strides) and `b` `k x n` with
+/// unit column stride, adding in exactly the order of `matrixmultiply::sgemm` (with its FMA
+/// kernel): each output sums its products from zero by fused multiply-adds in chunks of
+/// [`KC`] along `k`, and each chunk's sum is added onto `c` (onto zero for the first chunk
+/// when `beta` is 0). So it gives the same bits as the packing GEMM it replaces, without the
+/// packing. Returns `false`, touching nothing, where the CPU lacks AVX2 + FMA, `n` is not a
+/// multiple of the vector width or the shapes are empty: the caller falls back.
+///
+/// # Panics
+/// If an operand is too short for its shape, or `beta` is neither 0 nor 1.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn exact_product(
+    (m, k, n): (usize, usize, usize),
+    a: View<'_>,
+    b: View<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    assert!(beta == 0.0 || beta == 1.0, "exact_product: beta {beta}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if b.cs == 1 && m > 0 && k > 0 && n > 0 {
+            let vectors = if n % 16 == 0 && super::simd::has_avx512() {
+                16
+            } else if n % 8 == 0 && super::simd::has_avx2_fma() {
+                8
+            } else {
+                return false;
+            };
+            assert!(
+                a.fits(m, k) && b.fits(k, n) && (m - 1) * ldc + n <= c.len() && ldc >= n,
+                "exact_product: operand too short"
+            );
+            let add = beta == 1.0;
+            if vectors == 16 {
+                // SAFETY: the CPU has AVX-512F; the assert above bounds every index read or
+                // written (`b` with unit column stride and rows `b.rs` apart).
+                unsafe { avx512::exact(m, k, n, &a, &b, add, c, ldc) };
+            } else {
+                // SAFETY: as above, for AVX2 and FMA.
+                unsafe { avx2::exact(m, k, n, &a, &b, add, c, ldc) };
+            }
+            return true;
+        }
+    }
+    let _ = (m, k, n, a, b, c, ldc);
+    false
+}
+
 fn sign(conj: bool) -> f32 {
     if conj {
         -1.0
@@ -272,6 +326,109 @@ macro_rules! complex_kernels {
                 for r in 0..RR {
                     for jj in 0..J {
                         $store(c.add(r * ldc + jj * $lanes), acc[r][jj]);
+                    }
+                }
+            }
+
+            /// See [`super::exact_product`]; the caller checks the CPU, the bounds, that `n` is
+            /// a multiple of the lanes and that `b`'s column stride is 1.
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn exact(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &View<'_>,
+                b: &View<'_>,
+                beta_one: bool,
+                c: &mut [f32],
+                ldc: usize,
+            ) {
+                let ap = a.data.as_ptr();
+                let (rs, cs) = (a.rs, a.cs);
+                let (bp, ldb) = (b.data.as_ptr(), b.rs);
+                let cp = c.as_mut_ptr();
+                let mut k0 = 0;
+                while k0 < k {
+                    let kc = (k - k0).min(super::KC);
+                    let add = beta_one || k0 > 0;
+                    let mut i = 0;
+                    while i < m {
+                        let rows = (m - i).min(RQ);
+                        let mut j = 0;
+                        while j < n {
+                            let jv = ((n - j) / $lanes).min(4);
+                            let args = (
+                                ap.add(i * rs + k0 * cs),
+                                rs,
+                                cs,
+                                bp.add(k0 * ldb + j),
+                                ldb,
+                                kc,
+                                add,
+                            );
+                            let out = cp.add(i * ldc + j);
+                            macro_rules! by_width {
+                                ($r:literal) => {
+                                    match jv {
+                                        4 => exact_block::<$r, 4>(args, out, ldc),
+                                        3 => exact_block::<$r, 3>(args, out, ldc),
+                                        2 => exact_block::<$r, 2>(args, out, ldc),
+                                        _ => exact_block::<$r, 1>(args, out, ldc),
+                                    }
+                                };
+                            }
+                            match rows {
+                                6 => by_width!(6),
+                                5 => by_width!(5),
+                                4 => by_width!(4),
+                                3 => by_width!(3),
+                                2 => by_width!(2),
+                                _ => by_width!(1),
+                            }
+                            j += jv * $lanes;
+                        }
+                        i += rows;
+                    }
+                    k0 += kc;
+                }
+            }
+
+            /// `RR` rows by `J` vectors of `c`, summed from zero over `k` steps, then added onto
+            /// `c` (`add`) or onto zero, as `matrixmultiply`'s kernel does per chunk.
+            #[allow(clippy::type_complexity)]
+            #[inline(always)]
+            unsafe fn exact_block<const RR: usize, const J: usize>(
+                (a, rs, cs, b, ldb, k, add): (
+                    *const f32,
+                    usize,
+                    usize,
+                    *const f32,
+                    usize,
+                    usize,
+                    bool,
+                ),
+                c: *mut f32,
+                ldc: usize,
+            ) {
+                let mut acc = [[$zero(); J]; RR];
+                for kk in 0..k {
+                    let mut v = [$zero(); J];
+                    for jj in 0..J {
+                        v[jj] = $load(b.add(kk * ldb + jj * $lanes));
+                    }
+                    for r in 0..RR {
+                        let x = $set1(*a.add(r * rs + kk * cs));
+                        for jj in 0..J {
+                            acc[r][jj] = $fma(x, v[jj], acc[r][jj]);
+                        }
+                    }
+                }
+                for r in 0..RR {
+                    for jj in 0..J {
+                        let p = c.add(r * ldc + jj * $lanes);
+                        let old = if add { $load(p) } else { $zero() };
+                        $store(p, $add(acc[r][jj], old));
                     }
                 }
             }
@@ -505,6 +662,102 @@ mod tests {
                             c[i * ldc + n..(i + 1) * ldc],
                             c0[i * ldc + n..(i + 1) * ldc]
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `matrixmultiply::sgemm` itself, `c = a b + beta c`, with `b`'s rows `ldb` apart.
+    #[allow(clippy::too_many_arguments)]
+    fn packing_gemm(
+        (m, k, n): (usize, usize, usize),
+        a: View<'_>,
+        b: &[f32],
+        ldb: usize,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        assert!(a.fits(m, k) && (k - 1) * ldb + n <= b.len() && (m - 1) * ldc + n <= c.len());
+        // SAFETY: the assert above keeps every index of the three shapes inside the slices.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.data.as_ptr(),
+                a.rs as isize,
+                a.cs as isize,
+                b.as_ptr(),
+                ldb as isize,
+                1,
+                beta,
+                c.as_mut_ptr(),
+                ldc as isize,
+                1,
+            )
+        }
+    }
+
+    /// The unpacked kernels that stand in for `matrixmultiply` give its very bits (signs of
+    /// zero included), dispatched and AVX2 by name, over depths below, at and past its
+    /// 256-deep chunks, row counts that leave remainders, widths of one to five vectors,
+    /// strided operands and both `beta`s; and `gemm` takes them where they fit.
+    #[test]
+    fn exact_kernels_give_matrixmultiplys_bits() {
+        for (m, k, n, ldb, ldc) in [
+            (7, 5, 16, 16, 16),
+            (13, 256, 80, 96, 88),
+            (1, 257, 64, 64, 64),
+            (6, 600, 8, 8, 8),
+            (20, 784, 256, 256, 256),
+            (9, 33, 48, 48, 56),
+        ] {
+            for (beta, trans) in [(0.0, false), (1.0, true), (1.0, false), (0.0, true)] {
+                let a_data = val(m * k, 11);
+                let a = left(&a_data, m, k, trans);
+                let b = val((k - 1) * ldb + n, 12);
+                let mut c0 = val((m - 1) * ldc + n, 13);
+                c0[0] = -0.0;
+                let mut want = c0.clone();
+                packing_gemm((m, k, n), a, &b, ldb, beta, &mut want, ldc);
+                let bv = View {
+                    data: &b,
+                    rs: ldb,
+                    cs: 1,
+                };
+                let mut runs = Vec::new();
+                let mut c = c0.clone();
+                if exact_product((m, k, n), a, bv, beta, &mut c, ldc) {
+                    runs.push(("dispatch", c));
+                }
+                let mut c = c0.clone();
+                super::super::gemm::gemm(m, k, n, 1.0, a, bv, beta, &mut c, ldc);
+                runs.push(("gemm", c));
+                #[cfg(target_arch = "x86_64")]
+                if crate::nn::ops::simd::has_avx2_fma() {
+                    let mut c = c0.clone();
+                    // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
+                    // a multiple of 8.
+                    unsafe { avx2::exact(m, k, n, &a, &bv, beta == 1.0, &mut c, ldc) };
+                    runs.push(("avx2", c));
+                }
+                #[cfg(target_arch = "x86_64")]
+                assert!(
+                    !crate::nn::ops::simd::has_avx2_fma() || runs.len() == 3,
+                    "{m}x{k}x{n}: the unpacked kernel was not taken"
+                );
+                for (kernel, c) in &runs {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (u, w) = (c[i * ldc + j], want[i * ldc + j]);
+                            assert!(
+                                u.to_bits() == w.to_bits(),
+                                "{kernel} {m}x{k}x{n} beta {beta} ({i},{j}): {u:e} vs {w:e}"
+                            );
+                        }
                     }
                 }
             }
