@@ -233,7 +233,7 @@ fn ours(space_file: &Path, data: &Path, shape: Option<InputShape>) -> (Speed, us
     };
     let split = load(&source, &opts).unwrap_or_else(|e| fail(e));
     let seed = 0;
-    let prepared = PreparedData::new(split, space.family, 1, seed).unwrap_or_else(|e| fail(e));
+    let prepared = PreparedData::new(split, 1, seed).unwrap_or_else(|e| fail(e));
     // A fixed space has one configuration: any sampler draws it.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let config = sample_with(&space, |i, _| {

@@ -6,7 +6,7 @@ use crate::nn::Cost;
 use crate::objective::Objective;
 use crate::progress::{Event, FoldEpoch, Plan, Progress, Silent};
 use crate::search::{Decision, Sampler, Scheduler, TrialState};
-use crate::space::{Candidate, Config, Family, SearchSpace};
+use crate::space::{Candidate, Config, SearchSpace};
 use crate::study::{
     counts_toward_total, suggest_for, Latency, Metric, Objectives, Storage, StudyError, TestResult,
     TrialRecord,
@@ -74,13 +74,12 @@ pub struct PreparedData {
 
 impl PreparedData {
     /// Splits off the test set (the data set's own, else a stratified 20% drawn from `seed`) and
-    /// cuts the rest into `k` (stratified) folds.
-    pub fn new(
-        split: DataSplit,
-        family: Family,
-        k: usize,
-        seed: u64,
-    ) -> Result<PreparedData, DataError> {
+    /// cuts the rest into `k` (stratified) folds. Images are standardised with one mean and
+    /// deviation per channel whatever the network, an MLP included (as the peer's `search.py`
+    /// does); other inputs per feature. Per pixel, digits' border pixels, zero in nearly every
+    /// image, were blown up to large values where they were not: 200 random MLPs of the peer's
+    /// space reached 0.97 in 10.5% of trials that way, 18.0% per channel.
+    pub fn new(split: DataSplit, k: usize, seed: u64) -> Result<PreparedData, DataError> {
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, SPLIT_SALT));
         let (train, test) = match split.test {
             Some(test) => (split.train, test),
@@ -89,7 +88,7 @@ impl PreparedData {
                 (split.train.subset(&tr), split.train.subset(&te))
             }
         };
-        let per_channel = family != Family::Mlp && train.shape.is_image();
+        let per_channel = train.shape.is_image();
         let mut fold_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, FOLD_SALT));
         let folds = kfold(&train, k, &mut fold_rng)?
             .into_iter()

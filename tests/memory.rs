@@ -64,7 +64,7 @@ fn resident_memory_after_100_short_trials_is_within_10_percent_of_after_10() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let data = PreparedData::new(split, space.family, 1, 0).unwrap();
+    let data = PreparedData::new(split, 1, 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Resident memory read by the worker that finished the 10th and the 100th trial, while the
     // search runs on (measured within one run, so no thread of an earlier run can skew it).
@@ -166,7 +166,7 @@ fn one_long_trials_resident_memory_is_flat_from_its_second_epoch_on() {
         train: images(3000, &mut rng),
         test: Some(images(100, &mut rng)),
     };
-    let data = PreparedData::new(split, space.family, 1, 0).unwrap();
+    let data = PreparedData::new(split, 1, 0).unwrap();
     let c = Controller {
         space: &space,
         data: &data,

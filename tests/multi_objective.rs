@@ -611,7 +611,7 @@ fn iris_data(space: &SearchSpace, seed: u64) -> PreparedData {
         &LoadOptions::default(),
     )
     .expect("loads iris");
-    PreparedData::new(split, space.family, 3, seed).expect("folds")
+    PreparedData::new(split, 3, seed).expect("folds")
 }
 
 /// A multi-objective search through the library, on 2 workers (measurements pause the other

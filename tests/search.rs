@@ -48,7 +48,7 @@ fn run_study_threads(
         &LoadOptions::default(),
     )
     .unwrap();
-    let data = PreparedData::new(split, space.family, 3, seed).unwrap();
+    let data = PreparedData::new(split, 3, seed).unwrap();
     let metric = Metric::for_task(space.task);
     let dir = tempfile::tempdir().unwrap();
     let meta = StudyMeta {

@@ -336,7 +336,7 @@ fn a_journal_write_that_fails_while_reporting_epochs_ends_the_search_with_its_er
         &LoadOptions::default(),
     )
     .unwrap();
-    let data = PreparedData::new(split, space.family, 1, 0).unwrap();
+    let data = PreparedData::new(split, 1, 0).unwrap();
     let metric = Metric::for_task(space.task);
     let tmp = tempfile::tempdir().unwrap();
     let meta = study_meta("t", &space, SLOW, "digits", 1);
@@ -432,7 +432,7 @@ impl Sampler for PanicsOnThird {
 fn a_worker_that_panics_outside_training_ends_the_search_with_an_error() {
     let space = SearchSpace::from_str_named(MLP, "t", "t.ron").unwrap();
     let split = load(&DataSource::parse("iris").unwrap(), &LoadOptions::default()).unwrap();
-    let data = PreparedData::new(split, space.family, 1, 0).unwrap();
+    let data = PreparedData::new(split, 1, 0).unwrap();
     let metric = Metric::for_task(space.task);
     let tmp = tempfile::tempdir().unwrap();
     let meta = study_meta("t", &space, MLP, "iris", 1);

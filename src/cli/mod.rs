@@ -674,7 +674,7 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
     }
     let seed = existing.as_ref().map_or(a.seed.unwrap_or(0), |m| m.seed);
     let folds = existing.as_ref().map_or(a.folds.unwrap_or(3), |m| m.folds);
-    let data = PreparedData::new(split, space.family, folds, seed)
+    let data = PreparedData::new(split, folds, seed)
         .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?;
     // Warnings only once the data is known to be usable, so that an error stands alone.
     for warning in crate::data::check_classes(&data.train, folds)? {
@@ -879,7 +879,7 @@ fn compare(a: CompareArgs) -> Result<(), CliError> {
     for &seed in &seeds {
         data.push((
             seed,
-            PreparedData::new(split.clone(), space.family, a.folds, seed)
+            PreparedData::new(split.clone(), a.folds, seed)
                 .map_err(|e| CliError::Usage(format!("{data_spec}: {e}")))?,
         ));
     }

@@ -106,7 +106,7 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         a.test_data.as_deref(),
         space.task,
     )?;
-    let data = PreparedData::new(split, space.family, meta.folds, meta.seed)?;
+    let data = PreparedData::new(split, meta.folds, meta.seed)?;
     eprintln!(
         "nas: retraining trial {} of study `{study}` on all {} search samples for {} epochs, then one evaluation on {} test samples",
         record.number,
