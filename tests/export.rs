@@ -462,6 +462,28 @@ fn check(out: &std::process::Output) {
     );
 }
 
+/// `nas search` of `trials` trials of the space file `space` into `results`, study `study`: 2
+/// folds, one worker, no final retraining.
+fn search_study(space: &str, trials: &str, results: &str, study: &str) {
+    check(&nas(&[
+        "search",
+        "--space",
+        space,
+        "--trials",
+        trials,
+        "--folds",
+        "2",
+        "--results",
+        results,
+        "--study",
+        study,
+        "--workers",
+        "1",
+        "--quiet",
+        "--no-final",
+    ]));
+}
+
 const TINY_SPACE: &str = r#"(
     task: Classification,
     data: "iris",
@@ -497,23 +519,7 @@ fn an_mlp_on_images_is_standardised_per_channel_and_tabular_data_per_feature() {
             .replace("max_epochs: Fixed(3)", "max_epochs: Fixed(1)");
         std::fs::write(p("tiny.ron"), space).unwrap();
         let results = p("results");
-        check(&nas(&[
-            "search",
-            "--space",
-            &p("tiny.ron"),
-            "--trials",
-            "1",
-            "--folds",
-            "2",
-            "--results",
-            &results,
-            "--study",
-            "s",
-            "--workers",
-            "1",
-            "--quiet",
-            "--no-final",
-        ]));
+        search_study(&p("tiny.ron"), "1", &results, "s");
         let model = p("model");
         check(&nas(&[
             "export",
@@ -539,23 +545,7 @@ fn cli_exports_a_study_then_predicts_and_evaluates_with_it() {
     let p = |s: &str| tmp.path().join(s).display().to_string();
     std::fs::write(p("tiny.ron"), TINY_SPACE).unwrap();
     let results = p("results");
-    check(&nas(&[
-        "search",
-        "--space",
-        &p("tiny.ron"),
-        "--trials",
-        "2",
-        "--folds",
-        "2",
-        "--results",
-        &results,
-        "--study",
-        "tiny",
-        "--workers",
-        "1",
-        "--quiet",
-        "--no-final",
-    ]));
+    search_study(&p("tiny.ron"), "2", &results, "tiny");
     let model = p("model");
     let out = nas(&[
         "export",
