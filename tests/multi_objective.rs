@@ -605,7 +605,7 @@ fn optuna_reads_a_multi_objective_study_and_its_best_trials_are_our_first_front(
 
 // ---------------------------------------------------------------- searches
 
-fn iris_data(space: &SearchSpace, seed: u64) -> PreparedData {
+fn iris_data(seed: u64) -> PreparedData {
     let split = load(
         &DataSource::parse("iris").expect("iris"),
         &LoadOptions::default(),
@@ -624,7 +624,7 @@ fn mo_search(
     max_params: Option<usize>,
 ) -> Vec<TrialRecord> {
     let space = parse(IRIS, "iris");
-    let data = iris_data(&space, 0);
+    let data = iris_data(0);
     let meta = StudyMeta {
         objectives: objectives.to_vec(),
         ..mo_meta("search")
