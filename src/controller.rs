@@ -74,11 +74,8 @@ pub struct PreparedData {
 
 impl PreparedData {
     /// Splits off the test set (the data set's own, else a stratified 20% drawn from `seed`) and
-    /// cuts the rest into `k` (stratified) folds. Images are standardised with one mean and
-    /// deviation per channel whatever the network, an MLP included (as the peer's `search.py`
-    /// does); other inputs per feature. Per pixel, digits' border pixels, zero in nearly every
-    /// image, were blown up to large values where they were not: 200 random MLPs of the peer's
-    /// space reached 0.97 in 10.5% of trials that way, 18.0% per channel.
+    /// cuts the rest into `k` (stratified) folds, standardised as
+    /// [`Standardizer::per_channel_for`] says.
     pub fn new(split: DataSplit, k: usize, seed: u64) -> Result<PreparedData, DataError> {
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, SPLIT_SALT));
         let (train, test) = match split.test {
@@ -88,7 +85,7 @@ impl PreparedData {
                 (split.train.subset(&tr), split.train.subset(&te))
             }
         };
-        let per_channel = train.shape.is_image();
+        let per_channel = Standardizer::per_channel_for(&train.shape);
         let mut fold_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, FOLD_SALT));
         let folds = kfold(&train, k, &mut fold_rng)?
             .into_iter()

@@ -71,8 +71,7 @@ fn final_model(
     let n = split.train.len().min(max_train);
     let train = split.train.subset(&(0..n).collect::<Vec<_>>());
     let test = split.test.expect("built-in data sets have a test split");
-    let per_channel = train.shape.is_image();
-    let standardizer = Standardizer::fit(&train, per_channel);
+    let standardizer = Standardizer::fit(&train, Standardizer::per_channel_for(&train.shape));
     let mut train_std = train.clone();
     standardizer.apply(&mut train_std);
     let mut test_std = test.clone();
