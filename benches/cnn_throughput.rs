@@ -9,6 +9,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use dfdx::prelude::*;
 use nas::nn::ops::{conv2d, pool2d, Conv2dGeom, Pool2dGeom, PoolKind};
 
@@ -184,24 +186,14 @@ fn ours(window: Duration) -> f64 {
 /// The first python with torch of `PEER_PYTHON`, the peers' venv (`../shared/peers/setup.sh`)
 /// and `python3`.
 fn torch_python() -> Option<std::ffi::OsString> {
-    let venv = std::env::var_os("HOME").map(|h| {
-        std::path::Path::new(&h)
-            .join(".cache/nas-peers-venv/bin/python")
-            .into_os_string()
-    });
     [
         std::env::var_os("PEER_PYTHON"),
-        venv,
+        common::peer_venv_python().map(|p| p.into_os_string()),
         Some("python3".into()),
     ]
     .into_iter()
     .flatten()
-    .find(|py| {
-        Command::new(py)
-            .args(["-c", "import torch"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    .find(|py| common::has_torch(py))
 }
 
 /// Runs the PyTorch twin; `None` when PyTorch is not installed or the script fails.

@@ -14,6 +14,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+
 use nas::controller::{derive_seed, Controller, PreparedData, SearchOptions};
 use nas::data::{load, DataSource, InputShape, LoadOptions};
 use nas::search::{sample_uniform, sample_with, Decision, TrialState};
@@ -136,17 +138,9 @@ fn peers_dir(root: &Path) -> PathBuf {
 fn peer_python() -> Result<PathBuf, String> {
     let python = match std::env::var_os("PEER_PYTHON") {
         Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
-            PathBuf::from(home).join(".cache/nas-peers-venv/bin/python")
-        }
+        None => common::peer_venv_python().ok_or("HOME is not set")?,
     };
-    let ok = Command::new(&python)
-        .args(["-c", "import torch"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
+    if common::has_torch(python.as_os_str()) {
         Ok(python)
     } else {
         Err(format!(
