@@ -428,72 +428,62 @@ pub(super) fn grad_sums(
     (sum_dy, sum_dy_xhat)
 }
 
-/// The input gradient of batch norm one plane (sample and channel) at a time, for a consumer
-/// that reads it once (the convolution before it), so that no batch-sized buffer is written in
-/// between: per channel `gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat))` in
-/// training (the batch statistics depend on x too), `gamma * inv_std * dz` with the running
-/// statistics; `dz` is the gradient before the activation (see [`Gate`]).
-pub(super) struct PlaneGrads<'a> {
-    gy: &'a [f32],
-    x_hat: &'a [f32],
+/// The input gradient written over `x_hat` (which nothing reads afterwards): per channel
+/// `gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat))` in training (the batch
+/// statistics depend on x too), `gamma * inv_std * dz` with the running statistics; `dz` is the
+/// gradient before the activation (see [`Gate`]).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn input_grad_over_xhat(
+    x_hat: &mut [f32],
+    gy: &[f32],
     c: usize,
     hw: usize,
-    gate: &'a Gate,
-    /// Per channel: `gamma * inv_std`, `mean(dz)` and `mean(dz * x_hat)` (the means 0 with the
-    /// running statistics).
-    k: Vec<f32>,
-    mean_dy: Vec<f32>,
-    mean_dy_xhat: Vec<f32>,
-}
-
-impl<'a> PlaneGrads<'a> {
-    /// The gradients of `x` given those of the output, `gy`, and the sums of [`grad_sums`].
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        gy: &'a [f32],
-        x_hat: &'a [f32],
-        c: usize,
-        hw: usize,
-        gate: &'a Gate,
-        inv_std: &[f32],
-        sum_dy: &[f32],
-        sum_dy_xhat: &[f32],
-        training: bool,
-    ) -> Self {
-        let inv_m = if training {
-            1.0 / (x_hat.len() / (c * hw) * hw) as f32
-        } else {
-            0.0
-        };
-        PlaneGrads {
-            gy,
-            x_hat,
-            c,
-            hw,
-            gate,
-            k: (0..c).map(|ch| gate.affine(ch).0 * inv_std[ch]).collect(),
-            mean_dy: sum_dy.iter().map(|s| s * inv_m).collect(),
-            mean_dy_xhat: sum_dy_xhat.iter().map(|s| s * inv_m).collect(),
+    gate: &Gate,
+    inv_std: &[f32],
+    sum_dy: &[f32],
+    sum_dy_xhat: &[f32],
+    training: bool,
+) {
+    let expected = c * hw;
+    let inv_m = if training {
+        1.0 / (x_hat.len() / expected * hw) as f32
+    } else {
+        0.0
+    };
+    for (row_hat, row_gy) in x_hat
+        .chunks_exact_mut(expected)
+        .zip(gy.chunks_exact(expected))
+    {
+        if hw == 1 {
+            for ch in 0..c {
+                let (ga, be) = gate.affine(ch);
+                row_hat[ch] = grad_value(
+                    row_gy[ch],
+                    row_hat[ch],
+                    ga,
+                    be,
+                    gate.slope,
+                    ga * inv_std[ch],
+                    sum_dy[ch] * inv_m,
+                    sum_dy_xhat[ch] * inv_m,
+                );
+            }
+            continue;
         }
-    }
-
-    /// Writes the input gradient of plane `i` (sample `i / c`, channel `i % c`) into `out`
-    /// (`hw` floats).
-    pub(super) fn plane(&self, i: usize, out: &mut [f32]) {
-        let ch = i % self.c;
-        let r = i * self.hw..(i + 1) * self.hw;
-        let (ga, be) = self.gate.affine(ch);
-        input_grad_to(
-            out,
-            &self.gy[r.clone()],
-            &self.x_hat[r],
-            ga,
-            be,
-            self.gate.slope,
-            self.k[ch],
-            self.mean_dy[ch],
-            self.mean_dy_xhat[ch],
-        );
+        for ch in 0..c {
+            let r = ch * hw..(ch + 1) * hw;
+            let (ga, be) = gate.affine(ch);
+            input_grad_in_place(
+                &mut row_hat[r.clone()],
+                &row_gy[r],
+                ga,
+                be,
+                gate.slope,
+                ga * inv_std[ch],
+                sum_dy[ch] * inv_m,
+                sum_dy_xhat[ch] * inv_m,
+            );
+        }
     }
 }
 
@@ -618,12 +608,11 @@ fn input_grad(
 }
 
 simd_fn! {
-/// [`input_grad`] written to `out` instead of added to a gradient.
+/// [`input_grad`] written over `x_hat` instead of added to a gradient.
 #[allow(clippy::too_many_arguments)]
-fn input_grad_to(
-    out: &mut [f32],
+fn input_grad_in_place(
+    x_hat: &mut [f32],
     dy: &[f32],
-    x_hat: &[f32],
     gamma: f32,
     beta: f32,
     slope: f32,
@@ -631,8 +620,8 @@ fn input_grad_to(
     mean_dy: f32,
     mean_dy_xhat: f32,
 ) {
-    for ((o, &d), &h) in out.iter_mut().zip(dy).zip(x_hat) {
-        *o = grad_value(d, h, gamma, beta, slope, k, mean_dy, mean_dy_xhat);
+    for (h, &d) in x_hat.iter_mut().zip(dy) {
+        *h = grad_value(d, *h, gamma, beta, slope, k, mean_dy, mean_dy_xhat);
     }
 }
 }

@@ -4,7 +4,7 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, CpuError, Gradients, PutTape, Tape, Tensor};
 
-use super::conv_direct::{self, OutGrad};
+use super::conv_direct;
 use super::conv_lanes;
 use super::conv_spectral;
 use super::gemm::{gemm, View};
@@ -218,7 +218,6 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         let gx = input_grad.then_some(grad_slice(|g| {
             g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
         }));
-        let gy = OutGrad::Values(gy);
         kernels.backward(grads, n, &saved, &w, gy, &weight, bias.as_ref(), gx)?;
         give_f32(saved);
         give_f32(saved_y);
@@ -354,7 +353,7 @@ impl ConvKernels {
         n: usize,
         saved: &[f32],
         w: &[f32],
-        gy: OutGrad<'_>,
+        gy: &[f32],
         weight: &Tensor<(usize, usize), f32, Cpu>,
         bias: Option<&Tensor<(usize,), f32, Cpu>>,
         gx: Option<
@@ -362,27 +361,9 @@ impl ConvKernels {
         >,
     ) -> Result<(), CpuError> {
         let g = &self.geom;
-        // Only the direct kernel reads the gradient one plane at a time; the others (and the
-        // bias's gradient) read every value, written here once.
-        let mut written = Vec::new();
-        let gy = match gy {
-            OutGrad::Planes(f) if bias.is_some() || !matches!(self.path, Path::Flat(_)) => {
-                let len = g.out_h() * g.out_w();
-                written = take_f32(n * g.out_c * len);
-                for (i, plane) in written.chunks_exact_mut(len).enumerate() {
-                    f(i, plane);
-                }
-                OutGrad::Values(&written)
-            }
-            gy => gy,
-        };
-        let values = match gy {
-            OutGrad::Values(v) => v,
-            OutGrad::Planes(_) => &[],
-        };
         if let Some(bias) = bias {
             let gb = grads.get_or_alloc_mut(bias)?;
-            bias_grad(g, values, gb);
+            bias_grad(g, gy, gb);
         }
         // Both gradients are needed at once; the weight's is moved out while x's is borrowed.
         let mut gw = take_grad!(grads, weight);
@@ -391,22 +372,20 @@ impl ConvKernels {
                 Some(f) => Some(f(grads)?),
                 None => None,
             };
-            let v = values;
             match &self.path {
-                Path::Spectral(p) => conv_spectral::backward(g, p, n, saved, w, v, &mut gw, gx),
-                Path::Lanes(l) => conv_lanes::backward(g, l, n, saved, w, v, &mut gw, gx),
+                Path::Spectral(p) => conv_spectral::backward(g, p, n, saved, w, gy, &mut gw, gx),
+                Path::Lanes(l) => conv_lanes::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Flat(l) => conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Depthwise => {
-                    direct_weight_grad(g, n, saved, v, &mut gw);
+                    direct_weight_grad(g, n, saved, gy, &mut gw);
                     if let Some(gx) = gx {
-                        direct_input_grad(g, n, w, v, gx);
+                        direct_input_grad(g, n, w, gy, gx);
                     }
                 }
-                Path::Gemm => gemm_backward(g, saved, w, v, &mut gw, gx),
+                Path::Gemm => gemm_backward(g, saved, w, gy, &mut gw, gx),
             }
         }
         put_grad!(grads, weight, gw);
-        give_f32(written);
         Ok(())
     }
 }

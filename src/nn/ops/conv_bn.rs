@@ -5,10 +5,9 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::batch_norm::{
-    check_sizes, grad_sums, normalize_batch, statistics, BatchNormState, Gate, PlaneGrads,
+    check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState, Gate,
 };
 use super::conv::{grad_slice, ConvKernels};
-use super::conv_direct::OutGrad;
 use super::scratch::{give_f32, take_f32};
 use super::try_device_tensor;
 use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
@@ -77,14 +76,14 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
                 *o += s;
             }
         }
-        // The gradient of the convolution's output, handed over one plane at a time.
+        // From here on x_hat holds the gradient of the convolution's output.
+        let mut x_hat = x_hat;
         let (sd, sdx) = (&sum_dy, &sum_dy_xhat);
-        let planes = PlaneGrads::new(gy, &x_hat, c, hw, &gate, &inv_std, sd, sdx, training);
+        input_grad_over_xhat(&mut x_hat, gy, c, hw, &gate, &inv_std, sd, sdx, training);
         let gx = input_grad.then_some(grad_slice(|g| {
             g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
         }));
-        let dy = OutGrad::Planes(&|i, out| planes.plane(i, out));
-        kernels.backward(grads, n, &saved, &w, dy, &weight, bias.as_ref(), gx)?;
+        kernels.backward(grads, n, &saved, &w, &x_hat, &weight, bias.as_ref(), gx)?;
         release_grad!(grads, &y_ghost, gy_out, moved);
         for v in [saved, x_hat, saved_y] {
             give_f32(v);

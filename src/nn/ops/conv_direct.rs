@@ -202,16 +202,6 @@ pub(super) fn forward(
     give_f32(flat);
 }
 
-/// The gradient of a convolution's output, `(n, out_c*oh*ow)`: its values, or a function that
-/// writes plane `i` (sample `i / out_c`, channel `i % out_c`, `oh*ow` floats) into a buffer, so
-/// that the op after the convolution (batch norm) hands its input gradient over one plane at a
-/// time instead of writing the whole batch for [`backward`] to read again.
-#[derive(Clone, Copy)]
-pub(super) enum OutGrad<'a> {
-    Values(&'a [f32]),
-    Planes(&'a dyn Fn(usize, &mut [f32])),
-}
-
 #[allow(clippy::too_many_arguments)]
 /// Backward pass over a padded batch: adds the weight gradient into `gw` and, when asked, the
 /// input gradient into `gx` (`(n, in_c*in_h*in_w)`).
@@ -221,7 +211,7 @@ pub(super) fn backward(
     n: usize,
     xpad: &[f32],
     w: &[f32],
-    gy: OutGrad<'_>,
+    gy: &[f32],
     gw: &mut [f32],
     mut gx: Option<&mut [f32]>,
 ) {
@@ -245,21 +235,14 @@ pub(super) fn backward(
     let dy = lines_after_mut(&mut dy_buf, per * dy_sample, l.margin);
     let mut dx = take_f32(if gx.is_some() { g.in_c * l.dx_len } else { 0 });
     let in_len = g.in_c * g.in_h * g.in_w;
-    let mut plane = take_f32(match gy {
-        OutGrad::Values(_) => 0,
-        OutGrad::Planes(_) => oh * ow,
-    });
+    let out_len = g.out_c * oh * ow;
     for s0 in (0..n).step_by(per) {
         let m = per.min(n - s0);
         let dyc = &mut dy[..m * dy_sample];
-        for (i, dst) in (s0 * g.out_c..).zip(dyc.chunks_exact_mut(l.dy_plane)) {
-            let src = match gy {
-                OutGrad::Values(v) => &v[i * oh * ow..(i + 1) * oh * ow],
-                OutGrad::Planes(f) => {
-                    f(i, &mut plane);
-                    &plane
-                }
-            };
+        for (src, dst) in gy[s0 * out_len..(s0 + m) * out_len]
+            .chunks_exact(oh * ow)
+            .zip(dyc.chunks_exact_mut(l.dy_plane))
+        {
             place_rows(dst, l.margin, l.wp, src, ow);
         }
         let xs = &xpad[s0 * l.sample..(s0 + m) * l.sample];
@@ -294,7 +277,6 @@ pub(super) fn backward(
     give_f32(dy_buf);
     give_f32(dx);
     give_f32(wflip);
-    give_f32(plane);
 }
 
 /// The kernel flipped in both axes, input and output channels swapped (a scratch buffer): row
@@ -757,16 +739,7 @@ pub(super) mod tests {
             let mut out = vec![0.0; n * g.out_len()];
             forward(g, &l, n, &xp, &w, b.as_deref(), &mut out);
             let (mut gw, mut gx) = (vec![init; w.len()], vec![init; x.len()]);
-            backward(
-                g,
-                &l,
-                n,
-                &xp,
-                &w,
-                OutGrad::Values(&gy),
-                &mut gw,
-                Some(&mut gx),
-            );
+            backward(g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
             Reference {
                 x,
                 w,
@@ -939,32 +912,14 @@ pub(super) mod tests {
         pad_input(&g, &l, &x, &mut xp);
         let mut gw = vec![0.0; w.len()];
         let mut gx = vec![0.0; x.len()];
-        backward(
-            &g,
-            &l,
-            n,
-            &xp,
-            &w,
-            OutGrad::Values(&gy),
-            &mut gw,
-            Some(&mut gx),
-        );
+        backward(&g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
         let mut want_w = vec![0.0; w.len()];
         for s in 0..n {
             let mut xp1 = vec![0.0; l.padded_len(1)];
             pad_input(&g, &l, &x[s * in_len..(s + 1) * in_len], &mut xp1);
             let mut gx1 = vec![0.0; in_len];
             let gy1 = &gy[s * out_len..(s + 1) * out_len];
-            backward(
-                &g,
-                &l,
-                1,
-                &xp1,
-                &w,
-                OutGrad::Values(gy1),
-                &mut want_w,
-                Some(&mut gx1),
-            );
+            backward(&g, &l, 1, &xp1, &w, gy1, &mut want_w, Some(&mut gx1));
             assert_eq!(&gx[s * in_len..(s + 1) * in_len], &gx1[..], "sample {s}");
         }
         for (a, b) in gw.iter().zip(&want_w) {
@@ -997,16 +952,7 @@ pub(super) mod tests {
             let gy = values(y.len(), 6);
             let mut gw = vec![0.0; w.len()];
             let mut gx = vec![0.0; x.len()];
-            backward(
-                &g,
-                &l,
-                n,
-                &xp,
-                &w,
-                OutGrad::Values(&gy),
-                &mut gw,
-                Some(&mut gx),
-            );
+            backward(&g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
             assert!(y.iter().chain(&gw).chain(&gx).all(|v| v.is_finite()));
         }
     }
