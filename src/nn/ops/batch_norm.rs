@@ -255,8 +255,8 @@ pub(super) fn statistics(
         // Two passes in f64 (one-pass sums lose too much precision on large, offset inputs),
         // but over one sample's plane at a time, whose second pass then reads from the cache:
         // each plane's sum of squared deviations from its own mean, merged per channel with
-        // the spread of the planes' means (Chan et al.). Passes over the whole batch read it
-        // from memory twice (4% of a step of the trainer bench's CNN).
+        // the spread of the planes' means (Chan et al.). Two passes over the whole batch read
+        // it from memory twice: 3.7% of a step of the trainer bench's CNN, against 2.3% now.
         let mut sums = vec![0.0f64; c];
         let mut devs = vec![0.0f64; c];
         let mut plane_means = Vec::with_capacity(xs.len() / hw.max(1));

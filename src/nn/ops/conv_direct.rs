@@ -130,9 +130,8 @@ pub(super) fn pad_input(g: &Conv2dGeom, l: &Layout, x: &[f32], pad: &mut [f32]) 
 }
 
 /// Writes every float of `dst`: the rows of `src` (`w` floats each) at `first`, `first +
-/// stride`, ..., and zeros around and between them. Only the zeros a row does not cover are
-/// written: a fill of the whole buffer first wrote the interior twice (1% of a step of the
-/// trainer bench's CNN).
+/// stride`, ..., and zeros around and between them (only the zeros a row does not cover, not a
+/// fill of the whole buffer first). The padded input and the output-gradient planes share it.
 fn place_rows(dst: &mut [f32], first: usize, stride: usize, src: &[f32], w: usize) {
     let mut at = 0;
     for (r, row) in src.chunks_exact(w).enumerate() {
@@ -147,8 +146,9 @@ fn place_rows(dst: &mut [f32], first: usize, stride: usize, src: &[f32], w: usiz
 /// `dst.copy_from_slice(src)` for the short rows of an image, in blocks of 8 floats (the last
 /// one overlapping the one before when the length is not a multiple of 8) that compile to
 /// plain vector moves. A slice copy of unknown length is a call to memcpy, and so was a loop
-/// over whole blocks (the compiler recognises it as one): 3% of a step of the trainer bench's
-/// CNN went to those calls. Clamping each block's start keeps the loop from being one.
+/// over whole blocks (the compiler recognises it as one); clamping each block's start keeps
+/// the loop from being one. (The calls were not what made the copies cost: a profile of the
+/// trainer bench's CNN gave the rows the same share both ways.)
 #[inline]
 fn copy_row(dst: &mut [f32], src: &[f32]) {
     const K: usize = 8;
