@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 
 /// How many buffers of each kind a thread keeps; more than a network holds at once is waste.
-const KEEP: usize = 48;
+const KEEP: usize = 24;
 
 /// How much longer than a request a kept buffer may be and still serve it. A buffer cut to a
 /// far shorter length forgets its tail, which must then be written again (zeroed) when a
