@@ -269,13 +269,14 @@ pub(super) fn statistics(
                 plane_means.push(mu);
             }
         }
-        let mean: Vec<f32> = sums.iter().map(|&s| (s / m as f64) as f32).collect();
+        let mu: Vec<f64> = sums.iter().map(|&s| s / m as f64).collect();
         for means in plane_means.chunks_exact(c) {
-            for ((d, &mu), &s) in devs.iter_mut().zip(means).zip(&sums) {
-                let e = mu - s / m as f64;
+            for ((d, &plane_mu), &mu) in devs.iter_mut().zip(means).zip(&mu) {
+                let e = plane_mu - mu;
                 *d += hw as f64 * e * e;
             }
         }
+        let mean: Vec<f32> = mu.iter().map(|&v| v as f32).collect();
         let var: Vec<f32> = devs.iter().map(|&d| (d / m as f64) as f32).collect();
         let mom = state.momentum;
         let unbias = m as f32 / (m - 1) as f32;
