@@ -179,6 +179,8 @@ impl Bench {
     /// Runs input `i` (0: one sample, 1: [`LATENCY_BATCH`]) through the network `k` times;
     /// returns the thread CPU time and the wall time it took.
     fn run(&mut self, i: usize, k: usize) -> (Duration, Duration) {
+        // Timed as trials train and predict (see nn::denormals).
+        let _flush = super::denormals::FlushDenormals::new();
         let (c0, w0) = (thread_cpu(), Instant::now());
         for _ in 0..k {
             let out = self.net.forward(self.inputs[i].clone(), false);

@@ -5,6 +5,7 @@
 //! `(batch, features)` matrices; image tensors are NCHW flattened per sample.
 
 mod build;
+pub mod denormals;
 pub mod latency;
 mod layer;
 pub mod ops;

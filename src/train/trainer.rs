@@ -3,6 +3,7 @@
 use super::samples::{FoldRows, Samples};
 use super::{EarlyStopping, Optimizer, Verdict};
 use crate::data::{Augment, Dataset, Targets};
+use crate::nn::denormals::FlushDenormals;
 use crate::nn::ops::device_tensor;
 use crate::nn::{build_network, Network};
 use crate::progress::FoldEpoch;
@@ -208,6 +209,8 @@ pub fn predict(net: &mut Network, dev: &Cpu, ds: &Dataset) -> Vec<f32> {
 
 /// [`predict`] over a view of a data set; `buf` is reused for the input batches.
 fn predict_samples(net: &mut Network, dev: &Cpu, samples: Samples, buf: &mut Vec<f32>) -> Vec<f32> {
+    // The same float modes as in training (see nn::denormals).
+    let _flush = FlushDenormals::new();
     let n = samples.len();
     let f = samples.data.n_features();
     let mut out = Vec::with_capacity(n * net.n_outputs);
@@ -350,6 +353,8 @@ impl Run {
         epoch: usize,
     ) -> Result<f32, TrialError> {
         let diverged = |value: f32| TrialError::Diverged { fold, epoch, value };
+        // Subnormal gradients late in training would run in microcode (see nn::denormals).
+        let _flush = FlushDenormals::new();
         let n = train.len();
         let f = train.data.n_features();
         let mut order: Vec<usize> = (0..n).collect();
