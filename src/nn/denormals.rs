@@ -1,9 +1,9 @@
 //! Subnormal floats flushed to zero while a network trains or predicts on this thread.
 //!
 //! Late in training many gradients (and the products of the spectral convolution's backward
-//! pass) fall below `f32::MIN_POSITIVE` (1.2e-38). The CPU computes with such subnormal values
-//! in microcode, dozens of times slower than with normal ones: one 64-channel 5x5 network on
-//! digits trained in 18 s where it takes 11 s with them flushed, to the same accuracy.
+//! pass) fall below `f32::MIN_POSITIVE` (1.2e-38). The CPU takes a slow microcode path for
+//! arithmetic on such subnormal values: one 64-channel 5x5 network on digits trained in 18 s
+//! where it takes 11 s with them flushed, to the same accuracy.
 //! TensorFlow and XLA flush them on their CPU threads for the same reason.
 //!
 //! [`FlushDenormals`] sets the thread's flush-to-zero and denormals-are-zero modes (x86-64
