@@ -62,8 +62,8 @@ mod arch {
     pub fn write(v: u64) {
         // The register is 32 bits wide; the value came from `read` (plus two mode bits).
         let v = v as u32;
-        // SAFETY: loads MXCSR from `v`; only the rounding and exception-mask bits read back
-        // from the register are set, plus the two flush modes, which are always valid.
+        // SAFETY: loads MXCSR from `v`, a value read from MXCSR with at most the two flush
+        // modes added: no reserved bit is set (which would fault), and both modes are valid.
         unsafe { asm!("ldmxcsr [{}]", in(reg) &v, options(nostack, preserves_flags, readonly)) };
     }
 }
