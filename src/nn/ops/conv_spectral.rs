@@ -1,8 +1,9 @@
-//! Stride-1 convolution through small discrete Fourier transforms, all as GEMMs: every plane
-//! is transformed by one matrix product, the channels are mixed by one complex product per
-//! frequency, and the output is transformed back; each gradient is the exact adjoint of those
-//! real-linear maps. It pays where kernels are large against the maps (5x5 on 8x8 or 4x4 with
-//! 32-64 channels: a quarter to two fifths of the direct kernel's multiply-adds).
+//! Stride-1 convolution through small discrete Fourier transforms: the planes are transformed
+//! row by row then column by column (`dft2`, small matrix products over all planes), the
+//! channels are mixed by one complex product per frequency, and the output is transformed back;
+//! each gradient is the exact adjoint of those real-linear maps. It pays where kernels are
+//! large against the maps (5x5 on 8x8 or 4x4 with 32-64 channels: a quarter to two fifths of
+//! the direct kernel's multiply-adds).
 //!
 //! Circular correlation of size `N` equals the zero-padded one when `N >= in + pad` (taps left
 //! of the map wrap onto zeros) and `N >= out + k - 1 - pad` (taps right of it do not wrap onto
@@ -17,27 +18,28 @@ use std::f64::consts::PI;
 use std::sync::Arc;
 
 use super::conv::Conv2dGeom;
-use super::gemm::{gemm, View};
+use super::dft2::Transform;
+use super::gemm::View;
 use super::scratch::{give_f32, take_f32};
-use super::unpacked_gemm::{product, real_product, Operand};
+use super::unpacked_gemm::{product, Operand};
 
 /// Use the transforms when they need at most this fraction of the direct kernel's
 /// multiply-adds: measured on digits networks, 3x3 kernels over 8x8 maps of 32 channels
 /// (0.86) train 6% faster this way, over 8x8 maps of 16 channels (1.48) 6% slower.
 const MAX_COST_RATIO: f64 = 1.0;
 
-/// The transform matrices of one geometry.
+/// The transforms of one geometry.
 pub(super) struct Plan {
     /// Complex frequencies kept, `N_h * (N_w / 2 + 1)`.
     bins: usize,
-    /// Input plane to spectrum, `in_h * in_w` rows of `2 * bins`.
-    fx: Vec<f32>,
-    /// Its transpose, `2 * bins` rows of `in_h * in_w` (for the input's gradient).
-    fxt: Vec<f32>,
-    /// Kernel taps to spectrum, `kh * kw` rows of `2 * bins` (the correlation's phase).
-    fw: Vec<f32>,
-    /// Spectrum to output plane, `2 * bins` rows of `out_h * out_w`.
-    fy: Vec<f32>,
+    /// Input planes to spectra: x̂ = Σ x e^{-iθ}.
+    x: Transform,
+    /// Kernel taps to spectra: ŵ = Σ w e^{+iθ} at tap offsets `(i - pad, j - pad)`.
+    w: Transform,
+    /// Output gradients to spectra, `ĝy = s Σ gy e^{-iφ} / (N_h N_w)`, `s` 2 for each width
+    /// frequency but 0 and `N_w / 2` (its conjugate's share); its adjoint takes a spectrum
+    /// back to the output, `y = Re Σ s ŷ e^{+iφ} / (N_h N_w)`.
+    y: Transform,
     /// `N_h * N_w`: a constant `c` on every output is `c * N_h * N_w` at frequency 0.
     points: f32,
 }
@@ -54,7 +56,9 @@ fn sizes(g: &Conv2dGeom) -> (usize, usize) {
 }
 
 /// Multiply-adds per sample of the transforms' way (three real products per complex one)
-/// against the direct kernel's.
+/// against the direct kernel's, counting each transform as one dense table per plane: the
+/// measure [`MAX_COST_RATIO`] was set by. The separable passes need less (a third on 8x8
+/// maps), so the rule is conservative; it is kept so that the same layers take this path.
 fn cost_ratio(g: &Conv2dGeom) -> f64 {
     let (nh, nw) = sizes(g);
     let bins = (nh * (nw / 2 + 1)) as f64;
@@ -104,96 +108,43 @@ impl Plan {
     fn new(g: &Conv2dGeom) -> Plan {
         let (nh, nw) = sizes(g);
         let bw = nw / 2 + 1;
-        let bins = nh * bw;
-        // The phase of frequency (fh, fw) at offset (y, x), reduced exactly before scaling.
-        let phase = |fh: usize, fw: usize, y: isize, x: isize| {
-            let a = (fh as isize * y).rem_euclid(nh as isize) as f64 / nh as f64;
-            let b = (fw as isize * x).rem_euclid(nw as isize) as f64 / nw as f64;
-            2.0 * PI * (a + b)
-        };
-        let table = |rows: usize, at: &dyn Fn(usize) -> (isize, isize), sign: f64| {
-            let mut m = vec![0.0f32; rows * 2 * bins];
-            for r in 0..rows {
-                let (y, x) = at(r);
-                for fh in 0..nh {
-                    for fw in 0..bw {
-                        let t = phase(fh, fw, y, x);
-                        let b = fh * bw + fw;
-                        m[r * 2 * bins + 2 * b] = t.cos() as f32;
-                        m[r * 2 * bins + 2 * b + 1] = (sign * t.sin()) as f32;
-                    }
-                }
+        // e^{i sign 2π f (p - shift) / n}, the phase reduced exactly before scaling.
+        let e = |n: usize, sign: f64, shift: usize| {
+            move |p: usize, f: usize| {
+                let turns = (f as isize * (p as isize - shift as isize)).rem_euclid(n as isize);
+                let t = sign * 2.0 * PI * turns as f64 / n as f64;
+                (t.cos(), t.sin())
             }
-            m
         };
-        // x̂ = Σ x e^{-iθ}; ŵ = Σ w e^{+iθ} at tap offsets (i - pad, j - pad): their product
-        // is the spectrum of the correlation.
-        let fx = table(
-            g.in_h * g.in_w,
-            &|p| ((p / g.in_w) as isize, (p % g.in_w) as isize),
-            -1.0,
+        let x = Transform::new((g.in_h, g.in_w), (nh, bw), &e(nh, -1.0, 0), &e(nw, -1.0, 0));
+        let w = Transform::new(
+            (g.kh, g.kw),
+            (nh, bw),
+            &e(nh, 1.0, g.pad_h),
+            &e(nw, 1.0, g.pad_w),
         );
-        let fw = table(
-            g.kh * g.kw,
-            &|t| {
-                (
-                    (t / g.kw) as isize - g.pad_h as isize,
-                    (t % g.kw) as isize - g.pad_w as isize,
-                )
+        let (eh, ew) = (e(nh, -1.0, 0), e(nw, -1.0, 0));
+        let y = Transform::new(
+            (g.out_h(), g.out_w()),
+            (nh, bw),
+            &|p, f| {
+                let (c, s) = eh(p, f);
+                (c / nh as f64, s / nh as f64)
             },
-            1.0,
+            &|p, f| {
+                let twice = f != 0 && 2 * f != nw;
+                let k = if twice { 2.0 } else { 1.0 } / nw as f64;
+                let (c, s) = ew(p, f);
+                (k * c, k * s)
+            },
         );
-        // y = Re Σ ŷ e^{+iφ} / (N_h N_w), each width frequency but 0 and N_w / 2 counted twice
-        // for its conjugate.
-        let (oh, ow) = (g.out_h(), g.out_w());
-        let q = oh * ow;
-        let mut fy = vec![0.0f32; 2 * bins * q];
-        let scale = 1.0 / (nh * nw) as f64;
-        for fh in 0..nh {
-            for fwi in 0..bw {
-                let b = fh * bw + fwi;
-                let twice = fwi != 0 && 2 * fwi != nw;
-                let s = if twice { 2.0 * scale } else { scale };
-                for qi in 0..q {
-                    let t = phase(fh, fwi, (qi / ow) as isize, (qi % ow) as isize);
-                    fy[2 * b * q + qi] = (s * t.cos()) as f32;
-                    fy[(2 * b + 1) * q + qi] = (-s * t.sin()) as f32;
-                }
-            }
-        }
-        // The input's table transposed, a right operand of the unpacked product.
-        let (r, len) = (2 * bins, g.in_h * g.in_w);
-        let mut fxt = vec![0.0f32; r * len];
-        for p in 0..len {
-            for c in 0..r {
-                fxt[c * len + p] = fx[p * r + c];
-            }
-        }
         Plan {
-            bins,
-            fx,
-            fxt,
-            fw,
-            fy,
+            bins: nh * bw,
+            x,
+            w,
+            y,
             points: (nh * nw) as f32,
         }
-    }
-
-    /// The spectra of `planes` row-major planes of `len` values (`x` is `planes x len`) by the
-    /// table `f` (`len` rows of `2 * bins`), into `out` (`2 * bins` rows of `planes`).
-    fn spectra(&self, f: &[f32], len: usize, planes: usize, x: &[f32], out: &mut [f32]) {
-        let r = 2 * self.bins;
-        gemm(
-            r,
-            len,
-            planes,
-            1.0,
-            View::transposed(f, r),
-            View::transposed(x, len),
-            0.0,
-            out,
-            planes,
-        );
     }
 
     /// The kernels' spectra: `2 * bins` blocks of `out_c x in_c`, or of `in_c x out_c` when
@@ -208,15 +159,14 @@ impl Plan {
                     wt[(ci * g.out_c + co) * taps..][..taps].copy_from_slice(k);
                 }
             }
-            self.spectra(&self.fw, taps, planes, &wt, &mut ws);
+            self.w.analyse(planes, &wt, &mut ws);
             give_f32(wt);
         } else {
-            self.spectra(&self.fw, taps, planes, w, &mut ws);
+            self.w.analyse(planes, w, &mut ws);
         }
         ws
     }
 }
-
 /// One complex product per frequency: `c[f] = a[f] b[f]` (`m x k` by `k x n`), each operand
 /// conjugated as asked; `a(f)` gives the real and imaginary views of `a[f]`, `b` and `c` are
 /// laid out by frequency (module notes).
@@ -264,10 +214,9 @@ pub(super) fn forward(
     out: &mut [f32],
 ) -> Vec<f32> {
     let (ci, co) = (g.in_c, g.out_c);
-    let (len_in, len_out) = (g.in_h * g.in_w, g.out_h() * g.out_w());
     let r = 2 * p.bins;
     let mut xs = take_f32(r * n * ci);
-    p.spectra(&p.fx, len_in, n * ci, x, &mut xs);
+    p.x.analyse(n * ci, x, &mut xs);
     let ws = p.weight_spectra(g, w, true);
     // ŷ (n x co) = x̂ (n x ci) ŵ (ci x co).
     let mut ys = take_f32(r * n * co);
@@ -282,15 +231,7 @@ pub(super) fn forward(
             }
         }
     }
-    // y (n co x len_out) = ŷᵀ (n co x 2 bins) fy.
-    real_product(
-        (n * co, r, len_out),
-        View::transposed(&ys, n * co),
-        View::rows(&p.fy, len_out),
-        0.0,
-        out,
-        len_out,
-    );
+    p.y.synthesise(n * co, &ys, false, out);
     give_f32(ys);
     xs
 }
@@ -309,21 +250,10 @@ pub(super) fn backward(
     gx: Option<&mut [f32]>,
 ) {
     let (ci, co) = (g.in_c, g.out_c);
-    let (len_in, len_out) = (g.in_h * g.in_w, g.out_h() * g.out_w());
-    let (r, taps) = (2 * p.bins, g.kh * g.kw);
-    // The adjoint of the inverse transform: ĝy = fy gyᵀ, 2 bins x (n co).
+    let r = 2 * p.bins;
+    // The adjoint of the output's synthesis: ĝy, 2 bins x (n co).
     let mut gys = take_f32(r * n * co);
-    gemm(
-        r,
-        len_out,
-        n * co,
-        1.0,
-        View::rows(&p.fy, len_out),
-        View::transposed(gy, len_out),
-        0.0,
-        &mut gys,
-        n * co,
-    );
+    p.y.analyse(n * co, gy, &mut gys);
     if let Some(gx) = gx {
         let ws = p.weight_spectra(g, w, false);
         // ĝx (n x ci) = ĝy (n x co) conj(ŵ)ᵀ, ŵ stored out_c x in_c.
@@ -331,15 +261,8 @@ pub(super) fn backward(
         let gb = |f| block(&gys, f, n, co);
         complex_products(p.bins, (n, co, ci), (&gb, false), (&ws, true), &mut gxs);
         give_f32(ws);
-        // gx (n ci x len_in) += ĝxᵀ fxᵀ.
-        real_product(
-            (n * ci, r, len_in),
-            View::transposed(&gxs, n * ci),
-            View::rows(&p.fxt, len_in),
-            1.0,
-            gx,
-            len_in,
-        );
+        // gx += the adjoint of the input's analysis.
+        p.x.synthesise(n * ci, &gxs, true, gx);
         give_f32(gxs);
     }
     // ĝw (co x ci) = ĝyᵀ (co x n) conj(x̂) (n x ci).
@@ -348,18 +271,8 @@ pub(super) fn backward(
     let gb = |f: usize| [0, 1].map(|part| View::transposed(&gys[(2 * f + part) * nc..][..nc], co));
     complex_products(p.bins, (co, n, ci), (&gb, false), (xs, true), &mut gws);
     give_f32(gys);
-    // gw (co ci x taps) += ĝwᵀ fwᵀ.
-    gemm(
-        co * ci,
-        r,
-        taps,
-        1.0,
-        View::transposed(&gws, co * ci),
-        View::transposed(&p.fw, r),
-        1.0,
-        gw,
-        taps,
-    );
+    // gw += the adjoint of the kernels' analysis.
+    p.w.synthesise(co * ci, &gws, true, gw);
     give_f32(gws);
 }
 

@@ -12,6 +12,7 @@ mod conv_bn;
 mod conv_direct;
 mod conv_lanes;
 mod conv_spectral;
+mod dft2;
 mod error;
 mod gemm;
 mod linear;

@@ -60,8 +60,9 @@ pub(super) fn product(
     gemm(m, k, n, sa, a.im, b.re, 1.0, c_im, n);
 }
 
-/// `c = a b + beta c` for `beta` 0 or 1, `a` being `m x k` (any strides) and `b` `k x n`;
-/// `c` is row-major with rows `ldc` apart.
+/// `c = a b + beta c` for `beta` 0 or 1, `a` being `m x k` (any strides) and `b` `k x n`
+/// (row-major for the vector kernels, rows at least `n` apart); `c` is row-major with rows
+/// `ldc` apart.
 ///
 /// # Panics
 /// If an operand is too short for its shape, or `beta` is neither 0 nor 1.
@@ -77,7 +78,7 @@ pub(super) fn real_product(
     assert!(beta == 0.0 || beta == 1.0, "real_product: beta {beta}");
     #[cfg(target_arch = "x86_64")]
     {
-        let rows_b = b.cs == 1 && b.rs == n;
+        let rows_b = b.cs == 1 && b.rs >= n;
         if rows_b && m > 0 && k > 0 && n > 0 {
             assert!(
                 a.fits(m, k) && b.fits(k, n) && (m - 1) * ldc + n <= c.len() && ldc >= n,
@@ -87,12 +88,12 @@ pub(super) fn real_product(
             if n % 16 == 0 && super::simd::has_avx512() {
                 // SAFETY: the CPU has AVX-512F; the assert above bounds every index read or
                 // written (`b` row-major with rows `n` apart).
-                unsafe { avx512::real(m, k, n, &a, b.data, add, c, ldc) };
+                unsafe { avx512::real(m, k, n, &a, &b, add, c, ldc) };
                 return;
             }
             if n % 8 == 0 && super::simd::has_avx2_fma() {
                 // SAFETY: as above, for AVX2 and FMA.
-                unsafe { avx2::real(m, k, n, &a, b.data, add, c, ldc) };
+                unsafe { avx2::real(m, k, n, &a, &b, add, c, ldc) };
                 return;
             }
         }
@@ -239,7 +240,7 @@ macro_rules! complex_kernels {
             const RQ: usize = $rows + $rows / 2;
 
             /// See [`super::real_product`]; the caller checks the CPU, the bounds, that `n` is
-            /// a multiple of the lanes and that `b` is row-major.
+            /// a multiple of the lanes and that `b`'s column stride is 1.
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $feature)]
             pub(super) unsafe fn real(
@@ -247,13 +248,20 @@ macro_rules! complex_kernels {
                 k: usize,
                 n: usize,
                 a: &View<'_>,
-                b: &[f32],
+                b: &View<'_>,
                 add: bool,
                 c: &mut [f32],
                 ldc: usize,
             ) {
                 let a = (a.data.as_ptr(), a.rs, a.cs);
-                sweep::<false>((m, k, n), a, (b.as_ptr(), n), add, c.as_mut_ptr(), ldc);
+                sweep::<false>(
+                    (m, k, n),
+                    a,
+                    (b.data.as_ptr(), b.rs),
+                    add,
+                    c.as_mut_ptr(),
+                    ldc,
+                );
             }
 
             /// See [`super::exact_product`]; the caller checks the CPU, the bounds, that `n` is
@@ -563,28 +571,35 @@ mod tests {
     }
 
     /// The real kernels (dispatched, and AVX2 by name) give the textbook values, writing or
-    /// adding, with a strided left operand, rows `ldc` apart and widths of one to five vectors.
+    /// adding, with a strided left operand, rows of `b` wider than `n`, rows of `c` `ldc` apart and
+    /// widths of one to five vectors.
     #[test]
     fn real_kernels_match_the_textbook_product() {
-        for (m, k, n, ldc) in [
-            (7, 5, 16, 16),
-            (13, 9, 80, 96),
-            (1, 3, 64, 64),
-            (6, 2, 8, 8),
+        for (m, k, n, ldb, ldc) in [
+            (7, 5, 16, 16, 16),
+            (13, 9, 80, 80, 96),
+            (1, 3, 64, 64, 64),
+            (6, 2, 8, 8, 8),
+            (9, 12, 32, 104, 40),
         ] {
             for (beta, trans) in [(0.0, false), (1.0, true)] {
                 let a_data = val(m * k, 5);
                 let a = left(&a_data, m, k, trans);
-                let b = val(k * n, 6);
+                let b = val((k - 1) * ldb + n, 6);
+                let bv = View {
+                    data: &b,
+                    rs: ldb,
+                    cs: 1,
+                };
                 let c0 = val((m - 1) * ldc + n, 7);
                 let mut runs = vec![("dispatch", c0.clone())];
-                real_product((m, k, n), a, View::rows(&b, n), beta, &mut runs[0].1, ldc);
+                real_product((m, k, n), a, bv, beta, &mut runs[0].1, ldc);
                 #[cfg(target_arch = "x86_64")]
                 if crate::nn::ops::simd::has_avx2_fma() {
                     let mut c = c0.clone();
                     // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
                     // a multiple of 8.
-                    unsafe { avx2::real(m, k, n, &a, &b, beta == 1.0, &mut c, ldc) };
+                    unsafe { avx2::real(m, k, n, &a, &bv, beta == 1.0, &mut c, ldc) };
                     runs.push(("avx2", c));
                 }
                 for (kernel, c) in &runs {
@@ -597,7 +612,7 @@ mod tests {
                                 } else {
                                     a_data[i * k + kk]
                                 };
-                                e += x as f64 * b[kk * n + j] as f64;
+                                e += x as f64 * b[kk * ldb + j] as f64;
                             }
                             let u = c[i * ldc + j] as f64;
                             assert!(
