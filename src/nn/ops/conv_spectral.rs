@@ -7,7 +7,7 @@
 //!
 //! Circular correlation of size `N` equals the zero-padded one when `N >= in + pad` (taps left
 //! of the map wrap onto zeros) and `N >= out + k - 1 - pad` (taps right of it do not wrap onto
-//! data). With real inputs only `N_w / 2 + 1` width frequencies are kept. A spectrum holds, per
+//! data). With real inputs only the frequencies that are not conjugates of others are kept. A spectrum holds, per
 //! frequency `b`, its real part then its imaginary part, each a row-major `rows x channels`
 //! matrix: the layout the per-frequency products read without copies (one block in cache at a
 //! time; one row per plane instead would spread each block over the whole buffer).
@@ -30,7 +30,7 @@ const MAX_COST_RATIO: f64 = 1.0;
 
 /// The transforms of one geometry.
 pub(super) struct Plan {
-    /// Complex frequencies kept, `N_h * (N_w / 2 + 1)`.
+    /// Complex frequencies kept (`dft2`'s transforms of real planes).
     bins: usize,
     /// Input planes to spectra: x̂ = Σ x e^{-iθ}.
     x: Transform,
@@ -107,7 +107,6 @@ pub(super) fn plan(g: &Conv2dGeom) -> Arc<Plan> {
 impl Plan {
     fn new(g: &Conv2dGeom) -> Plan {
         let (nh, nw) = sizes(g);
-        let bw = nw / 2 + 1;
         // e^{i sign 2π f (p - shift) / n}, the phase reduced exactly before scaling.
         let e = |n: usize, sign: f64, shift: usize| {
             move |p: usize, f: usize| {
@@ -116,17 +115,16 @@ impl Plan {
                 (t.cos(), t.sin())
             }
         };
-        let x = Transform::new((g.in_h, g.in_w), (nh, bw), &e(nh, -1.0, 0), &e(nw, -1.0, 0));
-        let w = Transform::new(
-            (g.kh, g.kw),
-            (nh, bw),
-            &e(nh, 1.0, g.pad_h),
-            &e(nw, 1.0, g.pad_w),
-        );
+        let n = (nh, nw);
+        let x = Transform::new((g.in_h, g.in_w), n, &e(nh, -1.0, 0), &e(nw, -1.0, 0), 1.0);
+        let (kernel_h, kernel_w) = (e(nh, 1.0, g.pad_h), e(nw, 1.0, g.pad_w));
+        let w = Transform::new((g.kh, g.kw), n, &kernel_h, &kernel_w, 1.0);
+        // Every kept frequency but the real-symmetric ones stands for its conjugate too: twice
+        // the weight (the width table for the columns past 0, the transform in the edge ones).
         let (eh, ew) = (e(nh, -1.0, 0), e(nw, -1.0, 0));
         let y = Transform::new(
             (g.out_h(), g.out_w()),
-            (nh, bw),
+            n,
             &|p, f| {
                 let (c, s) = eh(p, f);
                 (c / nh as f64, s / nh as f64)
@@ -137,9 +135,10 @@ impl Plan {
                 let (c, s) = ew(p, f);
                 (k * c, k * s)
             },
+            2.0,
         );
         Plan {
-            bins: nh * bw,
+            bins: x.bins(),
             x,
             w,
             y,

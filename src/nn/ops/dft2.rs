@@ -7,39 +7,57 @@
 //! A transform is given by one complex table per axis, `ah` (`h x nh`) and `aw` (`w x bw`):
 //! [`Transform::analyse`] computes `S[fh, fw] = Σ ah[y][fh] aw[x][fw] X[y][x]` and
 //! [`Transform::synthesise`] its adjoint, `X[y][x] = Re Σ conj(ah[y][fh] aw[x][fw]) S[fh, fw]`
-//! (over real and imaginary parts as separate reals). Planes come row-major, one after another;
-//! a spectrum holds, per frequency `b = fw * nh + fh`, its real part then its imaginary part,
-//! each a row of `planes` values: the layout of `conv_spectral`'s per-frequency products.
+//! (over real and imaginary parts as separate reals), each over the frequencies a real plane
+//! needs (see [`Transform::new`]). Planes come row-major, one after another; a spectrum holds,
+//! per kept frequency (by width frequency, then row frequency), its real part then its
+//! imaginary part, each a row of `planes` values: the layout of `conv_spectral`'s
+//! per-frequency products.
 
 use super::gemm::View;
 use super::scratch::{give_f32, take_f32};
 use super::unpacked_gemm::real_product;
 
-/// One separable transform, as the two real matrices its passes multiply by.
+/// One separable transform, as the real matrices its passes multiply by.
 pub(super) struct Transform {
     /// Plane rows and columns.
     h: usize,
     w: usize,
-    /// Frequencies kept along the rows (`nh`) and the columns (`bw`).
-    nh: usize,
+    /// Width frequencies kept, `bw = nw / 2 + 1`.
     bw: usize,
+    /// Row frequencies kept in a column (`nh`) and in an edge column (`nh / 2 + 1`).
+    nh: usize,
+    half: usize,
+    /// Per width frequency, whether it is an edge column.
+    edges: Vec<bool>,
     /// The row pass, `2 bw x w`: row `2 fw + p` holds the real (`p = 0`) or imaginary part of
     /// `aw[.][fw]`.
     rows: Vec<f32>,
     /// The column pass, `2 nh x 2 h`, a complex product as a real one: row `2 fh + p` gives part
     /// `p` of frequency `fh` from the columns `p' h + y`, part `p'` of row `y`.
     cols: Vec<f32>,
+    /// The column pass of the edge columns: the first `nh / 2 + 1` frequencies of `cols`, those
+    /// whose mirror is left out weighted by `mirror`.
+    edge: Vec<f32>,
 }
 
 impl Transform {
     /// The transform of `h x w` planes by the tables `ah[y][fh]` and `aw[x][fw]` (complex
-    /// values as `(re, im)`, in `f64` until stored).
+    /// values as `(re, im)`, in `f64` until stored) over `nh x nw` points.
+    ///
+    /// Only the frequencies a real plane needs are kept. Width frequencies stop at `nw / 2`:
+    /// the others are the conjugates of these. In the edge columns (`fw` 0 and, for an even
+    /// `nw`, `nw / 2`, their own mirrors) row frequencies stop at `nh / 2`, for the same reason:
+    /// `S[nh - fh, fw] = conj(S[fh, fw])`. A synthesis that stands for the whole sum weights
+    /// each kept frequency whose mirror is left out by 2: `mirror` 2 in the edge columns (the
+    /// width table carries the other columns' weight), 1 for a plain analysis.
     pub fn new(
         (h, w): (usize, usize),
-        (nh, bw): (usize, usize),
+        (nh, nw): (usize, usize),
         ah: &dyn Fn(usize, usize) -> (f64, f64),
         aw: &dyn Fn(usize, usize) -> (f64, f64),
+        mirror: f64,
     ) -> Transform {
+        let bw = nw / 2 + 1;
         let mut rows = vec![0.0f32; 2 * bw * w];
         for fw in 0..bw {
             for x in 0..w {
@@ -48,38 +66,69 @@ impl Transform {
                 rows[(2 * fw + 1) * w + x] = im as f32;
             }
         }
-        let mut cols = vec![0.0f32; 2 * nh * 2 * h];
         let ld = 2 * h;
-        for fh in 0..nh {
-            for y in 0..h {
-                let (re, im) = ah(y, fh);
-                let (re, im) = (re as f32, im as f32);
-                // (re + i im)(ur + i ui): real re ur - im ui, imaginary im ur + re ui.
-                cols[2 * fh * ld + y] = re;
-                cols[2 * fh * ld + h + y] = -im;
-                cols[(2 * fh + 1) * ld + y] = im;
-                cols[(2 * fh + 1) * ld + h + y] = re;
+        let table = |count: usize, weight: &dyn Fn(usize) -> f64| {
+            let mut m = vec![0.0f32; 2 * count * ld];
+            for fh in 0..count {
+                for y in 0..h {
+                    let (re, im) = ah(y, fh);
+                    let (re, im) = ((weight(fh) * re) as f32, (weight(fh) * im) as f32);
+                    // (re + i im)(ur + i ui): real re ur - im ui, imaginary im ur + re ui.
+                    m[2 * fh * ld + y] = re;
+                    m[2 * fh * ld + h + y] = -im;
+                    m[(2 * fh + 1) * ld + y] = im;
+                    m[(2 * fh + 1) * ld + h + y] = re;
+                }
             }
-        }
+            m
+        };
+        let half = nh / 2 + 1;
+        let cols = table(nh, &|_| 1.0);
+        // fh in 1..=(nh - 1) / 2 has its mirror nh - fh beyond nh / 2; 0 and nh / 2 are their own.
+        let edge = table(half, &|fh| if fh != 0 && 2 * fh != nh { mirror } else { 1.0 });
+        let edges = (0..bw).map(|fw| fw == 0 || 2 * fw == nw).collect();
         Transform {
             h,
             w,
-            nh,
             bw,
+            nh,
+            half,
+            edges,
             rows,
             cols,
+            edge,
         }
     }
 
-    /// Values of a spectrum per plane: `2 nh bw`.
-    pub fn spectrum_len(&self) -> usize {
-        2 * self.nh * self.bw
+    /// Complex frequencies kept.
+    pub fn bins(&self) -> usize {
+        self.columns().map(|(_, count, _)| count).sum()
     }
 
-    /// The spectra of `planes` planes `x` (`planes x h w`) into `out` (`2 nh bw` rows of
+    /// Values of a spectrum per plane.
+    pub fn spectrum_len(&self) -> usize {
+        2 * self.bins()
+    }
+
+    /// Per width frequency: the column table, its row frequencies and the spectrum's first
+    /// row (frequencies are ordered by width frequency, then row frequency).
+    fn columns(&self) -> impl Iterator<Item = (&[f32], usize, usize)> {
+        self.edges.iter().scan(0, move |first, &edge| {
+            let (table, count): (&[f32], _) = if edge {
+                (&self.edge, self.half)
+            } else {
+                (&self.cols, self.nh)
+            };
+            let at = *first;
+            *first += 2 * count;
+            Some((table, count, at))
+        })
+    }
+
+    /// The spectra of `planes` planes `x` (`planes x h w`) into `out` (`2 bins` rows of
     /// `planes`, every value written).
     pub fn analyse(&self, planes: usize, x: &[f32], out: &mut [f32]) {
-        let (h, w, nh, bw) = (self.h, self.w, self.nh, self.bw);
+        let (h, w, bw) = (self.h, self.w, self.bw);
         let len = h * w;
         assert!(
             x.len() >= planes * len && out.len() >= self.spectrum_len() * planes,
@@ -109,13 +158,13 @@ impl Transform {
                 );
             }
             // Column pass, per width frequency: the complex rows of u by the column table.
-            for fw in 0..bw {
+            for (fw, (table, count, at)) in self.columns().enumerate() {
                 real_product(
-                    (2 * nh, 2 * h, pc),
-                    View::rows(&self.cols, 2 * h),
+                    (2 * count, 2 * h, pc),
+                    View::rows(table, 2 * h),
                     View::rows(&u[fw * 2 * h * pc..][..2 * h * pc], pc),
                     0.0,
-                    &mut out[fw * 2 * nh * planes + p0..],
+                    &mut out[at * planes + p0..],
                     planes,
                 );
             }
@@ -127,7 +176,7 @@ impl Transform {
     /// The adjoint of [`Transform::analyse`]: the planes (`planes x h w`) of the spectra `s`,
     /// written into `x` or added to it (`add`).
     pub fn synthesise(&self, planes: usize, s: &[f32], add: bool, x: &mut [f32]) {
-        let (h, w, nh, bw) = (self.h, self.w, self.nh, self.bw);
+        let (h, w, bw) = (self.h, self.w, self.bw);
         let len = h * w;
         assert!(
             x.len() >= planes * len && s.len() >= self.spectrum_len() * planes,
@@ -138,15 +187,15 @@ impl Transform {
         for p0 in (0..planes).step_by(CHUNK) {
             let pc = (planes - p0).min(CHUNK);
             // Column pass transposed, per width frequency: v[(2 fw + p) h + y].
-            for fw in 0..bw {
+            for (fw, (table, count, at)) in self.columns().enumerate() {
                 let spectrum = View {
-                    data: &s[fw * 2 * nh * planes + p0..],
+                    data: &s[at * planes + p0..],
                     rs: planes,
                     cs: 1,
                 };
                 real_product(
-                    (2 * h, 2 * nh, pc),
-                    View::transposed(&self.cols, 2 * h),
+                    (2 * h, 2 * count, pc),
+                    View::transposed(table, 2 * h),
                     spectrum,
                     0.0,
                     &mut v[fw * 2 * h * pc..][..2 * h * pc],
@@ -279,17 +328,20 @@ unsafe fn tile8(src: *const f32, lds: usize, dst: *mut f32, ldd: usize, add: boo
 mod tests {
     use super::*;
 
-    /// A dense transform of one plane, straight from the definition, in `f64`.
+    /// A dense transform of one plane at the kept frequencies, straight from the definition,
+    /// in `f64`: all `nh` row frequencies but in the edge columns (0 and `nw / 2`), which
+    /// stop at `nh / 2`.
     fn dense(
         (h, w): (usize, usize),
-        (nh, bw): (usize, usize),
+        (nh, nw): (usize, usize),
         ah: &dyn Fn(usize, usize) -> (f64, f64),
         aw: &dyn Fn(usize, usize) -> (f64, f64),
         x: &[f32],
     ) -> Vec<(f64, f64)> {
-        let mut s = vec![(0.0, 0.0); nh * bw];
-        for fw in 0..bw {
-            for fh in 0..nh {
+        let mut s = Vec::new();
+        for fw in 0..nw / 2 + 1 {
+            let edge = fw == 0 || 2 * fw == nw;
+            for fh in 0..if edge { nh / 2 + 1 } else { nh } {
                 let (mut re, mut im) = (0.0, 0.0);
                 for y in 0..h {
                     for xi in 0..w {
@@ -300,7 +352,7 @@ mod tests {
                         im += (a * d + b * c) * v;
                     }
                 }
-                s[fw * nh + fh] = (re, im);
+                s.push((re, im));
             }
         }
         s
@@ -342,9 +394,8 @@ mod tests {
             ((4, 4), (6, 6), 16),
             ((1, 9), (1, 12), 5),
         ] {
-            let bw = nw / 2 + 1;
             let (ah, aw) = (e(nh, -1.0, 1.0), e(nw, 1.0, 0.5));
-            let t = Transform::new((h, w), (nh, bw), &ah, &aw);
+            let t = Transform::new((h, w), (nh, nw), &ah, &aw, 1.0);
             let len = h * w;
             let x: Vec<f32> = (0..planes * len)
                 .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
@@ -352,7 +403,8 @@ mod tests {
             let mut s = vec![f32::NAN; t.spectrum_len() * planes];
             t.analyse(planes, &x, &mut s);
             for p in 0..planes {
-                let want = dense((h, w), (nh, bw), &ah, &aw, &x[p * len..][..len]);
+                let want = dense((h, w), (nh, nw), &ah, &aw, &x[p * len..][..len]);
+                assert_eq!(want.len(), t.bins());
                 for (b, (re, im)) in want.into_iter().enumerate() {
                     let (gr, gi) = (s[2 * b * planes + p], s[(2 * b + 1) * planes + p]);
                     assert!((f64::from(gr) - re).abs() < 1e-4, "{h}x{w} re {b}");
