@@ -85,7 +85,13 @@ impl Transform {
         let half = nh / 2 + 1;
         let cols = table(nh, &|_| 1.0);
         // fh in 1..=(nh - 1) / 2 has its mirror nh - fh beyond nh / 2; 0 and nh / 2 are their own.
-        let edge = table(half, &|fh| if fh != 0 && 2 * fh != nh { mirror } else { 1.0 });
+        let edge = table(half, &|fh| {
+            if fh != 0 && 2 * fh != nh {
+                mirror
+            } else {
+                1.0
+            }
+        });
         let edges = (0..bw).map(|fw| fw == 0 || 2 * fw == nw).collect();
         Transform {
             h,
@@ -229,6 +235,15 @@ impl Transform {
         give_f32(v);
         give_f32(xt);
     }
+}
+
+/// Multiply-adds per plane of either pass pair of `h x w` planes over `nh x nw` points, and
+/// the complex frequencies kept (see [`Transform::new`]).
+pub(super) fn cost((h, w): (usize, usize), (nh, nw): (usize, usize)) -> (usize, usize) {
+    let bw = nw / 2 + 1;
+    let edges = 1 + usize::from(nw % 2 == 0 && bw > 1);
+    let bins = (bw - edges) * nh + edges * (nh / 2 + 1);
+    (h * w * 2 * bw + 2 * bins * 2 * h, bins)
 }
 
 /// Planes per pass: a chunk's intermediate buffers (about 100 values a plane for 8x8 planes)
