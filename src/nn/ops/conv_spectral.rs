@@ -2,15 +2,16 @@
 //! row by row then column by column (`dft2`, small matrix products over all planes), the
 //! channels are mixed by one complex product per frequency, and the output is transformed back;
 //! each gradient is the exact adjoint of those real-linear maps. It pays where kernels are
-//! large against the maps (5x5 on 8x8 or 4x4 with 32-64 channels: a quarter to two fifths of
-//! the direct kernel's multiply-adds).
+//! large against the maps: 5x5 on 8x8 or 4x4 maps (a seventh to a third of the direct kernel's
+//! multiply-adds), 3x3 on maps up to about 14x14 (a third to two thirds).
 //!
 //! Circular correlation of size `N` equals the zero-padded one when `N >= in + pad` (taps left
 //! of the map wrap onto zeros) and `N >= out + k - 1 - pad` (taps right of it do not wrap onto
-//! data). With real inputs only the frequencies that are not conjugates of others are kept. A spectrum holds, per
-//! frequency `b`, its real part then its imaginary part, each a row-major `rows x channels`
-//! matrix: the layout the per-frequency products read without copies (one block in cache at a
-//! time; one row per plane instead would spread each block over the whole buffer).
+//! data). With real inputs only the frequencies that are not conjugates of others are kept. A
+//! spectrum holds, per frequency `b`, its real part then its imaginary part, each a row-major
+//! `rows x channels` matrix: the layout the per-frequency products read without copies (one
+//! block in cache at a time; one row per plane instead would spread each block over the whole
+//! buffer).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,9 +40,9 @@ pub(super) struct Plan {
     x: Transform,
     /// Kernel taps to spectra: ŵ = Σ w e^{+iθ} at tap offsets `(i - pad, j - pad)`.
     w: Transform,
-    /// Output gradients to spectra, `ĝy = s Σ gy e^{-iφ} / (N_h N_w)`, `s` 2 for each width
-    /// frequency but 0 and `N_w / 2` (its conjugate's share); its adjoint takes a spectrum
-    /// back to the output, `y = Re Σ s ŷ e^{+iφ} / (N_h N_w)`.
+    /// Output gradients to spectra, `ĝy = s Σ gy e^{-iφ} / (N_h N_w)`, `s` 2 for each kept
+    /// frequency whose conjugate is left out (its share) and 1 for those that are their own;
+    /// its adjoint takes a spectrum back to the output, `y = Re Σ s ŷ e^{+iφ} / (N_h N_w)`.
     y: Transform,
     /// `N_h * N_w`: a constant `c` on every output is `c * N_h * N_w` at frequency 0.
     points: f32,
