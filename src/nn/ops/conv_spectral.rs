@@ -284,7 +284,8 @@ mod tests {
 
     /// The transforms give the direct kernel's outputs and gradients: same and valid padding,
     /// odd and even circular sizes, kernels larger than the map, rectangular kernels, 1-D
-    /// signals, channel counts for the vector kernels and the fallback, with and without bias.
+    /// signals, channel counts for the vector kernels and the fallback, with and without bias,
+    /// batches of 1 to 37 (more planes than one of `dft2`'s chunks, and odd plane counts).
     #[test]
     fn transforms_match_the_direct_kernels() {
         let geoms = [
@@ -303,7 +304,7 @@ mod tests {
             let g = geom(in_c, hw, out_c, k, pad);
             g.check().unwrap();
             let p = plan(&g);
-            for (n, bias) in [(1, true), (5, false), (16, true)] {
+            for (n, bias) in [(1, true), (5, false), (16, true), (37, false)] {
                 // Gradients are added to what the buffers hold.
                 let r = Reference::new(&g, n, bias, 0.5);
                 let mut got = vec![f32::NAN; n * g.out_len()];
