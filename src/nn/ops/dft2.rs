@@ -22,12 +22,9 @@ pub(super) struct Transform {
     /// Plane rows and columns.
     h: usize,
     w: usize,
-    /// Width frequencies kept, `bw = nw / 2 + 1`.
-    bw: usize,
-    /// Row frequencies kept in a column (`nh`) and in an edge column (`nh / 2 + 1`).
+    /// Row frequencies kept in a column (`nh`; `nh / 2 + 1` in an edge column).
     nh: usize,
-    half: usize,
-    /// Per width frequency, whether it is an edge column.
+    /// Per width frequency kept (`bw = nw / 2 + 1` of them), whether it is an edge column.
     edges: Vec<bool>,
     /// The row pass, `2 bw x w`: row `2 fw + p` holds the real (`p = 0`) or imaginary part of
     /// `aw[.][fw]`.
@@ -92,13 +89,11 @@ impl Transform {
                 1.0
             }
         });
-        let edges = (0..bw).map(|fw| fw == 0 || 2 * fw == nw).collect();
+        let edges = (0..bw).map(|fw| edge_column(fw, nw)).collect();
         Transform {
             h,
             w,
-            bw,
             nh,
-            half,
             edges,
             rows,
             cols,
@@ -121,7 +116,7 @@ impl Transform {
     fn columns(&self) -> impl Iterator<Item = (&[f32], usize, usize)> {
         self.edges.iter().scan(0, move |first, &edge| {
             let (table, count): (&[f32], _) = if edge {
-                (&self.edge, self.half)
+                (&self.edge, self.nh / 2 + 1)
             } else {
                 (&self.cols, self.nh)
             };
@@ -134,7 +129,7 @@ impl Transform {
     /// The spectra of `planes` planes `x` (`planes x h w`) into `out` (`2 bins` rows of
     /// `planes`, every value written).
     pub fn analyse(&self, planes: usize, x: &[f32], out: &mut [f32]) {
-        let (h, w, bw) = (self.h, self.w, self.bw);
+        let (h, w, bw) = (self.h, self.w, self.edges.len());
         let len = h * w;
         assert!(
             x.len() >= planes * len && out.len() >= self.spectrum_len() * planes,
@@ -182,7 +177,7 @@ impl Transform {
     /// The adjoint of [`Transform::analyse`]: the planes (`planes x h w`) of the spectra `s`,
     /// written into `x` or added to it (`add`).
     pub fn synthesise(&self, planes: usize, s: &[f32], add: bool, x: &mut [f32]) {
-        let (h, w, bw) = (self.h, self.w, self.bw);
+        let (h, w, bw) = (self.h, self.w, self.edges.len());
         let len = h * w;
         assert!(
             x.len() >= planes * len && s.len() >= self.spectrum_len() * planes,
@@ -241,9 +236,16 @@ impl Transform {
 /// the complex frequencies kept (see [`Transform::new`]).
 pub(super) fn cost((h, w): (usize, usize), (nh, nw): (usize, usize)) -> (usize, usize) {
     let bw = nw / 2 + 1;
-    let edges = 1 + usize::from(nw % 2 == 0 && bw > 1);
-    let bins = (bw - edges) * nh + edges * (nh / 2 + 1);
+    let bins = (0..bw)
+        .map(|fw| if edge_column(fw, nw) { nh / 2 + 1 } else { nh })
+        .sum::<usize>();
     (h * w * 2 * bw + 2 * bins * 2 * h, bins)
+}
+
+/// Whether width frequency `fw` of `nw` points is its own mirror (0, and `nw / 2` for an even
+/// `nw`): its column keeps the row frequencies up to `nh / 2` only.
+fn edge_column(fw: usize, nw: usize) -> bool {
+    fw == 0 || 2 * fw == nw
 }
 
 /// Planes per pass: a chunk's intermediate buffers (about 100 values a plane for 8x8 planes)
@@ -411,6 +413,7 @@ mod tests {
         ] {
             let (ah, aw) = (e(nh, -1.0, 1.0), e(nw, 1.0, 0.5));
             let t = Transform::new((h, w), (nh, nw), &ah, &aw, 1.0);
+            assert_eq!(cost((h, w), (nh, nw)).1, t.bins(), "{h}x{w} bins");
             let len = h * w;
             let x: Vec<f32> = (0..planes * len)
                 .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
