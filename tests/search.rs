@@ -505,7 +505,9 @@ fn on_a_terminal_the_live_display_shows_the_bar_and_each_workers_trial_fold_and_
         "0/2 trials · ETA -- · no complete trial yet",
         "worker  1  trial ",
         "worker  2  trial ",
-        "fold 1/2  epoch ",
+        // Which fold a redraw catches depends on the machine's speed: a trial of this MLP
+        // takes 0.4 s, and redraws may see only its second fold.
+        "/2  epoch ",
         "/30  val loss ",
         "trial 0/2  complete   cv accuracy ",
         "trial 1/2  complete   cv accuracy ",

@@ -4,12 +4,12 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, CpuError, Gradients, PutTape, Tape, Tensor};
 
+use super::conv_depthwise;
 use super::conv_direct;
 use super::conv_lanes;
 use super::conv_spectral;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
-use super::simd::simd_fn;
 use super::try_device_tensor;
 use super::{grad_before_act, Activations, Epilogue, OpError};
 use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
@@ -87,7 +87,7 @@ impl Conv2dGeom {
         (rows as u64) * (cols as u64) * (self.out_h() as u64) * (self.out_w() as u64)
     }
 
-    fn in_len(&self) -> usize {
+    pub(super) fn in_len(&self) -> usize {
         self.in_c * self.in_h * self.in_w
     }
 
@@ -248,8 +248,10 @@ enum Path {
     /// Stride 1, one group: the direct kernel over a zero-bordered copy, one sample at a time;
     /// backward keeps the copy instead of the input.
     Flat(conv_direct::Layout),
-    /// One input channel per group, but not a plain single-channel conv (GEMM does that well).
-    Depthwise,
+    /// One input channel per group, but not a plain single-channel conv (GEMM does that well):
+    /// the direct kernel over zero-bordered planes (`conv_depthwise`); backward keeps the
+    /// bordered copy instead of the input.
+    Depthwise(conv_depthwise::Layout),
     /// Everything else: im2col + GEMM.
     Gemm,
 }
@@ -296,8 +298,8 @@ impl ConvKernels {
                 Path::Lanes(conv_direct::Layout::new(g))
             } else if conv_direct::applies(g) {
                 Path::Flat(conv_direct::Layout::new(g))
-            } else if g.in_c == g.groups && g.groups > 1 {
-                Path::Depthwise
+            } else if conv_depthwise::applies(g) {
+                Path::Depthwise(conv_depthwise::Layout::new(g))
             } else {
                 Path::Gemm
             },
@@ -333,9 +335,10 @@ impl ConvKernels {
                 conv_direct::forward(g, l, n, &xpad, w, b, out);
                 xpad
             }
-            Path::Depthwise => {
-                direct_forward(g, n, &input, w, b, out);
-                input
+            Path::Depthwise(l) => {
+                let xpad = conv_depthwise::forward(g, l, n, &input, w, b, out);
+                give_f32(input);
+                xpad
             }
             Path::Gemm => {
                 gemm_forward(g, &input, w, b, out);
@@ -376,12 +379,7 @@ impl ConvKernels {
                 Path::Spectral(p) => conv_spectral::backward(g, p, n, saved, w, gy, &mut gw, gx),
                 Path::Lanes(l) => conv_lanes::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Flat(l) => conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx),
-                Path::Depthwise => {
-                    direct_weight_grad(g, n, saved, gy, &mut gw);
-                    if let Some(gx) = gx {
-                        direct_input_grad(g, n, w, gy, gx);
-                    }
-                }
+                Path::Depthwise(l) => conv_depthwise::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Gemm => gemm_backward(g, saved, w, gy, &mut gw, gx),
             }
         }
@@ -600,162 +598,8 @@ fn bias_grad(g: &Conv2dGeom, gy: &[f32], gb: &mut [f32]) {
     }
 }
 
-/// The input channel that output channel `co` reads when every group has one input channel.
-#[inline]
-fn source_channel(g: &Conv2dGeom, co: usize) -> usize {
-    co / (g.out_c / g.groups)
-}
-
-simd_fn! {
-/// Direct forward for one input channel per group: a GEMM with k = kh*kw would spend more time
-/// packing than multiplying.
-fn direct_forward(
-    g: &Conv2dGeom,
-    n: usize,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
-    let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
-    let kk = g.kh * g.kw;
-    for s in 0..n {
-        let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
-        let ys = &mut out[s * g.out_len()..(s + 1) * g.out_len()];
-        for (co, dst) in ys.chunks_exact_mut(oh * ow).enumerate() {
-            let ci = source_channel(g, co);
-            let plane = &xs[ci * h * wd..(ci + 1) * h * wd];
-            dst.fill(bias.map_or(0.0, |b| b[co]));
-            for i in 0..g.kh {
-                let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
-                for j in 0..g.kw {
-                    let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, wd, ow);
-                    if xlo == xhi {
-                        continue;
-                    }
-                    let wv = w[co * kk + i * g.kw + j];
-                    for oy in ylo..yhi {
-                        let iy = oy * g.stride_h + i - g.pad_h;
-                        let src = &plane[iy * wd..(iy + 1) * wd];
-                        let d = &mut dst[oy * ow + xlo..oy * ow + xhi];
-                        let ix0 = xlo * g.stride_w + j - g.pad_w;
-                        if g.stride_w == 1 {
-                            for (o, v) in d.iter_mut().zip(&src[ix0..ix0 + (xhi - xlo)]) {
-                                *o += wv * v;
-                            }
-                        } else {
-                            for (k, o) in d.iter_mut().enumerate() {
-                                *o += wv * src[ix0 + k * g.stride_w];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-}
-
-simd_fn! {
-fn direct_weight_grad(g: &Conv2dGeom, n: usize, x: &[f32], gy: &[f32], gw: &mut [f32]) {
-    let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
-    let kk = g.kh * g.kw;
-    for s in 0..n {
-        let xs = &x[s * g.in_len()..(s + 1) * g.in_len()];
-        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
-        for (co, gplane) in gys.chunks_exact(oh * ow).enumerate() {
-            let ci = source_channel(g, co);
-            let plane = &xs[ci * h * wd..(ci + 1) * h * wd];
-            for i in 0..g.kh {
-                let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
-                for j in 0..g.kw {
-                    let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, wd, ow);
-                    if xlo == xhi {
-                        continue;
-                    }
-                    let mut acc = 0.0f32;
-                    for oy in ylo..yhi {
-                        let iy = oy * g.stride_h + i - g.pad_h;
-                        let src = &plane[iy * wd..(iy + 1) * wd];
-                        let d = &gplane[oy * ow + xlo..oy * ow + xhi];
-                        let ix0 = xlo * g.stride_w + j - g.pad_w;
-                        if g.stride_w == 1 {
-                            acc += dot(d, &src[ix0..ix0 + d.len()]);
-                        } else {
-                            for (k, dv) in d.iter().enumerate() {
-                                acc += dv * src[ix0 + k * g.stride_w];
-                            }
-                        }
-                    }
-                    gw[co * kk + i * g.kw + j] += acc;
-                }
-            }
-        }
-    }
-}
-}
-
-simd_fn! {
-fn direct_input_grad(g: &Conv2dGeom, n: usize, w: &[f32], gy: &[f32], gx: &mut [f32]) {
-    let (h, wd, oh, ow) = (g.in_h, g.in_w, g.out_h(), g.out_w());
-    let kk = g.kh * g.kw;
-    for s in 0..n {
-        let gxs = &mut gx[s * g.in_len()..(s + 1) * g.in_len()];
-        let gys = &gy[s * g.out_len()..(s + 1) * g.out_len()];
-        for (co, gplane) in gys.chunks_exact(oh * ow).enumerate() {
-            let ci = source_channel(g, co);
-            let plane = &mut gxs[ci * h * wd..(ci + 1) * h * wd];
-            for i in 0..g.kh {
-                let (ylo, yhi) = valid_range(i, g.pad_h, g.stride_h, h, oh);
-                for j in 0..g.kw {
-                    let (xlo, xhi) = valid_range(j, g.pad_w, g.stride_w, wd, ow);
-                    if xlo == xhi {
-                        continue;
-                    }
-                    let wv = w[co * kk + i * g.kw + j];
-                    for oy in ylo..yhi {
-                        let iy = oy * g.stride_h + i - g.pad_h;
-                        let dst = &mut plane[iy * wd..(iy + 1) * wd];
-                        let d = &gplane[oy * ow + xlo..oy * ow + xhi];
-                        let ix0 = xlo * g.stride_w + j - g.pad_w;
-                        if g.stride_w == 1 {
-                            for (o, v) in dst[ix0..ix0 + d.len()].iter_mut().zip(d) {
-                                *o += wv * v;
-                            }
-                        } else {
-                            for (k, v) in d.iter().enumerate() {
-                                dst[ix0 + k * g.stride_w] += wv * v;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-}
-
-/// Dot product with eight independent partial sums, so that the compiler may vectorise it
-/// (a single running f32 sum has to stay in order).
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (ca, cb) in a8.zip(b8) {
-        for k in 0..8 {
-            acc[k] += ca[k] * cb[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Sum with eight independent partial sums; see [`dot`].
+/// Sum with eight independent partial sums, so that the compiler may vectorise it (a single
+/// running f32 sum has to stay in order).
 #[inline]
 pub(crate) fn sum(a: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];

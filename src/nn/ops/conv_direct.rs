@@ -132,7 +132,7 @@ pub(super) fn pad_input(g: &Conv2dGeom, l: &Layout, x: &[f32], pad: &mut [f32]) 
 /// Writes every float of `dst`: the rows of `src` (`w` floats each) at `first`, `first +
 /// stride`, ..., and zeros around and between them (only the zeros a row does not cover, not a
 /// fill of the whole buffer first). The padded input and the output-gradient planes share it.
-fn place_rows(dst: &mut [f32], first: usize, stride: usize, src: &[f32], w: usize) {
+pub(super) fn place_rows(dst: &mut [f32], first: usize, stride: usize, src: &[f32], w: usize) {
     let mut at = 0;
     for (r, row) in src.chunks_exact(w).enumerate() {
         let start = first + r * stride;

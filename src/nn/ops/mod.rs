@@ -9,6 +9,7 @@ mod act;
 mod batch_norm;
 mod conv;
 mod conv_bn;
+mod conv_depthwise;
 mod conv_direct;
 mod conv_lanes;
 mod conv_spectral;
