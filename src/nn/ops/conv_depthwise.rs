@@ -132,6 +132,9 @@ pub(super) fn backward(
     let per = g.out_c / g.in_c;
     let first = g.pad_h * l.wp + g.pad_w;
     let offs: Vec<usize> = (0..kk).map(|t| l.offset(t, g.kw)).collect();
+    // The input gradient at flat index `k` reads the output gradient at `k - offs[t]`, which
+    // lies at `margin + k - offs[t]` in its plane: a correlation with these offsets.
+    let back: Vec<usize> = offs.iter().map(|o| l.margin - o).collect();
     // Per output channel and tap, B partial sums of the weight gradient, reduced at the end.
     let mut lanes = take_f32(g.out_c * kk * B);
     lanes.fill(0.0);
@@ -155,7 +158,7 @@ pub(super) fn backward(
             if gx_plane.is_some() {
                 let rows = &mut dx[g.pad_h * l.wp..][..l.dx_len];
                 let taps = &w[co * kk..(co + 1) * kk];
-                input_grad(rows, &dy_buf[g.pad_h * l.wp..], taps, &offs, l.margin);
+                correlate(rows, &dy_buf[g.pad_h * l.wp..], taps, &back);
             }
         }
         if let Some(dst) = gx_plane {
@@ -190,7 +193,8 @@ fn spread(g: &Conv2dGeom, l: &Layout, src: &[f32], dy: &mut [f32]) {
 
 simd_fn! {
 /// `acc[k] += taps[t] * x[k + offs[t]]` for every tap in order, a block of `B` outputs at a
-/// time held in registers.
+/// time held in registers: the output from the padded input, and the input gradient from the
+/// output gradient.
 fn correlate(acc: &mut [f32], x: &[f32], taps: &[f32], offs: &[usize]) {
     for (b, a) in acc.chunks_exact_mut(B).enumerate() {
         let mut r: [f32; B] = a.try_into().expect("B floats");
@@ -217,24 +221,6 @@ fn weight_grad(lanes: &mut [f32], dy: &[f32], x: &[f32], offs: &[usize]) {
             }
         }
         l.copy_from_slice(&r);
-    }
-}
-}
-
-simd_fn! {
-/// `dx[k] += taps[t] * dy[margin + k - offs[t]]` for every tap in order (the output gradient
-/// at `k - offs[t]` reaches the input at `k`), a block of `B` indices at a time held in
-/// registers.
-fn input_grad(dx: &mut [f32], dy: &[f32], taps: &[f32], offs: &[usize], margin: usize) {
-    for (b, d) in dx.chunks_exact_mut(B).enumerate() {
-        let mut r: [f32; B] = d.try_into().expect("B floats");
-        for (&wv, &off) in taps.iter().zip(offs) {
-            let ys: &[f32; B] = dy[b * B + margin - off..][..B].try_into().expect("B floats");
-            for k in 0..B {
-                r[k] += wv * ys[k];
-            }
-        }
-        d.copy_from_slice(&r);
     }
 }
 }
