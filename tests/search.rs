@@ -114,6 +114,54 @@ fn random_search_leaderboard_does_not_depend_on_the_number_of_workers() {
     assert_eq!(board(&one, Metric::Accuracy), board(&two, Metric::Accuracy));
 }
 
+/// A digits CNN large enough that its ops split their work across a trial's threads (the
+/// direct and the spectral convolutions, batch norm, the dense layer): 3 folds on 4 threads.
+const DIGITS_CNN: &str = "(
+    task: Classification,
+    data: \"digits\",
+    model: Cnn((
+        stages: Fixed(2),
+        blocks_per_stage: Fixed(1),
+        block: Fixed(Residual),
+        width: Fixed(32),
+        kernel: Fixed(3),
+        downsample: Fixed(MaxPool),
+        activation: Fixed(Relu),
+        dropout: Fixed(0.0),
+        batch_norm: Fixed(true),
+    )),
+    train: (
+        optimizer: Fixed(Adam),
+        learning_rate: Fixed(0.003),
+        batch_size: Fixed(256),
+        max_epochs: Fixed(2),
+        patience: Fixed(5),
+    ),
+)";
+
+/// Ops split their work across the threads a trial does not need for its folds, and every
+/// value comes out as on one thread: the same validation losses, epoch by epoch and fold by
+/// fold, on 1 and 4 threads.
+#[test]
+fn ops_split_across_threads_give_the_same_scores_as_on_one() {
+    let one = run_study_threads(DIGITS_CNN, 3, 1, 1, 1);
+    let four = run_study_threads(DIGITS_CNN, 3, 1, 1, 4);
+    let losses = |t: &[TrialRecord]| -> Vec<Vec<u64>> {
+        t[0].curves
+            .iter()
+            .map(|c| c.loss.iter().chain(&c.score).map(|v| v.to_bits()).collect())
+            .collect()
+    };
+    assert_eq!(losses(&one), losses(&four));
+    assert_eq!(losses(&one).concat().len(), 3 * 2 * 2);
+    assert_eq!(one[0].fold_scores.len(), 3);
+    assert!(
+        one[0].fold_scores.iter().all(|&s| s > 0.2),
+        "{:?}",
+        one[0].fold_scores
+    );
+}
+
 /// Folds train in parallel on a trial's threads, each as it would alone: the same scores,
 /// fold by fold, with 1 and 3 threads.
 #[test]

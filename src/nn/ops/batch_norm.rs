@@ -8,6 +8,7 @@ use super::simd::simd_fn;
 use super::try_device_tensor;
 use super::{grad_before_act, Activations, Epilogue, OpError, LEAKY_SLOPE};
 use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
+use rayon::prelude::*;
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
 #[derive(Debug, Clone, PartialEq)]
@@ -259,14 +260,33 @@ pub(super) fn statistics(
         // it from memory twice: 3.7% of a step of the trainer bench's CNN, against 2.3% now.
         let mut sums = vec![0.0f64; c];
         let mut devs = vec![0.0f64; c];
-        let mut plane_means = Vec::with_capacity(xs.len() / hw.max(1));
-        for row in xs.chunks_exact(expected) {
-            for (ch, plane) in row.chunks_exact(hw).enumerate() {
+        // Each plane's sum and squared deviations (on several threads, the samples split),
+        // then merged per channel in sample order: the same bits on any number of threads.
+        let planes = xs.len() / hw.max(1);
+        let mut per_plane = vec![(0.0f64, 0.0f64); planes];
+        let plane_stats = |out: &mut [(f64, f64)], rows: &[f32]| {
+            for (o, plane) in out.iter_mut().zip(rows.chunks_exact(hw)) {
                 let s = sum_f64(plane);
-                let mu = s / hw as f64;
+                *o = (s, sum_sq_dev_f64(plane, s / hw as f64));
+            }
+        };
+        let rows = xs.len() / expected;
+        let parts = super::par::parts(rows, xs.len());
+        if parts > 1 {
+            let per = rows.div_ceil(parts);
+            per_plane
+                .par_chunks_mut(per * c)
+                .zip(xs.par_chunks(per * expected))
+                .for_each(|(o, r)| plane_stats(o, r));
+        } else {
+            plane_stats(&mut per_plane, xs);
+        }
+        let mut plane_means = Vec::with_capacity(planes);
+        for row in per_plane.chunks_exact(c) {
+            for (ch, &(s, d)) in row.iter().enumerate() {
                 sums[ch] += s;
-                devs[ch] += sum_sq_dev_f64(plane, mu);
-                plane_means.push(mu);
+                devs[ch] += d;
+                plane_means.push(s / hw as f64);
             }
         }
         let mu: Vec<f64> = sums.iter().map(|&s| s / m as f64).collect();
@@ -311,6 +331,16 @@ pub(super) fn normalize_batch(
     act: Option<Epilogue>,
 ) {
     let expected = c * hw;
+    let parts = super::par::parts(x_hat.len() / expected.max(1), x_hat.len());
+    if parts > 1 {
+        // Rows on the pool's threads: each value is computed as on one.
+        let per = (x_hat.len() / expected).div_ceil(parts) * expected;
+        x_hat
+            .par_chunks_mut(per)
+            .zip(out.par_chunks_mut(per))
+            .for_each(|(h, o)| normalize_batch(h, o, c, hw, mean, inv_std, g, b, act));
+        return;
+    }
     for (row_hat, row_out) in x_hat
         .chunks_exact_mut(expected)
         .zip(out.chunks_exact_mut(expected))
@@ -408,6 +438,32 @@ pub(super) fn grad_sums(
     let expected = c * hw;
     let mut sum_dy = vec![0.0f32; c];
     let mut sum_dy_xhat = vec![0.0f32; c];
+    let rows = gy.len() / expected.max(1);
+    let parts = super::par::parts(rows, gy.len());
+    if hw > 1 && parts > 1 {
+        // Each plane's two sums on the pool's threads, the samples split, then added per
+        // channel in sample order: the same bits as the loop below.
+        let mut per_plane = vec![(0.0f32, 0.0f32); rows * c];
+        let per = rows.div_ceil(parts);
+        per_plane
+            .par_chunks_mut(per * c)
+            .zip(gy.par_chunks(per * expected))
+            .zip(x_hat.par_chunks(per * expected))
+            .for_each(|((o, dys), hats)| {
+                let planes = dys.chunks_exact(hw).zip(hats.chunks_exact(hw));
+                for (i, (o, (d, h))) in o.iter_mut().zip(planes).enumerate() {
+                    let (ga, be) = gate.affine(i % c);
+                    *o = sums_dy_dy_xhat(d, h, ga, be, gate.slope);
+                }
+            });
+        for row in per_plane.chunks_exact(c) {
+            for (ch, &(s1, s2)) in row.iter().enumerate() {
+                sum_dy[ch] += s1;
+                sum_dy_xhat[ch] += s2;
+            }
+        }
+        return (sum_dy, sum_dy_xhat);
+    }
     for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
         if hw == 1 {
             for ch in 0..c {
@@ -451,6 +507,38 @@ pub(super) fn input_grad_over_xhat(
     } else {
         0.0
     };
+    let rows = x_hat.len() / expected.max(1);
+    let parts = super::par::parts(rows, x_hat.len());
+    if parts > 1 {
+        // Rows on the pool's threads (each value as on one); `training` is passed on as the
+        // `1/m` of the whole batch.
+        let per = rows.div_ceil(parts) * expected;
+        x_hat
+            .par_chunks_mut(per)
+            .zip(gy.par_chunks(per))
+            .for_each(|(h, d)| {
+                input_grad_rows(h, d, c, hw, gate, inv_std, sum_dy, sum_dy_xhat, inv_m)
+            });
+        return;
+    }
+    input_grad_rows(x_hat, gy, c, hw, gate, inv_std, sum_dy, sum_dy_xhat, inv_m);
+}
+
+/// [`input_grad_over_xhat`] over whole rows on the calling thread, `inv_m` being `1/m` of the
+/// batch (0 with the running statistics).
+#[allow(clippy::too_many_arguments)]
+fn input_grad_rows(
+    x_hat: &mut [f32],
+    gy: &[f32],
+    c: usize,
+    hw: usize,
+    gate: &Gate,
+    inv_std: &[f32],
+    sum_dy: &[f32],
+    sum_dy_xhat: &[f32],
+    inv_m: f32,
+) {
+    let expected = c * hw;
     for (row_hat, row_gy) in x_hat
         .chunks_exact_mut(expected)
         .zip(gy.chunks_exact(expected))
@@ -630,6 +718,56 @@ fn input_grad_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a pool of several threads the statistics, the normalisation, the gradient sums and
+    /// the input gradient split the batch and keep the bits of one thread.
+    #[test]
+    fn threads_keep_every_bit() {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let (n, c, hw) = (67, 16, 784);
+        let v = |len: usize, s: u32| -> Vec<f32> {
+            (0..len)
+                .map(|i| {
+                    ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 250.0
+                        - 2.0
+                })
+                .collect()
+        };
+        let x = v(n * c * hw, 1);
+        let gy = v(n * c * hw, 2);
+        let (gamma, beta) = (v(c, 3), v(c, 4));
+        let run = |pool: &rayon::ThreadPool| {
+            pool.install(|| {
+                let mut state = BatchNormState::new(c);
+                let (mean, inv_std) = statistics(&x, c, hw, &mut state, true);
+                let mut x_hat = x.clone();
+                let mut out = vec![0.0; x.len()];
+                let act = Some(Epilogue::Relu);
+                normalize_batch(
+                    &mut x_hat, &mut out, c, hw, &mean, &inv_std, &gamma, &beta, act,
+                );
+                let gate = Gate::new(act, gamma.clone(), beta.clone());
+                let (s1, s2) = grad_sums(&gy, &x_hat, c, hw, &gate);
+                let mut gx = x_hat.clone();
+                input_grad_over_xhat(&mut gx, &gy, c, hw, &gate, &inv_std, &s1, &s2, true);
+                let mut run_stats = state.running_mean.clone();
+                run_stats.extend(&state.running_var);
+                [mean, inv_std, x_hat, out, s1, s2, gx, run_stats]
+                    .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+            })
+        };
+        let (a, b) = (run(&one), run(&three));
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!(p == q, "value set {i} differs");
+        }
+    }
 
     /// The batch's mean and variance per channel, merged from the samples' planes, equal a
     /// two-pass computation in f64 over the whole channel, also on values far from zero whose

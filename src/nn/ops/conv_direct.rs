@@ -181,10 +181,42 @@ pub(super) fn forward(
     let (oh, ow) = (g.out_h(), g.out_w());
     let offs = tap_offsets(g.in_c, l.plane, g.kh, g.kw, l.wp);
     let starts = whole_blocks(l.qpad);
+    let out_len = g.out_c * oh * ow;
+    let parts = super::par::parts(n, n * out_len * g.kh * g.kw * g.in_c);
+    if parts > 1 {
+        // Samples split across the pool's threads; each sample's output is the same.
+        use rayon::prelude::*;
+        let per = n.div_ceil(parts);
+        out[..n * out_len]
+            .par_chunks_mut(per * out_len)
+            .enumerate()
+            .for_each(|(i, o)| {
+                let xs = &xpad[i * per * l.sample..];
+                forward_samples(g, l, o.len() / out_len, xs, w, bias, o, &offs, &starts);
+            });
+        return;
+    }
+    forward_samples(g, l, n, xpad, w, bias, out, &offs, &starts);
+}
+
+/// [`forward`] over `n` samples on the calling thread.
+#[allow(clippy::too_many_arguments)]
+fn forward_samples(
+    g: &Conv2dGeom,
+    l: &Layout,
+    n: usize,
+    xpad: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    offs: &[usize],
+    starts: &[usize],
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
     let mut flat = take_f32(g.out_c * l.qpad);
     for s in 0..n {
         let xs = &xpad[s * l.sample..(s + 1) * l.sample];
-        correlate_at(g.out_c, &offs, xs, w, &mut flat, l.qpad, &starts);
+        correlate_at(g.out_c, offs, xs, w, &mut flat, l.qpad, starts);
         let ys = &mut out[s * g.out_c * oh * ow..(s + 1) * g.out_c * oh * ow];
         for (co, (dst, src)) in ys
             .chunks_exact_mut(oh * ow)
@@ -215,29 +247,153 @@ pub(super) fn backward(
     gw: &mut [f32],
     mut gx: Option<&mut [f32]>,
 ) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let x_offs = tap_offsets(g.in_c, l.plane, g.kh, g.kw, l.wp);
-    let dy_offs = tap_offsets(g.out_c, l.dy_plane, g.kh, g.kw, l.wp);
     // The input gradient correlates with the flipped, transposed kernel.
     let wflip = if gx.is_some() {
         flip_kernel(g, w)
     } else {
         Vec::new()
     };
-    let dx_starts = whole_blocks(l.dx_len);
-    // Every float of the output-gradient planes is written: margins and junk columns as zeros.
-    // The planes of several samples at once when a sample's map is small (see `WG_POSITIONS`).
-    let per = (WG_POSITIONS / l.q.max(1)).clamp(1, n.max(1));
-    let dy_sample = g.out_c * l.dy_plane;
-    // Each plane's data (past its margin) starts on a 64-byte line: the weight gradient then
-    // loads the output gradient with aligned vector loads, which never straddle two lines.
-    let mut dy_buf = take_lines(per * dy_sample);
-    let dy = lines_after_mut(&mut dy_buf, per * dy_sample, l.margin);
-    let mut dx = take_f32(if gx.is_some() { g.in_c * l.dx_len } else { 0 });
+    let ctx = Pass {
+        g,
+        l,
+        x_offs: tap_offsets(g.in_c, l.plane, g.kh, g.kw, l.wp),
+        dy_offs: tap_offsets(g.out_c, l.dy_plane, g.kh, g.kw, l.wp),
+        dx_starts: whole_blocks(l.dx_len),
+        // The planes of several samples at once when a sample's map is small (see
+        // `WG_POSITIONS`).
+        per: (WG_POSITIONS / l.q.max(1)).clamp(1, n.max(1)),
+        wflip,
+    };
+    let per = ctx.per;
     let in_len = g.in_c * g.in_h * g.in_w;
-    let out_len = g.out_c * oh * ow;
-    for s0 in (0..n).step_by(per) {
-        let m = per.min(n - s0);
+    let passes = n.div_ceil(per);
+    let w_len = g.out_c * g.kh * g.kw * g.in_c;
+    let work = n * g.out_c * g.out_h() * g.out_w() * g.kh * g.kw * g.in_c;
+    let parts = super::par::parts(passes, work);
+    if parts <= 1 {
+        let mut bufs = ctx.buffers();
+        for s0 in (0..n).step_by(per) {
+            let m = per.min(n - s0);
+            let gxs = gx
+                .as_deref_mut()
+                .map(|v| &mut v[s0 * in_len..(s0 + m) * in_len]);
+            ctx.run(s0, m, xpad, gy, gw, gxs, &mut bufs);
+        }
+        ctx.give(bufs);
+        give_f32(ctx.wflip);
+        return;
+    }
+    // Runs of passes on the pool's threads, one run each. Each pass's weight-gradient sums go
+    // to a slot of their own (from zero) and are added onto `gw` in pass order afterwards, the
+    // order of the one-thread loop: the same bits (up to the sign of a zero gradient). The
+    // slots of at most `MAX_SLOT_FLOATS` at a time: a large layer goes in several rounds.
+    use rayon::prelude::*;
+    let round = (MAX_SLOT_FLOATS / w_len.max(1)).clamp(parts, passes);
+    let mut slots = take_f32(round * w_len);
+    for first in (0..passes).step_by(round) {
+        let count = round.min(passes - first);
+        let run = count.div_ceil(parts);
+        let s_first = first * per;
+        let s_end = ((first + count) * per).min(n);
+        let mut gx_runs: Vec<Option<&mut [f32]>> = match gx.as_deref_mut() {
+            Some(v) => v[s_first * in_len..s_end * in_len]
+                .chunks_mut(run * per * in_len)
+                .map(Some)
+                .collect(),
+            None => (0..count.div_ceil(run)).map(|_| None).collect(),
+        };
+        slots[..count * w_len]
+            .par_chunks_mut(run * w_len)
+            .zip(gx_runs.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (slot_run, gxs))| {
+                let mut bufs = ctx.buffers();
+                let mut gxs = gxs.as_deref_mut();
+                for (q, slot) in slot_run.chunks_exact_mut(w_len).enumerate() {
+                    slot.fill(0.0);
+                    let s0 = s_first + (j * run + q) * per;
+                    let m = per.min(n - s0);
+                    let gx1 = gxs
+                        .as_deref_mut()
+                        .map(|v| &mut v[q * per * in_len..][..m * in_len]);
+                    ctx.run(s0, m, xpad, gy, slot, gx1, &mut bufs);
+                }
+                ctx.give(bufs);
+            });
+        for slot in slots[..count * w_len].chunks_exact(w_len) {
+            for (o, v) in gw.iter_mut().zip(slot) {
+                *o += v;
+            }
+        }
+    }
+    give_f32(slots);
+    give_f32(ctx.wflip);
+}
+
+/// Floats of per-pass weight-gradient slots a multi-threaded [`backward`] holds at once.
+const MAX_SLOT_FLOATS: usize = 1 << 21;
+
+/// What every pass of [`backward`] shares.
+struct Pass<'a> {
+    g: &'a Conv2dGeom,
+    l: &'a Layout,
+    x_offs: Vec<usize>,
+    dy_offs: Vec<usize>,
+    dx_starts: Vec<usize>,
+    /// Samples per pass.
+    per: usize,
+    wflip: Vec<f32>,
+}
+
+/// One thread's scratch for the passes of [`backward`]: the output-gradient planes (on 64-byte
+/// lines) and one sample's input-gradient planes.
+struct PassBuffers {
+    dy: Vec<f32>,
+    dx: Vec<f32>,
+}
+
+impl Pass<'_> {
+    fn buffers(&self) -> PassBuffers {
+        let dy_sample = self.g.out_c * self.l.dy_plane;
+        let with_dx = !self.wflip.is_empty();
+        PassBuffers {
+            dy: take_lines(self.per * dy_sample),
+            dx: take_f32(if with_dx {
+                self.g.in_c * self.l.dx_len
+            } else {
+                0
+            }),
+        }
+    }
+
+    fn give(&self, b: PassBuffers) {
+        give_f32(b.dy);
+        give_f32(b.dx);
+    }
+
+    /// Samples `s0..s0 + m`: adds their weight gradient into `gw` and, when given, writes
+    /// their input gradient into `gx` (theirs only: `m` samples).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        s0: usize,
+        m: usize,
+        xpad: &[f32],
+        gy: &[f32],
+        gw: &mut [f32],
+        gx: Option<&mut [f32]>,
+        bufs: &mut PassBuffers,
+    ) {
+        let (g, l) = (self.g, self.l);
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let dy_sample = g.out_c * l.dy_plane;
+        let in_len = g.in_c * g.in_h * g.in_w;
+        let out_len = g.out_c * oh * ow;
+        // Every float of the output-gradient planes is written: margins and junk columns as
+        // zeros. Each plane's data (past its margin) starts on a 64-byte line: the weight
+        // gradient then loads the output gradient with aligned vector loads, which never
+        // straddle two lines.
+        let dy = lines_after_mut(&mut bufs.dy, self.per * dy_sample, l.margin);
         let dyc = &mut dy[..m * dy_sample];
         for (src, dst) in gy[s0 * out_len..(s0 + m) * out_len]
             .chunks_exact(oh * ow)
@@ -252,16 +408,32 @@ pub(super) fn backward(
             dy: dy_sample,
         };
         weight_grad(
-            g.out_c, &x_offs, xs, dyc, l.dy_plane, l.margin, l.q, chunk, gw,
+            g.out_c,
+            &self.x_offs,
+            xs,
+            dyc,
+            l.dy_plane,
+            l.margin,
+            l.q,
+            chunk,
+            gw,
         );
-        let Some(gx) = gx.as_deref_mut() else {
-            continue;
+        let Some(gx) = gx else {
+            return;
         };
         for (j, dys) in dyc.chunks_exact(dy_sample).enumerate() {
             let dys = &dys[l.dx_start..];
-            correlate_at(g.in_c, &dy_offs, dys, &wflip, &mut dx, l.dx_len, &dx_starts);
-            let s = s0 + j;
-            let gxs = &mut gx[s * in_len..(s + 1) * in_len];
+            let dx = &mut bufs.dx;
+            correlate_at(
+                g.in_c,
+                &self.dy_offs,
+                dys,
+                &self.wflip,
+                dx,
+                l.dx_len,
+                &self.dx_starts,
+            );
+            let gxs = &mut gx[j * in_len..(j + 1) * in_len];
             for (dst, src) in gxs
                 .chunks_exact_mut(g.in_h * g.in_w)
                 .zip(dx.chunks_exact(l.dx_len))
@@ -274,9 +446,6 @@ pub(super) fn backward(
             }
         }
     }
-    give_f32(dy_buf);
-    give_f32(dx);
-    give_f32(wflip);
 }
 
 /// The kernel flipped in both axes, input and output channels swapped (a scratch buffer): row
@@ -924,6 +1093,57 @@ pub(super) mod tests {
         }
         for (a, b) in gw.iter().zip(&want_w) {
             assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    /// On a pool of several threads the forward and backward passes split the batch (the
+    /// backward in waves of passes, a partial one at the end) and give the bits of one thread:
+    /// a 28x28 map (one sample a pass) and a 14x14 one (several).
+    #[test]
+    fn threads_split_the_batch_without_changing_a_bit() {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (g, n) in [
+            (geom(16, (28, 28), 16, (3, 3), (1, 1)), 13),
+            (geom(16, (14, 14), 32, (3, 3), (1, 1)), 37),
+        ] {
+            let l = Layout::new(&g);
+            let in_len = g.in_c * g.in_h * g.in_w;
+            let out_len = g.out_c * g.out_h() * g.out_w();
+            let x = values(n * in_len, 18);
+            let w = values(g.out_c * g.in_c * g.kh * g.kw, 19);
+            let b = values(g.out_c, 20);
+            let gy = values(n * out_len, 21);
+            let mut xp = vec![0.0; l.padded_len(n)];
+            pad_input(&g, &l, &x, &mut xp);
+            let run = |pool: &rayon::ThreadPool| {
+                pool.install(|| {
+                    let mut y = vec![0.0; n * out_len];
+                    forward(&g, &l, n, &xp, &w, Some(&b), &mut y);
+                    let mut gw = values(w.len(), 22);
+                    let mut gx = values(x.len(), 23);
+                    backward(&g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
+                    let mut gw_only = values(w.len(), 22);
+                    backward(&g, &l, n, &xp, &w, &gy, &mut gw_only, None);
+                    (y, gw, gx, gw_only)
+                })
+            };
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let (a, b) = (run(&one), run(&three));
+            assert_eq!(bits(&a.0), bits(&b.0), "{n}: output");
+            assert_eq!(bits(&a.1), bits(&b.1), "{n}: weight gradient");
+            assert_eq!(bits(&a.2), bits(&b.2), "{n}: input gradient");
+            assert_eq!(
+                bits(&a.3),
+                bits(&b.3),
+                "{n}: weight gradient without input's"
+            );
         }
     }
 

@@ -168,18 +168,50 @@ impl Plan {
         ws
     }
 }
+
+/// A spectrum's real and imaginary blocks by frequency.
+type Spectra<'a> = dyn Fn(usize) -> [View<'a>; 2] + Sync + 'a;
+
 /// One complex product per frequency: `c[f] = a[f] b[f]` (`m x k` by `k x n`), each operand
 /// conjugated as asked; `a(f)` gives the real and imaginary views of `a[f]`, `b` and `c` are
 /// laid out by frequency (module notes).
 fn complex_products<'a>(
     bins: usize,
     (m, k, n): (usize, usize, usize),
-    (a, conj_a): (&dyn Fn(usize) -> [View<'a>; 2], bool),
+    (a, conj_a): (&Spectra<'a>, bool),
+    (b, conj_b): (&[f32], bool),
+    c: &mut [f32],
+) {
+    let cl = m * n;
+    // Each frequency's product is its own: on several threads the frequencies are split.
+    let parts = super::par::parts(bins, bins * m * k * n * 3);
+    if parts > 1 {
+        use rayon::prelude::*;
+        let per = bins.div_ceil(parts);
+        c[..2 * bins * cl]
+            .par_chunks_mut(2 * per * cl)
+            .enumerate()
+            .for_each(|(i, cp)| {
+                let f0 = i * per;
+                let count = cp.len() / (2 * cl);
+                product_bins(f0..f0 + count, (m, k, n), (a, conj_a), (b, conj_b), cp);
+            });
+        return;
+    }
+    product_bins(0..bins, (m, k, n), (a, conj_a), (b, conj_b), c);
+}
+
+/// [`complex_products`] for the frequencies `fs`, whose products `c` holds from its start.
+fn product_bins<'a>(
+    fs: std::ops::Range<usize>,
+    (m, k, n): (usize, usize, usize),
+    (a, conj_a): (&Spectra<'a>, bool),
     (b, conj_b): (&[f32], bool),
     c: &mut [f32],
 ) {
     let (bl, cl) = (k * n, m * n);
-    for f in 0..bins {
+    let f0 = fs.start;
+    for f in fs {
         let [re, im] = a(f);
         let a = Operand {
             re,
@@ -191,7 +223,7 @@ fn complex_products<'a>(
             im: View::rows(&b[(2 * f + 1) * bl..][..bl], n),
             conj: conj_b,
         };
-        let (cr, ci) = c[2 * f * cl..][..2 * cl].split_at_mut(cl);
+        let (cr, ci) = c[2 * (f - f0) * cl..][..2 * cl].split_at_mut(cl);
         product((m, k, n), a, b, cr, ci);
     }
 }
@@ -281,6 +313,46 @@ pub(super) fn backward(
 mod tests {
     use super::*;
     use crate::nn::ops::conv_direct::tests::{geom, Reference};
+
+    /// On a pool of several threads the transforms split their chunks of planes and the
+    /// products their frequencies: output, spectra and gradients keep the bits of one thread.
+    #[test]
+    fn threads_keep_every_bit() {
+        use crate::nn::ops::conv_direct::tests::values;
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let g = geom(32, (8, 8), 32, (3, 3), (1, 1));
+        assert!(applies(&g));
+        let n = 70;
+        let p = plan(&g);
+        let x = values(n * g.in_c * 64, 41);
+        let w = values(g.out_c * g.in_c * 9, 42);
+        let b = values(g.out_c, 43);
+        let gy = values(n * g.out_c * 64, 44);
+        let run = |pool: &rayon::ThreadPool| {
+            pool.install(|| {
+                let mut y = vec![0.0; gy.len()];
+                let xs = forward(&g, &p, n, &x, &w, Some(&b), &mut y);
+                let mut gw = values(w.len(), 45);
+                let mut gx = values(x.len(), 46);
+                backward(&g, &p, n, &xs, &w, &gy, &mut gw, Some(&mut gx));
+                [y, xs, gw, gx].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+            })
+        };
+        let (a, b) = (run(&one), run(&three));
+        for (i, what) in ["output", "spectra", "weight gradient", "input gradient"]
+            .iter()
+            .enumerate()
+        {
+            assert!(a[i] == b[i], "{what} differs");
+        }
+    }
 
     /// The transforms give the direct kernel's outputs and gradients: same and valid padding,
     /// odd and even circular sizes, kernels larger than the map, rectangular kernels, 1-D

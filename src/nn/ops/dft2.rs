@@ -129,46 +129,97 @@ impl Transform {
     /// The spectra of `planes` planes `x` (`planes x h w`) into `out` (`2 bins` rows of
     /// `planes`, every value written).
     pub fn analyse(&self, planes: usize, x: &[f32], out: &mut [f32]) {
-        let (h, w, bw) = (self.h, self.w, self.edges.len());
-        let len = h * w;
+        let len = self.h * self.w;
         assert!(
             x.len() >= planes * len && out.len() >= self.spectrum_len() * planes,
             "analyse: buffer too short"
         );
-        let most = planes.min(CHUNK);
-        let (mut xt, mut u) = (take_f32(len * most), take_f32(2 * bw * h * most));
+        let chunks = planes.div_ceil(CHUNK);
+        let parts = super::par::parts(chunks, planes * self.cost_per_plane());
+        if parts > 1 {
+            // Chunks on the pool's threads, each into a block of its own (`pc` columns), then
+            // copied into their columns of `out`: the same values as on one thread.
+            use rayon::prelude::*;
+            let rows = self.spectrum_len();
+            let blocks: Vec<Vec<f32>> = (0..chunks)
+                .into_par_iter()
+                .map(|i| {
+                    let p0 = i * CHUNK;
+                    let pc = (planes - p0).min(CHUNK);
+                    let mut block = take_f32(rows * pc);
+                    self.analyse_chunk(p0, pc, x, &mut block, 0, pc);
+                    block
+                })
+                .collect();
+            out[..rows * planes]
+                .par_chunks_mut(planes)
+                .enumerate()
+                .for_each(|(r, row)| {
+                    for (i, block) in blocks.iter().enumerate() {
+                        let p0 = i * CHUNK;
+                        let pc = (planes - p0).min(CHUNK);
+                        row[p0..p0 + pc].copy_from_slice(&block[r * pc..(r + 1) * pc]);
+                    }
+                });
+            for b in blocks {
+                give_f32(b);
+            }
+            return;
+        }
         for p0 in (0..planes).step_by(CHUNK) {
             let pc = (planes - p0).min(CHUNK);
-            // Planes last: each pass then multiplies a small table by rows of `pc` values.
-            transpose(
-                &x[p0 * len..][..pc * len],
-                pc,
-                len,
-                &mut xt[..len * pc],
-                false,
+            self.analyse_chunk(p0, pc, x, out, p0, planes);
+        }
+    }
+
+    /// Multiply-adds per plane of one transform.
+    fn cost_per_plane(&self) -> usize {
+        self.h * self.w * 2 * self.edges.len() + self.spectrum_len() * 2 * self.h
+    }
+
+    /// [`Transform::analyse`] of planes `p0..p0 + pc` into the columns `at..at + pc` of `out`,
+    /// whose rows are `ld` apart.
+    fn analyse_chunk(
+        &self,
+        p0: usize,
+        pc: usize,
+        x: &[f32],
+        out: &mut [f32],
+        at0: usize,
+        ld: usize,
+    ) {
+        let (h, w, bw) = (self.h, self.w, self.edges.len());
+        let len = h * w;
+        let (mut xt, mut u) = (take_f32(len * pc), take_f32(2 * bw * h * pc));
+        // Planes last: each pass then multiplies a small table by rows of `pc` values.
+        transpose(
+            &x[p0 * len..][..pc * len],
+            pc,
+            len,
+            &mut xt[..len * pc],
+            false,
+        );
+        // Row pass, per row y: u[(2 fw + p) h + y] = rows xt[y w .. y w + w].
+        for y in 0..h {
+            real_product(
+                (2 * bw, w, pc),
+                View::rows(&self.rows, w),
+                View::rows(&xt[y * w * pc..][..w * pc], pc),
+                0.0,
+                &mut u[y * pc..],
+                h * pc,
             );
-            // Row pass, per row y: u[(2 fw + p) h + y] = rows xt[y w .. y w + w].
-            for y in 0..h {
-                real_product(
-                    (2 * bw, w, pc),
-                    View::rows(&self.rows, w),
-                    View::rows(&xt[y * w * pc..][..w * pc], pc),
-                    0.0,
-                    &mut u[y * pc..],
-                    h * pc,
-                );
-            }
-            // Column pass, per width frequency: the complex rows of u by the column table.
-            for (fw, (table, count, at)) in self.columns().enumerate() {
-                real_product(
-                    (2 * count, 2 * h, pc),
-                    View::rows(table, 2 * h),
-                    View::rows(&u[fw * 2 * h * pc..][..2 * h * pc], pc),
-                    0.0,
-                    &mut out[at * planes + p0..],
-                    planes,
-                );
-            }
+        }
+        // Column pass, per width frequency: the complex rows of u by the column table.
+        for (fw, (table, count, at)) in self.columns().enumerate() {
+            real_product(
+                (2 * count, 2 * h, pc),
+                View::rows(table, 2 * h),
+                View::rows(&u[fw * 2 * h * pc..][..2 * h * pc], pc),
+                0.0,
+                &mut out[at * ld + at0..],
+                ld,
+            );
         }
         give_f32(xt);
         give_f32(u);
@@ -177,56 +228,77 @@ impl Transform {
     /// The adjoint of [`Transform::analyse`]: the planes (`planes x h w`) of the spectra `s`,
     /// written into `x` or added to it (`add`).
     pub fn synthesise(&self, planes: usize, s: &[f32], add: bool, x: &mut [f32]) {
-        let (h, w, bw) = (self.h, self.w, self.edges.len());
-        let len = h * w;
+        let len = self.h * self.w;
         assert!(
             x.len() >= planes * len && s.len() >= self.spectrum_len() * planes,
             "synthesise: buffer too short"
         );
-        let most = planes.min(CHUNK);
-        let (mut v, mut xt) = (take_f32(2 * bw * h * most), take_f32(len * most));
+        let chunks = planes.div_ceil(CHUNK);
+        let parts = super::par::parts(chunks, planes * self.cost_per_plane());
+        if parts > 1 {
+            // Chunks on the pool's threads: each writes its own planes of `x`.
+            use rayon::prelude::*;
+            x[..planes * len]
+                .par_chunks_mut(CHUNK * len)
+                .enumerate()
+                .for_each(|(i, xc)| {
+                    let p0 = i * CHUNK;
+                    self.synthesise_chunk(planes, p0, xc.len() / len, s, add, xc);
+                });
+            return;
+        }
         for p0 in (0..planes).step_by(CHUNK) {
             let pc = (planes - p0).min(CHUNK);
-            // Column pass transposed, per width frequency: v[(2 fw + p) h + y].
-            for (fw, (table, count, at)) in self.columns().enumerate() {
-                let spectrum = View {
-                    data: &s[at * planes + p0..],
-                    rs: planes,
-                    cs: 1,
-                };
-                real_product(
-                    (2 * h, 2 * count, pc),
-                    View::transposed(table, 2 * h),
-                    spectrum,
-                    0.0,
-                    &mut v[fw * 2 * h * pc..][..2 * h * pc],
-                    pc,
-                );
-            }
-            // Row pass transposed, per row y: xt[y w + x] = Σ rows[j][x] v[j h + y].
-            for y in 0..h {
-                let row = View {
-                    data: &v[y * pc..],
-                    rs: h * pc,
-                    cs: 1,
-                };
-                real_product(
-                    (w, 2 * bw, pc),
-                    View::transposed(&self.rows, w),
-                    row,
-                    0.0,
-                    &mut xt[y * w * pc..][..w * pc],
-                    pc,
-                );
-            }
-            transpose(
-                &xt[..len * pc],
-                len,
+            self.synthesise_chunk(planes, p0, pc, s, add, &mut x[p0 * len..][..pc * len]);
+        }
+    }
+
+    /// [`Transform::synthesise`] of planes `p0..p0 + pc` (of `planes`) into `x` (theirs only).
+    fn synthesise_chunk(
+        &self,
+        planes: usize,
+        p0: usize,
+        pc: usize,
+        s: &[f32],
+        add: bool,
+        x: &mut [f32],
+    ) {
+        let (h, w, bw) = (self.h, self.w, self.edges.len());
+        let len = h * w;
+        let (mut v, mut xt) = (take_f32(2 * bw * h * pc), take_f32(len * pc));
+        // Column pass transposed, per width frequency: v[(2 fw + p) h + y].
+        for (fw, (table, count, at)) in self.columns().enumerate() {
+            let spectrum = View {
+                data: &s[at * planes + p0..],
+                rs: planes,
+                cs: 1,
+            };
+            real_product(
+                (2 * h, 2 * count, pc),
+                View::transposed(table, 2 * h),
+                spectrum,
+                0.0,
+                &mut v[fw * 2 * h * pc..][..2 * h * pc],
                 pc,
-                &mut x[p0 * len..][..pc * len],
-                add,
             );
         }
+        // Row pass transposed, per row y: xt[y w + x] = Σ rows[j][x] v[j h + y].
+        for y in 0..h {
+            let row = View {
+                data: &v[y * pc..],
+                rs: h * pc,
+                cs: 1,
+            };
+            real_product(
+                (w, 2 * bw, pc),
+                View::transposed(&self.rows, w),
+                row,
+                0.0,
+                &mut xt[y * w * pc..][..w * pc],
+                pc,
+            );
+        }
+        transpose(&xt[..len * pc], len, pc, &mut x[..pc * len], add);
         give_f32(v);
         give_f32(xt);
     }

@@ -57,6 +57,41 @@ pub(crate) fn gemm(
     if m == 0 || n == 0 {
         return;
     }
+    let parts = super::par::parts(m, m * k * n);
+    if parts > 1 {
+        // Row blocks of `c` on the pool's threads: every value is the same sum in the same
+        // order whichever block computes it, so the bits do not depend on the threads.
+        let rows = m.div_ceil(parts);
+        use rayon::prelude::*;
+        c.par_chunks_mut(rows * ldc)
+            .enumerate()
+            .for_each(|(i, cb)| {
+                let r0 = i * rows;
+                let a = View {
+                    data: &a.data[r0 * a.rs..],
+                    rs: a.rs,
+                    cs: a.cs,
+                };
+                serial(rows.min(m - r0), k, n, alpha, a, b, beta, cb, ldc);
+            });
+        return;
+    }
+    serial(m, k, n, alpha, a, b, beta, c, ldc);
+}
+
+/// [`gemm`] on the calling thread.
+#[allow(clippy::too_many_arguments)]
+fn serial(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: View<'_>,
+    b: View<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     // The same sums without packing where a vector kernel fits: bit for bit what the call
     // below gives.
     if alpha == 1.0

@@ -18,6 +18,7 @@ mod error;
 mod gemm;
 mod linear;
 mod math;
+mod par;
 mod pool;
 mod scratch;
 mod simd;

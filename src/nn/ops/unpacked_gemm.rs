@@ -728,4 +728,43 @@ mod tests {
             }
         }
     }
+
+    /// `gemm` on a pool of several threads splits the rows of `c` and gives the bits of one
+    /// thread, on the unpacked kernel and on the packing GEMM's fallback alike.
+    #[test]
+    fn gemm_rows_on_threads_keep_their_bits() {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        // (m, k, n, transposed right operand): the second takes `matrixmultiply`.
+        for (m, k, n, tb) in [
+            (128, 784, 256, false),
+            (130, 256, 256, true),
+            (77, 3000, 10, false),
+        ] {
+            for beta in [0.0, 1.0] {
+                let a_data = val(m * k, 31);
+                let b_data = val(k * n, 32);
+                let a = View::rows(&a_data, k);
+                let b = if tb {
+                    View::transposed(&b_data, k)
+                } else {
+                    View::rows(&b_data, n)
+                };
+                let run = |pool: &rayon::ThreadPool| {
+                    pool.install(|| {
+                        let mut c = val(m * n, 33);
+                        super::super::gemm::gemm(m, k, n, 1.0, a, b, beta, &mut c, n);
+                        c.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+                    })
+                };
+                assert_eq!(run(&one), run(&three), "{m}x{k}x{n} beta {beta}");
+            }
+        }
+    }
 }
