@@ -30,6 +30,28 @@ impl FlushDenormals {
     }
 }
 
+/// A thread's float modes, to set on the threads that compute part of its work (an op split
+/// across a pool's threads must flush exactly when its caller does, or it would be slower and
+/// its values would depend on the thread that computed them).
+#[derive(Clone, Copy, Debug)]
+pub struct FloatModes(Option<u64>);
+
+impl FloatModes {
+    /// The calling thread's modes.
+    pub fn current() -> FloatModes {
+        FloatModes(arch::read())
+    }
+
+    /// Sets these modes on the calling thread until the guard is dropped.
+    pub fn enter(self) -> FlushDenormals {
+        let saved = arch::read();
+        if let Some(v) = self.0 {
+            arch::write(v);
+        }
+        FlushDenormals { saved }
+    }
+}
+
 impl Default for FlushDenormals {
     fn default() -> Self {
         FlushDenormals::new()

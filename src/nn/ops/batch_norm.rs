@@ -274,10 +274,14 @@ pub(super) fn statistics(
         let parts = super::par::parts(rows, xs.len());
         if parts > 1 {
             let per = rows.div_ceil(parts);
+            let modes = crate::nn::denormals::FloatModes::current();
             per_plane
                 .par_chunks_mut(per * c)
                 .zip(xs.par_chunks(per * expected))
-                .for_each(|(o, r)| plane_stats(o, r));
+                .for_each(|(o, r)| {
+                    let _modes = modes.enter();
+                    plane_stats(o, r)
+                });
         } else {
             plane_stats(&mut per_plane, xs);
         }
@@ -335,10 +339,14 @@ pub(super) fn normalize_batch(
     if parts > 1 {
         // Rows on the pool's threads: each value is computed as on one.
         let per = (x_hat.len() / expected).div_ceil(parts) * expected;
+        let modes = crate::nn::denormals::FloatModes::current();
         x_hat
             .par_chunks_mut(per)
             .zip(out.par_chunks_mut(per))
-            .for_each(|(h, o)| normalize_batch(h, o, c, hw, mean, inv_std, g, b, act));
+            .for_each(|(h, o)| {
+                let _modes = modes.enter();
+                normalize_batch(h, o, c, hw, mean, inv_std, g, b, act)
+            });
         return;
     }
     for (row_hat, row_out) in x_hat
@@ -445,11 +453,13 @@ pub(super) fn grad_sums(
         // channel in sample order: the same bits as the loop below.
         let mut per_plane = vec![(0.0f32, 0.0f32); rows * c];
         let per = rows.div_ceil(parts);
+        let modes = crate::nn::denormals::FloatModes::current();
         per_plane
             .par_chunks_mut(per * c)
             .zip(gy.par_chunks(per * expected))
             .zip(x_hat.par_chunks(per * expected))
             .for_each(|((o, dys), hats)| {
+                let _modes = modes.enter();
                 let planes = dys.chunks_exact(hw).zip(hats.chunks_exact(hw));
                 for (i, (o, (d, h))) in o.iter_mut().zip(planes).enumerate() {
                     let (ga, be) = gate.affine(i % c);
@@ -513,10 +523,12 @@ pub(super) fn input_grad_over_xhat(
         // Rows on the pool's threads (each value as on one); `training` is passed on as the
         // `1/m` of the whole batch.
         let per = rows.div_ceil(parts) * expected;
+        let modes = crate::nn::denormals::FloatModes::current();
         x_hat
             .par_chunks_mut(per)
             .zip(gy.par_chunks(per))
             .for_each(|(h, d)| {
+                let _modes = modes.enter();
                 input_grad_rows(h, d, c, hw, gate, inv_std, sum_dy, sum_dy_xhat, inv_m)
             });
         return;

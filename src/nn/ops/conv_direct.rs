@@ -187,10 +187,12 @@ pub(super) fn forward(
         // Samples split across the pool's threads; each sample's output is the same.
         use rayon::prelude::*;
         let per = n.div_ceil(parts);
+        let modes = crate::nn::denormals::FloatModes::current();
         out[..n * out_len]
             .par_chunks_mut(per * out_len)
             .enumerate()
             .for_each(|(i, o)| {
+                let _modes = modes.enter();
                 let xs = &xpad[i * per * l.sample..];
                 forward_samples(g, l, o.len() / out_len, xs, w, bias, o, &offs, &starts);
             });
@@ -290,6 +292,7 @@ pub(super) fn backward(
     use rayon::prelude::*;
     let round = (MAX_SLOT_FLOATS / w_len.max(1)).clamp(parts, passes);
     let mut slots = take_f32(round * w_len);
+    let modes = crate::nn::denormals::FloatModes::current();
     for first in (0..passes).step_by(round) {
         let count = round.min(passes - first);
         let run = count.div_ceil(parts);
@@ -307,6 +310,7 @@ pub(super) fn backward(
             .zip(gx_runs.par_iter_mut())
             .enumerate()
             .for_each(|(j, (slot_run, gxs))| {
+                let _modes = modes.enter();
                 let mut bufs = ctx.buffers();
                 let mut gxs = gxs.as_deref_mut();
                 for (q, slot) in slot_run.chunks_exact_mut(w_len).enumerate() {

@@ -141,9 +141,11 @@ impl Transform {
             // copied into their columns of `out`: the same values as on one thread.
             use rayon::prelude::*;
             let rows = self.spectrum_len();
+            let modes = crate::nn::denormals::FloatModes::current();
             let blocks: Vec<Vec<f32>> = (0..chunks)
                 .into_par_iter()
                 .map(|i| {
+                    let _modes = modes.enter();
                     let p0 = i * CHUNK;
                     let pc = (planes - p0).min(CHUNK);
                     let mut block = take_f32(rows * pc);
@@ -238,10 +240,12 @@ impl Transform {
         if parts > 1 {
             // Chunks on the pool's threads: each writes its own planes of `x`.
             use rayon::prelude::*;
+            let modes = crate::nn::denormals::FloatModes::current();
             x[..planes * len]
                 .par_chunks_mut(CHUNK * len)
                 .enumerate()
                 .for_each(|(i, xc)| {
+                    let _modes = modes.enter();
                     let p0 = i * CHUNK;
                     self.synthesise_chunk(planes, p0, xc.len() / len, s, add, xc);
                 });

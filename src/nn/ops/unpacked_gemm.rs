@@ -767,4 +767,37 @@ mod tests {
             }
         }
     }
+
+    /// The threads that compute part of a product take the caller's float modes: with
+    /// subnormals flushed on the caller, every part flushes them (products of 1e-20 and 1e-20
+    /// are subnormal, so every value is zero), on one thread and on three alike.
+    #[test]
+    fn gemm_parts_flush_subnormals_as_their_caller_does() {
+        use crate::nn::denormals::FlushDenormals;
+        // Enough rows that the pool's other threads take parts (each a few hundred microseconds).
+        let (m, k, n) = (8192, 64, 256);
+        let (a_data, b_data) = (vec![1e-20f32; m * k], vec![1e-20f32; k * n]);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let _flush = FlushDenormals::new();
+                let mut c = vec![1.0f32; m * n];
+                let (a, b) = (View::rows(&a_data, k), View::rows(&b_data, n));
+                super::super::gemm::gemm(m, k, n, 1.0, a, b, 0.0, &mut c, n);
+                c
+            })
+        };
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        for threads in [1, 3] {
+            let c = run(threads);
+            assert!(
+                c.iter().all(|&v| v == 0.0),
+                "{threads} threads: {:e}",
+                c[m * n - 1]
+            );
+        }
+    }
 }
