@@ -764,8 +764,29 @@ pub struct FinalModel {
 }
 
 /// Retrains trial `rec` on all non-test data for the epochs early stopping chose, then evaluates
-/// it once on the test set.
+/// it once on the test set, on a pool of `threads` threads across which its ops split their
+/// work (the same values on any number).
 pub fn train_final(
+    space: &SearchSpace,
+    data: &PreparedData,
+    metric: Metric,
+    rec: &TrialRecord,
+    cancel: &AtomicBool,
+    threads: usize,
+) -> Result<FinalModel, SearchError> {
+    // The training runs on one of the pool's threads, so that an op splits its work with a
+    // cheap join rather than a round trip from outside the pool on every call.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| SearchError::Final {
+            trial: rec.number,
+            error: TrialError::Other(format!("cannot start {threads} threads: {e}")),
+        })?;
+    pool.install(|| final_model(space, data, metric, rec, cancel))
+}
+
+fn final_model(
     space: &SearchSpace,
     data: &PreparedData,
     metric: Metric,

@@ -808,7 +808,9 @@ fn search(a: SearchArgs) -> Result<(), CliError> {
         data.train.len(),
         best.epochs
     );
-    let model = train_final(&space, &data, metric, &best, &cancel)?;
+    // The search's threads, all free now.
+    let threads = plan.workers * plan.threads_per_trial;
+    let model = train_final(&space, &data, metric, &best, &cancel, threads)?;
     storage.set_test_result(model.test.clone())?;
     let line = leaderboard::test_line(&model.test);
     leaderboard::save(&dir, storage.as_ref(), Some(&space))?;

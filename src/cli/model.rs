@@ -115,7 +115,8 @@ pub fn export(a: ExportArgs) -> Result<(), CliError> {
         data.test.len()
     );
     let cancel = AtomicBool::new(false);
-    let mut model = train_final(&space, &data, meta.metric, &record, &cancel)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut model = train_final(&space, &data, meta.metric, &record, &cancel, threads)?;
     let mut provenance = Provenance::new(
         &meta.name,
         record.number,
