@@ -735,14 +735,6 @@ mod tests {
     /// the input gradient split the batch and keep the bits of one thread.
     #[test]
     fn threads_keep_every_bit() {
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let three = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
         let (n, c, hw) = (67, 16, 784);
         let v = |len: usize, s: u32| -> Vec<f32> {
             (0..len)
@@ -755,30 +747,23 @@ mod tests {
         let x = v(n * c * hw, 1);
         let gy = v(n * c * hw, 2);
         let (gamma, beta) = (v(c, 3), v(c, 4));
-        let run = |pool: &rayon::ThreadPool| {
-            pool.install(|| {
-                let mut state = BatchNormState::new(c);
-                let (mean, inv_std) = statistics(&x, c, hw, &mut state, true);
-                let mut x_hat = x.clone();
-                let mut out = vec![0.0; x.len()];
-                let act = Some(Epilogue::Relu);
-                normalize_batch(
-                    &mut x_hat, &mut out, c, hw, &mean, &inv_std, &gamma, &beta, act,
-                );
-                let gate = Gate::new(act, gamma.clone(), beta.clone());
-                let (s1, s2) = grad_sums(&gy, &x_hat, c, hw, &gate);
-                let mut gx = x_hat.clone();
-                input_grad_over_xhat(&mut gx, &gy, c, hw, &gate, &inv_std, &s1, &s2, true);
-                let mut run_stats = state.running_mean.clone();
-                run_stats.extend(&state.running_var);
-                [mean, inv_std, x_hat, out, s1, s2, gx, run_stats]
-                    .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
-            })
-        };
-        let (a, b) = (run(&one), run(&three));
-        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-            assert!(p == q, "value set {i} differs");
-        }
+        crate::nn::ops::par::assert_same_bits_on_1_and_3_threads("batch norm", || {
+            let mut state = BatchNormState::new(c);
+            let (mean, inv_std) = statistics(&x, c, hw, &mut state, true);
+            let mut x_hat = x.clone();
+            let mut out = vec![0.0; x.len()];
+            let act = Some(Epilogue::Relu);
+            normalize_batch(
+                &mut x_hat, &mut out, c, hw, &mean, &inv_std, &gamma, &beta, act,
+            );
+            let gate = Gate::new(act, gamma.clone(), beta.clone());
+            let (s1, s2) = grad_sums(&gy, &x_hat, c, hw, &gate);
+            let mut gx = x_hat.clone();
+            input_grad_over_xhat(&mut gx, &gy, c, hw, &gate, &inv_std, &s1, &s2, true);
+            let mut run_stats = state.running_mean.clone();
+            run_stats.extend(&state.running_var);
+            vec![mean, inv_std, x_hat, out, s1, s2, gx, run_stats]
+        });
     }
 
     /// The batch's mean and variance per channel, merged from the samples' planes, equal a

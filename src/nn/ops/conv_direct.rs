@@ -1101,21 +1101,15 @@ pub(super) mod tests {
     }
 
     /// On a pool of several threads the forward and backward passes split the batch (the
-    /// backward in waves of passes, a partial one at the end) and give the bits of one thread:
-    /// a 28x28 map (one sample a pass) and a 14x14 one (several).
+    /// backward in runs of passes, a partial one at the end) and give the bits of one thread:
+    /// a 28x28 map (one sample a pass), a 14x14 one (several) and a layer whose weight
+    /// gradients take two rounds of slots.
     #[test]
     fn threads_split_the_batch_without_changing_a_bit() {
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let three = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
         for (g, n) in [
             (geom(16, (28, 28), 16, (3, 3), (1, 1)), 13),
             (geom(16, (14, 14), 32, (3, 3), (1, 1)), 37),
+            (geom(256, (4, 4), 256, (3, 3), (1, 1)), 37),
         ] {
             let l = Layout::new(&g);
             let in_len = g.in_c * g.in_h * g.in_w;
@@ -1126,28 +1120,17 @@ pub(super) mod tests {
             let gy = values(n * out_len, 21);
             let mut xp = vec![0.0; l.padded_len(n)];
             pad_input(&g, &l, &x, &mut xp);
-            let run = |pool: &rayon::ThreadPool| {
-                pool.install(|| {
-                    let mut y = vec![0.0; n * out_len];
-                    forward(&g, &l, n, &xp, &w, Some(&b), &mut y);
-                    let mut gw = values(w.len(), 22);
-                    let mut gx = values(x.len(), 23);
-                    backward(&g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
-                    let mut gw_only = values(w.len(), 22);
-                    backward(&g, &l, n, &xp, &w, &gy, &mut gw_only, None);
-                    (y, gw, gx, gw_only)
-                })
-            };
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            let (a, b) = (run(&one), run(&three));
-            assert_eq!(bits(&a.0), bits(&b.0), "{n}: output");
-            assert_eq!(bits(&a.1), bits(&b.1), "{n}: weight gradient");
-            assert_eq!(bits(&a.2), bits(&b.2), "{n}: input gradient");
-            assert_eq!(
-                bits(&a.3),
-                bits(&b.3),
-                "{n}: weight gradient without input's"
-            );
+            let what = format!("{}x{} maps, {n} samples", g.in_h, g.in_w);
+            crate::nn::ops::par::assert_same_bits_on_1_and_3_threads(&what, || {
+                let mut y = vec![0.0; n * out_len];
+                forward(&g, &l, n, &xp, &w, Some(&b), &mut y);
+                let mut gw = values(w.len(), 22);
+                let mut gx = values(x.len(), 23);
+                backward(&g, &l, n, &xp, &w, &gy, &mut gw, Some(&mut gx));
+                let mut gw_only = values(w.len(), 22);
+                backward(&g, &l, n, &xp, &w, &gy, &mut gw_only, None);
+                vec![y, gw, gx, gw_only]
+            });
         }
     }
 

@@ -321,14 +321,6 @@ mod tests {
     #[test]
     fn threads_keep_every_bit() {
         use crate::nn::ops::conv_direct::tests::values;
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let three = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
         let g = geom(32, (8, 8), 32, (3, 3), (1, 1));
         assert!(applies(&g));
         let n = 70;
@@ -337,23 +329,14 @@ mod tests {
         let w = values(g.out_c * g.in_c * 9, 42);
         let b = values(g.out_c, 43);
         let gy = values(n * g.out_c * 64, 44);
-        let run = |pool: &rayon::ThreadPool| {
-            pool.install(|| {
-                let mut y = vec![0.0; gy.len()];
-                let xs = forward(&g, &p, n, &x, &w, Some(&b), &mut y);
-                let mut gw = values(w.len(), 45);
-                let mut gx = values(x.len(), 46);
-                backward(&g, &p, n, &xs, &w, &gy, &mut gw, Some(&mut gx));
-                [y, xs, gw, gx].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
-            })
-        };
-        let (a, b) = (run(&one), run(&three));
-        for (i, what) in ["output", "spectra", "weight gradient", "input gradient"]
-            .iter()
-            .enumerate()
-        {
-            assert!(a[i] == b[i], "{what} differs");
-        }
+        crate::nn::ops::par::assert_same_bits_on_1_and_3_threads("spectral", || {
+            let mut y = vec![0.0; gy.len()];
+            let xs = forward(&g, &p, n, &x, &w, Some(&b), &mut y);
+            let mut gw = values(w.len(), 45);
+            let mut gx = values(x.len(), 46);
+            backward(&g, &p, n, &xs, &w, &gy, &mut gw, Some(&mut gx));
+            vec![y, xs, gw, gx]
+        });
     }
 
     /// The transforms give the direct kernel's outputs and gradients: same and valid padding,

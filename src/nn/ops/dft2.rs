@@ -179,7 +179,7 @@ impl Transform {
         self.h * self.w * 2 * self.edges.len() + self.spectrum_len() * 2 * self.h
     }
 
-    /// [`Transform::analyse`] of planes `p0..p0 + pc` into the columns `at..at + pc` of `out`,
+    /// [`Transform::analyse`] of planes `p0..p0 + pc` into the columns `at0..at0 + pc` of `out`,
     /// whose rows are `ld` apart.
     fn analyse_chunk(
         &self,

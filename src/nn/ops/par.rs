@@ -16,3 +16,28 @@ pub(crate) fn parts(units: usize, work: usize) -> usize {
     }
     threads.min(units).min(work / MIN_WORK_PER_PART).max(1)
 }
+
+/// For tests: the bits of every float `f` returns, computed on a one-thread pool and on a
+/// three-thread pool; panics naming the first list that differs.
+#[cfg(test)]
+pub(crate) fn assert_same_bits_on_1_and_3_threads(
+    what: &str,
+    f: impl Fn() -> Vec<Vec<f32>> + Sync,
+) {
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a test pool");
+        let lists = pool.install(&f);
+        lists
+            .iter()
+            .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let (one, three) = (run(1), run(3));
+    assert_eq!(one.len(), three.len(), "{what}");
+    for (i, (a, b)) in one.iter().zip(&three).enumerate() {
+        assert!(a == b, "{what}: list {i} differs between 1 and 3 threads");
+    }
+}

@@ -733,14 +733,6 @@ mod tests {
     /// thread, on the unpacked kernel and on the packing GEMM's fallback alike.
     #[test]
     fn gemm_rows_on_threads_keep_their_bits() {
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let three = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
         // (m, k, n, transposed right operand): the second takes `matrixmultiply`.
         for (m, k, n, tb) in [
             (128, 784, 256, false),
@@ -756,14 +748,12 @@ mod tests {
                 } else {
                     View::rows(&b_data, n)
                 };
-                let run = |pool: &rayon::ThreadPool| {
-                    pool.install(|| {
-                        let mut c = val(m * n, 33);
-                        super::super::gemm::gemm(m, k, n, 1.0, a, b, beta, &mut c, n);
-                        c.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
-                    })
-                };
-                assert_eq!(run(&one), run(&three), "{m}x{k}x{n} beta {beta}");
+                let what = format!("{m}x{k}x{n} beta {beta}");
+                crate::nn::ops::par::assert_same_bits_on_1_and_3_threads(&what, || {
+                    let mut c = val(m * n, 33);
+                    super::super::gemm::gemm(m, k, n, 1.0, a, b, beta, &mut c, n);
+                    vec![c]
+                });
             }
         }
     }
