@@ -274,14 +274,12 @@ pub(super) fn statistics(
         let parts = super::par::parts(rows, xs.len());
         if parts > 1 {
             let per = rows.div_ceil(parts);
-            let modes = crate::nn::denormals::FloatModes::current();
             per_plane
                 .par_chunks_mut(per * c)
                 .zip(xs.par_chunks(per * expected))
-                .for_each(|(o, r)| {
-                    let _modes = modes.enter();
-                    plane_stats(o, r)
-                });
+                .for_each(super::par::in_caller_modes(
+                    |(o, r): (&mut [(f64, f64)], &[f32])| plane_stats(o, r),
+                ));
         } else {
             plane_stats(&mut per_plane, xs);
         }
@@ -339,14 +337,14 @@ pub(super) fn normalize_batch(
     if parts > 1 {
         // Rows on the pool's threads: each value is computed as on one.
         let per = (x_hat.len() / expected).div_ceil(parts) * expected;
-        let modes = crate::nn::denormals::FloatModes::current();
         x_hat
             .par_chunks_mut(per)
             .zip(out.par_chunks_mut(per))
-            .for_each(|(h, o)| {
-                let _modes = modes.enter();
-                normalize_batch(h, o, c, hw, mean, inv_std, g, b, act)
-            });
+            .for_each(super::par::in_caller_modes(
+                |(h, o): (&mut [f32], &mut [f32])| {
+                    normalize_batch(h, o, c, hw, mean, inv_std, g, b, act)
+                },
+            ));
         return;
     }
     for (row_hat, row_out) in x_hat
@@ -453,19 +451,20 @@ pub(super) fn grad_sums(
         // channel in sample order: the same bits as the loop below.
         let mut per_plane = vec![(0.0f32, 0.0f32); rows * c];
         let per = rows.div_ceil(parts);
-        let modes = crate::nn::denormals::FloatModes::current();
         per_plane
             .par_chunks_mut(per * c)
-            .zip(gy.par_chunks(per * expected))
-            .zip(x_hat.par_chunks(per * expected))
-            .for_each(|((o, dys), hats)| {
-                let _modes = modes.enter();
-                let planes = dys.chunks_exact(hw).zip(hats.chunks_exact(hw));
-                for (i, (o, (d, h))) in o.iter_mut().zip(planes).enumerate() {
-                    let (ga, be) = gate.affine(i % c);
-                    *o = sums_dy_dy_xhat(d, h, ga, be, gate.slope);
-                }
-            });
+            .enumerate()
+            .for_each(super::par::in_caller_modes(
+                |(part, o): (usize, &mut [(f32, f32)])| {
+                    let at = part * per * expected;
+                    let dys = gy[at..].chunks_exact(hw);
+                    let planes = dys.zip(x_hat[at..].chunks_exact(hw));
+                    for (i, (o, (d, h))) in o.iter_mut().zip(planes).enumerate() {
+                        let (ga, be) = gate.affine(i % c);
+                        *o = sums_dy_dy_xhat(d, h, ga, be, gate.slope);
+                    }
+                },
+            ));
         for row in per_plane.chunks_exact(c) {
             for (ch, &(s1, s2)) in row.iter().enumerate() {
                 sum_dy[ch] += s1;
@@ -523,14 +522,14 @@ pub(super) fn input_grad_over_xhat(
         // Rows on the pool's threads (each value as on one); `training` is passed on as the
         // `1/m` of the whole batch.
         let per = rows.div_ceil(parts) * expected;
-        let modes = crate::nn::denormals::FloatModes::current();
         x_hat
             .par_chunks_mut(per)
             .zip(gy.par_chunks(per))
-            .for_each(|(h, d)| {
-                let _modes = modes.enter();
-                input_grad_rows(h, d, c, hw, gate, inv_std, sum_dy, sum_dy_xhat, inv_m)
-            });
+            .for_each(super::par::in_caller_modes(
+                |(h, d): (&mut [f32], &[f32])| {
+                    input_grad_rows(h, d, c, hw, gate, inv_std, sum_dy, sum_dy_xhat, inv_m)
+                },
+            ));
         return;
     }
     input_grad_rows(x_hat, gy, c, hw, gate, inv_std, sum_dy, sum_dy_xhat, inv_m);

@@ -187,15 +187,15 @@ pub(super) fn forward(
         // Samples split across the pool's threads; each sample's output is the same.
         use rayon::prelude::*;
         let per = n.div_ceil(parts);
-        let modes = crate::nn::denormals::FloatModes::current();
         out[..n * out_len]
             .par_chunks_mut(per * out_len)
             .enumerate()
-            .for_each(|(i, o)| {
-                let _modes = modes.enter();
-                let xs = &xpad[i * per * l.sample..];
-                forward_samples(g, l, o.len() / out_len, xs, w, bias, o, &offs, &starts);
-            });
+            .for_each(super::par::in_caller_modes(
+                |(i, o): (usize, &mut [f32])| {
+                    let xs = &xpad[i * per * l.sample..];
+                    forward_samples(g, l, o.len() / out_len, xs, w, bias, o, &offs, &starts);
+                },
+            ));
         return;
     }
     forward_samples(g, l, n, xpad, w, bias, out, &offs, &starts);
@@ -292,7 +292,6 @@ pub(super) fn backward(
     use rayon::prelude::*;
     let round = (MAX_SLOT_FLOATS / w_len.max(1)).clamp(parts, passes);
     let mut slots = take_f32(round * w_len);
-    let modes = crate::nn::denormals::FloatModes::current();
     for first in (0..passes).step_by(round) {
         let count = round.min(passes - first);
         let run = count.div_ceil(parts);
@@ -309,21 +308,22 @@ pub(super) fn backward(
             .par_chunks_mut(run * w_len)
             .zip(gx_runs.par_iter_mut())
             .enumerate()
-            .for_each(|(j, (slot_run, gxs))| {
-                let _modes = modes.enter();
-                let mut bufs = ctx.buffers();
-                let mut gxs = gxs.as_deref_mut();
-                for (q, slot) in slot_run.chunks_exact_mut(w_len).enumerate() {
-                    slot.fill(0.0);
-                    let s0 = s_first + (j * run + q) * per;
-                    let m = per.min(n - s0);
-                    let gx1 = gxs
-                        .as_deref_mut()
-                        .map(|v| &mut v[q * per * in_len..][..m * in_len]);
-                    ctx.run(s0, m, xpad, gy, slot, gx1, &mut bufs);
-                }
-                ctx.give(bufs);
-            });
+            .for_each(super::par::in_caller_modes(
+                |(j, (slot_run, gxs)): (usize, (&mut [f32], &mut Option<&mut [f32]>))| {
+                    let mut bufs = ctx.buffers();
+                    let mut gxs = gxs.as_deref_mut();
+                    for (q, slot) in slot_run.chunks_exact_mut(w_len).enumerate() {
+                        slot.fill(0.0);
+                        let s0 = s_first + (j * run + q) * per;
+                        let m = per.min(n - s0);
+                        let gx1 = gxs
+                            .as_deref_mut()
+                            .map(|v| &mut v[q * per * in_len..][..m * in_len]);
+                        ctx.run(s0, m, xpad, gy, slot, gx1, &mut bufs);
+                    }
+                    ctx.give(bufs);
+                },
+            ));
         for slot in slots[..count * w_len].chunks_exact(w_len) {
             for (o, v) in gw.iter_mut().zip(slot) {
                 *o += v;

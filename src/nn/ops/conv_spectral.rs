@@ -188,16 +188,16 @@ fn complex_products<'a>(
     if parts > 1 {
         use rayon::prelude::*;
         let per = bins.div_ceil(parts);
-        let modes = crate::nn::denormals::FloatModes::current();
         c[..2 * bins * cl]
             .par_chunks_mut(2 * per * cl)
             .enumerate()
-            .for_each(|(i, cp)| {
-                let _modes = modes.enter();
-                let f0 = i * per;
-                let count = cp.len() / (2 * cl);
-                product_bins(f0..f0 + count, (m, k, n), (a, conj_a), (b, conj_b), cp);
-            });
+            .for_each(super::par::in_caller_modes(
+                |(i, cp): (usize, &mut [f32])| {
+                    let f0 = i * per;
+                    let count = cp.len() / (2 * cl);
+                    product_bins(f0..f0 + count, (m, k, n), (a, conj_a), (b, conj_b), cp);
+                },
+            ));
         return;
     }
     product_bins(0..bins, (m, k, n), (a, conj_a), (b, conj_b), c);

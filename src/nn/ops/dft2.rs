@@ -141,17 +141,15 @@ impl Transform {
             // copied into their columns of `out`: the same values as on one thread.
             use rayon::prelude::*;
             let rows = self.spectrum_len();
-            let modes = crate::nn::denormals::FloatModes::current();
             let blocks: Vec<Vec<f32>> = (0..chunks)
                 .into_par_iter()
-                .map(|i| {
-                    let _modes = modes.enter();
+                .map(super::par::in_caller_modes(|i: usize| {
                     let p0 = i * CHUNK;
                     let pc = (planes - p0).min(CHUNK);
                     let mut block = take_f32(rows * pc);
                     self.analyse_chunk(p0, pc, x, &mut block, 0, pc);
                     block
-                })
+                }))
                 .collect();
             out[..rows * planes]
                 .par_chunks_mut(planes)
@@ -240,15 +238,15 @@ impl Transform {
         if parts > 1 {
             // Chunks on the pool's threads: each writes its own planes of `x`.
             use rayon::prelude::*;
-            let modes = crate::nn::denormals::FloatModes::current();
             x[..planes * len]
                 .par_chunks_mut(CHUNK * len)
                 .enumerate()
-                .for_each(|(i, xc)| {
-                    let _modes = modes.enter();
-                    let p0 = i * CHUNK;
-                    self.synthesise_chunk(planes, p0, xc.len() / len, s, add, xc);
-                });
+                .for_each(super::par::in_caller_modes(
+                    |(i, xc): (usize, &mut [f32])| {
+                        let p0 = i * CHUNK;
+                        self.synthesise_chunk(planes, p0, xc.len() / len, s, add, xc);
+                    },
+                ));
             return;
         }
         for p0 in (0..planes).step_by(CHUNK) {

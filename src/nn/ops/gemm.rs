@@ -63,19 +63,19 @@ pub(crate) fn gemm(
         // order whichever block computes it, so the bits do not depend on the threads.
         let rows = m.div_ceil(parts);
         use rayon::prelude::*;
-        let modes = crate::nn::denormals::FloatModes::current();
         c.par_chunks_mut(rows * ldc)
             .enumerate()
-            .for_each(|(i, cb)| {
-                let _modes = modes.enter();
-                let r0 = i * rows;
-                let a = View {
-                    data: &a.data[r0 * a.rs..],
-                    rs: a.rs,
-                    cs: a.cs,
-                };
-                serial(rows.min(m - r0), k, n, alpha, a, b, beta, cb, ldc);
-            });
+            .for_each(super::par::in_caller_modes(
+                |(i, cb): (usize, &mut [f32])| {
+                    let r0 = i * rows;
+                    let a = View {
+                        data: &a.data[r0 * a.rs..],
+                        rs: a.rs,
+                        cs: a.cs,
+                    };
+                    serial(rows.min(m - r0), k, n, alpha, a, b, beta, cb, ldc);
+                },
+            ));
         return;
     }
     serial(m, k, n, alpha, a, b, beta, c, ldc);

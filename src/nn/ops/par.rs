@@ -20,6 +20,19 @@ pub(crate) fn parts(units: usize, work: usize) -> usize {
     threads.min(units).min(work / MIN_WORK_PER_PART).max(1)
 }
 
+/// `f` made to run in the float modes of the thread that calls this (see
+/// [`crate::nn::denormals::FloatModes`]): every closure an op hands to the pool's threads goes
+/// through here, so that its parts flush subnormals exactly when the op's caller does.
+pub(crate) fn in_caller_modes<T, R>(
+    f: impl Fn(T) -> R + Sync + Send,
+) -> impl Fn(T) -> R + Sync + Send {
+    let modes = crate::nn::denormals::FloatModes::current();
+    move |t| {
+        let _modes = modes.enter();
+        f(t)
+    }
+}
+
 /// For tests: the bits of every float `f` returns, computed on a one-thread pool and on a
 /// three-thread pool; panics naming the first list that differs.
 #[cfg(test)]
