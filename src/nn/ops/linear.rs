@@ -39,17 +39,35 @@ impl Epilogue {
     }
 }
 
-simd_fn! {
+/// `act` over `y` in place: the exponential ones with AVX-512 where the CPU has it (1.3-1.5x
+/// on values in cache), the others with AVX2 (a stream, where AVX-512 gained nothing).
 fn apply(act: Epilogue, y: &mut [f32]) {
     match act {
-        Epilogue::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Epilogue::LeakyRelu => y.iter_mut().for_each(|v| {
+        Epilogue::Relu | Epilogue::LeakyRelu => apply_ramp(act, y),
+        Epilogue::Sigmoid | Epilogue::Tanh => apply_exp(act, y),
+    }
+}
+
+simd_fn! {
+fn apply_ramp(act: Epilogue, y: &mut [f32]) {
+    if act == Epilogue::Relu {
+        y.iter_mut().for_each(|v| *v = v.max(0.0))
+    } else {
+        y.iter_mut().for_each(|v| {
             if *v <= 0.0 {
                 *v *= LEAKY_SLOPE
             }
-        }),
-        Epilogue::Sigmoid => y.iter_mut().for_each(|v| *v = math::sigmoid(*v)),
-        Epilogue::Tanh => y.iter_mut().for_each(|v| *v = math::tanh(*v)),
+        })
+    }
+}
+}
+
+simd_fn! { avx512
+fn apply_exp(act: Epilogue, y: &mut [f32]) {
+    if act == Epilogue::Sigmoid {
+        y.iter_mut().for_each(|v| *v = math::sigmoid(*v))
+    } else {
+        y.iter_mut().for_each(|v| *v = math::tanh(*v))
     }
 }
 }

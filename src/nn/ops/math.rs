@@ -86,6 +86,48 @@ mod tests {
         }
     }
 
+    /// The logistic function and `tanh` compiled for AVX-512 (which `linear::apply` takes
+    /// where the CPU has it), for AVX2 + FMA and for plain x86-64 give the same bits: the
+    /// operations are the same and nothing is contracted into fused multiply-adds.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_vector_width_gives_the_same_bits() {
+        fn both(y: &mut [f32]) {
+            for v in y.iter_mut() {
+                *v = sigmoid(*v) + tanh(*v);
+            }
+        }
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn wide(y: &mut [f32]) {
+            both(y)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn narrow(y: &mut [f32]) {
+            both(y)
+        }
+        let x: Vec<f32> = grid().map(|x| x * 3.0).collect();
+        let mut plain = x.clone();
+        both(&mut plain);
+        let mut runs = Vec::new();
+        if crate::nn::ops::simd::has_avx2_fma() {
+            let mut y = x.clone();
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { narrow(&mut y) };
+            runs.push(("avx2", y));
+            if crate::nn::ops::simd::has_avx512() {
+                let mut y = x.clone();
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
+                unsafe { wide(&mut y) };
+                runs.push(("avx512", y));
+            }
+        }
+        for (name, y) in runs {
+            for ((a, b), x) in y.iter().zip(&plain).zip(&x) {
+                assert_eq!(a.to_bits(), b.to_bits(), "{name} at {x}: {a} against {b}");
+            }
+        }
+    }
+
     #[test]
     fn exp_saturates_and_keeps_nan() {
         assert!(exp(1000.0) > 1e38 && exp(1000.0).is_finite());
