@@ -365,7 +365,7 @@ pub(super) fn normalize_batch(
         }
         // The activation goes over spans of whole planes of at least `ACT_SPAN` floats, still in
         // cache: plane by plane, the small maps of digits networks (4x4, 2x2) left it to scalar
-        // loops around each call (a 64-channel sigmoid network over 8x8 digits: 5% faster).
+        // loops around each call (a 64-channel sigmoid network over 8x8 digits: 3-5% faster).
         let mut from = 0;
         for ch in 0..c {
             let (mu, is, ga, be) = (mean[ch], inv_std[ch], g[ch], b[ch]);
