@@ -5,6 +5,7 @@
 //! The left operand is read by broadcasts, so any strides do; the right one is row-major.
 
 use super::gemm::{gemm, View};
+use super::scratch::{give_f32, take_f32};
 
 /// A complex operand: its real and imaginary blocks (equal strides) and whether it enters
 /// conjugated.
@@ -39,18 +40,22 @@ pub(super) fn product(
         let same_a = a.re.rs == a.im.rs && a.re.cs == a.im.cs;
         let inside = a.re.fits(m, k) && a.im.fits(m, k) && b.re.fits(k, n) && b.im.fits(k, n);
         assert!(inside, "product: operand too short");
-        if rows_b && same_a && m > 0 && k > 0 {
-            if n % 16 == 0 && super::simd::has_avx512() {
+        let avx512 = n % 16 == 0 && super::simd::has_avx512();
+        let avx2 = n % 8 == 0 && super::simd::has_avx2_fma();
+        if rows_b && same_a && m > 0 && k > 0 && (avx512 || avx2) {
+            let ys = LeftSums::new(&a, sa, m, k);
+            let left = ys.parts(&a);
+            if avx512 {
                 // SAFETY: the CPU has AVX-512F; the checks above bound every index read or
-                // written (`b` row-major with rows `n` apart, `c` holds `m * n`).
-                unsafe { avx512::product(m, k, n, &a, sa, &b, sb, c_re, c_im) };
-                return;
-            }
-            if n % 8 == 0 && super::simd::has_avx2_fma() {
+                // written (`b` row-major with rows `n` apart, `c` holds `m * n`), and `left`'s
+                // parts span what `a`'s real part spans, with its strides.
+                unsafe { avx512::product(m, k, n, &a, left, &b, sb, c_re, c_im) };
+            } else {
                 // SAFETY: as above, for AVX2 and FMA.
-                unsafe { avx2::product(m, k, n, &a, sa, &b, sb, c_re, c_im) };
-                return;
+                unsafe { avx2::product(m, k, n, &a, left, &b, sb, c_re, c_im) };
             }
+            ys.give();
+            return;
         }
     }
     // (ar + sa i ai)(br + sb i bi): real ar br - sa sb ai bi, imaginary sb ar bi + sa ai br.
@@ -157,6 +162,60 @@ pub(super) fn exact_product(
     false
 }
 
+/// What the complex kernels read of the left operand besides its real part `x`: `y = sa ai`
+/// and `x + y`, over the span `a`'s real part covers with its strides. Computed once per
+/// product instead of once per register block, where the scalar product and sum and the two
+/// broadcasts from registers took the multiply-adds' ports (AVX-512: 34 uops a step where 18
+/// are multiply-adds). The same operations on the same values: the same bits.
+struct LeftSums {
+    /// `sa ai`, when `sa` is not 1 (else `ai` itself is `y`).
+    y: Option<Vec<f32>>,
+    xy: Vec<f32>,
+}
+
+impl LeftSums {
+    fn new(a: &Operand<'_>, sa: f32, m: usize, k: usize) -> Self {
+        let span = (m - 1) * a.re.rs + (k - 1) * a.re.cs + 1;
+        let (re, im) = (&a.re.data[..span], &a.im.data[..span]);
+        let y = (sa != 1.0).then(|| {
+            let mut y = take_f32(span);
+            scale(im, sa, &mut y);
+            y
+        });
+        let mut xy = take_f32(span);
+        add(re, y.as_deref().unwrap_or(im), &mut xy);
+        LeftSums { y, xy }
+    }
+
+    /// `y` and `x + y`, for the kernels.
+    fn parts<'s>(&'s self, a: &'s Operand<'_>) -> (&'s [f32], &'s [f32]) {
+        (self.y.as_deref().unwrap_or(a.im.data), &self.xy)
+    }
+
+    fn give(self) {
+        if let Some(y) = self.y {
+            give_f32(y);
+        }
+        give_f32(self.xy);
+    }
+}
+
+super::simd::simd_fn! {
+/// `out = s v`.
+fn scale(v: &[f32], s: f32, out: &mut [f32]) {
+    out.iter_mut().zip(v).for_each(|(o, &v)| *o = s * v);
+}
+}
+
+super::simd::simd_fn! {
+/// `out = p + q`.
+fn add(p: &[f32], q: &[f32], out: &mut [f32]) {
+    for ((o, &p), &q) in out.iter_mut().zip(p).zip(q) {
+        *o = p + q;
+    }
+}
+}
+
 fn sign(conj: bool) -> f32 {
     if conj {
         -1.0
@@ -190,14 +249,14 @@ macro_rules! complex_kernels {
                 k: usize,
                 n: usize,
                 a: &Operand<'_>,
-                sa: f32,
+                (y, xy): (&[f32], &[f32]),
                 b: &Operand<'_>,
                 sb: f32,
                 c_re: &mut [f32],
                 c_im: &mut [f32],
             ) {
                 let ar = a.re.data.as_ptr();
-                let ai = a.im.data.as_ptr();
+                let (ay, axy) = (y.as_ptr(), xy.as_ptr());
                 let (rs, cs) = (a.re.rs, a.re.cs);
                 let br = b.re.data.as_ptr();
                 let bi = b.im.data.as_ptr();
@@ -211,10 +270,9 @@ macro_rules! complex_kernels {
                         let two = n - j >= 2 * $lanes;
                         let args = (
                             ar.add(i * rs),
-                            ai.add(i * rs),
+                            (ay.add(i * rs), axy.add(i * rs)),
                             rs,
                             cs,
-                            sa,
                             br.add(j),
                             bi.add(j),
                             sb,
@@ -396,12 +454,11 @@ macro_rules! complex_kernels {
             #[allow(clippy::type_complexity)]
             #[inline(always)]
             unsafe fn block<const RR: usize, const J: usize>(
-                (ar, ai, rs, cs, sa, br, bi, sb, ldb, k): (
+                (ar, (ay, axy), rs, cs, br, bi, sb, ldb, k): (
                     *const f32,
-                    *const f32,
+                    (*const f32, *const f32),
                     usize,
                     usize,
-                    f32,
                     *const f32,
                     *const f32,
                     f32,
@@ -426,9 +483,9 @@ macro_rules! complex_kernels {
                         uv[jj] = $add(u[jj], v[jj]);
                     }
                     for r in 0..RR {
-                        let x = *ar.add(r * rs + kk * cs);
-                        let y = sa * *ai.add(r * rs + kk * cs);
-                        let (xv, yv, xy) = ($set1(x), $set1(y), $set1(x + y));
+                        let at = r * rs + kk * cs;
+                        let (xv, yv, xy) =
+                            ($set1(*ar.add(at)), $set1(*ay.add(at)), $set1(*axy.add(at)));
                         for jj in 0..J {
                             t1[r][jj] = $fma(xv, u[jj], t1[r][jj]);
                             t2[r][jj] = $fma(yv, v[jj], t2[r][jj]);
@@ -541,7 +598,9 @@ mod tests {
                     let (mut r, mut i) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
                     // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
                     // a multiple of 8.
-                    unsafe { avx2::product(m, k, n, &a, sa, &b, sb, &mut r, &mut i) };
+                    let ys = LeftSums::new(&a, sa, m, k);
+                    unsafe { avx2::product(m, k, n, &a, ys.parts(&a), &b, sb, &mut r, &mut i) };
+                    ys.give();
                     runs.push(("avx2", r, i));
                 }
                 for (kernel, got_r, got_i) in &runs {
