@@ -71,6 +71,10 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import search_work as W
 
+    peers = {f: json.load(open(f)) for f in files}
+    # Every history is a search of the same data (benches/compare_peer.sh runs digits).
+    data = next(iter(peers.values()))["data"]
+    shape, n_out = tuple(data["model_input_shape"]), data["n_classes"]
     cache = {}
 
     def macs(p: dict) -> int:
@@ -79,23 +83,21 @@ def main() -> int:
             cache[key] = W.peer_macs(p, "cnn", shape, n_out)
         return cache[key]
 
+    def row(history: str, engine: str, got: list) -> None:
+        s = summary(got, macs)
+        print(f"| {history} | {engine} | {s['stem 16/32/64']} | "
+              f"{s['plain/residual/separable']} | {s['median MACs']} |", flush=True)
+
     everything = {"Optuna": [], "nas": []}
     print("| history | engine | stem 16/32/64 | plain/residual/separable | median MACs |")
     print("|---|---|---|---|---:|")
-    for f in files:
-        peer = json.load(open(f))
-        shape, n_out = tuple(peer["data"]["model_input_shape"]), peer["data"]["n_classes"]
+    for f, peer in peers.items():
         for engine, got in (("Optuna", optuna_draws(peer, draws)),
                             ("nas", nas_draws(example, f, draws))):
-            everything[engine] += [(g, shape, n_out) for g in got]
-            s = summary(got, macs)
-            print(f"| {Path(f).name} | {engine} | {s['stem 16/32/64']} | "
-                  f"{s['plain/residual/separable']} | {s['median MACs']} |", flush=True)
+            everything[engine] += got
+            row(Path(f).name, engine, got)
     for engine, got in everything.items():
-        shape, n_out = got[0][1], got[0][2]
-        s = summary([g for g, _, _ in got], macs)
-        print(f"| all | {engine} | {s['stem 16/32/64']} | {s['plain/residual/separable']} | "
-              f"{s['median MACs']} |")
+        row("all", engine, got)
     return 0
 
 

@@ -26,17 +26,33 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     std::process::exit(2)
 }
 
+/// Parameters both spaces have, by nas's name and the peer's.
+const SHARED: [(&str, &str); 11] = [
+    ("block_type", "block_type"),
+    ("kernel", "kernel"),
+    ("downsample", "downsample"),
+    ("activation", "activation"),
+    ("dropout1.rate", "dropout"),
+    ("batchnorm", "batchnorm"),
+    ("optimizer", "optimizer"),
+    ("momentum", "momentum"),
+    ("learning_rate", "lr"),
+    ("batch_size", "batch_size"),
+    ("weight_decay", "weight_decay"),
+];
+
 /// The peer's value of nas parameter `name`, in the peer's units (`None`: inactive).
 fn peer_value(name: &str, p: &Value) -> Option<Value> {
     let stages = p["n_stages"].as_i64()?;
     let block = p["block_type"].as_str()?;
     let direct = |k: &str| p.get(k).cloned();
+    if let Some((_, theirs)) = SHARED.iter().find(|(ours, _)| *ours == name) {
+        return direct(theirs);
+    }
     match name {
         "stem.conv1.channels" => direct("channels_s0"),
         "s0.times" => direct("blocks_s0"),
         "stages.times" => Some(json!(stages - 1)),
-        "dropout1.rate" => direct("dropout"),
-        "learning_rate" => direct("lr"),
         "max_epochs" => Some(json!(30)),
         "patience" => Some(json!(5)),
         "shift" | "noise" => Some(json!(0)),
@@ -53,7 +69,7 @@ fn peer_value(name: &str, p: &Value) -> Option<Value> {
                 _ => None,
             }
         }
-        _ => direct(name),
+        _ => None,
     }
 }
 
@@ -102,19 +118,7 @@ fn peer_params(space: &SearchSpace, c: &Config) -> Value {
         "channels_s0".to_string(),
         get("stem.conv1.channels").unwrap_or(Value::Null),
     );
-    for (ours, theirs) in [
-        ("block_type", "block_type"),
-        ("kernel", "kernel"),
-        ("downsample", "downsample"),
-        ("activation", "activation"),
-        ("dropout1.rate", "dropout"),
-        ("batchnorm", "batchnorm"),
-        ("optimizer", "optimizer"),
-        ("momentum", "momentum"),
-        ("learning_rate", "lr"),
-        ("batch_size", "batch_size"),
-        ("weight_decay", "weight_decay"),
-    ] {
+    for (ours, theirs) in SHARED {
         if let Some(v) = get(ours) {
             p.insert(theirs.to_string(), v);
         }
