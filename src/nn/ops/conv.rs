@@ -8,6 +8,7 @@ use super::conv_depthwise;
 use super::conv_direct;
 use super::conv_lanes;
 use super::conv_spectral;
+use super::conv_winograd;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::try_device_tensor;
@@ -242,6 +243,10 @@ enum Path {
     /// Stride 1, one group, a kernel large against the map: small Fourier transforms as GEMMs
     /// (`conv_spectral`); backward keeps the input's spectra instead of the input.
     Spectral(std::sync::Arc<conv_spectral::Plan>),
+    /// Stride 1, one group, a 3x3 kernel over a map past 12x12 where the transforms do not
+    /// pay: Winograd's F(4x4, 3x3) tiles (`conv_winograd`); backward keeps the input's tile
+    /// transforms instead of the input.
+    Winograd(conv_winograd::Layout),
     /// Stride 1, one group, a map of at most 12x12: the direct kernel with samples in the vector
     /// lanes (`conv_lanes`); backward keeps the lanes copy instead of the input.
     Lanes(conv_direct::Layout),
@@ -294,6 +299,8 @@ impl ConvKernels {
             geom: *g,
             path: if conv_spectral::applies(g) {
                 Path::Spectral(conv_spectral::plan(g))
+            } else if conv_winograd::applies(g) {
+                Path::Winograd(conv_winograd::Layout::new(g))
             } else if conv_lanes::applies(g) {
                 Path::Lanes(conv_direct::Layout::new(g))
             } else if conv_direct::applies(g) {
@@ -320,6 +327,11 @@ impl ConvKernels {
         match &self.path {
             Path::Spectral(p) => {
                 let xs = conv_spectral::forward(g, p, n, &input, w, b, out);
+                give_f32(input);
+                xs
+            }
+            Path::Winograd(l) => {
+                let xs = conv_winograd::forward(g, l, n, &input, w, b, out);
                 give_f32(input);
                 xs
             }
@@ -377,6 +389,7 @@ impl ConvKernels {
             };
             match &self.path {
                 Path::Spectral(p) => conv_spectral::backward(g, p, n, saved, w, gy, &mut gw, gx),
+                Path::Winograd(l) => conv_winograd::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Lanes(l) => conv_lanes::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Flat(l) => conv_direct::backward(g, l, n, saved, w, gy, &mut gw, gx),
                 Path::Depthwise(l) => conv_depthwise::backward(g, l, n, saved, w, gy, &mut gw, gx),

@@ -925,6 +925,10 @@ pub(super) mod tests {
             }
         }
 
+        pub(in crate::nn::ops) fn outputs(&self) -> [&[f32]; 3] {
+            [&self.out, &self.gw, &self.gx]
+        }
+
         /// Asserts that `got` (output, weight gradient, input gradient) is within `tol`
         /// (relative, plus as much absolute) of this reference.
         pub(in crate::nn::ops) fn check(

@@ -329,7 +329,7 @@ const CHUNK: usize = 256;
 
 /// `dst` (`cols x rows`) = or += the transpose of `src` (`rows x cols`): 8 x 8 tiles in
 /// vector registers where the CPU has AVX2, one value at a time at the edges and elsewhere.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], add: bool) {
+pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], add: bool) {
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
     let (mut r8, mut c8) = (0, 0);
     #[cfg(target_arch = "x86_64")]

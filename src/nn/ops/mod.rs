@@ -13,6 +13,7 @@ mod conv_depthwise;
 mod conv_direct;
 mod conv_lanes;
 mod conv_spectral;
+mod conv_winograd;
 mod dft2;
 mod error;
 mod gemm;
