@@ -202,7 +202,14 @@ fn bin_products<'a>(
     let (bl, cl) = (k * n, m * n);
     let beta = if add { 1.0 } else { 0.0 };
     let one = |e: usize, c: &mut [f32]| {
-        real_product((m, k, n), a(e), View::rows(&b[e * bl..][..bl], n), beta, c, n);
+        real_product(
+            (m, k, n),
+            a(e),
+            View::rows(&b[e * bl..][..bl], n),
+            beta,
+            c,
+            n,
+        );
     };
     let parts = super::par::parts(BINS, BINS * m * k * n);
     if parts > 1 {
@@ -210,9 +217,9 @@ fn bin_products<'a>(
         c[..BINS * cl]
             .par_chunks_mut(cl)
             .enumerate()
-            .for_each(super::par::in_caller_modes(|(e, c): (usize, &mut [f32])| {
-                one(e, c)
-            }));
+            .for_each(super::par::in_caller_modes(
+                |(e, c): (usize, &mut [f32])| one(e, c),
+            ));
         return;
     }
     for (e, c) in c[..BINS * cl].chunks_exact_mut(cl).enumerate() {
@@ -455,23 +462,25 @@ fn grad_tile<const L: usize>(q: &[f32], w: Window, dys: &mut [f32], b: Bin) {
     }
 }
 
-/// Runs `$tile::<L>(.., $w, .., $b)` for every tile of sample `$s` and every run of lanes:
-/// whole vectors of [`LANES`] channels, then the channels past them one at a time. A macro,
-/// not a function taking a closure: a closure is compiled on its own, without the caller's
-/// vector instructions.
+/// Runs `$body` for every tile of sample `$s` and every run of `$lanes` channels (from channel
+/// `$c`, at window `$w` of a channels-last plane with rows `$rs` apart, and bins `$b`): whole
+/// vectors of [`LANES`], then the channels past them one at a time. A macro, not a function
+/// taking a closure: a closure is compiled on its own, without the caller's vector
+/// instructions (this path's transforms ran 4x slower so).
 macro_rules! each_tile {
-    ($l:expr, $s:expr, $channels:expr, $rs:expr, $rowlen:expr, $bin:expr,
-     |$w:ident, $b:ident, $lanes:ident| $body:block) => {{
+    ($l:expr, $s:expr, $channels:expr, $rs:expr, $bin:expr,
+     |$w:ident, $b:ident, $c:pat, $lanes:ident| $body:block) => {{
         let (l, channels) = ($l, $channels);
         let whole = channels / LANES * LANES;
         for ty in 0..l.th {
             for tx in 0..l.tw {
-                let at = 4 * ty * $rowlen + 4 * tx * channels;
+                let at = 4 * ty * $rs + 4 * tx * channels;
                 let m = ($s * l.tiles() + ty * l.tw + tx) * channels;
                 let mut c = 0;
                 while c < channels {
                     let $w = Window { at: at + c, rs: $rs, cs: channels };
                     let $b = Bin { at: m + c, bin: $bin };
+                    let $c = c;
                     if c < whole {
                         const $lanes: usize = LANES;
                         $body
@@ -504,7 +513,7 @@ fn input_bins(g: &Conv2dGeom, l: &Layout, n: usize, x: &[f32], xs: &mut [f32]) {
         for (y, row) in tr.chunks_exact(iw * ci).enumerate() {
             p[((y + g.pad_h) * l.wp + g.pad_w) * ci..][..iw * ci].copy_from_slice(row);
         }
-        each_tile!(l, s, ci, rs, rs, bin, |w, b, L| {
+        each_tile!(l, s, ci, rs, bin, |w, b, _, L| {
             input_tile::<L>(&p, w, xs, b);
         });
     }
@@ -534,8 +543,8 @@ fn output_planes(
     let bias = bias.unwrap_or(&zeros);
     let rs = qw * co;
     for s in 0..n {
-        each_tile!(l, s, co, rs, rs, bin, |w, b, L| {
-            output_tile::<L>(ys, b, load(bias, w.at % co), &mut q, w);
+        each_tile!(l, s, co, rs, bin, |w, b, c, L| {
+            output_tile::<L>(ys, b, load(bias, c), &mut q, w);
         });
         let dst = &mut out[s * co * oh * ow..][..co * oh * ow];
         if crop {
@@ -579,7 +588,7 @@ fn grad_bins(g: &Conv2dGeom, l: &Layout, n: usize, gy: &[f32], dys: &mut [f32]) 
         } else {
             transpose(src, co, oh * ow, &mut q, false);
         }
-        each_tile!(l, s, co, rs, rs, bin, |w, b, L| {
+        each_tile!(l, s, co, rs, bin, |w, b, _, L| {
             grad_tile::<L>(&q, w, dys, b);
         });
     }
@@ -599,7 +608,7 @@ fn input_grads(g: &Conv2dGeom, l: &Layout, n: usize, dxs: &[f32], gx: &mut [f32]
     for s in 0..n {
         // Tiles overlap by two rows and columns: their windows are added.
         p.fill(0.0);
-        each_tile!(l, s, ci, rs, rs, bin, |w, b, L| {
+        each_tile!(l, s, ci, rs, bin, |w, b, _, L| {
             input_grad_tile::<L>(dxs, b, &mut p, w);
         });
         for (y, row) in tr.chunks_exact_mut(iw * ci).enumerate() {
@@ -681,7 +690,10 @@ mod tests {
                 {
                     let rms = (e.iter().map(|v| v * v).sum::<f32>() / e.len() as f32).sqrt();
                     for (i, (u, v)) in a.iter().zip(e).enumerate() {
-                        assert!((u - v).abs() <= 1e-4 * rms, "{g:?} n={n} {what}[{i}]: {u} vs {v}");
+                        assert!(
+                            (u - v).abs() <= 1e-4 * rms,
+                            "{g:?} n={n} {what}[{i}]: {u} vs {v}"
+                        );
                     }
                 }
             }
