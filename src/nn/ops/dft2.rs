@@ -330,21 +330,52 @@ const CHUNK: usize = 256;
 /// `dst` (`cols x rows`) = or += the transpose of `src` (`rows x cols`): 8 x 8 tiles in
 /// vector registers where the CPU has AVX2, one value at a time at the edges and elsewhere.
 pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], add: bool) {
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    transpose_strided(src, (rows, cols), cols, dst, rows, add);
+}
+
+/// [`transpose`] of a `rows x cols` block whose rows lie `lds` apart in `src`, into a `cols x
+/// rows` block whose rows lie `ldd` apart in `dst`. Without `add` a side of 8 or more that is
+/// not a multiple of 8 ends in a tile overlapping the one before (it writes the same values
+/// again) instead of single values.
+pub(super) fn transpose_strided(
+    src: &[f32],
+    (rows, cols): (usize, usize),
+    lds: usize,
+    dst: &mut [f32],
+    ldd: usize,
+    add: bool,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        lds >= cols && ldd >= rows,
+        "transpose: strides shorter than rows"
+    );
+    assert!(src.len() >= (rows - 1) * lds + cols && dst.len() >= (cols - 1) * ldd + rows);
     let (mut r8, mut c8) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_avx2_fma() {
-        (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
-        for r in (0..r8).step_by(8) {
-            for c in (0..c8).step_by(8) {
+        // Tile starts along a side, and how much of the side they cover.
+        let starts = |len: usize| {
+            let whole = len / 8 * 8;
+            let last = (!add && !len.is_multiple_of(8) && len >= 8).then_some(len - 8);
+            let covered = if last.is_some() { len } else { whole };
+            ((0..whole).step_by(8).chain(last), covered)
+        };
+        let (row_starts, rows_done) = starts(rows);
+        let (col_starts, cols_done) = starts(cols);
+        (r8, c8) = (rows_done, cols_done);
+        for r in row_starts {
+            for c in col_starts.clone() {
                 // SAFETY: the CPU has AVX; rows r..r + 8 and columns c..c + 8 lie inside both
-                // matrices (r + 8 <= rows, c + 8 <= cols and the assert above).
+                // blocks (r + 8 <= rows, c + 8 <= cols and the asserts above).
                 unsafe {
                     tile8(
-                        src.as_ptr().add(r * cols + c),
-                        cols,
-                        dst.as_mut_ptr().add(c * rows + r),
-                        rows,
+                        src.as_ptr().add(r * lds + c),
+                        lds,
+                        dst.as_mut_ptr().add(c * ldd + r),
+                        ldd,
                         add,
                     );
                 }
@@ -353,8 +384,8 @@ pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], 
     }
     // What the tiles left: rows from r8 for all columns, then columns from c8.
     let mut one = |r: usize, c: usize| {
-        let v = src[r * cols + c];
-        let o = &mut dst[c * rows + r];
+        let v = src[r * lds + c];
+        let o = &mut dst[c * ldd + r];
         *o = if add { *o + v } else { v };
     };
     for c in 0..cols {
@@ -461,6 +492,30 @@ mod tests {
                     for c in 0..cols {
                         let want = src[r * cols + c] + if add { 1.0 } else { 0.0 };
                         assert_eq!(dst[c * rows + r], want, "{rows}x{cols} ({r}, {c})");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks inside larger matrices: only the block's values are written, with and without
+    /// adding, on sides that are and are not multiples of the tiles.
+    #[test]
+    fn strided_transposes_touch_only_their_block() {
+        for (rows, cols) in [(16, 28), (28, 16), (13, 9), (5, 3), (8, 8)] {
+            let (lds, ldd) = (cols + 3, rows + 5);
+            let src: Vec<f32> = (0..rows * lds).map(|i| i as f32).collect();
+            for add in [false, true] {
+                let mut dst = vec![-1.0f32; cols * ldd];
+                transpose_strided(&src, (rows, cols), lds, &mut dst, ldd, add);
+                for c in 0..cols {
+                    for r in 0..ldd {
+                        let want = if r < rows {
+                            src[r * lds + c] + if add { -1.0 } else { 0.0 }
+                        } else {
+                            -1.0
+                        };
+                        assert_eq!(dst[c * ldd + r], want, "{rows}x{cols} add {add} ({r}, {c})");
                     }
                 }
             }
