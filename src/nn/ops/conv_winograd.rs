@@ -110,7 +110,7 @@ fn chunk_samples(g: &Conv2dGeom, l: &Layout) -> usize {
 
 /// Writes the output of a batch of `n` into `out` (every value) and returns the input's tile
 /// transforms, which [`backward`] reads: chunk after chunk of samples, each chunk's bins one
-/// after another.
+/// after another. On several threads the chunks are split.
 pub(super) fn forward(
     g: &Conv2dGeom,
     l: &Layout,
@@ -125,23 +125,42 @@ pub(super) fn forward(
     let per = chunk_samples(g, l);
     let u = kernel_bins(g, w, true);
     let mut xs = take_f32(BINS * n * t * ci);
-    let mut ys = take_f32(BINS * per.min(n) * t * co);
-    for s0 in (0..n).step_by(per) {
-        let k = per.min(n - s0);
+    // Chunk `j`: samples from `j * per`, their bins in `xc`, their outputs in `o`.
+    let chunk = |j: usize, xc: &mut [f32], o: &mut [f32]| {
+        let k = o.len() / out_len;
         let m = k * t;
-        let xc = &mut xs[s0 * t * BINS * ci..][..BINS * m * ci];
-        input_bins(g, l, k, &x[s0 * in_len..][..k * in_len], xc);
+        input_bins(g, l, k, &x[j * per * in_len..][..k * in_len], xc);
+        let mut ys = take_f32(BINS * m * co);
         let xb = |e: usize| View::rows(&xc[e * m * ci..][..m * ci], ci);
-        bin_products((m, ci, co), &xb, &u, false, &mut ys);
-        output_planes(g, l, k, &ys, bias, &mut out[s0 * out_len..][..k * out_len]);
+        bin_products((m, ci, co), &xb, &u, &mut ys);
+        output_planes(g, l, k, &ys, bias, o);
+        give_f32(ys);
+    };
+    let xs_chunks = xs[..BINS * n * t * ci].chunks_mut(BINS * per * t * ci);
+    let out_chunks = out[..n * out_len].chunks_mut(per * out_len);
+    let chunks = n.div_ceil(per);
+    if super::par::parts(chunks, n * t * BINS * ci * co) > 1 {
+        use rayon::prelude::*;
+        let pairs: Vec<_> = xs_chunks.zip(out_chunks).collect();
+        pairs
+            .into_par_iter()
+            .enumerate()
+            .for_each(super::par::in_caller_modes(
+                |(j, (xc, o)): (usize, (&mut [f32], &mut [f32]))| chunk(j, xc, o),
+            ));
+    } else {
+        for (j, (xc, o)) in xs_chunks.zip(out_chunks).enumerate() {
+            chunk(j, xc, o);
+        }
     }
     give_f32(u);
-    give_f32(ys);
     xs
 }
 
 /// Adds the weight's and (when asked) the input's gradients for the output gradient `gy`, from
-/// the input's tile transforms `xs` that [`forward`] returned.
+/// the input's tile transforms `xs` that [`forward`] returned. On several threads the chunks
+/// are split; each chunk's kernel gradient is summed from zero and the chunks' sums are added
+/// in chunk order, so every thread count gives the same bits.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     g: &Conv2dGeom,
@@ -151,79 +170,84 @@ pub(super) fn backward(
     w: &[f32],
     gy: &[f32],
     gw: &mut [f32],
-    mut gx: Option<&mut [f32]>,
+    gx: Option<&mut [f32]>,
 ) {
     let (ci, co, t) = (g.in_c, g.out_c, l.tiles());
     let (in_len, out_len) = (ci * g.in_h * g.in_w, g.out_len());
     let per = chunk_samples(g, l);
-    let most = per.min(n) * t;
+    let chunks = n.div_ceil(per);
     // dV_e (tiles x ci) = dY_e (tiles x co) U_eᵀ, U stored co x ci.
     let u = match gx {
         Some(_) => kernel_bins(g, w, false),
         None => Vec::new(),
     };
-    let mut dys = take_f32(BINS * most * co);
-    let mut dxs = take_f32(if gx.is_some() { BINS * most * ci } else { 0 });
-    // dU_e (ci x co) = V_eᵀ (ci x tiles) dY_e (tiles x co), summed over the chunks in order.
-    let mut du = take_f32(BINS * ci * co);
-    for s0 in (0..n).step_by(per) {
+    let du_len = BINS * ci * co;
+    // Chunk `j`'s dU_e (ci x co) = V_eᵀ (ci x tiles) dY_e (tiles x co), into `du`.
+    let chunk = |j: usize, du: &mut [f32], gxc: Option<&mut [f32]>| {
+        let s0 = j * per;
         let k = per.min(n - s0);
         let m = k * t;
         // The adjoint of the output transform: the gradient of every bin's product.
+        let mut dys = take_f32(BINS * m * co);
         grad_bins(g, l, k, &gy[s0 * out_len..][..k * out_len], &mut dys);
         let db = |e: usize| View::rows(&dys[e * m * co..][..m * co], co);
-        if let Some(gx) = gx.as_deref_mut() {
-            bin_products((m, co, ci), &db, &u, false, &mut dxs);
-            input_grads(g, l, k, &dxs, &mut gx[s0 * in_len..][..k * in_len]);
+        if let Some(gxc) = gxc {
+            let mut dxs = take_f32(BINS * m * ci);
+            bin_products((m, co, ci), &db, &u, &mut dxs);
+            input_grads(g, l, k, &dxs, gxc);
+            give_f32(dxs);
         }
         let xc = &xs[s0 * t * BINS * ci..][..BINS * m * ci];
         let xt = |e: usize| View::transposed(&xc[e * m * ci..][..m * ci], ci);
-        bin_products((ci, m, co), &xt, &dys, s0 > 0, &mut du);
+        bin_products((ci, m, co), &xt, &dys, du);
+        give_f32(dys);
+    };
+    let mut slots = take_f32(chunks * du_len);
+    let gx_chunks: Vec<Option<&mut [f32]>> = match gx {
+        Some(v) => v[..n * in_len].chunks_mut(per * in_len).map(Some).collect(),
+        None => (0..chunks).map(|_| None).collect(),
+    };
+    let slot_chunks = slots.chunks_exact_mut(du_len);
+    if super::par::parts(chunks, n * t * BINS * ci * co * 3) > 1 {
+        use rayon::prelude::*;
+        let work: Vec<_> = slot_chunks.zip(gx_chunks).collect();
+        work.into_par_iter()
+            .enumerate()
+            .for_each(super::par::in_caller_modes(
+                |(j, (du, gxc)): (usize, (&mut [f32], Option<&mut [f32]>))| chunk(j, du, gxc),
+            ));
+    } else {
+        for (j, (du, gxc)) in slot_chunks.zip(gx_chunks).enumerate() {
+            chunk(j, du, gxc);
+        }
     }
     give_f32(u);
-    give_f32(dys);
-    give_f32(dxs);
-    add_kernel_grads(g, &du, gw);
-    give_f32(du);
+    let (du, rest) = slots.split_at_mut(du_len);
+    for slot in rest.chunks_exact(du_len) {
+        for (d, v) in du.iter_mut().zip(slot) {
+            *d += v;
+        }
+    }
+    add_kernel_grads(g, du, gw);
+    give_f32(slots);
 }
 
 /// A bin's left operand.
 type Bins<'a> = dyn Fn(usize) -> View<'a> + Sync + 'a;
 
-/// `c_e = a_e b_e`, or `c_e += a_e b_e` with `add`, for every bin `e` (`m x k` by `k x n`); `b`
-/// and `c` hold their bins one after another, row-major. On several threads the bins are split.
-fn bin_products<'a>(
-    (m, k, n): (usize, usize, usize),
-    a: &Bins<'a>,
-    b: &[f32],
-    add: bool,
-    c: &mut [f32],
-) {
+/// `c_e = a_e b_e` for every bin `e` (`m x k` by `k x n`); `b` and `c` hold their bins one
+/// after another, row-major.
+fn bin_products<'a>((m, k, n): (usize, usize, usize), a: &Bins<'a>, b: &[f32], c: &mut [f32]) {
     let (bl, cl) = (k * n, m * n);
-    let beta = if add { 1.0 } else { 0.0 };
-    let one = |e: usize, c: &mut [f32]| {
+    for (e, c) in c[..BINS * cl].chunks_exact_mut(cl).enumerate() {
         real_product(
             (m, k, n),
             a(e),
             View::rows(&b[e * bl..][..bl], n),
-            beta,
+            0.0,
             c,
             n,
         );
-    };
-    let parts = super::par::parts(BINS, BINS * m * k * n);
-    if parts > 1 {
-        use rayon::prelude::*;
-        c[..BINS * cl]
-            .par_chunks_mut(cl)
-            .enumerate()
-            .for_each(super::par::in_caller_modes(
-                |(e, c): (usize, &mut [f32])| one(e, c),
-            ));
-        return;
-    }
-    for (e, c) in c[..BINS * cl].chunks_exact_mut(cl).enumerate() {
-        one(e, c);
     }
 }
 
@@ -696,14 +720,16 @@ mod tests {
         }
     }
 
-    /// On a pool of several threads the bins' products are split: output, transforms and
+    /// On a pool of several threads the chunks of samples are split: output, transforms and
     /// gradients keep the bits of one thread.
     #[test]
     fn threads_keep_every_bit() {
         use crate::nn::ops::conv_direct::tests::values;
         let g = geom(16, (28, 28), 16, (3, 3), (1, 1));
         assert!(applies(&g));
-        let (n, l) = (9, Layout::new(&g));
+        let l = Layout::new(&g);
+        // Several chunks, the last one short.
+        let n = 2 * chunk_samples(&g, &l) + 1;
         let x = values(n * g.in_c * 784, 41);
         let w = values(g.out_c * g.in_c * 9, 42);
         let b = values(g.out_c, 43);
