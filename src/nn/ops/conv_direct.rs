@@ -886,6 +886,30 @@ pub(super) mod tests {
             .collect()
     }
 
+    /// For another kernel's threads test: its forward (`x, w, bias, out` -> what backward
+    /// keeps) and backward (`kept, w, gy, gw, gx`) over a batch of `n` from [`values`] give the
+    /// same bits on a pool of one thread and of three.
+    pub(in crate::nn::ops) fn assert_threads_keep_bits(
+        what: &str,
+        g: &Conv2dGeom,
+        n: usize,
+        forward: impl Fn(&[f32], &[f32], &[f32], &mut [f32]) -> Vec<f32> + Sync,
+        backward: impl Fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+    ) {
+        let x = values(n * g.in_c * g.in_h * g.in_w, 41);
+        let w = values(g.out_c * g.in_c * g.kh * g.kw, 42);
+        let b = values(g.out_c, 43);
+        let gy = values(n * g.out_len(), 44);
+        crate::nn::ops::par::assert_same_bits_on_1_and_3_threads(what, || {
+            let mut y = vec![0.0; gy.len()];
+            let kept = forward(&x, &w, &b, &mut y);
+            let mut gw = values(w.len(), 45);
+            let mut gx = values(x.len(), 46);
+            backward(&kept, &w, &gy, &mut gw, &mut gx);
+            vec![y, kept, gw, gx]
+        });
+    }
+
     /// A batch of `n` for another stride-1 kernel to match: input, weight, bias (or none) and
     /// output gradient from [`values`], with this module's output and gradients (the gradient
     /// buffers start at `init`, as the other kernel's must).

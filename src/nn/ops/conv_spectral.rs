@@ -314,29 +314,22 @@ pub(super) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::ops::conv_direct::tests::{geom, Reference};
+    use crate::nn::ops::conv_direct::tests::{assert_threads_keep_bits, geom, Reference};
 
     /// On a pool of several threads the transforms split their chunks of planes and the
     /// products their frequencies: output, spectra and gradients keep the bits of one thread.
     #[test]
     fn threads_keep_every_bit() {
-        use crate::nn::ops::conv_direct::tests::values;
         let g = geom(32, (8, 8), 32, (3, 3), (1, 1));
         assert!(applies(&g));
-        let n = 70;
-        let p = plan(&g);
-        let x = values(n * g.in_c * 64, 41);
-        let w = values(g.out_c * g.in_c * 9, 42);
-        let b = values(g.out_c, 43);
-        let gy = values(n * g.out_c * 64, 44);
-        crate::nn::ops::par::assert_same_bits_on_1_and_3_threads("spectral", || {
-            let mut y = vec![0.0; gy.len()];
-            let xs = forward(&g, &p, n, &x, &w, Some(&b), &mut y);
-            let mut gw = values(w.len(), 45);
-            let mut gx = values(x.len(), 46);
-            backward(&g, &p, n, &xs, &w, &gy, &mut gw, Some(&mut gx));
-            vec![y, xs, gw, gx]
-        });
+        let (n, p) = (70, plan(&g));
+        assert_threads_keep_bits(
+            "spectral",
+            &g,
+            n,
+            |x, w, b, y| forward(&g, &p, n, x, w, Some(b), y),
+            |xs, w, gy, gw, gx| backward(&g, &p, n, xs, w, gy, gw, Some(gx)),
+        );
     }
 
     /// The transforms give the direct kernel's outputs and gradients: same and valid padding,

@@ -644,7 +644,7 @@ fn input_grads(g: &Conv2dGeom, l: &Layout, n: usize, dxs: &[f32], gx: &mut [f32]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::ops::conv_direct::tests::{geom, Reference};
+    use crate::nn::ops::conv_direct::tests::{assert_threads_keep_bits, geom, Reference};
 
     /// The lane transforms are the matrices of the module notes and their adjoints.
     #[test]
@@ -724,24 +724,18 @@ mod tests {
     /// gradients keep the bits of one thread.
     #[test]
     fn threads_keep_every_bit() {
-        use crate::nn::ops::conv_direct::tests::values;
         let g = geom(16, (28, 28), 16, (3, 3), (1, 1));
         assert!(applies(&g));
         let l = Layout::new(&g);
         // Several chunks, the last one short.
         let n = 2 * chunk_samples(&g, &l) + 1;
-        let x = values(n * g.in_c * 784, 41);
-        let w = values(g.out_c * g.in_c * 9, 42);
-        let b = values(g.out_c, 43);
-        let gy = values(n * g.out_c * 784, 44);
-        crate::nn::ops::par::assert_same_bits_on_1_and_3_threads("winograd", || {
-            let mut y = vec![0.0; gy.len()];
-            let xs = forward(&g, &l, n, &x, &w, Some(&b), &mut y);
-            let mut gw = values(w.len(), 45);
-            let mut gx = values(x.len(), 46);
-            backward(&g, &l, n, &xs, &w, &gy, &mut gw, Some(&mut gx));
-            vec![y, xs, gw, gx]
-        });
+        assert_threads_keep_bits(
+            "winograd",
+            &g,
+            n,
+            |x, w, b, y| forward(&g, &l, n, x, w, Some(b), y),
+            |xs, w, gy, gw, gx| backward(&g, &l, n, xs, w, gy, gw, Some(gx)),
+        );
     }
 
     /// The path is taken by 3x3 kernels over maps past 12x12 with enough channels, and left
