@@ -5,7 +5,8 @@
 //! The transforms are real-linear maps per tile, `V = Bᵀ d B` of the input, `U = G k Gᵀ` of each
 //! 3x3 kernel and `y = Aᵀ (U ⊙ V) A` back; the channels are mixed by one real product per tile
 //! position ("bin", 36 of them), `Y_e (tiles x out_c) = V_e (tiles x in_c) U_e (in_c x out_c)`,
-//! over the tiles of the whole batch. Each gradient is the exact adjoint of those maps, as in
+//! over the tiles of a chunk of samples (see `CHUNK_FLOATS`). Each gradient is the exact
+//! adjoint of those maps, as in
 //! `conv_spectral`. The planes are turned channels-last (one sample at a time, zero-bordered)
 //! so that a tile's transform runs over 16 channels per vector.
 //!
@@ -29,17 +30,6 @@ const MAX_COST_RATIO: f64 = 0.6;
 /// Smallest output map side that takes the path: 12x12 maps and smaller stay on the spectral
 /// and lanes paths (every digits network keeps its numbers).
 const MIN_MAP: usize = 13;
-
-/// `Bᵀ`'s coefficients: `V = Bᵀ d B` (rows are tile positions, columns inputs).
-#[cfg(test)]
-const BT: [[f32; 6]; 6] = [
-    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
-];
 
 /// `G`: `U = G k Gᵀ` for a 3x3 kernel `k`.
 const G: [[f64; 3]; 6] = [
@@ -160,7 +150,7 @@ pub(super) fn forward(
 /// Adds the weight's and (when asked) the input's gradients for the output gradient `gy`, from
 /// the input's tile transforms `xs` that [`forward`] returned. On several threads the chunks
 /// are split; each chunk's kernel gradient is summed from zero and the chunks' sums are added
-/// in chunk order, so every thread count gives the same bits.
+/// onto zero in chunk order, so every thread count gives the same bits.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     g: &Conv2dGeom,
@@ -202,34 +192,47 @@ pub(super) fn backward(
         bin_products((ci, m, co), &xt, &dys, du);
         give_f32(dys);
     };
-    let mut slots = take_f32(chunks * du_len);
-    let gx_chunks: Vec<Option<&mut [f32]>> = match gx {
+    let mut gx_chunks: Vec<Option<&mut [f32]>> = match gx {
         Some(v) => v[..n * in_len].chunks_mut(per * in_len).map(Some).collect(),
         None => (0..chunks).map(|_| None).collect(),
     };
-    let slot_chunks = slots.chunks_exact_mut(du_len);
-    if super::par::parts(chunks, n * t * BINS * ci * co * 3) > 1 {
-        use rayon::prelude::*;
-        let work: Vec<_> = slot_chunks.zip(gx_chunks).collect();
-        work.into_par_iter()
-            .enumerate()
-            .for_each(super::par::in_caller_modes(
-                |(j, (du, gxc)): (usize, (&mut [f32], Option<&mut [f32]>))| chunk(j, du, gxc),
-            ));
-    } else {
-        for (j, (du, gxc)) in slot_chunks.zip(gx_chunks).enumerate() {
-            chunk(j, du, gxc);
+    // The chunks go in waves, one slot each (a wave of one on one thread), and each wave's
+    // slots are added onto `du` in chunk order: the same sums for any wave size, and memory
+    // for a wave's slots only (a slot per chunk of a whole batch of 256 -> 256 channels
+    // would be a gigabyte).
+    let wave = super::par::parts(chunks, n * t * BINS * ci * co * 3);
+    let mut du = take_f32(du_len);
+    du.fill(0.0);
+    let mut slots = take_f32(wave * du_len);
+    for first in (0..chunks).step_by(wave) {
+        let count = wave.min(chunks - first);
+        let gxw = gx_chunks[first..first + count].iter_mut().map(Option::take);
+        let slot_chunks = slots[..count * du_len].chunks_exact_mut(du_len);
+        if count > 1 {
+            use rayon::prelude::*;
+            let work: Vec<_> = slot_chunks.zip(gxw).collect();
+            work.into_par_iter()
+                .enumerate()
+                .for_each(super::par::in_caller_modes(
+                    |(i, (slot, gxc)): (usize, (&mut [f32], Option<&mut [f32]>))| {
+                        chunk(first + i, slot, gxc)
+                    },
+                ));
+        } else {
+            for (i, (slot, gxc)) in slot_chunks.zip(gxw).enumerate() {
+                chunk(first + i, slot, gxc);
+            }
+        }
+        for slot in slots[..count * du_len].chunks_exact(du_len) {
+            for (d, v) in du.iter_mut().zip(slot) {
+                *d += v;
+            }
         }
     }
     give_f32(u);
-    let (du, rest) = slots.split_at_mut(du_len);
-    for slot in rest.chunks_exact(du_len) {
-        for (d, v) in du.iter_mut().zip(slot) {
-            *d += v;
-        }
-    }
-    add_kernel_grads(g, du, gw);
     give_f32(slots);
+    add_kernel_grads(g, &du, gw);
+    give_f32(du);
 }
 
 /// A bin's left operand.
@@ -516,7 +519,6 @@ macro_rules! each_tile {
                         $body
                         c += LANES;
                     } else {
-                        #[allow(non_upper_case_globals)]
                         const $lanes: usize = 1;
                         $body
                         c += 1;
@@ -567,7 +569,8 @@ fn output_planes(
     let (qh, qw) = (4 * l.th, 4 * l.tw);
     let crop = (qh, qw) != (oh, ow);
     let mut q = take_f32(qh * qw * co);
-    let zeros = vec![0.0; co];
+    let mut zeros = take_f32(if bias.is_some() { 0 } else { co });
+    zeros.fill(0.0);
     let bias = bias.unwrap_or(&zeros);
     let rs = qw * co;
     for s in 0..n {
@@ -584,6 +587,7 @@ fn output_planes(
         }
     }
     give_f32(q);
+    give_f32(zeros);
 }
 }
 
@@ -646,6 +650,16 @@ mod tests {
     use super::*;
     use crate::nn::ops::conv_direct::tests::{assert_threads_keep_bits, geom, Reference};
 
+    /// `Bᵀ`'s coefficients: `V = Bᵀ d B` (rows are tile positions, columns inputs).
+    const BT: [[f32; 6]; 6] = [
+        [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+        [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+        [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+        [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+        [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+        [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    ];
+
     /// The lane transforms are the matrices of the module notes and their adjoints.
     #[test]
     fn transforms_are_the_matrices_and_their_adjoints() {
@@ -668,11 +682,10 @@ mod tests {
                 assert_eq!(m[r][0], at_m[r][i], "Aᵀ[{r}][{i}]");
             }
         }
-        for (i, _) in at_m.iter().enumerate() {
+        for (i, row) in at_m.iter().enumerate() {
             let unit: [[f32; 1]; 4] = std::array::from_fn(|k| [f32::from(u8::from(k == i))]);
-            let m = a_adj(unit);
-            for r in 0..6 {
-                assert_eq!(m[r][0], at_m[i][r], "A[{r}][{i}]");
+            for (r, (m, want)) in a_adj(unit).iter().zip(row).enumerate() {
+                assert_eq!(m[0], *want, "A[{r}][{i}]");
             }
         }
     }
@@ -718,6 +731,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An empty batch writes nothing and adds nothing.
+    #[test]
+    fn an_empty_batch_is_nothing_to_do() {
+        let g = geom(16, (28, 28), 16, (3, 3), (1, 1));
+        let l = Layout::new(&g);
+        let w = vec![0.5; 16 * 16 * 9];
+        let xs = forward(&g, &l, 0, &[], &w, None, &mut []);
+        let mut gw = vec![0.25; w.len()];
+        backward(&g, &l, 0, &xs, &w, &[], &mut gw, Some(&mut []));
+        assert!(xs.is_empty() && gw.iter().all(|v| *v == 0.25));
     }
 
     /// On a pool of several threads the chunks of samples are split: output, transforms and

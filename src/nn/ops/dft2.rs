@@ -328,7 +328,8 @@ fn edge_column(fw: usize, nw: usize) -> bool {
 const CHUNK: usize = 256;
 
 /// `dst` (`cols x rows`) = or += the transpose of `src` (`rows x cols`): 8 x 8 tiles in
-/// vector registers where the CPU has AVX2, one value at a time at the edges and elsewhere.
+/// vector registers where the CPU has AVX2 (edges as [`transpose_strided`] does them), one
+/// value at a time elsewhere.
 pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], add: bool) {
     transpose_strided(src, (rows, cols), cols, dst, rows, add);
 }
@@ -359,7 +360,7 @@ pub(super) fn transpose_strided(
         // Tile starts along a side, and how much of the side they cover.
         let starts = |len: usize| {
             let whole = len / 8 * 8;
-            let last = (!add && !len.is_multiple_of(8) && len >= 8).then_some(len - 8);
+            let last = (!add && !len.is_multiple_of(8) && len >= 8).then(|| len - 8);
             let covered = if last.is_some() { len } else { whole };
             ((0..whole).step_by(8).chain(last), covered)
         };

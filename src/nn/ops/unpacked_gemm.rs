@@ -298,6 +298,8 @@ macro_rules! complex_kernels {
             const RQ: usize = $rows + $rows / 2;
             /// Rows of `c` per register block when `c` is one vector wide.
             const RQ1: usize = 3 * $rows;
+            // The row matches in `sweep` go up to 12 and 6 rows.
+            const _: () = assert!(RQ1 <= 12 && RQ <= 6);
 
             /// See [`super::real_product`]; the caller checks the CPU, the bounds, that `n` is
             /// a multiple of the lanes and that `b`'s column stride is 1.
