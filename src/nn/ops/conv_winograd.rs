@@ -15,9 +15,9 @@
 //! them the numbers they train to.
 
 use super::conv::Conv2dGeom;
-use super::dft2::{transpose, transpose_strided};
 use super::gemm::View;
 use super::scratch::{give_f32, take_f32};
+use super::transpose::{transpose, transpose_strided};
 use super::unpacked_gemm::real_product;
 
 /// Tile positions, `6 x 6`: one channel-mixing product each.

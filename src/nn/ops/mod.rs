@@ -23,6 +23,7 @@ mod par;
 mod pool;
 mod scratch;
 mod simd;
+mod transpose;
 mod unpacked_gemm;
 
 pub use act::try_activation;
