@@ -6,9 +6,9 @@
 //! 3x3 kernel and `y = Aᵀ (U ⊙ V) A` back; the channels are mixed by one real product per tile
 //! position ("bin", 36 of them), `Y_e (tiles x out_c) = V_e (tiles x in_c) U_e (in_c x out_c)`,
 //! over the tiles of a chunk of samples (see `CHUNK_FLOATS`). Each gradient is the exact
-//! adjoint of those maps, as in
-//! `conv_spectral`. The planes are turned channels-last (one sample at a time, zero-bordered)
-//! so that a tile's transform runs over 16 channels per vector.
+//! adjoint of those maps, as in `conv_spectral`. The planes are turned channels-last (one
+//! sample at a time, zero-bordered) so that a tile's transform runs over 16 channels per
+//! vector.
 //!
 //! It pays on maps larger than the spectral path's (3x3 kernels over 28x28 maps of 16 channels:
 //! about a third of the direct kernel's multiply-adds); smaller maps keep their paths, and with
@@ -126,23 +126,12 @@ pub(super) fn forward(
         output_planes(g, l, k, &ys, bias, o);
         give_f32(ys);
     };
-    let xs_chunks = xs[..BINS * n * t * ci].chunks_mut(BINS * per * t * ci);
-    let out_chunks = out[..n * out_len].chunks_mut(per * out_len);
-    let chunks = n.div_ceil(per);
-    if super::par::parts(chunks, n * t * BINS * ci * co) > 1 {
-        use rayon::prelude::*;
-        let pairs: Vec<_> = xs_chunks.zip(out_chunks).collect();
-        pairs
-            .into_par_iter()
-            .enumerate()
-            .for_each(super::par::in_caller_modes(
-                |(j, (xc, o)): (usize, (&mut [f32], &mut [f32]))| chunk(j, xc, o),
-            ));
-    } else {
-        for (j, (xc, o)) in xs_chunks.zip(out_chunks).enumerate() {
-            chunk(j, xc, o);
-        }
-    }
+    let chunks: Vec<_> = xs[..BINS * n * t * ci]
+        .chunks_mut(BINS * per * t * ci)
+        .zip(out[..n * out_len].chunks_mut(per * out_len))
+        .collect();
+    let split = super::par::parts(chunks.len(), n * t * BINS * ci * co) > 1;
+    super::par::for_each_item(chunks, split, |j, (xc, o)| chunk(j, xc, o));
     give_f32(u);
     xs
 }
@@ -207,22 +196,13 @@ pub(super) fn backward(
     for first in (0..chunks).step_by(wave) {
         let count = wave.min(chunks - first);
         let gxw = gx_chunks[first..first + count].iter_mut().map(Option::take);
-        let slot_chunks = slots[..count * du_len].chunks_exact_mut(du_len);
-        if count > 1 {
-            use rayon::prelude::*;
-            let work: Vec<_> = slot_chunks.zip(gxw).collect();
-            work.into_par_iter()
-                .enumerate()
-                .for_each(super::par::in_caller_modes(
-                    |(i, (slot, gxc)): (usize, (&mut [f32], Option<&mut [f32]>))| {
-                        chunk(first + i, slot, gxc)
-                    },
-                ));
-        } else {
-            for (i, (slot, gxc)) in slot_chunks.zip(gxw).enumerate() {
-                chunk(first + i, slot, gxc);
-            }
-        }
+        let work: Vec<_> = slots[..count * du_len]
+            .chunks_exact_mut(du_len)
+            .zip(gxw)
+            .collect();
+        super::par::for_each_item(work, count > 1, |i, (slot, gxc)| {
+            chunk(first + i, slot, gxc)
+        });
         for slot in slots[..count * du_len].chunks_exact(du_len) {
             for (d, v) in du.iter_mut().zip(slot) {
                 *d += v;
@@ -421,7 +401,10 @@ struct Window {
 // The tile transforms below write each 1-D transform's outputs down a column of a local
 // array and then read it by rows: indexed loops, which clippy would have as iterators. The
 // iterator forms tried (`map` over the columns, `from_fn` gathers) made the fixed CNN of the
-// trainer bench 5-25% slower, all of it in these functions.
+// trainer bench 5-25% slower, all of it in these functions. The four share their shape (a 1-D
+// transform down the columns, then along the rows); one generic function taking the transform
+// and closures to read and write the lanes made the same trial 17% slower (4.71-4.80 s against
+// 4.00-4.06 s), so each stays written out.
 
 /// `V = Bᵀ d B` of the 6x6 window `p` at `w`, into the bins of `x`.
 #[allow(clippy::needless_range_loop)]

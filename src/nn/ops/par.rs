@@ -33,6 +33,26 @@ pub(crate) fn in_caller_modes<T, R>(
     }
 }
 
+/// `f(i, item)` for every item: on the pool's threads (in the caller's float modes) when
+/// `split`, else in order on this thread.
+pub(crate) fn for_each_item<T: Send>(
+    items: Vec<T>,
+    split: bool,
+    f: impl Fn(usize, T) + Sync + Send,
+) {
+    if split {
+        use rayon::prelude::*;
+        items
+            .into_par_iter()
+            .enumerate()
+            .for_each(in_caller_modes(|(i, t)| f(i, t)));
+    } else {
+        for (i, t) in items.into_iter().enumerate() {
+            f(i, t);
+        }
+    }
+}
+
 /// For tests: the bits of every float `f` returns, computed on a one-thread pool and on a
 /// three-thread pool; panics naming the first list that differs.
 #[cfg(test)]
