@@ -949,10 +949,6 @@ pub(super) mod tests {
             }
         }
 
-        pub(in crate::nn::ops) fn outputs(&self) -> [&[f32]; 3] {
-            [&self.out, &self.gw, &self.gx]
-        }
-
         /// Asserts that `got` (output, weight gradient, input gradient) is within `tol`
         /// (relative, plus as much absolute) of this reference.
         pub(in crate::nn::ops) fn check(
@@ -962,6 +958,34 @@ pub(super) mod tests {
             tol: f32,
             got: [&[f32]; 3],
         ) {
+            self.check_within(g, n, tol, got, |_| (1.0, 1.0));
+        }
+
+        /// Asserts that every value of `got` is within `tol` times the root mean square of its
+        /// list in this reference.
+        pub(in crate::nn::ops) fn check_rms(
+            &self,
+            g: &Conv2dGeom,
+            n: usize,
+            tol: f32,
+            got: [&[f32]; 3],
+        ) {
+            self.check_within(g, n, tol, got, |want| {
+                let rms = (want.iter().map(|v| v * v).sum::<f32>() / want.len() as f32).sqrt();
+                (rms, 0.0)
+            });
+        }
+
+        /// Asserts that each value `u` of `got` is within `tol (base + rel |v|)` of this
+        /// reference's `v`, `(base, rel)` given per list by `scale`.
+        fn check_within(
+            &self,
+            g: &Conv2dGeom,
+            n: usize,
+            tol: f32,
+            got: [&[f32]; 3],
+            scale: impl Fn(&[f32]) -> (f32, f32),
+        ) {
             let want = [&self.out, &self.gw, &self.gx];
             for ((what, a), e) in ["output", "weight gradient", "input gradient"]
                 .iter()
@@ -969,9 +993,10 @@ pub(super) mod tests {
                 .zip(want)
             {
                 assert_eq!(a.len(), e.len(), "{what} length");
+                let (base, rel) = scale(e);
                 for (i, (u, v)) in a.iter().zip(e.iter()).enumerate() {
                     assert!(
-                        (u - v).abs() <= tol * (1.0 + v.abs()),
+                        (u - v).abs() <= tol * (base + rel * v.abs()),
                         "{g:?} n={n} {what}[{i}]: {u} vs {v}"
                     );
                 }

@@ -698,20 +698,7 @@ mod tests {
                 let xs = forward(&g, &l, n, &r.x, &r.w, r.b.as_deref(), &mut got);
                 let (mut got_w, mut got_x) = (vec![r.init; r.w.len()], vec![r.init; r.x.len()]);
                 backward(&g, &l, n, &xs, &r.w, &r.gy, &mut got_w, Some(&mut got_x));
-                let want = r.outputs();
-                for ((what, a), e) in ["output", "weight gradient", "input gradient"]
-                    .iter()
-                    .zip([&got, &got_w, &got_x])
-                    .zip(want)
-                {
-                    let rms = (e.iter().map(|v| v * v).sum::<f32>() / e.len() as f32).sqrt();
-                    for (i, (u, v)) in a.iter().zip(e).enumerate() {
-                        assert!(
-                            (u - v).abs() <= 1e-4 * rms,
-                            "{g:?} n={n} {what}[{i}]: {u} vs {v}"
-                        );
-                    }
-                }
+                r.check_rms(&g, n, 1e-4, [&got, &got_w, &got_x]);
             }
         }
     }
