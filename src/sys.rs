@@ -45,6 +45,29 @@ pub fn release_free_memory() {
     }
 }
 
+/// Keeps the memory that training frees in the allocator's free lists, for its next step, until
+/// [`release_free_memory`] hands it back between trials.
+///
+/// By default glibc serves every allocation past 128 kB (a threshold it raises as such blocks
+/// are freed) with fresh pages from the system and gives the top of its heap back once 256 kB
+/// or more lie free there, so a step whose buffers change hands (between the op scratch pool and
+/// dfdx's cache) touches new pages, each a page fault and a page of zeros: a 64-channel digits
+/// CNN took 65,000 page faults over 20 epochs (155,000 with evaluation chunks of 64 samples),
+/// and 26,000 with these settings. Blocks up to 32 MB (glibc's most) now come from the heap, and
+/// nothing is trimmed on its own. Set once per process; a no-op where the allocator is not
+/// glibc's.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only sets the allocator's own parameters; it has no preconditions.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+        });
+    }
+}
+
 /// Bytes for people: `64 kB`, `512 MB`, `1.42 GB`.
 pub fn human_bytes(bytes: u64) -> String {
     const MB: f64 = 1024.0 * 1024.0;
@@ -70,6 +93,43 @@ mod tests {
             assert!(rss > 0 && peak >= rss);
             assert!(available_bytes().expect("MemAvailable") > 0);
         }
+    }
+
+    /// Minor page faults of this thread so far.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn thread_faults() -> i64 {
+        // SAFETY: getrusage writes one plain struct, zeroed here first.
+        unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut u), 0);
+            u.ru_minflt
+        }
+    }
+
+    /// A training step's pattern: several megabyte buffers allocated, written, and all freed,
+    /// again and again. Once warm, the blocks come back from the free lists, not as new pages
+    /// (with glibc's defaults each round trimmed the heap and faulted its pages in again).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn freed_buffers_come_back_without_page_faults() {
+        keep_freed_memory();
+        let round = |r: usize| {
+            let bufs: Vec<Vec<f32>> = (0..6)
+                .map(|i| vec![r as f32; 400_000 + ((i + r) % 6) * 50_000])
+                .collect();
+            bufs.iter().map(|b| b[b.len() - 1]).sum::<f32>()
+        };
+        for r in 0..5 {
+            round(r);
+        }
+        let before = thread_faults();
+        for r in 0..40 {
+            round(r);
+        }
+        let faults = thread_faults() - before;
+        // Every page new would be about 94,000 faults (40 rounds of 9.6 MB); glibc's defaults gave
+        // 121,800.
+        assert!(faults < 500, "{faults} page faults");
     }
 
     #[test]

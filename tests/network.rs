@@ -272,3 +272,29 @@ fn initial_parameters_follow_pytorchs_default_bounds() {
     let (gamma, beta) = (&params[1].1, &params[2].1);
     assert!(gamma.iter().all(|g| *g == 1.0) && beta.iter().all(|b| *b == 0.0));
 }
+
+/// Evaluation's chunks are sized by the widest layer output, not by what a convolution keeps
+/// for backward: a 64-channel network over 8x8 maps with 5x5 kernels (the CNN searches'
+/// favourite) once counted its im2col patch matrix (64 x 25 values per position, 25 times its
+/// output) and evaluated 16 samples at a time, recomputing each layer's kernel spectra every 16.
+#[test]
+fn evaluation_chunks_follow_the_widest_layer_output() {
+    let arch = Architecture::Cnn(CnnArch {
+        stages: 1,
+        blocks_per_stage: 1,
+        block: BlockKind::Residual,
+        width: 64,
+        growth_rate: 3,
+        expansion: 1,
+        kernel: 5,
+        downsample: Downsample::MaxPool,
+        activation: Activation::Relu,
+        dropout: 0.0,
+        batch_norm: true,
+    });
+    let cost = nas::nn::cost(&arch, InputShape::new(1, 8, 8), 10).unwrap();
+    assert_eq!(cost.largest_activation, 64 * 8 * 8);
+    assert_eq!(nas::train::eval_rows(cost.largest_activation), 128);
+    // Training still counts what the convolutions keep beside their outputs.
+    assert!(cost.activations > 4 * 64 * 8 * 8, "{}", cost.activations);
+}

@@ -42,8 +42,9 @@ pub struct Cost {
     pub params: usize,
     /// Multiply-adds of one forward pass for one sample.
     pub macs: u64,
-    /// Values one sample's forward pass produces (layer outputs and convolution patch matrices),
-    /// all of which training keeps for the backward pass.
+    /// Values one sample's forward pass produces (layer outputs and what convolutions keep: the
+    /// input's spectra or tile transforms, a zero-bordered copy or a patch matrix), all of which
+    /// training keeps for the backward pass.
     pub activations: u64,
     /// The largest single layer output of one sample.
     pub largest_activation: u64,
@@ -530,8 +531,14 @@ impl<'a> Builder<'a> {
 
     /// Counts one layer output of `n` values per sample.
     pub fn output(&mut self, n: usize) {
-        self.activations = self.activations.saturating_add(n as u64);
+        self.kept(n);
         self.largest = self.largest.max(n as u64);
+    }
+
+    /// Counts `n` values per sample that training keeps for the backward pass but that are no
+    /// layer's output (they do not size evaluation's chunks).
+    fn kept(&mut self, n: usize) {
+        self.activations = self.activations.saturating_add(n as u64);
     }
 
     /// A `(rows, cols)` weight matrix drawn from U(-bound, bound).
@@ -634,13 +641,10 @@ impl<'a> Builder<'a> {
         self.macs = self
             .macs
             .saturating_add((out_n as u64).saturating_mul(fan_in as u64));
-        // The output, and the patch matrix the convolution multiplies (kept for its backward).
+        // The output, and what the convolution's kernels keep for its backward.
         self.output(out_n);
-        self.output(times(
-            out.hw(),
-            fan_in * groups,
-            "a convolution's patch matrix",
-        )?);
+        times(out.hw(), fan_in * groups, "a convolution's patch matrix")?;
+        self.kept(geom.scratch_per_sample());
         let b = bias.then(|| self.uniform_vector(out_c, bound));
         Ok((Layer::Conv { w, b, geom }, out))
     }

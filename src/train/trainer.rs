@@ -315,6 +315,7 @@ struct Run {
 
 impl Run {
     fn new(cand: &Candidate, train: Samples, seed: u64) -> Result<Run, TrialError> {
+        crate::sys::keep_freed_memory();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let dev = Cpu::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
         let cache = BufferCache::new(&dev);

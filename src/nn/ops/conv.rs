@@ -96,6 +96,14 @@ impl Conv2dGeom {
     pub(super) fn out_len(&self) -> usize {
         self.out_c * self.out_h() * self.out_w()
     }
+
+    /// Floats per sample that the kernels this geometry takes (see [`Path`]) hold beside its
+    /// input and output while a batch runs: what backward keeps (the input's spectra or tile
+    /// transforms, its zero-bordered copy, a patch matrix) and, on the spectral path, the
+    /// output's spectra. Only meaningful once [`Conv2dGeom::check`] passed.
+    pub fn scratch_per_sample(&self) -> usize {
+        Kind::of(self).scratch_per_sample(self)
+    }
 }
 
 pub(crate) fn out_len(len: usize, pad: usize, k: usize, stride: usize) -> usize {
@@ -262,6 +270,61 @@ enum Path {
     Gemm,
 }
 
+/// Which [`Path`] a geometry takes, without what it builds (a spectral plan's tables).
+#[derive(Clone, Copy)]
+enum Kind {
+    Spectral,
+    Winograd,
+    Lanes,
+    Flat,
+    Depthwise,
+    Gemm,
+}
+
+impl Kind {
+    /// The first path of [`Path`]'s list that applies to `g`.
+    fn of(g: &Conv2dGeom) -> Kind {
+        if conv_spectral::applies(g) {
+            Kind::Spectral
+        } else if conv_winograd::applies(g) {
+            Kind::Winograd
+        } else if conv_lanes::applies(g) {
+            Kind::Lanes
+        } else if conv_direct::applies(g) {
+            Kind::Flat
+        } else if conv_depthwise::applies(g) {
+            Kind::Depthwise
+        } else {
+            Kind::Gemm
+        }
+    }
+
+    /// See [`Conv2dGeom::scratch_per_sample`].
+    fn scratch_per_sample(self, g: &Conv2dGeom) -> usize {
+        match self {
+            Kind::Spectral => conv_spectral::spectrum_len(g) * g.in_c.max(g.out_c),
+            Kind::Winograd => conv_winograd::Layout::new(g).saved_per_sample(g),
+            Kind::Lanes | Kind::Flat => conv_direct::Layout::new(g).padded_len(1),
+            Kind::Depthwise => conv_depthwise::Layout::new(g).padded_len(g),
+            Kind::Gemm => g.out_h() * g.out_w() * g.in_c * g.kh * g.kw,
+        }
+    }
+}
+
+impl Path {
+    /// The kernels `g` takes, with what they need built.
+    fn of(g: &Conv2dGeom) -> Path {
+        match Kind::of(g) {
+            Kind::Spectral => Path::Spectral(conv_spectral::plan(g)),
+            Kind::Winograd => Path::Winograd(conv_winograd::Layout::new(g)),
+            Kind::Lanes => Path::Lanes(conv_direct::Layout::new(g)),
+            Kind::Flat => Path::Flat(conv_direct::Layout::new(g)),
+            Kind::Depthwise => Path::Depthwise(conv_depthwise::Layout::new(g)),
+            Kind::Gemm => Path::Gemm,
+        }
+    }
+}
+
 impl ConvKernels {
     /// Checks the geometry against the input width, the weight's shape and the bias's length.
     pub(super) fn new(
@@ -298,19 +361,7 @@ impl ConvKernels {
 
         Ok(ConvKernels {
             geom: *g,
-            path: if conv_spectral::applies(g) {
-                Path::Spectral(conv_spectral::plan(g))
-            } else if conv_winograd::applies(g) {
-                Path::Winograd(conv_winograd::Layout::new(g))
-            } else if conv_lanes::applies(g) {
-                Path::Lanes(conv_direct::Layout::new(g))
-            } else if conv_direct::applies(g) {
-                Path::Flat(conv_direct::Layout::new(g))
-            } else if conv_depthwise::applies(g) {
-                Path::Depthwise(conv_depthwise::Layout::new(g))
-            } else {
-                Path::Gemm
-            },
+            path: Path::of(g),
         })
     }
 

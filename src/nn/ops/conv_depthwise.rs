@@ -68,6 +68,11 @@ impl Layout {
         }
     }
 
+    /// Floats per sample of the zero-bordered input, which backward keeps.
+    pub(super) fn padded_len(&self, g: &Conv2dGeom) -> usize {
+        g.in_c * self.plane
+    }
+
     /// Flat offset of tap `t` of a `kw`-wide kernel.
     fn offset(&self, t: usize, kw: usize) -> usize {
         t / kw * self.wp + t % kw
@@ -89,7 +94,7 @@ pub(super) fn forward(
     let per = g.out_c / g.in_c;
     let first = g.pad_h * l.wp + g.pad_w;
     let offs: Vec<usize> = (0..kk).map(|t| l.offset(t, g.kw)).collect();
-    let mut xpad = take_f32(n * g.in_c * l.plane);
+    let mut xpad = take_f32(n * l.padded_len(g));
     let mut acc = take_f32(l.q);
     let planes = x.chunks_exact(hw).zip(xpad.chunks_exact_mut(l.plane));
     for (p, (src, xp)) in planes.enumerate() {

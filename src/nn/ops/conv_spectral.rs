@@ -71,6 +71,11 @@ fn cost_ratio(g: &Conv2dGeom) -> f64 {
     spectral / direct
 }
 
+/// Values of one plane's spectrum under `g`'s transforms (its [`Plan`]'s, without building it).
+pub(super) fn spectrum_len(g: &Conv2dGeom) -> usize {
+    2 * dft2::cost((g.in_h, g.in_w), sizes(g)).1
+}
+
 /// Whether `g` takes this path: stride 1, one group, a kernel wider than 1x1, and transforms
 /// cheap enough against the direct kernel.
 pub(super) fn applies(g: &Conv2dGeom) -> bool {
@@ -363,6 +368,23 @@ mod tests {
                 backward(&g, &p, n, &xs, &r.w, &r.gy, &mut got_w, Some(&mut got_x));
                 r.check(&g, n, 1e-4, [&got, &got_w, &got_x]);
             }
+        }
+    }
+
+    /// The spectrum length counted without a plan (for a network's memory, see
+    /// `Conv2dGeom::scratch_per_sample`) is the plan's, on odd and even circular sizes.
+    #[test]
+    fn spectra_are_counted_as_long_as_the_plans_make_them() {
+        for (in_c, hw, out_c, k, pad) in [
+            (64, (8, 8), 64, (5, 5), (2, 2)),
+            (32, (8, 8), 64, (3, 3), (1, 1)),
+            (16, (4, 4), 16, (5, 5), (2, 2)),
+            (16, (14, 14), 32, (3, 3), (1, 1)),
+        ] {
+            let g = geom(in_c, hw, out_c, k, pad);
+            assert!(applies(&g), "{g:?}");
+            assert_eq!(spectrum_len(&g), plan(&g).x.spectrum_len(), "{g:?}");
+            assert_eq!(g.scratch_per_sample(), spectrum_len(&g) * in_c.max(out_c));
         }
     }
 

@@ -67,6 +67,11 @@ impl Layout {
     fn tiles(&self) -> usize {
         self.th * self.tw
     }
+
+    /// Floats per sample of the input's tile transforms, which backward keeps.
+    pub(super) fn saved_per_sample(&self, g: &Conv2dGeom) -> usize {
+        BINS * self.tiles() * g.in_c
+    }
 }
 
 /// Multiply-adds per sample against the direct kernel's: 36 per tile and channel pair, and
