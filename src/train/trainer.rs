@@ -188,11 +188,13 @@ impl CvOutcome {
 /// The most samples evaluated at once (no gradients are kept, so this can be large).
 pub const EVAL_BATCH: usize = 1024;
 
-/// Floats the widest layer output of one evaluation chunk may hold (2 MiB): a chunk of 1,024
+/// Floats the widest layer output of one evaluation chunk may hold (1 MiB): a chunk of 1,024
 /// images of 28x28 with 16 channels held 51 MB a layer, out of every cache, and evaluation ran
 /// at half training's speed per sample (9% of a fixed CNN's trial time, against 5% at 41
-/// samples a chunk).
-const EVAL_CHUNK_FLOATS: u64 = 512 * 1024;
+/// samples a chunk). Measured again at stop 33, whole trials: that CNN took 3.79-3.88 s at 16
+/// or 20 samples a chunk and 3.88-3.98 s at 41; a 64-channel digits CNN (8x8 maps) 5.73-5.74 s
+/// at 64 and 5.82 s at 32, each chunk recomputing its kernels' spectra.
+const EVAL_CHUNK_FLOATS: u64 = 256 * 1024;
 
 /// Samples evaluated at once by a network whose widest layer output is `largest` floats a
 /// sample: as many as [`EVAL_CHUNK_FLOATS`] allows, between 16 and [`EVAL_BATCH`]. Evaluation
