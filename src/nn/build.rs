@@ -641,7 +641,8 @@ impl<'a> Builder<'a> {
         self.macs = self
             .macs
             .saturating_add((out_n as u64).saturating_mul(fan_in as u64));
-        // The output, and what the convolution's kernels keep for its backward.
+        // The output, and what the convolution's kernels keep for its backward. A patch matrix
+        // too large to count (what the GEMM path would keep) is refused first.
         self.output(out_n);
         times(out.hw(), fan_in * groups, "a convolution's patch matrix")?;
         self.kept(geom.scratch_per_sample());

@@ -98,9 +98,10 @@ impl Conv2dGeom {
     }
 
     /// Floats per sample that the kernels this geometry takes (see [`Path`]) hold beside its
-    /// input and output while a batch runs: what backward keeps (the input's spectra or tile
-    /// transforms, its zero-bordered copy, a patch matrix) and, on the spectral path, the
-    /// output's spectra. Only meaningful once [`Conv2dGeom::check`] passed.
+    /// input and output while a batch runs: what backward keeps (the input's tile transforms,
+    /// its zero-bordered copy, a patch matrix) or, on the spectral path, the larger of the
+    /// input's spectra (kept) and the output's (made in the forward pass). Only meaningful once
+    /// [`Conv2dGeom::check`] passed.
     pub fn scratch_per_sample(&self) -> usize {
         Kind::of(self).scratch_per_sample(self)
     }
