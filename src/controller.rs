@@ -16,8 +16,8 @@ pub use crate::seed::derive_seed;
 pub use crate::study::best_trial;
 use crate::sys::human_bytes;
 use crate::train::{
-    cross_validate, eval_rows, evaluate, fit_samples, predict_view, FoldRows, Samples, Stop,
-    Trained, TrialError,
+    cross_validate, eval_rows, evaluate, fit_samples, predict_view, FoldRows, Samples, SparePools,
+    Stop, Trained, TrialError,
 };
 use dfdx::prelude::Cpu;
 use rand::SeedableRng;
@@ -250,6 +250,8 @@ impl Controller<'_> {
         };
         let progress = self.opts.progress.as_ref();
         progress.start(&self.plan(&shared, workers));
+        // Workers that have no trial left lend their threads to the trials still running.
+        let spare = SparePools::new();
         let ran = std::thread::scope(|s| -> Result<(), SearchError> {
             let mut handles = Vec::new();
             for w in 0..workers {
@@ -257,8 +259,13 @@ impl Controller<'_> {
                     .num_threads(self.opts.threads_per_trial.max(1))
                     .build()
                     .map_err(|e| SearchError::Threads(e.to_string()))?;
-                let (shared, scheduler) = (&shared, &scheduler);
-                handles.push(s.spawn(move || self.worker(w, &pool, shared, scheduler, start)));
+                let (shared, scheduler, spare) = (&shared, &scheduler, &spare);
+                handles.push(s.spawn(move || {
+                    let pool = Arc::new(pool);
+                    let done = self.worker(w, &pool, shared, scheduler, spare, start);
+                    spare.give(pool);
+                    done
+                }));
             }
             for h in handles {
                 match h.join() {
@@ -380,6 +387,7 @@ impl Controller<'_> {
         pool: &rayon::ThreadPool,
         shared: &Mutex<Shared>,
         scheduler: &Mutex<Box<dyn Scheduler>>,
+        spare: &SparePools,
         start: Instant,
     ) -> (Duration, usize) {
         let (mut overhead, mut count) = (Duration::ZERO, 0);
@@ -427,7 +435,15 @@ impl Controller<'_> {
                 }
             };
             let (mut record, ending) = pool.install(|| {
-                self.attempt_trial(number, config, seed, &mut costs, &mut report, &on_fold)
+                self.attempt_trial(
+                    number,
+                    config,
+                    seed,
+                    &mut costs,
+                    &mut report,
+                    &on_fold,
+                    spare,
+                )
             });
             if record.state == TrialState::Pruned {
                 record.pruned_at = pruned_at;
@@ -564,11 +580,14 @@ impl Controller<'_> {
         seed: u64,
         report: &mut dyn FnMut(usize, f64) -> Decision,
     ) -> TrialRecord {
-        self.attempt_trial(number, config, seed, &mut |_| {}, report, &|_| {})
+        let spare = SparePools::new();
+        let on_fold = |_| {};
+        self.attempt_trial(number, config, seed, &mut |_| {}, report, &on_fold, &spare)
             .0
     }
 
     /// [`Controller::run_trial`], and how the trial ended, for the failure count.
+    #[allow(clippy::too_many_arguments)]
     fn attempt_trial(
         &self,
         number: usize,
@@ -577,6 +596,7 @@ impl Controller<'_> {
         costs: &mut dyn FnMut(&[f64]),
         report: &mut dyn FnMut(usize, f64) -> Decision,
         on_fold: &(dyn Fn(FoldEpoch) + Sync),
+        spare: &SparePools,
     ) -> (TrialRecord, Ending) {
         let start = Instant::now();
         let cand = self.space.decode(&config);
@@ -658,6 +678,7 @@ impl Controller<'_> {
                 report,
                 on_fold,
                 stop,
+                spare,
             )
         }));
         match result {

@@ -177,6 +177,73 @@ fn folds_on_several_threads_give_the_same_scores_as_on_one() {
     assert!(one.iter().all(|r| r.fold_scores.len() == 3));
 }
 
+/// A pool lent by a worker without trials (nas::train::SparePools) trains the folds alongside
+/// the trial's own thread: two threads take part, and every fold's curve keeps its bits. (The
+/// digits CNN: its fold-epochs take long enough that the lent thread is sure to start in time.)
+#[test]
+fn folds_on_a_lent_pool_keep_their_scores() {
+    use nas::search::{Decision, Sampler};
+    use nas::train::{cross_validate, SparePools, Stop};
+    use rand::SeedableRng;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    let space = SearchSpace::from_str_named(DIGITS_CNN, "t", "t.ron").unwrap();
+    let split = load(
+        &DataSource::parse("digits").unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let data = PreparedData::new(split, 3, 2).unwrap();
+    let config = nas::search::RandomSampler.suggest(
+        &space,
+        &[],
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+    );
+    let cand = space.decode(&config);
+    let one_thread = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+    };
+    let cancel = AtomicBool::new(false);
+    // Cross-validation on a one-thread pool, with `spare` to borrow from; the curves' bits and
+    // the threads that trained.
+    let run = |spare: &SparePools| {
+        let threads = Mutex::new(HashSet::new());
+        let on_fold = |_: nas::progress::FoldEpoch| {
+            threads.lock().unwrap().insert(std::thread::current().id());
+        };
+        let cv = one_thread().install(|| {
+            cross_validate(
+                &cand,
+                &data.train,
+                &data.folds,
+                9,
+                &mut |_, _| Decision::Continue,
+                &on_fold,
+                Stop::on(&cancel),
+                spare,
+            )
+            .unwrap()
+        });
+        let bits: Vec<Vec<u64>> = cv
+            .curves
+            .iter()
+            .map(|c| c.loss.iter().chain(&c.score).map(|v| v.to_bits()).collect())
+            .collect();
+        (bits, threads.into_inner().unwrap().len())
+    };
+    let (alone, threads_alone) = run(&SparePools::new());
+    let spare = SparePools::new();
+    spare.give(Arc::new(one_thread()));
+    let (lent, threads_lent) = run(&spare);
+    assert_eq!(threads_alone, 1);
+    assert_eq!(threads_lent, 2, "the lent pool's thread trained folds too");
+    assert_eq!(alone, lent);
+    assert_eq!(alone.len(), 3);
+}
+
 #[test]
 fn a_diverging_trial_is_recorded_as_failed_and_the_search_completes() {
     // SGD with a learning rate of 10 on unscaled-looking regression diverges within an epoch.

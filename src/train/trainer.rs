@@ -1,6 +1,7 @@
 //! The training loop: mini-batches, losses, evaluation, k-fold cross-validation and final fits.
 
 use super::samples::{FoldRows, Samples};
+use super::spare::SparePools;
 use super::{EarlyStopping, Optimizer, Verdict};
 use crate::data::{Augment, Dataset, Targets};
 use crate::nn::denormals::FlushDenormals;
@@ -441,7 +442,10 @@ struct FoldState {
 /// Trains one network per fold, epoch by epoch in lockstep, with early stopping on each fold's
 /// validation loss. After every epoch `on_epoch(epoch, objective)` gets the mean best-so-far
 /// objective (lower is better) and may prune the trial; `on_fold` hears of each fold's epoch as
-/// it ends (on the thread that trained it: the live display, which must be cheap).
+/// it ends (on the thread that trained it: the live display, which must be cheap). An epoch
+/// with more than one fold to train borrows a pool from `spare` if one is free (a search's
+/// workers that have no trial left give theirs) and trains its folds there too.
+#[allow(clippy::too_many_arguments)]
 pub fn cross_validate(
     cand: &Candidate,
     data: &Dataset,
@@ -450,6 +454,7 @@ pub fn cross_validate(
     on_epoch: &mut dyn FnMut(usize, f64) -> Decision,
     on_fold: &(dyn Fn(FoldEpoch) + Sync),
     stop: Stop,
+    spare: &SparePools,
 ) -> Result<CvOutcome, TrialError> {
     let classification = matches!(data.targets, Targets::Classes { .. });
     let views: Vec<(Samples, Samples, Targets)> = folds
@@ -482,31 +487,39 @@ pub fn cross_validate(
         if states.iter().all(|s| s.done) {
             break;
         }
-        // The folds are independent networks: on a trial of several threads they train at
-        // once, each as it would alone (results do not depend on the thread count).
-        let epochs: Vec<Result<Option<Metrics>, TrialError>> = states
-            .par_iter_mut()
-            .zip(views.par_iter())
-            .enumerate()
-            .map(|(fold, (s, (train, valid, targets)))| {
-                if s.done {
-                    return Ok(None);
-                }
-                // Training, as latency measurements see it: they pause it (see nn::latency).
-                let _training = crate::nn::latency::training();
-                stop.check()?;
-                s.run.epoch(*train, stop, fold + 1, epoch)?;
-                let m = s.run.evaluate(*valid, targets);
-                on_fold(FoldEpoch {
-                    fold: fold + 1,
-                    folds: n_folds,
-                    epoch,
-                    max_epochs: cand.train.max_epochs,
-                    valid_loss: m.loss,
-                });
-                Ok(Some(m))
-            })
-            .collect();
+        let train_fold = |fold: usize, s: &mut FoldState| -> Result<Option<Metrics>, TrialError> {
+            if s.done {
+                return Ok(None);
+            }
+            let (train, valid, targets) = &views[fold];
+            // Training, as latency measurements see it: they pause it (see nn::latency).
+            let _training = crate::nn::latency::training();
+            stop.check()?;
+            s.run.epoch(*train, stop, fold + 1, epoch)?;
+            let m = s.run.evaluate(*valid, targets);
+            on_fold(FoldEpoch {
+                fold: fold + 1,
+                folds: n_folds,
+                epoch,
+                max_epochs: cand.train.max_epochs,
+                valid_loss: m.loss,
+            });
+            Ok(Some(m))
+        };
+        // The folds are independent networks: on a trial of several threads, or with a pool
+        // lent by a worker that has no trial left, they train at once, each as it would alone
+        // (results do not depend on the thread count).
+        let training = states.iter().filter(|s| !s.done).count();
+        let loan = (training > 1).then(|| spare.lend()).flatten();
+        let epochs: Vec<Result<Option<Metrics>, TrialError>> = match &loan {
+            Some(loan) => loan.share(&mut states, train_fold),
+            None => states
+                .par_iter_mut()
+                .enumerate()
+                .map(|(fold, s)| train_fold(fold, s))
+                .collect(),
+        };
+        drop(loan);
         for (fold, (s, m)) in states.iter_mut().zip(epochs).enumerate() {
             let Some(m) = m? else { continue };
             s.epochs = epoch;
