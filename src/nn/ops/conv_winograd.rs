@@ -119,7 +119,8 @@ pub(super) fn forward(
     let (in_len, out_len) = (ci * g.in_h * g.in_w, g.out_len());
     let per = chunk_samples(g, l);
     let u = kernel_bins(g, w, true);
-    let mut xs = take_f32(BINS * n * t * ci);
+    let saved = l.saved_per_sample(g);
+    let mut xs = take_f32(n * saved);
     // Chunk `j`: samples from `j * per`, their bins in `xc`, their outputs in `o`.
     let chunk = |j: usize, xc: &mut [f32], o: &mut [f32]| {
         let k = o.len() / out_len;
@@ -131,8 +132,8 @@ pub(super) fn forward(
         output_planes(g, l, k, &ys, bias, o);
         give_f32(ys);
     };
-    let chunks: Vec<_> = xs[..BINS * n * t * ci]
-        .chunks_mut(BINS * per * t * ci)
+    let chunks: Vec<_> = xs[..n * saved]
+        .chunks_mut(per * saved)
         .zip(out[..n * out_len].chunks_mut(per * out_len))
         .collect();
     let split = super::par::parts(chunks.len(), n * t * BINS * ci * co) > 1;

@@ -226,7 +226,7 @@ fn sign(conj: bool) -> f32 {
 
 macro_rules! complex_kernels {
     ($name:ident, $feature:literal, $v:ty, $lanes:expr, $rows:expr, $crows:expr, $zero:ident,
-     $load:ident, $set1:ident, $fma:ident, $mul:ident, $add:ident, $sub:ident, $store:ident) => {
+     $load:ident, $set1:ident, $fma:ident, $add:ident, $sub:ident, $store:ident) => {
         #[cfg(target_arch = "x86_64")]
         mod $name {
             //! The register blocks of [`super::product`] for one instruction set.
@@ -586,7 +586,6 @@ complex_kernels!(
     _mm256_loadu_ps,
     _mm256_set1_ps,
     _mm256_fmadd_ps,
-    _mm256_mul_ps,
     _mm256_add_ps,
     _mm256_sub_ps,
     _mm256_storeu_ps
@@ -602,7 +601,6 @@ complex_kernels!(
     _mm512_loadu_ps,
     _mm512_set1_ps,
     _mm512_fmadd_ps,
-    _mm512_mul_ps,
     _mm512_add_ps,
     _mm512_sub_ps,
     _mm512_storeu_ps
