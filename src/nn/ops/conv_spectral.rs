@@ -154,21 +154,14 @@ impl Plan {
     }
 
     /// The kernels' spectra: `2 * bins` blocks of `out_c x in_c`, or of `in_c x out_c` when
-    /// `by_input` (the weight, `out_c x in_c` kernels, is reordered first: a tenth the copy).
+    /// `by_input` (the weight holds `out_c x in_c` kernels).
     fn weight_spectra(&self, g: &Conv2dGeom, w: &[f32], by_input: bool) -> Vec<f32> {
-        let (planes, taps) = (g.out_c * g.in_c, g.kh * g.kw);
-        let mut ws = take_f32(2 * self.bins * planes);
+        let (co, ci) = (g.out_c, g.in_c);
+        let mut ws = take_f32(2 * self.bins * co * ci);
         if by_input {
-            let mut wt = take_f32(w.len());
-            for (co, kernels) in w.chunks_exact(g.in_c * taps).enumerate() {
-                for (ci, k) in kernels.chunks_exact(taps).enumerate() {
-                    wt[(ci * g.out_c + co) * taps..][..taps].copy_from_slice(k);
-                }
-            }
-            self.w.analyse(planes, &wt, &mut ws);
-            give_f32(wt);
+            self.w.analyse_transposed((co, ci), w, &mut ws);
         } else {
-            self.w.analyse(planes, w, &mut ws);
+            self.w.analyse(co * ci, w, &mut ws);
         }
         ws
     }

@@ -15,7 +15,7 @@
 
 use super::gemm::View;
 use super::scratch::{give_f32, take_f32};
-use super::transpose::transpose;
+use super::transpose::{transpose, transpose_strided};
 use super::unpacked_gemm::real_product;
 
 /// One separable transform, as the real matrices its passes multiply by.
@@ -130,6 +130,18 @@ impl Transform {
     /// The spectra of `planes` planes `x` (`planes x h w`) into `out` (`2 bins` rows of
     /// `planes`, every value written).
     pub fn analyse(&self, planes: usize, x: &[f32], out: &mut [f32]) {
+        self.analyse_in(Order::Same, planes, x, out)
+    }
+
+    /// [`Transform::analyse`] of `rows x cols` planes (plane `r cols + c`), their spectra in
+    /// the transposed order (column `c rows + r`): a convolution's kernels, stored by output
+    /// channel, analysed by input channel. The planes are gathered where they are turned
+    /// planes-last anyway, so the order costs no copy.
+    pub fn analyse_transposed(&self, (rows, cols): (usize, usize), x: &[f32], out: &mut [f32]) {
+        self.analyse_in(Order::Transposed { rows, cols }, rows * cols, x, out)
+    }
+
+    fn analyse_in(&self, order: Order, planes: usize, x: &[f32], out: &mut [f32]) {
         let len = self.h * self.w;
         assert!(
             x.len() >= planes * len && out.len() >= self.spectrum_len() * planes,
@@ -148,7 +160,7 @@ impl Transform {
                     let p0 = i * CHUNK;
                     let pc = (planes - p0).min(CHUNK);
                     let mut block = take_f32(rows * pc);
-                    self.analyse_chunk(p0, pc, x, &mut block, 0, pc);
+                    self.analyse_chunk(order, p0, pc, x, &mut block, 0, pc);
                     block
                 }))
                 .collect();
@@ -169,7 +181,7 @@ impl Transform {
         }
         for p0 in (0..planes).step_by(CHUNK) {
             let pc = (planes - p0).min(CHUNK);
-            self.analyse_chunk(p0, pc, x, out, p0, planes);
+            self.analyse_chunk(order, p0, pc, x, out, p0, planes);
         }
     }
 
@@ -178,10 +190,12 @@ impl Transform {
         self.h * self.w * 2 * self.edges.len() + self.spectrum_len() * 2 * self.h
     }
 
-    /// [`Transform::analyse`] of planes `p0..p0 + pc` into the columns `at0..at0 + pc` of `out`,
-    /// whose rows are `ld` apart.
+    /// [`Transform::analyse`] of planes `p0..p0 + pc` (in `order`) into the columns
+    /// `at0..at0 + pc` of `out`, whose rows are `ld` apart.
+    #[allow(clippy::too_many_arguments)]
     fn analyse_chunk(
         &self,
+        order: Order,
         p0: usize,
         pc: usize,
         x: &[f32],
@@ -193,13 +207,32 @@ impl Transform {
         let len = h * w;
         let (mut xt, mut u) = (take_f32(len * pc), take_f32(2 * bw * h * pc));
         // Planes last: each pass then multiplies a small table by rows of `pc` values.
-        transpose(
-            &x[p0 * len..][..pc * len],
-            pc,
-            len,
-            &mut xt[..len * pc],
-            false,
-        );
+        match order {
+            Order::Same => transpose(
+                &x[p0 * len..][..pc * len],
+                pc,
+                len,
+                &mut xt[..len * pc],
+                false,
+            ),
+            Order::Transposed { rows, cols } => {
+                // Runs of spectrum columns `c rows + r` of one `c`: planes `cols` apart.
+                let mut j = p0;
+                while j < p0 + pc {
+                    let (c, r) = (j / rows, j % rows);
+                    let run = (rows - r).min(p0 + pc - j);
+                    transpose_strided(
+                        &x[(r * cols + c) * len..],
+                        (run, len),
+                        cols * len,
+                        &mut xt[j - p0..],
+                        pc,
+                        false,
+                    );
+                    j += run;
+                }
+            }
+        }
         // Row pass, per row y: u[(2 fw + p) h + y] = rows xt[y w .. y w + w].
         for y in 0..h {
             real_product(
@@ -305,6 +338,15 @@ impl Transform {
         give_f32(v);
         give_f32(xt);
     }
+}
+
+/// The order of the planes an analysis reads, against its spectrum's columns.
+#[derive(Clone, Copy)]
+enum Order {
+    /// Column `p` is plane `p`.
+    Same,
+    /// Column `c rows + r` is plane `r cols + c` of `rows x cols`.
+    Transposed { rows: usize, cols: usize },
 }
 
 /// Multiply-adds per plane of either pass pair of `h x w` planes over `nh x nw` points, and
@@ -417,6 +459,44 @@ mod tests {
             for (a, b) in fresh.iter().zip(&back) {
                 assert!((a + 0.25 - b).abs() < 1e-5);
             }
+        }
+    }
+
+    /// The transposed analysis gives the bits of a plain analysis of the reordered planes:
+    /// grids within one chunk, across chunks, and with runs cut by a chunk's end.
+    #[test]
+    fn transposed_order_is_the_reordered_analysis() {
+        let e = |n: usize| {
+            move |p: usize, f: usize| {
+                let t = -2.0 * std::f64::consts::PI * ((p * f) % n) as f64 / n as f64;
+                (t.cos(), t.sin())
+            }
+        };
+        for ((h, w), (nh, nw), (rows, cols)) in [
+            ((5, 5), (10, 10), (64, 64)),
+            ((3, 3), (9, 9), (3, 5)),
+            ((5, 5), (12, 12), (300, 2)),
+            ((3, 3), (10, 10), (7, 40)),
+        ] {
+            let t = Transform::new((h, w), (nh, nw), &e(nh), &e(nw), 1.0);
+            let len = h * w;
+            let planes = rows * cols;
+            let x: Vec<f32> = (0..planes * len)
+                .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+                .collect();
+            let mut reordered = vec![0.0; x.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    reordered[(c * rows + r) * len..][..len]
+                        .copy_from_slice(&x[(r * cols + c) * len..][..len]);
+                }
+            }
+            let mut want = vec![f32::NAN; t.spectrum_len() * planes];
+            t.analyse(planes, &reordered, &mut want);
+            let mut got = vec![f32::NAN; want.len()];
+            t.analyse_transposed((rows, cols), &x, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{rows}x{cols} planes of {h}x{w}");
         }
     }
 }
