@@ -5,7 +5,7 @@
 
 use dfdx::prelude::*;
 use nas::data::InputShape;
-use nas::nn::{build_network, cost, Network, ParamMut};
+use nas::nn::{build_network, cost, Network};
 use nas::search::{Observation, Strategy, TrialState};
 use nas::space::arch::Node;
 use nas::space::params::Lit;
@@ -167,10 +167,7 @@ fn param_names(net: &mut Network) -> Vec<String> {
 fn param_grads(net: &mut Network, grads: &mut Gradients<f32, Cpu>) -> Vec<(String, Vec<f32>)> {
     let mut out = Vec::new();
     net.visit_params(&mut |name, p, _| {
-        let g = match p {
-            ParamMut::Matrix(m) => grads.get_or_alloc_mut(&*m).map(|g| g.to_vec()),
-            ParamMut::Vector(v) => grads.get_or_alloc_mut(&*v).map(|g| g.to_vec()),
-        };
+        let g = p.grad(grads).map(|g| g.to_vec());
         out.push((name, g.expect("every parameter has a gradient slot")));
     });
     out
@@ -492,7 +489,7 @@ fn train(net: &mut Network, dev: &Cpu, b: &Batch, steps: usize) -> (Vec<f32>, Ve
                 .map(|(name, _)| name)
                 .collect();
         }
-        opt.step(dev, net, &mut grads).expect("optimiser step");
+        opt.step(net, &mut grads).expect("optimiser step");
     }
     (losses, dead)
 }

@@ -3,7 +3,7 @@
 
 use dfdx::prelude::*;
 use nas::data::InputShape;
-use nas::nn::{build_network, Network, ParamMut};
+use nas::nn::{build_network, Network};
 use nas::space::{
     Activation, Architecture, BlockKind, CnnArch, Downsample, MlpArch, OptimizerKind,
 };
@@ -66,10 +66,7 @@ fn check_gradients(arch: &Architecture, shape: InputShape, n_out: usize, what: &
     let mut grads = loss.backward();
     let mut analytic: Vec<(String, Vec<f32>)> = Vec::new();
     net.visit_params(&mut |name, p, _| {
-        let g = match p {
-            ParamMut::Matrix(m) => grads.get_or_alloc_mut(&*m).unwrap().to_vec(),
-            ParamMut::Vector(v) => grads.get_or_alloc_mut(&*v).unwrap().to_vec(),
-        };
+        let g = p.grad(&mut grads).unwrap().to_vec();
         analytic.push((name, g));
     });
     assert!(!analytic.is_empty());
@@ -205,7 +202,7 @@ fn every_block_type_trains_a_few_steps_with_falling_loss() {
             let loss = dfdx::losses::cross_entropy_with_logits_loss(out, y);
             losses.push(loss.array());
             let mut grads = loss.backward();
-            opt.step(&dev, &mut net, &mut grads).unwrap();
+            opt.step(&mut net, &mut grads).unwrap();
         }
         let (first, last) = (losses[0], *losses.last().unwrap());
         assert!(

@@ -3,8 +3,8 @@
 //! part ([`layer_table`]).
 
 use super::layer::{Layer, Network};
-use super::ops::{BatchNormState, Conv2dGeom, Pool2dGeom, PoolKind};
-use super::{Mat, NnError, Vector};
+use super::ops::{BatchNormState, Conv2dGeom, Param, Pool2dGeom, PoolKind};
+use super::{MatParam, NnError, VecParam};
 use crate::data::InputShape;
 use crate::parts::{self, Ctx, Values};
 use crate::space::arch::Node;
@@ -542,13 +542,13 @@ impl<'a> Builder<'a> {
     }
 
     /// A `(rows, cols)` weight matrix drawn from U(-bound, bound).
-    fn matrix(&mut self, rows: usize, cols: usize, bound: f64) -> Result<Mat, NnError> {
+    fn matrix(&mut self, rows: usize, cols: usize, bound: f64) -> Result<MatParam, NnError> {
         let n = times(rows, cols, "a weight matrix")?;
         self.params = self.params.saturating_add(n);
-        Ok(match self.dev {
+        Ok(Param::new(match self.dev {
             Some(dev) => dev.tensor_from_vec(self.uniform(n, bound), (rows, cols)),
             None => self.placeholder.tensor_from_vec(Vec::new(), (0, 0)),
-        })
+        }))
     }
 
     fn uniform(&mut self, n: usize, bound: f64) -> Vec<f32> {
@@ -558,20 +558,20 @@ impl<'a> Builder<'a> {
     }
 
     /// `n` parameters drawn from `U(-bound, bound)`.
-    fn uniform_vector(&mut self, n: usize, bound: f64) -> Vector {
+    fn uniform_vector(&mut self, n: usize, bound: f64) -> VecParam {
         self.params = self.params.saturating_add(n);
-        match self.dev {
+        Param::new(match self.dev {
             Some(dev) => dev.tensor_from_vec(self.uniform(n, bound), (n,)),
             None => self.placeholder.tensor_from_vec(Vec::new(), (0,)),
-        }
+        })
     }
 
-    fn vector(&mut self, n: usize, value: f32) -> Vector {
+    fn vector(&mut self, n: usize, value: f32) -> VecParam {
         self.params = self.params.saturating_add(n);
-        match self.dev {
+        Param::new(match self.dev {
             Some(dev) => dev.tensor_from_vec(vec![value; n], (n,)),
             None => self.placeholder.tensor_from_vec(Vec::new(), (0,)),
-        }
+        })
     }
 
     pub fn linear(&mut self, n_in: usize, n_out: usize) -> Result<Layer, NnError> {

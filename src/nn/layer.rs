@@ -1,7 +1,8 @@
-//! Layers as plain data holding runtime-shaped dfdx tensors, and their forward passes.
+//! Layers as plain data holding their parameters ([`super::ops::Param`]: values, and a tensor
+//! naming the gradient), and their forward passes.
 
 use super::ops::{self, BatchNormState, Conv2dGeom, Pool2dGeom, PoolKind};
-use super::{Mat, Vector};
+use super::{Mat, MatParam, VecParam};
 use crate::space::Activation;
 use dfdx::prelude::*;
 
@@ -9,22 +10,22 @@ use dfdx::prelude::*;
 pub enum Layer {
     /// `x W + b`, with `W` of shape (in, out).
     Linear {
-        w: Mat,
-        b: Vector,
+        w: MatParam,
+        b: VecParam,
     },
     Act(Activation),
     Dropout(f64),
     /// Batch norm over `c` channels of `hw` positions each (hw = 1 after dense layers).
     BatchNorm {
-        gamma: Vector,
-        beta: Vector,
+        gamma: VecParam,
+        beta: VecParam,
         c: usize,
         hw: usize,
         state: BatchNormState,
     },
     Conv {
-        w: Mat,
-        b: Option<Vector>,
+        w: MatParam,
+        b: Option<VecParam>,
         geom: Conv2dGeom,
     },
     Pool {
@@ -55,34 +56,58 @@ pub enum Layer {
 
 /// A mutable view of one parameter, for optimisers and export.
 pub enum ParamMut<'a> {
-    Matrix(&'a mut Mat),
-    Vector(&'a mut Vector),
+    Matrix(&'a mut MatParam),
+    Vector(&'a mut VecParam),
 }
 
 impl ParamMut<'_> {
     pub fn len(&self) -> usize {
-        match self {
-            ParamMut::Matrix(m) => m.shape().num_elements(),
-            ParamMut::Vector(v) => v.shape().num_elements(),
-        }
+        self.values().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn to_vec(&self) -> Vec<f32> {
+    /// Its shape: `[rows, cols]` or `[len]`.
+    pub fn shape(&self) -> Vec<usize> {
         match self {
-            ParamMut::Matrix(m) => m.as_vec(),
-            ParamMut::Vector(v) => v.as_vec(),
+            ParamMut::Matrix(m) => {
+                let (r, c) = *m.shape();
+                vec![r, c]
+            }
+            ParamMut::Vector(v) => vec![v.shape().0],
         }
     }
 
-    pub fn copy_from(&mut self, src: &[f32]) {
+    pub fn values(&self) -> &[f32] {
         match self {
-            ParamMut::Matrix(m) => m.copy_from(src),
-            ParamMut::Vector(v) => v.copy_from(src),
+            ParamMut::Matrix(m) => m.values(),
+            ParamMut::Vector(v) => v.values(),
         }
+    }
+
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        match self {
+            ParamMut::Matrix(m) => m.values_mut(),
+            ParamMut::Vector(v) => v.values_mut(),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.values().to_vec()
+    }
+
+    pub fn copy_from(&mut self, src: &[f32]) {
+        self.values_mut().copy_from_slice(src)
+    }
+
+    /// Its gradient in `grads` (allocated as zeros when the pass left none).
+    pub fn grad<'g>(&self, grads: &'g mut Gradients<f32, Cpu>) -> Result<&'g mut [f32], CpuError> {
+        Ok(match self {
+            ParamMut::Matrix(m) => grads.get_or_alloc_mut(m.key())?,
+            ParamMut::Vector(v) => grads.get_or_alloc_mut(v.key())?,
+        })
     }
 }
 

@@ -1,11 +1,18 @@
-//! SGD (with momentum) and Adam over a network's parameters, reusing dfdx's update kernels.
+//! SGD (with momentum) and Adam over a network's parameters, updated in place where the
+//! network holds them (`nn::ops::Param`).
+//!
+//! Each update is dfdx 0.13's, operation for operation in `f32` (its `sgd_kernel` and
+//! `adam_kernel`, with the L2 weight decay this crate uses), so networks train to the same bits
+//! as they did through dfdx's optimisers; the loops run over plain slices, which the compiler
+//! vectorises.
 
-use crate::nn::{Network, ParamMut};
+use crate::nn::Network;
 use crate::space::OptimizerKind;
-use dfdx::optim::{AdamConfig, Momentum, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 
-type Buf = <Cpu as Storage<f32>>::Vec;
+/// Adam's decay rates of the two moments and its `eps` (PyTorch's and dfdx's defaults).
+const BETAS: [f32; 2] = [0.9, 0.999];
+const EPS: f32 = 1e-8;
 
 /// Optimiser state for one network: one or two moment buffers per parameter.
 pub struct Optimizer {
@@ -13,8 +20,8 @@ pub struct Optimizer {
     lr: f64,
     weight_decay: f64,
     t: i32,
-    m1: Vec<Buf>,
-    m2: Vec<Buf>,
+    m1: Vec<Vec<f32>>,
+    m2: Vec<Vec<f32>>,
 }
 
 impl Optimizer {
@@ -32,24 +39,31 @@ impl Optimizer {
     /// Applies one update from `grads`; L2 weight decay applies to weights, not biases or norms.
     pub fn step(
         &mut self,
-        dev: &Cpu,
         net: &mut Network,
         grads: &mut Gradients<f32, Cpu>,
     ) -> Result<(), String> {
         self.t += 1;
-        let decay = (self.weight_decay > 0.0).then_some(WeightDecay::L2(self.weight_decay));
-        let (kind, lr, t) = (self.kind, self.lr, self.t);
+        let (kind, t) = (self.kind, self.t);
+        let (lr, weight_decay) = (self.lr as f32, self.weight_decay as f32);
+        let decay = self.weight_decay > 0.0;
         let (m1, m2) = (&mut self.m1, &mut self.m2);
         let mut i = 0;
         let mut result = Ok(());
-        net.visit_params(&mut |name, p, decays| {
+        net.visit_params(&mut |name, mut p, decays| {
             if result.is_err() {
                 return;
             }
             if m1.len() <= i {
                 let n = p.len();
-                match (dev.try_alloc_len(n), dev.try_alloc_len(n)) {
-                    (Ok(a), Ok(b)) => {
+                let zeros = || {
+                    let mut v = Vec::new();
+                    v.try_reserve_exact(n).ok().map(|()| {
+                        v.resize(n, 0.0);
+                        v
+                    })
+                };
+                match (zeros(), zeros()) {
+                    (Some(a), Some(b)) => {
                         m1.push(a);
                         m2.push(b);
                     }
@@ -59,13 +73,21 @@ impl Optimizer {
                     }
                 }
             }
-            let wd = if decays { decay } else { None };
-            let r = match p {
-                ParamMut::Matrix(w) => update(kind, lr, wd, t, w, &mut m1[i], &mut m2[i], grads),
-                ParamMut::Vector(v) => update(kind, lr, wd, t, v, &mut m1[i], &mut m2[i], grads),
+            let wd = (decay && decays).then_some(weight_decay);
+            let g = match p.grad(grads) {
+                Ok(g) => g,
+                Err(e) => {
+                    result = Err(format!("update of {name} failed: {e:?}"));
+                    return;
+                }
             };
-            if let Err(e) = r {
-                result = Err(format!("update of {name} failed: {e:?}"));
+            let values = p.values_mut();
+            match kind {
+                OptimizerKind::Adam => adam(t, lr, wd, values, g, &mut m1[i], &mut m2[i]),
+                OptimizerKind::Sgd { momentum } => {
+                    let momentum = (momentum > 0.0).then_some(momentum as f32);
+                    sgd(lr, momentum, wd, values, g, &mut m1[i])
+                }
             }
             i += 1;
         });
@@ -73,31 +95,38 @@ impl Optimizer {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn update<S: Shape>(
-    kind: OptimizerKind,
-    lr: f64,
-    weight_decay: Option<WeightDecay>,
-    t: i32,
-    param: &mut Tensor<S, f32, Cpu>,
-    m1: &mut Buf,
-    m2: &mut Buf,
-    grads: &mut Gradients<f32, Cpu>,
-) -> Result<(), CpuError> {
-    let g: &Buf = grads.get_or_alloc_mut(&*param)?;
-    match kind {
-        OptimizerKind::Adam => AdamConfig {
-            lr,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-            weight_decay,
-        }
-        .try_update(t, param, m1, m2, g),
-        OptimizerKind::Sgd { momentum } => SgdConfig {
-            lr,
-            momentum: (momentum > 0.0).then_some(Momentum::Classic(momentum)),
-            weight_decay,
-        }
-        .try_update(param, m1, g),
+/// One Adam step over `p` (dfdx's `adam_kernel` for `f32` with L2 decay `wd`).
+fn adam(t: i32, lr: f32, wd: Option<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    let [b1, b2] = BETAS;
+    let (c1, c2) = ((1.0 - b1.powi(t)).recip(), (1.0 - b2.powi(t)).recip());
+    let (d1, d2) = (1.0 - b1, 1.0 - b2);
+    let moments = m.iter_mut().zip(v.iter_mut());
+    for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(moments) {
+        let g = match wd {
+            Some(wd) => g + wd * *p,
+            None => g,
+        };
+        *m = *m * b1 + g * d1;
+        *v = *v * b2 + g * g * d2;
+        let (m_hat, v_hat) = (*m * c1, *v * c2);
+        *p -= lr * m_hat / (v_hat.sqrt() + EPS);
+    }
+}
+
+/// One SGD step over `p` (dfdx's `sgd_kernel` for `f32`: classic momentum, L2 decay `wd`).
+fn sgd(lr: f32, momentum: Option<f32>, wd: Option<f32>, p: &mut [f32], g: &[f32], vel: &mut [f32]) {
+    for ((p, &g), v) in p.iter_mut().zip(g).zip(vel.iter_mut()) {
+        let g = match wd {
+            Some(wd) => g + wd * *p,
+            None => g,
+        };
+        let step = match momentum {
+            Some(u) => {
+                *v = g + u * *v;
+                *v * lr
+            }
+            None => g * lr,
+        };
+        *p -= step;
     }
 }

@@ -408,7 +408,7 @@ impl Run {
             }
             let mut grads = loss.backward();
             self.opt
-                .step(&self.dev, &mut self.net, &mut grads)
+                .step(&mut self.net, &mut grads)
                 .map_err(|_| diverged(f32::NAN))?;
             total += value * rows.len() as f32;
             count += rows.len();

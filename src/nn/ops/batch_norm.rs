@@ -7,7 +7,7 @@ use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
 use super::try_device_tensor;
 use super::{grad_before_act, Activations, Epilogue, OpError, LEAKY_SLOPE};
-use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
+use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
 use rayon::prelude::*;
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
@@ -73,14 +73,16 @@ pub fn try_batch_norm<T: Tape<f32, Cpu>>(
 #[allow(clippy::too_many_arguments)]
 pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     x: Activations<T>,
-    gamma: &Tensor<(usize,), f32, Cpu>,
-    beta: &Tensor<(usize,), f32, Cpu>,
+    gamma: &impl ParamRef<(usize,)>,
+    beta: &impl ParamRef<(usize,)>,
     c: usize,
     hw: usize,
     state: &mut BatchNormState,
     training: bool,
     act: Option<Epilogue>,
 ) -> Result<Activations<T>, OpError> {
+    let (g, b) = (gamma.values().to_vec(), beta.values().to_vec());
+    let (gamma, beta) = (gamma.key(), beta.key());
     check_sizes(x.shape().1, gamma.shape().0, beta.shape().0, c, hw, state)?;
     let expected = c * hw;
     let n = x.shape().0;
@@ -91,8 +93,6 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
 
     let input = take_input(x)?;
     let xs = input.data;
-    let g = param_values(gamma);
-    let b = param_values(beta);
 
     let (mean, inv_std) = statistics(&xs, c, hw, state, training);
 

@@ -13,7 +13,7 @@ use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
 use super::try_device_tensor;
 use super::{grad_before_act, Activations, Epilogue, OpError};
-use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
+use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
 
 /// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,8 +161,8 @@ pub(crate) fn valid_range(
 /// On any [`OpError`] from [`try_conv2d`]; check the geometry once with [`Conv2dGeom::check`].
 pub fn conv2d<T: Tape<f32, Cpu>>(
     x: Activations<T>,
-    weight: &Tensor<(usize, usize), f32, Cpu>,
-    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    weight: &impl ParamRef<(usize, usize)>,
+    bias: Option<&impl ParamRef<(usize,)>>,
     g: &Conv2dGeom,
 ) -> Activations<T> {
     match try_conv2d(x, weight, bias, g) {
@@ -174,8 +174,8 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
 /// [`conv2d`] with its errors returned.
 pub fn try_conv2d<T: Tape<f32, Cpu>>(
     x: Activations<T>,
-    weight: &Tensor<(usize, usize), f32, Cpu>,
-    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    weight: &impl ParamRef<(usize, usize)>,
+    bias: Option<&impl ParamRef<(usize,)>>,
     g: &Conv2dGeom,
 ) -> Result<Activations<T>, OpError> {
     try_conv2d_fused(x, weight, bias, g, None, true)
@@ -185,20 +185,26 @@ pub fn try_conv2d<T: Tape<f32, Cpu>>(
 /// gradient for `x` (the network's input batch needs none).
 pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
     x: Activations<T>,
-    weight: &Tensor<(usize, usize), f32, Cpu>,
-    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    weight: &impl ParamRef<(usize, usize)>,
+    bias: Option<&impl ParamRef<(usize,)>>,
     g: &Conv2dGeom,
     act: Option<Epilogue>,
     input_grad: bool,
 ) -> Result<Activations<T>, OpError> {
+    let (w, b) = (weight.values(), bias.map(|b| b.values()));
+    let (weight, bias) = (weight.key(), bias.map(|b| b.key()));
     let kernels = ConvKernels::new(g, x.shape().1, *weight.shape(), bias.map(|b| b.shape().0))?;
     let n = x.shape().0;
     let input = take_input(x)?;
-    let w = param_values(weight);
-    let b = bias.map(param_values);
     // Every value is written below; the buffer is recycled once copied into the output tensor.
     let mut out = take_f32(n * g.out_len());
-    let input_data = kernels.forward(n, input.data, &w, b.as_deref(), &mut out);
+    let input_data = kernels.forward(
+        n,
+        input.data,
+        &w,
+        b.as_ref().map(|b| b.as_slice()),
+        &mut out,
+    );
     if let Some(a) = act {
         a.apply(&mut out);
     }

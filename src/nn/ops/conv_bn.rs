@@ -2,7 +2,7 @@
 //! gradient never become tensors (no copy in or out of dfdx, no zeroed gradient buffer).
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
+use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use super::batch_norm::{
     check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState, Gate,
@@ -10,7 +10,7 @@ use super::batch_norm::{
 use super::conv::{grad_slice, ConvKernels};
 use super::scratch::{give_f32, take_f32};
 use super::try_device_tensor;
-use super::{make_output, param_values, put_grad, release_grad, take_grad, take_input};
+use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
 use super::{Activations, Conv2dGeom, Epilogue, OpError};
 
 /// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
@@ -18,16 +18,20 @@ use super::{Activations, Conv2dGeom, Epilogue, OpError};
 #[allow(clippy::too_many_arguments)]
 pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     x: Activations<T>,
-    weight: &Tensor<(usize, usize), f32, Cpu>,
-    bias: Option<&Tensor<(usize,), f32, Cpu>>,
+    weight: &impl ParamRef<(usize, usize)>,
+    bias: Option<&impl ParamRef<(usize,)>>,
     g: &Conv2dGeom,
-    gamma: &Tensor<(usize,), f32, Cpu>,
-    beta: &Tensor<(usize,), f32, Cpu>,
+    gamma: &impl ParamRef<(usize,)>,
+    beta: &impl ParamRef<(usize,)>,
     state: &mut BatchNormState,
     training: bool,
     act: Option<Epilogue>,
     input_grad: bool,
 ) -> Result<Activations<T>, OpError> {
+    let (w, b) = (weight.values(), bias.map(|b| b.values()));
+    let (gv, bv) = (gamma.values().to_vec(), beta.values().to_vec());
+    let (weight, bias) = (weight.key(), bias.map(|b| b.key()));
+    let (gamma, beta) = (gamma.key(), beta.key());
     let kernels = ConvKernels::new(g, x.shape().1, *weight.shape(), bias.map(|b| b.shape().0))?;
     let (c, hw) = (g.out_c, g.out_h() * g.out_w());
     check_sizes(c * hw, gamma.shape().0, beta.shape().0, c, hw, state)?;
@@ -36,13 +40,15 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
         return Err(OpError::TooFewValuesPerChannel { got: n * hw });
     }
     let input = take_input(x)?;
-    let w = param_values(weight);
-    let b = bias.map(param_values);
-    let gv = param_values(gamma);
-    let bv = param_values(beta);
     // The convolution's output, normalised in place into x_hat; both buffers are written whole.
     let mut x_hat = take_f32(n * c * hw);
-    let saved = kernels.forward(n, input.data, &w, b.as_deref(), &mut x_hat);
+    let saved = kernels.forward(
+        n,
+        input.data,
+        &w,
+        b.as_ref().map(|b| b.as_slice()),
+        &mut x_hat,
+    );
     let (mean, inv_std) = statistics(&x_hat, c, hw, state, training);
     let mut out = take_f32(n * c * hw);
     normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv, act);

@@ -3,16 +3,14 @@
 //! nothing needs it (the network's input batch).
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
+use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use super::gemm::{gemm, View};
 use super::math;
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
 use super::OpError;
-use super::{param_scratch, put_grad, take_grad, take_input, try_device_tensor, Activations};
-
-type Vector = Tensor<(usize,), f32, Cpu>;
+use super::{put_grad, take_grad, take_input, try_device_tensor, Activations, ParamRef};
 
 /// An activation fused into the op: each one's derivative is a function of its output, so the
 /// pre-activation values need not be kept.
@@ -114,11 +112,13 @@ pub(crate) fn grad_before_act(act: Option<Epilogue>, y: &[f32], gy: &[f32]) -> O
 /// input batch it would be a whole extra GEMM thrown away.
 pub fn try_linear<T: Tape<f32, Cpu>>(
     x: Activations<T>,
-    weight: &Tensor<(usize, usize), f32, Cpu>,
-    bias: &Vector,
+    weight: &impl ParamRef<(usize, usize)>,
+    bias: &impl ParamRef<(usize,)>,
     act: Option<Epilogue>,
     input_grad: bool,
 ) -> Result<Activations<T>, OpError> {
+    let (weight_values, bias_values) = (weight.values(), bias.values());
+    let (weight, bias) = (weight.key(), bias.key());
     let (n, k) = *x.shape();
     let (wr, m) = *weight.shape();
     if wr != k {
@@ -135,9 +135,15 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
             expected: m,
         });
     }
+    if weight_values.len() != wr * m || bias_values.len() != m {
+        return Err(OpError::ParamLen {
+            what: "linear weight or bias values",
+            got: weight_values.len() + bias_values.len(),
+            expected: wr * m + m,
+        });
+    }
     let input = take_input(x)?;
-    let w = param_scratch(weight);
-    let b = param_scratch(bias);
+    let (w, b) = (weight_values, bias_values);
     // Every value is written: each row starts as the bias, then the GEMM adds x W.
     let mut out = take_f32(n * m);
     for row in out.chunks_exact_mut(m.max(1)) {
@@ -159,20 +165,13 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     }
     let dev = input.tensor.device().clone();
     let y = try_device_tensor(&dev, &out, n, m)?;
-    give_f32(b);
     if !T::OWNS_TAPE {
         give_f32(out);
         give_f32(input.data);
-        give_f32(w);
         return Ok(y.put_tape(input.tape));
     }
-    // The weights' copy is only read again for the input's gradient.
-    let w = if input_grad {
-        w
-    } else {
-        give_f32(w);
-        Vec::new()
-    };
+    // The weights are only read again for the input's gradient.
+    let w = input_grad.then_some(w);
     // Backward needs the input (for W's gradient) and the output (for the activation's).
     let saved_x = input.data;
     let saved_y = saved_output(act, out);
@@ -212,7 +211,7 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
                 k,
                 1.0,
                 View::rows(gz, m),
-                View::transposed(&w, m),
+                View::transposed(w.as_deref().map_or(&[], Vec::as_slice), m),
                 1.0,
                 gx,
                 k,
@@ -223,7 +222,6 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         }
         give_f32(saved_x);
         give_f32(saved_y);
-        give_f32(w);
         put_grad!(grads, &y_ghost, gy);
         Ok(())
     });
@@ -233,8 +231,8 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
 /// [`try_linear`], panicking with its error.
 pub fn linear<T: Tape<f32, Cpu>>(
     x: Activations<T>,
-    weight: &Tensor<(usize, usize), f32, Cpu>,
-    bias: &Vector,
+    weight: &impl ParamRef<(usize, usize)>,
+    bias: &impl ParamRef<(usize,)>,
     act: Option<Epilogue>,
     input_grad: bool,
 ) -> Activations<T> {

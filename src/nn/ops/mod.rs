@@ -2,8 +2,9 @@
 //!
 //! Every activation is a runtime-shaped `(N, C*H*W)` tensor: one row per sample, NCHW flattened.
 //! Each op comes as `try_op` (typed [`OpError`]) and `op` (panics with that error), the way dfdx
-//! pairs its own ops. Parameters are tape-less tensors whose gradients the backward pass
-//! accumulates by id, so the usual `Gradients` / optimiser flow works unchanged.
+//! pairs its own ops. Parameters come as [`ParamRef`]s: their values (read without a copy where a
+//! [`Param`] holds them) and a tape-less tensor under whose id the backward pass accumulates the
+//! gradient in dfdx's `Gradients`.
 
 mod act;
 mod batch_norm;
@@ -20,6 +21,7 @@ mod gemm;
 mod linear;
 mod math;
 mod par;
+mod param;
 mod pool;
 mod scratch;
 mod simd;
@@ -33,6 +35,7 @@ pub use conv_bn::try_conv_bn_act;
 pub use error::OpError;
 use linear::{grad_before_act, LEAKY_SLOPE};
 pub use linear::{linear, try_linear, Epilogue};
+pub use param::{Param, ParamRef};
 pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
 
 use dfdx::shapes::HasShape;
@@ -121,15 +124,6 @@ pub(crate) fn make_output<T: Tape<f32, Cpu>>(
 /// Copies a parameter's values out (parameters are small; a copy keeps the closures simple).
 pub(crate) fn param_values<S: dfdx::shapes::Shape>(p: &Tensor<S, f32, Cpu>) -> Vec<f32> {
     let mut v = vec![0.0; p.shape().num_elements()];
-    p.copy_into(&mut v);
-    v
-}
-
-/// [`param_values`] into a scratch buffer, for large parameters: hand it back with
-/// [`scratch::give_f32`]. A dense layer's 784x256 weights (800 kB) otherwise come fresh from the
-/// allocator every step, page faults and zeroing included.
-pub(crate) fn param_scratch<S: dfdx::shapes::Shape>(p: &Tensor<S, f32, Cpu>) -> Vec<f32> {
-    let mut v = scratch::take_f32(p.shape().num_elements());
     p.copy_into(&mut v);
     v
 }
