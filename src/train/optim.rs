@@ -130,3 +130,76 @@ fn sgd(lr: f32, momentum: Option<f32>, wd: Option<f32>, p: &mut [f32], g: &[f32]
         *p -= step;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dfdx::optim::{AdamConfig, Momentum, SgdConfig, WeightDecay};
+
+    /// Several steps of each update give the bits of dfdx's own kernels, with and without
+    /// weight decay and momentum.
+    #[test]
+    fn updates_match_dfdx_bit_for_bit() {
+        let dev = Cpu::default();
+        let n = 37;
+        let start: Vec<f32> = (0..n)
+            .map(|i| ((i * 17 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let grad = |step: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i + 3 * step) * 29 % 31) as f32 - 15.0) / 9.0)
+                .collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (lr, wd) in [(1e-3, None), (3e-2, Some(1e-3))] {
+            // Adam.
+            let mut theirs = dev.tensor_from_vec(start.clone(), (n,));
+            let (mut m1, mut m2) = (dev.try_alloc_len(n).unwrap(), dev.try_alloc_len(n).unwrap());
+            let (mut ours, mut a, mut b) = (start.clone(), vec![0.0; n], vec![0.0; n]);
+            for t in 1..=5 {
+                let g = grad(t as usize);
+                let gb = {
+                    let mut gb = dev.try_alloc_len(n).unwrap();
+                    gb.copy_from_slice(&g);
+                    gb
+                };
+                AdamConfig {
+                    lr,
+                    betas: [0.9, 0.999],
+                    eps: 1e-8,
+                    weight_decay: wd.map(WeightDecay::L2),
+                }
+                .try_update(t, &mut theirs, &mut m1, &mut m2, &gb)
+                .unwrap();
+                let wd = wd.map(|w| w as f32);
+                adam(t, lr as f32, wd, &mut ours, &g, &mut a, &mut b);
+            }
+            assert_eq!(
+                bits(&ours),
+                bits(&theirs.as_vec()),
+                "adam lr {lr} wd {wd:?}"
+            );
+            // SGD, with and without momentum.
+            for momentum in [None, Some(0.9)] {
+                let mut theirs = dev.tensor_from_vec(start.clone(), (n,));
+                let mut vel_t = dev.try_alloc_len(n).unwrap();
+                let (mut ours, mut vel) = (start.clone(), vec![0.0; n]);
+                for step in 1..=5 {
+                    let g = grad(step);
+                    let mut gb = dev.try_alloc_len(n).unwrap();
+                    gb.copy_from_slice(&g);
+                    SgdConfig {
+                        lr,
+                        momentum: momentum.map(Momentum::Classic),
+                        weight_decay: wd.map(WeightDecay::L2),
+                    }
+                    .try_update(&mut theirs, &mut vel_t, &gb)
+                    .unwrap();
+                    let (u, wd) = (momentum.map(|u| u as f32), wd.map(|w| w as f32));
+                    sgd(lr as f32, u, wd, &mut ours, &g, &mut vel);
+                }
+                assert_eq!(bits(&ours), bits(&theirs.as_vec()), "sgd {momentum:?}");
+            }
+        }
+    }
+}
