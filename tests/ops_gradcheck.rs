@@ -1166,6 +1166,98 @@ fn conv_batch_norm_and_activation_as_one_op_match_the_three_ops() {
     }
 }
 
+/// Max pooling fused into the convolution with batch norm and activation gives the bits of the
+/// op followed by `pool2d`: outputs, every gradient and the running statistics, for 2x2 windows
+/// (the fast path) and 3x3 ones with padding, every activation, in training and evaluation.
+#[test]
+fn max_pooling_fused_into_conv_batch_norm_keeps_every_bit() {
+    let bits = |v: &[Vec<f32>]| -> Vec<Vec<u32>> {
+        v.iter()
+            .map(|p| p.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    };
+    let mut cases = 0;
+    for (n, g, bias) in conv_grid() {
+        let (c, oh, ow) = (g.out_c, g.out_h(), g.out_w());
+        let hw = oh * ow;
+        let x = uniform(&mut rng(50), n * g.in_c * g.in_h * g.in_w);
+        let mut p = conv_params(&g, bias, 51);
+        p.vecs.extend(bn_params(c, 52).vecs);
+        let k = p.vecs.len() - 2;
+        // Along a dimension of one value the window is one value, as the builder makes it.
+        let along = |len: usize, k: usize, s: usize, pad: usize| {
+            if len == 1 {
+                (1, 1, 0)
+            } else {
+                (k, s, pad)
+            }
+        };
+        for (kk, ss, pp) in [(2, 2, 0), (3, 2, 1)] {
+            let (kh, sh, ph) = along(oh, kk, ss, pp);
+            let (kw, sw, pw) = along(ow, kk, ss, pp);
+            let pool = pgeom(c, (oh, ow), (kh, kw), (sh, sw), (ph, pw));
+            if pool.check().is_err() {
+                continue;
+            }
+            for training in [true, false] {
+                if training && n * hw < 2 {
+                    continue;
+                }
+                for act in std::iter::once(None).chain(ACTS.map(Some)) {
+                    let states = [0, 1].map(|_| {
+                        let mut s = BatchNormState::new(c);
+                        s.running_mean = uniform(&mut rng(53), c);
+                        s.running_var = (0..c).map(|i| 0.5 + i as f32 * 0.1).collect();
+                        std::cell::RefCell::new(s)
+                    });
+                    let run = |fused: bool| {
+                        values_and_grads(
+                            &|x, b| {
+                                let conv_b = if bias { b.vecs.first() } else { None };
+                                let (gamma, beta) = (&b.vecs[k], &b.vecs[k + 1]);
+                                let mut s = states[usize::from(fused)].borrow_mut();
+                                if fused {
+                                    let bn = (gamma, beta, &mut *s, training, act);
+                                    try_conv_bn_act_pool(
+                                        x,
+                                        &b.mats[0],
+                                        conv_b,
+                                        &g,
+                                        bn,
+                                        Some(&pool),
+                                        true,
+                                    )
+                                    .unwrap()
+                                } else {
+                                    let y = try_conv_bn_act(
+                                        x, &b.mats[0], conv_b, &g, gamma, beta, &mut s, training,
+                                        act, true,
+                                    )
+                                    .unwrap();
+                                    pool2d(y, PoolKind::Max, &pool)
+                                }
+                            },
+                            &x,
+                            n,
+                            &p,
+                        )
+                    };
+                    let (fused, composed) = (run(true), run(false));
+                    let what = format!("{g:?} {pool:?} training={training} {act:?}");
+                    assert_eq!(bits(&fused), bits(&composed), "{what}");
+                    assert_eq!(
+                        *states[0].borrow(),
+                        *states[1].borrow(),
+                        "{what}: statistics"
+                    );
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert!(cases > 100, "only {cases} cases ran");
+}
+
 #[test]
 fn conv_without_input_gradient_computes_the_same_parameter_gradients() {
     for (n, g, bias) in conv_grid() {

@@ -324,21 +324,26 @@ fn run_from<T: Tape<f32, Cpu>>(
                 Some(Layer::Act(a)) => epilogue(*a),
                 _ => None,
             };
-            x = ops::try_conv_bn_act(
+            // So is a max pooling right after them.
+            let pool = match rest.get(usize::from(act.is_some())) {
+                Some(Layer::Pool {
+                    kind: PoolKind::Max,
+                    geom,
+                }) => Some(*geom),
+                _ => None,
+            };
+            x = ops::try_conv_bn_act_pool(
                 x,
                 w,
                 b.as_ref(),
                 geom,
-                gamma,
-                beta,
-                state,
-                train,
-                act,
+                (&*gamma, &*beta, state, train, act),
+                pool.as_ref(),
                 input_grad,
             )
             .unwrap_or_else(|e| panic!("conv2d + batch_norm: {e}"));
             input_grad = true;
-            i += if act.is_some() { 3 } else { 2 };
+            i += 2 + usize::from(act.is_some()) + usize::from(pool.is_some());
             continue;
         }
         let fused = match (&layers[i], layers.get(i + 1)) {

@@ -8,10 +8,11 @@ use super::batch_norm::{
     check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState, Gate,
 };
 use super::conv::{grad_slice, ConvKernels};
-use super::scratch::{give_f32, take_f32};
+use super::pool::max_forward;
+use super::scratch::{give_f32, give_usize, take_f32};
 use super::try_device_tensor;
 use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
-use super::{Activations, Conv2dGeom, Epilogue, OpError};
+use super::{Activations, Conv2dGeom, Epilogue, OpError, Pool2dGeom};
 
 /// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
 /// followed by [`super::try_batch_norm_act`] over the convolution's `out_c` channels.
@@ -28,6 +29,26 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     act: Option<Epilogue>,
     input_grad: bool,
 ) -> Result<Activations<T>, OpError> {
+    let bn = (gamma, beta, state, training, act);
+    try_conv_bn_act_pool(x, weight, bias, g, bn, None, input_grad)
+}
+
+/// A batch norm (`gamma`, `beta`, its state, training or not) and the activation after it.
+type BnAct<'a, G, B> = (&'a G, &'a B, &'a mut BatchNormState, bool, Option<Epilogue>);
+
+/// [`try_conv_bn_act`] followed by max pooling over `pool` (its input the op's output): the
+/// same values and gradients as [`super::try_pool2d`] after it, without the un-pooled output
+/// as a tensor (no copy into dfdx and back out for the pooling, no zeroed gradient buffer).
+#[allow(clippy::too_many_arguments)]
+pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRef<(usize,)>>(
+    x: Activations<T>,
+    weight: &impl ParamRef<(usize, usize)>,
+    bias: Option<&impl ParamRef<(usize,)>>,
+    g: &Conv2dGeom,
+    (gamma, beta, state, training, act): BnAct<'_, G, B>,
+    pool: Option<&Pool2dGeom>,
+    input_grad: bool,
+) -> Result<Activations<T>, OpError> {
     let (w, b) = (weight.values(), bias.map(|b| b.values()));
     let (gv, bv) = (gamma.values().to_vec(), beta.values().to_vec());
     let (weight, bias) = (weight.key(), bias.map(|b| b.key()));
@@ -38,6 +59,16 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     let n = x.shape().0;
     if training && n * hw < 2 {
         return Err(OpError::TooFewValuesPerChannel { got: n * hw });
+    }
+    if let Some(p) = pool {
+        p.check()?;
+        if (p.c, p.h, p.w) != (c, g.out_h(), g.out_w()) {
+            return Err(OpError::InputWidth {
+                got: c * hw,
+                expected: p.c * p.h * p.w,
+                what: format!("a {}x{}x{} max pooling", p.c, p.h, p.w),
+            });
+        }
     }
     let input = take_input(x)?;
     // The convolution's output, normalised in place into x_hat; both buffers are written whole.
@@ -53,19 +84,45 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     let mut out = take_f32(n * c * hw);
     normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv, act);
     let dev = input.tensor.device().clone();
+    // Pooled, the output is the windows' maxima, and backward routes their gradients back
+    // through the winners (indices into `out`).
+    let (pooled, winners) = match pool {
+        Some(p) => {
+            let mut pooled = take_f32(n * p.out_len());
+            let winners = max_forward(p, &out, &mut pooled, T::OWNS_TAPE);
+            (Some((pooled, p.out_len())), Some(winners))
+        }
+        None => (None, None),
+    };
     if !T::OWNS_TAPE {
-        let y = make_output::<T>(&dev, out, n, c * hw)?;
+        let y = match pooled {
+            Some((p, len)) => {
+                give_f32(out);
+                make_output::<T>(&dev, p, n, len)?
+            }
+            None => make_output::<T>(&dev, out, n, c * hw)?,
+        };
         give_f32(saved);
         give_f32(x_hat);
         return Ok(y.put_tape(input.tape));
     }
     let gate = Gate::new(act, gv, bv);
-    // The output is kept only for sigmoid's and tanh's derivatives; else the tensor takes it.
-    let moved = !gate.needs_output();
-    let (y, saved_y) = if moved {
-        (make_output::<T>(&dev, out, n, c * hw)?, Vec::new())
-    } else {
-        (try_device_tensor(&dev, &out, n, c * hw)?, out)
+    // The output is kept only for sigmoid's and tanh's derivatives; else the tensor takes it
+    // (or, pooled, it goes back: the tensor takes the maxima).
+    let keep = gate.needs_output();
+    let moved = !keep || pooled.is_some();
+    let (y, saved_y) = match (pooled, keep) {
+        (Some((p, len)), _) => {
+            let y = make_output::<T>(&dev, p, n, len)?;
+            if keep {
+                (y, out)
+            } else {
+                give_f32(out);
+                (y, Vec::new())
+            }
+        }
+        (None, false) => (make_output::<T>(&dev, out, n, c * hw)?, Vec::new()),
+        (None, true) => (try_device_tensor(&dev, &out, n, c * hw)?, out),
     };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
@@ -74,8 +131,18 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
     let (gamma, beta) = (gamma.clone(), beta.clone());
     tape.add_backward_op(move |grads| {
         let gy_out = take_grad!(grads, &y_ghost);
-        let gy_buf = gate.grad_from_output(&saved_y, &gy_out);
-        let gy = gy_buf.as_deref().unwrap_or(&gy_out);
+        // The pooling's backward: each maximum's gradient to its winner, zero elsewhere.
+        let gy_unpooled = winners.as_ref().map(|w| {
+            let mut g = take_f32(n * c * hw);
+            g.fill(0.0);
+            for (&i, &d) in w.iter().zip(gy_out.iter()) {
+                g[i] += d;
+            }
+            g
+        });
+        let gy_act = gy_unpooled.as_deref().unwrap_or(&gy_out);
+        let gy_buf = gate.grad_from_output(&saved_y, gy_act);
+        let gy = gy_buf.as_deref().unwrap_or(gy_act);
         let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw, &gate);
         for (p, sums) in [(&gamma, &sum_dy_xhat), (&beta, &sum_dy)] {
             for (o, s) in grads.get_or_alloc_mut(p)?.iter_mut().zip(sums) {
@@ -94,8 +161,11 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
         for v in [saved, x_hat, saved_y] {
             give_f32(v);
         }
-        if let Some(b) = gy_buf {
+        for b in [gy_buf, gy_unpooled].into_iter().flatten() {
             give_f32(b);
+        }
+        if let Some(w) = winners {
+            give_usize(w);
         }
         Ok(())
     });

@@ -81,7 +81,7 @@ impl Pool2dGeom {
         self.c * self.h * self.w
     }
 
-    fn out_len(&self) -> usize {
+    pub(super) fn out_len(&self) -> usize {
         self.c * self.out_h() * self.out_w()
     }
 
@@ -181,7 +181,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
 }
 
 /// Writes each window's maximum; returns the winners' input indices when `keep` asks for them.
-fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
+pub(super) fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
     if (g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w) == (2, 2, 2, 2, 0, 0)
         && 2 * g.out_h() <= g.h
         && 2 * g.out_w() <= g.w
