@@ -1166,11 +1166,12 @@ fn conv_batch_norm_and_activation_as_one_op_match_the_three_ops() {
     }
 }
 
-/// Max pooling fused into the convolution with batch norm and activation gives the bits of the
-/// op followed by `pool2d`: outputs, every gradient and the running statistics, for 2x2 windows
-/// (the fast path) and 3x3 ones with padding, every activation, in training and evaluation.
+/// Pooling fused into the convolution with batch norm and activation gives the bits of the op
+/// followed by `pool2d` or `global_avg_pool`: outputs, every gradient and the running
+/// statistics, for 2x2 max windows (the fast path), 3x3 ones with padding and channel means,
+/// every activation, in training and evaluation.
 #[test]
-fn max_pooling_fused_into_conv_batch_norm_keeps_every_bit() {
+fn pooling_fused_into_conv_batch_norm_keeps_every_bit() {
     let bits = |v: &[Vec<f32>]| -> Vec<Vec<u32>> {
         v.iter()
             .map(|p| p.iter().map(|x| x.to_bits()).collect())
@@ -1192,11 +1193,14 @@ fn max_pooling_fused_into_conv_batch_norm_keeps_every_bit() {
                 (k, s, pad)
             }
         };
-        for (kk, ss, pp) in [(2, 2, 0), (3, 2, 1)] {
-            let (kh, sh, ph) = along(oh, kk, ss, pp);
-            let (kw, sw, pw) = along(ow, kk, ss, pp);
-            let pool = pgeom(c, (oh, ow), (kh, kw), (sh, sw), (ph, pw));
-            if pool.check().is_err() {
+        // `None`: global average pooling.
+        for window in [Some((2, 2, 0)), Some((3, 2, 1)), None] {
+            let pool = window.map(|(kk, ss, pp)| {
+                let (kh, sh, ph) = along(oh, kk, ss, pp);
+                let (kw, sw, pw) = along(ow, kk, ss, pp);
+                pgeom(c, (oh, ow), (kh, kw), (sh, sw), (ph, pw))
+            });
+            if pool.is_some_and(|p| p.check().is_err()) {
                 continue;
             }
             for training in [true, false] {
@@ -1218,13 +1222,17 @@ fn max_pooling_fused_into_conv_batch_norm_keeps_every_bit() {
                                 let mut s = states[usize::from(fused)].borrow_mut();
                                 if fused {
                                     let bn = (gamma, beta, &mut *s, training, act);
+                                    let pooling = match &pool {
+                                        Some(p) => Pooling::Max(p),
+                                        None => Pooling::GlobalAvg,
+                                    };
                                     try_conv_bn_act_pool(
                                         x,
                                         &b.mats[0],
                                         conv_b,
                                         &g,
                                         bn,
-                                        Some(&pool),
+                                        Some(pooling),
                                         true,
                                     )
                                     .unwrap()
@@ -1234,7 +1242,10 @@ fn max_pooling_fused_into_conv_batch_norm_keeps_every_bit() {
                                         act, true,
                                     )
                                     .unwrap();
-                                    pool2d(y, PoolKind::Max, &pool)
+                                    match &pool {
+                                        Some(p) => pool2d(y, PoolKind::Max, p),
+                                        None => global_avg_pool(y, c, hw),
+                                    }
                                 }
                             },
                             &x,
@@ -1255,7 +1266,7 @@ fn max_pooling_fused_into_conv_batch_norm_keeps_every_bit() {
             }
         }
     }
-    assert!(cases > 100, "only {cases} cases ran");
+    assert!(cases > 150, "only {cases} cases ran");
 }
 
 #[test]

@@ -324,12 +324,17 @@ fn run_from<T: Tape<f32, Cpu>>(
                 Some(Layer::Act(a)) => epilogue(*a),
                 _ => None,
             };
-            // So is a max pooling right after them.
+            // So is a max or global average pooling right after them.
             let pool = match rest.get(usize::from(act.is_some())) {
                 Some(Layer::Pool {
                     kind: PoolKind::Max,
                     geom,
-                }) => Some(*geom),
+                }) => Some(ops::Pooling::Max(geom)),
+                Some(Layer::GlobalAvgPool { c, hw })
+                    if (*c, *hw) == (geom.out_c, geom.out_h() * geom.out_w()) =>
+                {
+                    Some(ops::Pooling::GlobalAvg)
+                }
                 _ => None,
             };
             x = ops::try_conv_bn_act_pool(
@@ -338,7 +343,7 @@ fn run_from<T: Tape<f32, Cpu>>(
                 b.as_ref(),
                 geom,
                 (&*gamma, &*beta, state, train, act),
-                pool.as_ref(),
+                pool,
                 input_grad,
             )
             .unwrap_or_else(|e| panic!("conv2d + batch_norm: {e}"));

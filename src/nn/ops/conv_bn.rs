@@ -36,9 +36,25 @@ pub fn try_conv_bn_act<T: Tape<f32, Cpu>>(
 /// A batch norm (`gamma`, `beta`, its state, training or not) and the activation after it.
 type BnAct<'a, G, B> = (&'a G, &'a B, &'a mut BatchNormState, bool, Option<Epilogue>);
 
-/// [`try_conv_bn_act`] followed by max pooling over `pool` (its input the op's output): the
-/// same values and gradients as [`super::try_pool2d`] after it, without the un-pooled output
-/// as a tensor (no copy into dfdx and back out for the pooling, no zeroed gradient buffer).
+/// A pooling that [`try_conv_bn_act_pool`] applies to its output.
+#[derive(Clone, Copy, Debug)]
+pub enum Pooling<'a> {
+    /// Max pooling over these windows ([`super::try_pool2d`] with [`super::PoolKind::Max`]).
+    Max(&'a Pool2dGeom),
+    /// The mean of each channel ([`super::try_global_avg_pool`]).
+    GlobalAvg,
+}
+
+/// What a pooled output's backward pass needs: the windows' winners (indices into the
+/// un-pooled output), or nothing for means.
+enum Pooled {
+    Max(Vec<usize>),
+    Avg,
+}
+
+/// [`try_conv_bn_act`] followed by `pool` (its input the op's output): the same values and
+/// gradients as the pooling op after it, without the un-pooled output as a tensor (no copy into
+/// dfdx and back out for the pooling, no zeroed gradient buffer).
 #[allow(clippy::too_many_arguments)]
 pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRef<(usize,)>>(
     x: Activations<T>,
@@ -46,7 +62,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     bias: Option<&impl ParamRef<(usize,)>>,
     g: &Conv2dGeom,
     (gamma, beta, state, training, act): BnAct<'_, G, B>,
-    pool: Option<&Pool2dGeom>,
+    pool: Option<Pooling<'_>>,
     input_grad: bool,
 ) -> Result<Activations<T>, OpError> {
     let (w, b) = (weight.values(), bias.map(|b| b.values()));
@@ -60,7 +76,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     if training && n * hw < 2 {
         return Err(OpError::TooFewValuesPerChannel { got: n * hw });
     }
-    if let Some(p) = pool {
+    if let Some(Pooling::Max(p)) = pool {
         p.check()?;
         if (p.c, p.h, p.w) != (c, g.out_h(), g.out_w()) {
             return Err(OpError::InputWidth {
@@ -86,11 +102,19 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     let dev = input.tensor.device().clone();
     // Pooled, the output is the windows' maxima, and backward routes their gradients back
     // through the winners (indices into `out`).
+    let inv_hw = 1.0 / hw as f32;
     let (pooled, winners) = match pool {
-        Some(p) => {
+        Some(Pooling::Max(p)) => {
             let mut pooled = take_f32(n * p.out_len());
             let winners = max_forward(p, &out, &mut pooled, T::OWNS_TAPE);
-            (Some((pooled, p.out_len())), Some(winners))
+            (Some((pooled, p.out_len())), Some(Pooled::Max(winners)))
+        }
+        Some(Pooling::GlobalAvg) => {
+            let mut means = take_f32(n * c);
+            for (o, plane) in means.iter_mut().zip(out.chunks_exact(hw)) {
+                *o = plane.iter().sum::<f32>() * inv_hw;
+            }
+            (Some((means, c)), Some(Pooled::Avg))
         }
         None => (None, None),
     };
@@ -131,12 +155,24 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     let (gamma, beta) = (gamma.clone(), beta.clone());
     tape.add_backward_op(move |grads| {
         let gy_out = take_grad!(grads, &y_ghost);
-        // The pooling's backward: each maximum's gradient to its winner, zero elsewhere.
-        let gy_unpooled = winners.as_ref().map(|w| {
+        // The pooling's backward, onto zeros as into a fresh gradient: each maximum's gradient
+        // to its winner, each mean's spread over its plane.
+        let gy_unpooled = winners.as_ref().map(|pooled| {
             let mut g = take_f32(n * c * hw);
             g.fill(0.0);
-            for (&i, &d) in w.iter().zip(gy_out.iter()) {
-                g[i] += d;
+            match pooled {
+                Pooled::Max(w) => {
+                    for (&i, &d) in w.iter().zip(gy_out.iter()) {
+                        g[i] += d;
+                    }
+                }
+                Pooled::Avg => {
+                    for (plane, &d) in g.chunks_exact_mut(hw).zip(gy_out.iter()) {
+                        for v in plane {
+                            *v += d * inv_hw;
+                        }
+                    }
+                }
             }
             g
         });
@@ -164,7 +200,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
         for b in [gy_buf, gy_unpooled].into_iter().flatten() {
             give_f32(b);
         }
-        if let Some(w) = winners {
+        if let Some(Pooled::Max(w)) = winners {
             give_usize(w);
         }
         Ok(())

@@ -31,7 +31,7 @@ mod unpacked_gemm;
 pub use act::try_activation;
 pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormState};
 pub use conv::{conv2d, try_conv2d, try_conv2d_fused, Conv2dGeom};
-pub use conv_bn::{try_conv_bn_act, try_conv_bn_act_pool};
+pub use conv_bn::{try_conv_bn_act, try_conv_bn_act_pool, Pooling};
 pub use error::OpError;
 use linear::{grad_before_act, LEAKY_SLOPE};
 pub use linear::{linear, try_linear, Epilogue};
