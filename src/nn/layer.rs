@@ -187,7 +187,8 @@ impl Layer {
                 let (f, tape) = f.split_tape();
                 let s = run(shortcut, x.put_tape(tape), train);
                 let (s, tape) = s.split_tape();
-                let y = f.put_tape(tape) + s;
+                let y = ops::try_add(f.put_tape(tape), &s)
+                    .unwrap_or_else(|e| panic!("residual sum: {e}"));
                 match act {
                     Some(a) => activate(y, *a),
                     None => y,

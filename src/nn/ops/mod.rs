@@ -7,6 +7,7 @@
 //! gradient in dfdx's `Gradients`.
 
 mod act;
+mod add;
 mod batch_norm;
 mod conv;
 mod conv_bn;
@@ -29,6 +30,7 @@ mod transpose;
 mod unpacked_gemm;
 
 pub use act::try_activation;
+pub use add::try_add;
 pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormState};
 pub use conv::{conv2d, try_conv2d, try_conv2d_fused, Conv2dGeom};
 pub use conv_bn::{try_conv_bn_act, try_conv_bn_act_pool, Pooling};
