@@ -52,12 +52,13 @@ pub struct Cost {
 
 impl Cost {
     /// Bytes that training `networks` networks in lockstep (one per fold) at `batch` samples a
-    /// step needs at its peak, roughly: per network, weights, gradients and two optimiser moments
-    /// per parameter; once, the step's activations with their gradients, and evaluation in chunks
-    /// of `eval_batch` samples.
+    /// step needs at its peak, roughly: per network, weights (their values and the tensor that
+    /// names their gradient, see `ops::Param`), gradients and two optimiser moments per
+    /// parameter; once, the step's activations with their gradients, and evaluation in chunks of
+    /// `eval_batch` samples.
     pub fn training_bytes(&self, batch: usize, eval_batch: usize, networks: usize) -> u64 {
         let f32s = (self.params as u64)
-            .saturating_mul(4)
+            .saturating_mul(5)
             .saturating_mul(networks.max(1) as u64)
             .saturating_add(
                 (batch as u64)
