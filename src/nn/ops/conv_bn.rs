@@ -8,7 +8,7 @@ use super::batch_norm::{
     check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState, Gate,
 };
 use super::conv::{grad_slice, ConvKernels};
-use super::pool::max_forward;
+use super::pool::{channel_means, max_backward, max_forward, means_backward};
 use super::scratch::{give_f32, give_usize, take_f32};
 use super::try_device_tensor;
 use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
@@ -100,9 +100,8 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     let mut out = take_f32(n * c * hw);
     normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv, act);
     let dev = input.tensor.device().clone();
-    // Pooled, the output is the windows' maxima, and backward routes their gradients back
-    // through the winners (indices into `out`).
-    let inv_hw = 1.0 / hw as f32;
+    // Pooled, the output is the windows' maxima (backward routes their gradients back through
+    // the winners, indices into `out`) or the channels' means.
     let (pooled, winners) = match pool {
         Some(Pooling::Max(p)) => {
             let mut pooled = take_f32(n * p.out_len());
@@ -111,9 +110,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
         }
         Some(Pooling::GlobalAvg) => {
             let mut means = take_f32(n * c);
-            for (o, plane) in means.iter_mut().zip(out.chunks_exact(hw)) {
-                *o = plane.iter().sum::<f32>() * inv_hw;
-            }
+            channel_means(&out, hw, &mut means);
             (Some((means, c)), Some(Pooled::Avg))
         }
         None => (None, None),
@@ -132,7 +129,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     }
     let gate = Gate::new(act, gv, bv);
     // The output is kept only for sigmoid's and tanh's derivatives; else the tensor takes it
-    // (or, pooled, it goes back: the tensor takes the maxima).
+    // (or, pooled, it goes back: the tensor takes the pooled values).
     let keep = gate.needs_output();
     let moved = !keep || pooled.is_some();
     let (y, saved_y) = match (pooled, keep) {
@@ -161,18 +158,8 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
             let mut g = take_f32(n * c * hw);
             g.fill(0.0);
             match pooled {
-                Pooled::Max(w) => {
-                    for (&i, &d) in w.iter().zip(gy_out.iter()) {
-                        g[i] += d;
-                    }
-                }
-                Pooled::Avg => {
-                    for (plane, &d) in g.chunks_exact_mut(hw).zip(gy_out.iter()) {
-                        for v in plane {
-                            *v += d * inv_hw;
-                        }
-                    }
-                }
+                Pooled::Max(w) => max_backward(w, &gy_out, &mut g),
+                Pooled::Avg => means_backward(&gy_out, hw, &mut g),
             }
             g
         });

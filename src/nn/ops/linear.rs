@@ -203,7 +203,7 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
             m,
         );
         put_grad!(grads, &weight, gw);
-        if input_grad {
+        if let Some(w) = &w {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             gemm(
                 n,
@@ -211,7 +211,7 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
                 k,
                 1.0,
                 View::rows(gz, m),
-                View::transposed(w.as_deref().map_or(&[], Vec::as_slice), m),
+                View::transposed(w, m),
                 1.0,
                 gx,
                 k,

@@ -165,11 +165,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
         {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             match kind {
-                PoolKind::Max => {
-                    for (&i, &d) in winners.iter().zip(gy.iter()) {
-                        gx[i] += d;
-                    }
-                }
+                PoolKind::Max => max_backward(&winners, &gy, gx),
                 PoolKind::Avg => avg_backward(&geom, &gy, gx),
             }
         }
@@ -218,6 +214,31 @@ pub(super) fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool
         }
     }
     winners
+}
+
+/// Max pooling's backward: each window's gradient `gy` added at its winner's index in `gx`.
+pub(super) fn max_backward(winners: &[usize], gy: &[f32], gx: &mut [f32]) {
+    for (&i, &d) in winners.iter().zip(gy) {
+        gx[i] += d;
+    }
+}
+
+/// The mean of each plane of `hw` values of `x`, into `out`.
+pub(super) fn channel_means(x: &[f32], hw: usize, out: &mut [f32]) {
+    let inv = 1.0 / hw as f32;
+    for (o, plane) in out.iter_mut().zip(x.chunks_exact(hw)) {
+        *o = plane.iter().sum::<f32>() * inv;
+    }
+}
+
+/// [`channel_means`]'s backward: each mean's gradient spread over its plane of `gx`, added.
+pub(super) fn means_backward(gy: &[f32], hw: usize, gx: &mut [f32]) {
+    let inv = 1.0 / hw as f32;
+    for (plane, &d) in gx.chunks_exact_mut(hw).zip(gy) {
+        for v in plane {
+            *v += d * inv;
+        }
+    }
 }
 
 /// The first maximum of `c`, NaN winning (as in PyTorch) so that it is not silently dropped.
@@ -359,11 +380,8 @@ pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
     }
     let n = x.shape().0;
     let input = take_input(x)?;
-    let inv = 1.0 / hw as f32;
     let mut out = take_f32(n * c);
-    for (o, plane) in out.iter_mut().zip(input.data.chunks_exact(hw)) {
-        *o = plane.iter().sum::<f32>() * inv;
-    }
+    channel_means(&input.data, hw, &mut out);
     give_f32(input.data);
     let dev = input.tensor.device().clone();
     let y = make_output::<T>(&dev, out, n, c)?;
@@ -374,11 +392,7 @@ pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
         let gy = take_grad!(grads, &y_ghost);
         {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
-            for (plane, &d) in gx.chunks_exact_mut(hw).zip(gy.iter()) {
-                for v in plane {
-                    *v += d * inv;
-                }
-            }
+            means_backward(&gy, hw, gx);
         }
         release_grad!(grads, &y_ghost, gy, true);
         Ok(())
