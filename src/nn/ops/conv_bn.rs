@@ -8,8 +8,8 @@ use super::batch_norm::{
     check_sizes, grad_sums, input_grad_over_xhat, normalize_batch, statistics, BatchNormState, Gate,
 };
 use super::conv::{grad_slice, ConvKernels};
-use super::pool::{channel_means, max_backward, max_forward, means_backward};
-use super::scratch::{give_f32, give_usize, take_f32};
+use super::pool::{channel_means, max_forward, means_backward, Winners};
+use super::scratch::{give_f32, take_f32};
 use super::try_device_tensor;
 use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
 use super::{Activations, Conv2dGeom, Epilogue, OpError, Pool2dGeom};
@@ -45,10 +45,10 @@ pub enum Pooling<'a> {
     GlobalAvg,
 }
 
-/// What a pooled output's backward pass needs: the windows' winners (indices into the
-/// un-pooled output), or nothing for means.
+/// What a pooled output's backward pass needs: the windows and their winners in the un-pooled
+/// output, or nothing for means.
 enum Pooled {
-    Max(Vec<usize>),
+    Max(Pool2dGeom, Winners),
     Avg,
 }
 
@@ -106,7 +106,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
         Some(Pooling::Max(p)) => {
             let mut pooled = take_f32(n * p.out_len());
             let winners = max_forward(p, &out, &mut pooled, T::OWNS_TAPE);
-            (Some((pooled, p.out_len())), Some(Pooled::Max(winners)))
+            (Some((pooled, p.out_len())), Some(Pooled::Max(*p, winners)))
         }
         Some(Pooling::GlobalAvg) => {
             let mut means = take_f32(n * c);
@@ -156,10 +156,12 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
         // to its winner, each mean's spread over its plane.
         let gy_unpooled = winners.as_ref().map(|pooled| {
             let mut g = take_f32(n * c * hw);
-            g.fill(0.0);
             match pooled {
-                Pooled::Max(w) => max_backward(w, &gy_out, &mut g),
-                Pooled::Avg => means_backward(&gy_out, hw, &mut g),
+                Pooled::Max(p, w) => w.backward_fresh(p, &gy_out, &mut g),
+                Pooled::Avg => {
+                    g.fill(0.0);
+                    means_backward(&gy_out, hw, &mut g)
+                }
             }
             g
         });
@@ -187,8 +189,8 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
         for b in [gy_buf, gy_unpooled].into_iter().flatten() {
             give_f32(b);
         }
-        if let Some(Pooled::Max(w)) = winners {
-            give_usize(w);
+        if let Some(Pooled::Max(_, w)) = winners {
+            w.give();
         }
         Ok(())
     });

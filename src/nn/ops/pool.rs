@@ -4,7 +4,8 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use super::conv::{check_window, out_len};
-use super::scratch::{give_f32, give_usize, take_f32, take_usize};
+use super::scratch::{give_f32, give_u8, give_usize, take_f32, take_u8, take_usize};
+use super::simd::simd_fn;
 use super::{make_output, put_grad, release_grad, take_grad, take_input, Activations, OpError};
 
 /// What a pooling window computes.
@@ -150,7 +151,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
         PoolKind::Max => max_forward(&geom, &input.data, &mut out, T::OWNS_TAPE),
         PoolKind::Avg => {
             avg_forward(&geom, &input.data, &mut out);
-            Vec::new()
+            Winners::Index(Vec::new())
         }
     };
     give_f32(input.data);
@@ -165,25 +166,72 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
         {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             match kind {
-                PoolKind::Max => max_backward(&winners, &gy, gx),
+                PoolKind::Max => winners.backward(&geom, &gy, gx),
                 PoolKind::Avg => avg_backward(&geom, &gy, gx),
             }
         }
         release_grad!(grads, &y_ghost, gy, true);
-        give_usize(winners);
+        winners.give();
         Ok(())
     });
     Ok(y.put_tape(tape))
 }
 
-/// Writes each window's maximum; returns the winners' input indices when `keep` asks for them.
-pub(super) fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
-    if (g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w) == (2, 2, 2, 2, 0, 0)
-        && 2 * g.out_h() <= g.h
-        && 2 * g.out_w() <= g.w
-    {
-        return max_forward_2x2(g, x, out, keep);
+/// Each window's winner, which max pooling's backward pass routes the window's gradient to.
+pub(super) enum Winners {
+    /// The 2x2, stride 2 windows, every one whole: per window, its winner's place in it (0 and
+    /// 1 the top row, 2 and 3 the bottom one), a byte where an index takes eight.
+    Quad(Vec<u8>),
+    /// Any other windows: per window, its winner's index into the input.
+    Index(Vec<usize>),
+}
+
+impl Winners {
+    /// Adds each window's gradient `gy` to its winner in `gx`.
+    pub(super) fn backward(&self, g: &Pool2dGeom, gy: &[f32], gx: &mut [f32]) {
+        match self {
+            Winners::Index(w) => {
+                for (&i, &d) in w.iter().zip(gy) {
+                    gx[i] += d;
+                }
+            }
+            Winners::Quad(codes) => quad_backward(g, codes, gy, gx, false),
+        }
     }
+
+    /// [`Winners::backward`] onto zeros, `gx` written whole: the bits of zeroing it first and
+    /// adding (`0.0 + d`, so that a gradient of -0 lands as +0, as the addition gives), in one
+    /// pass for the 2x2 windows.
+    pub(super) fn backward_fresh(&self, g: &Pool2dGeom, gy: &[f32], gx: &mut [f32]) {
+        match self {
+            Winners::Index(_) => {
+                gx.fill(0.0);
+                self.backward(g, gy, gx);
+            }
+            Winners::Quad(codes) => quad_backward(g, codes, gy, gx, true),
+        }
+    }
+
+    /// Hands the buffer back for reuse.
+    pub(super) fn give(self) {
+        match self {
+            Winners::Quad(v) => give_u8(v),
+            Winners::Index(v) => give_usize(v),
+        }
+    }
+}
+
+/// Writes each window's maximum; returns the winners when `keep` asks for them (else empty).
+pub(super) fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Winners {
+    if quad(g) {
+        Winners::Quad(max_forward_2x2(g, x, out, keep))
+    } else {
+        Winners::Index(max_forward_any(g, x, out, keep))
+    }
+}
+
+/// [`max_forward`] for any windows: the winners as indices into the input.
+fn max_forward_any(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut winners = take_usize(if keep { out.len() } else { 0 });
     winners.clear();
@@ -216,10 +264,88 @@ pub(super) fn max_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool
     winners
 }
 
-/// Max pooling's backward: each window's gradient `gy` added at its winner's index in `gx`.
-pub(super) fn max_backward(winners: &[usize], gy: &[f32], gx: &mut [f32]) {
-    for (&i, &d) in winners.iter().zip(gy) {
-        gx[i] += d;
+simd_fn! {
+    /// One row of 2x2 windows: the maxima of the pairs of `top` and `bottom` into `out`, their
+    /// places (0 to 3) into `codes`; a tournament of selects, which compiles without branches
+    /// (on real data the winner is random, so branches mispredict). Comparisons are false on
+    /// NaN: returns whether some window's sum is NaN, for the caller to redo those windows.
+    fn quad_row(top: &[f32], bottom: &[f32], out: &mut [f32], codes: &mut [u8]) -> bool {
+        let n = out.len().min(codes.len());
+        let (top, bottom) = (&top[..2 * n], &bottom[..2 * n]);
+        let mut nan = false;
+        for i in 0..n {
+            let (t0, t1, b0, b1) = (top[2 * i], top[2 * i + 1], bottom[2 * i], bottom[2 * i + 1]);
+            let (m1, k1) = if t1 > t0 { (t1, 1) } else { (t0, 0) };
+            let (m2, k2) = if b1 > b0 { (b1, 3) } else { (b0, 2) };
+            let (m, k) = if m2 > m1 { (m2, k2) } else { (m1, k1) };
+            out[i] = m;
+            codes[i] = k;
+            nan |= (t0 + t1 + b0 + b1).is_nan();
+        }
+        nan
+    }
+}
+
+simd_fn! {
+    /// One row of 2x2 windows' gradients written whole: `0.0 + d` at each winner, 0 elsewhere.
+    fn quad_row_fresh(top: &mut [f32], bottom: &mut [f32], d: &[f32], codes: &[u8]) {
+        let n = d.len().min(codes.len());
+        let (top, bottom) = (&mut top[..2 * n], &mut bottom[..2 * n]);
+        for i in 0..n {
+            let (v, k) = (0.0 + d[i], codes[i]);
+            top[2 * i] = if k == 0 { v } else { 0.0 };
+            top[2 * i + 1] = if k == 1 { v } else { 0.0 };
+            bottom[2 * i] = if k == 2 { v } else { 0.0 };
+            bottom[2 * i + 1] = if k == 3 { v } else { 0.0 };
+        }
+    }
+}
+
+/// One row of 2x2 windows' gradients added at their winners.
+fn quad_row_add(top: &mut [f32], bottom: &mut [f32], d: &[f32], codes: &[u8]) {
+    for (i, (&d, &k)) in d.iter().zip(codes).enumerate() {
+        let cell = match k {
+            0 => &mut top[2 * i],
+            1 => &mut top[2 * i + 1],
+            2 => &mut bottom[2 * i],
+            _ => &mut bottom[2 * i + 1],
+        };
+        *cell += d;
+    }
+}
+
+/// Whether `g`'s windows are the common 2x2, stride 2 ones, every one whole.
+fn quad(g: &Pool2dGeom) -> bool {
+    (g.kh, g.kw, g.stride_h, g.stride_w, g.pad_h, g.pad_w) == (2, 2, 2, 2, 0, 0)
+        && 2 * g.out_h() <= g.h
+        && 2 * g.out_w() <= g.w
+}
+
+/// The backward pass of the 2x2 windows from their codes: adds each window's gradient at its
+/// winner, or (`fresh`) writes every value of `gx`, the winners' `0.0 + d` and zeros elsewhere
+/// (the rows and columns no window covers too).
+fn quad_backward(g: &Pool2dGeom, codes: &[u8], gy: &[f32], gx: &mut [f32], fresh: bool) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let planes = gx
+        .chunks_exact_mut(g.h * g.w)
+        .zip(gy.chunks_exact(oh * ow).zip(codes.chunks_exact(oh * ow)));
+    for (plane, (gp, cp)) in planes {
+        for oy in 0..oh {
+            let (top, bottom) = plane[2 * oy * g.w..(2 * oy + 2) * g.w].split_at_mut(g.w);
+            let (d, k) = (&gp[oy * ow..][..ow], &cp[oy * ow..][..ow]);
+            if fresh {
+                quad_row_fresh(top, bottom, d, k);
+            } else {
+                quad_row_add(top, bottom, d, k);
+            }
+            if fresh {
+                top[2 * ow..].fill(0.0);
+                bottom[2 * ow..].fill(0.0);
+            }
+        }
+        if fresh {
+            plane[2 * oh * g.w..].fill(0.0);
+        }
     }
 }
 
@@ -254,56 +380,43 @@ fn first_max(c: &[f32]) -> (f32, usize) {
     (best, k)
 }
 
-/// The common 2x2, stride 2 window, every window whole: no bounds to clip and a tournament of
-/// selects, which compiles without branches (on real data the winner is random, so branches
-/// mispredict).
-fn max_forward_2x2(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<usize> {
+/// The common 2x2, stride 2 window, every window whole: no bounds to clip, a row of windows at
+/// a time ([`quad_row`]); the winners as codes when `keep` asks for them (else empty).
+fn max_forward_2x2(g: &Pool2dGeom, x: &[f32], out: &mut [f32], keep: bool) -> Vec<u8> {
     let (oh, ow) = (g.out_h(), g.out_w());
-    let mut winners = take_usize(if keep { out.len() } else { 0 });
-    let mut ks = vec![0u8; ow];
+    let mut codes = take_u8(if keep { out.len() } else { 0 });
+    // Without `keep`, the codes of one row at a time.
+    let mut spare = vec![0u8; if keep { 0 } else { ow }];
     let planes = x.chunks_exact(g.h * g.w).zip(out.chunks_exact_mut(oh * ow));
     for (p, (plane, dst)) in planes.enumerate() {
         for oy in 0..oh {
             let top = &plane[2 * oy * g.w..2 * oy * g.w + 2 * ow];
             let bottom = &plane[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * ow];
             let row = &mut dst[oy * ow..(oy + 1) * ow];
-            for (((o, k), t), b) in row
-                .iter_mut()
-                .zip(ks.iter_mut())
-                .zip(top.chunks_exact(2))
-                .zip(bottom.chunks_exact(2))
-            {
-                let (m1, k1) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
-                let (m2, k2) = if b[1] > b[0] { (b[1], 3) } else { (b[0], 2) };
-                let (m, mk) = if m2 > m1 { (m2, k2) } else { (m1, k1) };
-                *o = m;
-                *k = mk;
-            }
-            // Comparisons are false on NaN, so windows holding one are redone the careful way.
-            for (ox, o) in row.iter_mut().enumerate() {
-                let c = [
-                    top[2 * ox],
-                    top[2 * ox + 1],
-                    bottom[2 * ox],
-                    bottom[2 * ox + 1],
-                ];
-                if (c[0] + c[1] + c[2] + c[3]).is_nan() {
-                    let (m, k) = first_max(&c);
-                    *o = m;
-                    ks[ox] = k as u8;
-                }
-            }
-            if keep {
-                let base = p * g.h * g.w + 2 * oy * g.w;
-                let dst_w = &mut winners[(p * oh + oy) * ow..(p * oh + oy + 1) * ow];
-                for (ox, (wn, &k)) in dst_w.iter_mut().zip(&ks).enumerate() {
-                    let k = k as usize;
-                    *wn = base + (k / 2) * g.w + 2 * ox + k % 2;
+            let ks: &mut [u8] = if keep {
+                &mut codes[(p * oh + oy) * ow..][..ow]
+            } else {
+                &mut spare
+            };
+            if quad_row(top, bottom, row, ks) {
+                // The windows holding a NaN (or infinities of both signs), the careful way.
+                for (ox, o) in row.iter_mut().enumerate() {
+                    let c = [
+                        top[2 * ox],
+                        top[2 * ox + 1],
+                        bottom[2 * ox],
+                        bottom[2 * ox + 1],
+                    ];
+                    if (c[0] + c[1] + c[2] + c[3]).is_nan() {
+                        let (m, k) = first_max(&c);
+                        *o = m;
+                        ks[ox] = k as u8;
+                    }
                 }
             }
         }
     }
-    winners
+    codes
 }
 
 fn avg_forward(g: &Pool2dGeom, x: &[f32], out: &mut [f32]) {
@@ -398,4 +511,87 @@ pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
         Ok(())
     });
     Ok(y.put_tape(tape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2x2 windows' codes give what the general windows' indices give, bit for bit: the
+    /// maxima (ties to the first, NaN winning), the gradients added onto what a buffer holds,
+    /// and the gradients written whole (a -0 gradient lands as +0, as added onto zeros; the
+    /// rows and columns no window covers are zero). Even and odd maps, many planes.
+    #[test]
+    fn quad_codes_match_the_general_windows() {
+        for (c, h, w) in [(3, 8, 8), (2, 7, 9), (1, 2, 2), (4, 5, 4)] {
+            let g = Pool2dGeom {
+                c,
+                h,
+                w,
+                kh: 2,
+                kw: 2,
+                stride_h: 2,
+                stride_w: 2,
+                pad_h: 0,
+                pad_w: 0,
+                ceil: false,
+            };
+            g.check().unwrap();
+            assert!(quad(&g), "{g:?}");
+            let n = 3;
+            // Three values, neighbours mostly equal, so that windows tie within a row and
+            // across rows; a NaN, infinities of both signs.
+            let mut x: Vec<f32> = (0..n * g.in_len())
+                .map(|i| ((i / 2 * 5 + i % 2 * usize::from(i % 3 == 0)) % 3) as f32 - 1.0)
+                .collect();
+            // The first window all one value: its first place wins.
+            for i in [0, 1, g.w, g.w + 1] {
+                x[i] = 1.0;
+            }
+            x[5] = f32::NAN;
+            x[g.w + 2] = f32::INFINITY;
+            x[g.w + 3] = f32::NEG_INFINITY;
+            let m = n * g.out_len();
+            let gy: Vec<f32> = (0..m)
+                .map(|i| {
+                    if i % 4 == 1 {
+                        -0.0
+                    } else {
+                        i as f32 * 0.25 - 3.0
+                    }
+                })
+                .collect();
+            let (mut want, mut got) = (vec![7.0; m], vec![7.0; m]);
+            let indices = Winners::Index(max_forward_any(&g, &x, &mut want, true));
+            let codes = max_forward(&g, &x, &mut got, true);
+            assert!(matches!(codes, Winners::Quad(_)));
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{g:?} maxima");
+            let held: Vec<f32> = (0..x.len()).map(|i| (i % 3) as f32 * 0.5).collect();
+            let (mut want, mut got) = (held.clone(), held);
+            indices.backward(&g, &gy, &mut want);
+            codes.backward(&g, &gy, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{g:?} added");
+            let mut want = vec![0.0; x.len()];
+            indices.backward(&g, &gy, &mut want);
+            let mut got = vec![f32::NAN; x.len()];
+            codes.backward_fresh(&g, &gy, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{g:?} written whole");
+            // Without `keep`, the same maxima and no winners.
+            let mut plain = vec![7.0; m];
+            let none = max_forward(&g, &x, &mut plain, false);
+            assert_eq!(
+                bits(&plain),
+                bits(&got_maxima(&g, &x)),
+                "{g:?} without keep"
+            );
+            assert!(matches!(none, Winners::Quad(ref v) if v.is_empty()));
+        }
+    }
+
+    fn got_maxima(g: &Pool2dGeom, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; x.len() / g.in_len() * g.out_len()];
+        max_forward_any(g, x, &mut out, false);
+        out
+    }
 }

@@ -19,6 +19,7 @@ const SLACK: usize = 2;
 thread_local! {
     static F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
     static USIZE: RefCell<Vec<Vec<usize>>> = const { RefCell::new(Vec::new()) };
+    static U8: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take<T: Copy + Default>(pool: &RefCell<Vec<Vec<T>>>, len: usize) -> Vec<T> {
@@ -88,6 +89,16 @@ pub(crate) fn take_usize(len: usize) -> Vec<usize> {
 /// Hands a buffer from [`take_usize`] back for reuse.
 pub(crate) fn give_usize(v: Vec<usize>) {
     USIZE.with(|p| give(p, v));
+}
+
+/// A buffer of `len` bytes with unspecified contents: the caller overwrites all of it.
+pub(crate) fn take_u8(len: usize) -> Vec<u8> {
+    U8.with(|p| take(p, len))
+}
+
+/// Hands a buffer from [`take_u8`] back for reuse.
+pub(crate) fn give_u8(v: Vec<u8>) {
+    U8.with(|p| give(p, v));
 }
 
 /// Floats in a 64-byte cache line: one AVX-512 vector.
