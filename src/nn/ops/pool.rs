@@ -301,16 +301,13 @@ simd_fn! {
     }
 }
 
-/// One row of 2x2 windows' gradients added at their winners.
-fn quad_row_add(top: &mut [f32], bottom: &mut [f32], d: &[f32], codes: &[u8]) {
+/// One row of 2x2 windows' gradients added at their winners in `rows` (two input rows `w`
+/// apart): the place computed from the code, as an index is, without a branch on it (the
+/// winners are random, so branches would mispredict).
+fn quad_row_add(rows: &mut [f32], w: usize, d: &[f32], codes: &[u8]) {
     for (i, (&d, &k)) in d.iter().zip(codes).enumerate() {
-        let cell = match k {
-            0 => &mut top[2 * i],
-            1 => &mut top[2 * i + 1],
-            2 => &mut bottom[2 * i],
-            _ => &mut bottom[2 * i + 1],
-        };
-        *cell += d;
+        let k = usize::from(k);
+        rows[(k >> 1) * w + 2 * i + (k & 1)] += d;
     }
 }
 
@@ -331,16 +328,15 @@ fn quad_backward(g: &Pool2dGeom, codes: &[u8], gy: &[f32], gx: &mut [f32], fresh
         .zip(gy.chunks_exact(oh * ow).zip(codes.chunks_exact(oh * ow)));
     for (plane, (gp, cp)) in planes {
         for oy in 0..oh {
-            let (top, bottom) = plane[2 * oy * g.w..(2 * oy + 2) * g.w].split_at_mut(g.w);
             let (d, k) = (&gp[oy * ow..][..ow], &cp[oy * ow..][..ow]);
+            let rows = &mut plane[2 * oy * g.w..(2 * oy + 2) * g.w];
             if fresh {
+                let (top, bottom) = rows.split_at_mut(g.w);
                 quad_row_fresh(top, bottom, d, k);
-            } else {
-                quad_row_add(top, bottom, d, k);
-            }
-            if fresh {
                 top[2 * ow..].fill(0.0);
                 bottom[2 * ow..].fill(0.0);
+            } else {
+                quad_row_add(rows, g.w, d, k);
             }
         }
         if fresh {
