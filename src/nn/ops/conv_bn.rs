@@ -101,7 +101,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &gv, &bv, act);
     let dev = input.tensor.device().clone();
     // Pooled, the output is the windows' maxima (backward routes their gradients back through
-    // the winners, indices into `out`) or the channels' means.
+    // the winners, places in the windows of `out`) or the channels' means.
     let (pooled, winners) = match pool {
         Some(Pooling::Max(p)) => {
             let mut pooled = take_f32(n * p.out_len());

@@ -145,8 +145,8 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
     let geom = *g;
     // Every value is written below; the buffer is recycled once copied into the output tensor.
     let mut out = take_f32(n * g.out_len());
-    // Max pooling remembers each window's winner (an index into the input), so that backward
-    // needs neither the input nor a second search.
+    // Max pooling remembers each window's winner (its place in a 2x2 window, else an index
+    // into the input), so that backward needs neither the input nor a second search.
     let winners = match kind {
         PoolKind::Max => max_forward(&geom, &input.data, &mut out, T::OWNS_TAPE),
         PoolKind::Avg => {
@@ -323,6 +323,13 @@ fn quad(g: &Pool2dGeom) -> bool {
 /// (the rows and columns no window covers too).
 fn quad_backward(g: &Pool2dGeom, codes: &[u8], gy: &[f32], gx: &mut [f32], fresh: bool) {
     let (oh, ow) = (g.out_h(), g.out_w());
+    // A code per gradient, a plane per window plane: else planes would be left unwritten.
+    debug_assert_eq!(codes.len(), gy.len(), "max pooling: a code per window");
+    debug_assert_eq!(
+        gx.len() / (g.h * g.w),
+        gy.len() / (oh * ow),
+        "max pooling: planes"
+    );
     let planes = gx
         .chunks_exact_mut(g.h * g.w)
         .zip(gy.chunks_exact(oh * ow).zip(codes.chunks_exact(oh * ow)));
@@ -519,7 +526,15 @@ mod tests {
     /// rows and columns no window covers are zero). Even and odd maps, many planes.
     #[test]
     fn quad_codes_match_the_general_windows() {
-        for (c, h, w) in [(3, 8, 8), (2, 7, 9), (1, 2, 2), (4, 5, 4)] {
+        // Up to 34 windows a row, so that the vector loops run, not only their scalar rest.
+        for (c, h, w) in [
+            (3, 8, 8),
+            (2, 7, 9),
+            (1, 2, 2),
+            (4, 5, 4),
+            (2, 6, 68),
+            (1, 3, 71),
+        ] {
             let g = Pool2dGeom {
                 c,
                 h,
@@ -536,25 +551,39 @@ mod tests {
             assert!(quad(&g), "{g:?}");
             let n = 3;
             // Three values, neighbours mostly equal, so that windows tie within a row and
-            // across rows; a NaN, infinities of both signs.
+            // across rows.
             let mut x: Vec<f32> = (0..n * g.in_len())
                 .map(|i| ((i / 2 * 5 + i % 2 * usize::from(i % 3 == 0)) % 3) as f32 - 1.0)
                 .collect();
-            // The first window all one value: its first place wins.
-            for i in [0, 1, g.w, g.w + 1] {
-                x[i] = 1.0;
+            let plane = g.h * g.w;
+            // In the first plane's first windows: one all one value (its first place wins);
+            // +0 against -0 (equal: the first wins); a NaN; two NaNs of other payloads (the
+            // first wins); infinities of both signs.
+            let windows: [[f32; 4]; 5] = [
+                [1.0; 4],
+                [0.0, -0.0, -0.0, 0.0],
+                [2.0, f32::NAN, 5.0, -1.0],
+                [
+                    -1.0,
+                    f32::from_bits(0x7fc0_0001),
+                    3.0,
+                    f32::from_bits(0xffc0_0002),
+                ],
+                [f32::INFINITY, 1.0, f32::NEG_INFINITY, f32::INFINITY],
+            ];
+            for (k, win) in windows.iter().enumerate().take(g.out_w()) {
+                for (j, &v) in win.iter().enumerate() {
+                    x[(j / 2) * g.w + 2 * k + j % 2] = v;
+                }
             }
-            x[5] = f32::NAN;
-            x[g.w + 2] = f32::INFINITY;
-            x[g.w + 3] = f32::NEG_INFINITY;
+            // The last plane's last whole window holds a NaN too.
+            x[n * plane - plane + (2 * g.out_h() - 1) * g.w + 2 * g.out_w() - 1] = f32::NAN;
             let m = n * g.out_len();
             let gy: Vec<f32> = (0..m)
-                .map(|i| {
-                    if i % 4 == 1 {
-                        -0.0
-                    } else {
-                        i as f32 * 0.25 - 3.0
-                    }
+                .map(|i| match i % 7 {
+                    1 => -0.0,
+                    5 => f32::NAN,
+                    _ => i as f32 * 0.25 - 3.0,
                 })
                 .collect();
             let (mut want, mut got) = (vec![7.0; m], vec![7.0; m]);
@@ -585,6 +614,7 @@ mod tests {
         }
     }
 
+    /// The maxima of the general windows' path, winners not kept.
     fn got_maxima(g: &Pool2dGeom, x: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; x.len() / g.in_len() * g.out_len()];
         max_forward_any(g, x, &mut out, false);
