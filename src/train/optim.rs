@@ -151,6 +151,12 @@ mod tests {
                 .collect()
         };
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // A gradient in dfdx's own buffer type, as its optimisers take it.
+        let dfdx_grad = |g: &[f32]| {
+            let mut gb = dev.try_alloc_len(n).unwrap();
+            gb.copy_from_slice(g);
+            gb
+        };
         for (lr, wd) in [(1e-3, None), (3e-2, Some(1e-3))] {
             // Adam.
             let mut theirs = dev.tensor_from_vec(start.clone(), (n,));
@@ -158,11 +164,7 @@ mod tests {
             let (mut ours, mut a, mut b) = (start.clone(), vec![0.0; n], vec![0.0; n]);
             for t in 1..=5 {
                 let g = grad(t as usize);
-                let gb = {
-                    let mut gb = dev.try_alloc_len(n).unwrap();
-                    gb.copy_from_slice(&g);
-                    gb
-                };
+                let gb = dfdx_grad(&g);
                 AdamConfig {
                     lr,
                     betas: [0.9, 0.999],
@@ -186,8 +188,7 @@ mod tests {
                 let (mut ours, mut vel) = (start.clone(), vec![0.0; n]);
                 for step in 1..=5 {
                     let g = grad(step);
-                    let mut gb = dev.try_alloc_len(n).unwrap();
-                    gb.copy_from_slice(&g);
+                    let gb = dfdx_grad(&g);
                     SgdConfig {
                         lr,
                         momentum: momentum.map(Momentum::Classic),
