@@ -270,8 +270,9 @@ enum Path {
     /// backward keeps the copy instead of the input.
     Flat(conv_direct::Layout),
     /// One input channel per group, but not a plain single-channel conv (GEMM does that well):
-    /// the direct kernel over zero-bordered planes (`conv_depthwise`; on maps up to 12x12 with
-    /// samples in the vector lanes); backward keeps the bordered copy instead of the input.
+    /// the direct kernel over zero-bordered planes (`conv_depthwise`; on maps of at most 144
+    /// positions with samples in the vector lanes); backward keeps the bordered copy instead of
+    /// the input.
     Depthwise(conv_depthwise::Layout),
     /// Everything else: im2col + GEMM.
     Gemm,

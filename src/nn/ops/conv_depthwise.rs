@@ -9,18 +9,21 @@
 //! pass spread onto the stride-1 grid with zeros between: up to four times the products at
 //! stride 2, still fewer cycles than the clipped loops.
 //!
-//! Maps of up to 12x12 (digits' 8x8 and what downsampling leaves: 4x4, 2x2) take [`lanes`]
-//! instead: 16 samples in the vector lanes, as `conv_lanes` does for full convolutions, where
-//! the flat planes' set-up per plane (border, bias, copy out) cost more than the products on a
-//! 4x4 or 2x2 map (a 64-channel sigmoid separable network over digits trained 12% faster).
+//! Maps of at most 144 positions (digits' 8x8 and what downsampling leaves of it, 1x40 signals:
+//! `conv_lanes`'s limit) take [`lanes`] instead: 16 samples in the vector lanes, as
+//! `conv_lanes` does for full convolutions, where the flat planes' set-up per plane (border,
+//! bias, copy out) cost more than the products on a 4x4 or 2x2 map (a 64-channel sigmoid
+//! separable network over digits trained 12% faster).
 //!
 //! On both paths the output and the input gradient add the taps' terms in the order the
-//! clipped loops did (the padding and the spread add zeros), so they are the same sums; the
-//! weight gradient sums over flat indices (or, in lanes, positions) in vector lanes, a
-//! different order.
+//! clipped loops did, so they are the same sums; the padding and the spread add zeros (`w *
+//! +0`), which can turn a -0 the clipped loops keep into +0, the same on both paths. The weight
+//! gradient sums over flat indices (or, in lanes, positions) in vector lanes, a different
+//! order.
 
 use super::conv::Conv2dGeom;
 use super::conv_direct::place_rows;
+use super::conv_lanes;
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
 
@@ -52,14 +55,10 @@ pub(super) struct Layout {
     margin: usize,
     /// Floats of the output-gradient plane: margin, data and the zeros the reads reach.
     dy_plane: usize,
-    /// Small maps (at most [`MAX_LANE_POSITIONS`]) take the lanes path ([`lanes`]).
+    /// Maps of at most `conv_lanes::MAX_POSITIONS` take the lanes path ([`lanes`]); larger
+    /// ones keep the flat planes, whose junk columns are then few.
     lanes: bool,
 }
-
-/// Input maps of at most this many positions take the lanes path (digits' 8x8 and what
-/// downsampling leaves of it; 1x40 signals); larger ones keep the flat planes, whose junk
-/// columns are then few.
-const MAX_LANE_POSITIONS: usize = 144;
 
 impl Layout {
     pub(super) fn new(g: &Conv2dGeom) -> Self {
@@ -78,12 +77,12 @@ impl Layout {
             dx_len,
             margin,
             dy_plane,
-            lanes: g.in_h * g.in_w <= MAX_LANE_POSITIONS,
+            lanes: g.in_h * g.in_w <= conv_lanes::MAX_POSITIONS,
         }
     }
 
-    /// Floats per sample of the zero-bordered input, which backward keeps (per group of
-    /// [`lanes::L`] samples on the lanes path).
+    /// Floats per sample of the zero-bordered input, which backward keeps (the lanes path
+    /// rounds the batch up to whole groups of [`lanes::L`]).
     pub(super) fn padded_len(&self, g: &Conv2dGeom) -> usize {
         if self.lanes {
             g.in_c * lanes::plane(g)
@@ -94,8 +93,13 @@ impl Layout {
 
     /// Flat offset of tap `t` of a `kw`-wide kernel.
     fn offset(&self, t: usize, kw: usize) -> usize {
-        t / kw * self.wp + t % kw
+        tap_offset(t, kw, self.wp)
     }
+}
+
+/// Offset of tap `t` of a `kw`-wide kernel in a plane of rows `wp` apart.
+fn tap_offset(t: usize, kw: usize, wp: usize) -> usize {
+    t / kw * wp + t % kw
 }
 
 /// Writes the output of a batch of `n` into `out` (every value) and returns the padded input,
@@ -166,8 +170,8 @@ pub(super) fn backward(
     // lies at `margin + k - offs[t]` in its plane: a correlation with these offsets.
     let back: Vec<usize> = offs.iter().map(|o| l.margin - o).collect();
     // Per output channel and tap, B partial sums of the weight gradient, reduced at the end.
-    let mut lanes = take_f32(g.out_c * kk * B);
-    lanes.fill(0.0);
+    let mut partial = take_f32(g.out_c * kk * B);
+    partial.fill(0.0);
     // One output-gradient plane in the flat layout after `margin` zeros, zeros in its junk
     // columns and past them.
     let mut dy_buf = take_f32(l.dy_plane);
@@ -184,7 +188,7 @@ pub(super) fn backward(
             let src = &gy[(s * g.out_c + co) * ohw..][..ohw];
             spread(g, l, src, &mut dy_buf);
             let dy = &dy_buf[l.margin..l.margin + l.q];
-            weight_grad(&mut lanes[co * kk * B..(co + 1) * kk * B], dy, xp, &offs);
+            weight_grad(&mut partial[co * kk * B..(co + 1) * kk * B], dy, xp, &offs);
             if gx_plane.is_some() {
                 let rows = &mut dx[g.pad_h * l.wp..][..l.dx_len];
                 let taps = &w[co * kk..(co + 1) * kk];
@@ -197,10 +201,10 @@ pub(super) fn backward(
             }
         }
     }
-    for (o, l) in gw.iter_mut().zip(lanes.chunks_exact(B)) {
+    for (o, l) in gw.iter_mut().zip(partial.chunks_exact(B)) {
         *o += l.iter().sum::<f32>();
     }
-    for v in [lanes, dy_buf, dx] {
+    for v in [partial, dy_buf, dx] {
         give_f32(v);
     }
 }
@@ -240,9 +244,10 @@ fn correlate(acc: &mut [f32], x: &[f32], taps: &[f32], offs: &[usize]) {
 }
 
 simd_fn! {
-/// Per tap `t`, `lanes[t * B + k] += dy[j * B + k] * x[j * B + k + offs[t]]` over the blocks `j`.
-fn weight_grad(lanes: &mut [f32], dy: &[f32], x: &[f32], offs: &[usize]) {
-    for (l, &off) in lanes.chunks_exact_mut(B).zip(offs) {
+/// Per tap `t`, `partial[t * B + k] += dy[j * B + k] * x[j * B + k + offs[t]]` over the blocks
+/// `j`.
+fn weight_grad(partial: &mut [f32], dy: &[f32], x: &[f32], offs: &[usize]) {
+    for (l, &off) in partial.chunks_exact_mut(B).zip(offs) {
         let mut r: [f32; B] = l.try_into().expect("B floats");
         for (b, d) in dy.chunks_exact(B).enumerate() {
             let xs: &[f32; B] = x[b * B + off..][..B].try_into().expect("B floats");
@@ -264,19 +269,33 @@ mod lanes {
     use super::super::scratch::{give_f32, lines, lines_mut, take_lines};
     use super::super::simd::simd_fn;
     use super::super::transpose::transpose_strided;
+    use super::tap_offset;
 
-    /// Samples per group: one AVX-512 vector.
-    pub(super) const L: usize = 16;
+    /// Samples per group: `conv_lanes`'s, one AVX-512 vector.
+    pub(super) use super::super::conv_lanes::L;
 
     /// Positions of the zero-bordered input plane, `hp x wp`.
     pub(super) fn plane(g: &Conv2dGeom) -> usize {
         (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w)
     }
 
+    /// Where [`weight_lanes`] reads: output rows and columns, strides, the widths of the input
+    /// plane and of the output-gradient grid, and the grid position of output (0, 0).
+    #[derive(Clone, Copy)]
+    struct GridGeom {
+        oh: usize,
+        ow: usize,
+        sh: usize,
+        sw: usize,
+        wp: usize,
+        gwid: usize,
+        first: usize,
+    }
+
     /// The output-gradient grid: the stride-1 output's `oh1 x ow1` positions (the strided
     /// output at every `stride`-th, zeros between) bordered by `kh - 1` rows and `kw - 1`
     /// columns of zeros on every side; its rows and columns.
-    fn dy_grid(g: &Conv2dGeom) -> (usize, usize) {
+    pub(super) fn dy_grid(g: &Conv2dGeom) -> (usize, usize) {
         let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
         let (oh1, ow1) = (hp - g.kh + 1, wp - g.kw + 1);
         (oh1 + 2 * (g.kh - 1), ow1 + 2 * (g.kw - 1))
@@ -303,7 +322,7 @@ mod lanes {
         let xl = lines_mut(&mut xl_buf, groups * gl);
         xl.fill(0.0);
         // Tap offsets in positions of the bordered plane.
-        let offs: Vec<usize> = (0..kk).map(|t| t / g.kw * wp + t % g.kw).collect();
+        let offs: Vec<usize> = (0..kk).map(|t| tap_offset(t, g.kw, wp)).collect();
         let ohw = oh * ow;
         let hw = g.in_h * g.in_w;
         let mut tmp_buf = take_lines(ohw.max(hw) * L);
@@ -378,7 +397,6 @@ mod lanes {
     /// lanes copy `xl` that [`forward`] returned. The input gradient adds the taps' terms onto
     /// what `gx` holds in the flat planes' order (the same sums); the weight gradient sums
     /// each tap's products over positions in the lanes, then the lanes, a different order.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn backward(
         g: &Conv2dGeom,
         n: usize,
@@ -408,15 +426,24 @@ mod lanes {
         // Tap offsets: in the input plane for the weight gradient; in the output-gradient
         // grid, from the input position's, for the input gradient (`D(y - i, x - j)` sits at
         // `(y - i + kh - 1, x - j + kw - 1)`).
-        let x_offs: Vec<usize> = (0..kk).map(|t| t / g.kw * wp + t % g.kw).collect();
+        let x_offs: Vec<usize> = (0..kk).map(|t| tap_offset(t, g.kw, wp)).collect();
         let back: Vec<usize> = (0..kk)
             .map(|t| (g.kh - 1 - t / g.kw) * gwid + (g.kw - 1 - t % g.kw))
             .collect();
+        // The output gradient on the stride-1 grid, bordered; zeros elsewhere (spare lanes
+        // included: they add nothing). Every group writes the same positions, all lanes.
+        dy.fill(0.0);
+        let grid_geom = GridGeom {
+            oh,
+            ow,
+            sh: g.stride_h,
+            sw: g.stride_w,
+            wp,
+            gwid,
+            first: (g.kh - 1) * gwid + g.kw - 1,
+        };
         for (gi, xg) in xl.chunks_exact(gl).enumerate() {
             let (s0, count) = (gi * L, L.min(n - gi * L));
-            // The output gradient on the stride-1 grid, bordered; zeros elsewhere (spare lanes
-            // included: they add nothing).
-            dy.fill(0.0);
             let tmp = lines_mut(&mut tmp_buf, hw.max(ohw) * L);
             if count < L {
                 tmp.fill(0.0);
@@ -439,9 +466,13 @@ mod lanes {
             for co in 0..g.out_c {
                 let xc = &xg[co / per * pl * L..][..pl * L];
                 let dyc = &dy[co * grid * L..][..grid * L];
-                let first = (g.kh - 1) * gwid + g.kw - 1;
-                let geo = (oh, ow, g.stride_h, g.stride_w, wp, gwid, first);
-                weight_lanes(&mut sums[co * kk * L..][..kk * L], xc, dyc, &x_offs, geo);
+                weight_lanes(
+                    &mut sums[co * kk * L..][..kk * L],
+                    xc,
+                    dyc,
+                    &x_offs,
+                    &grid_geom,
+                );
             }
             let Some(gx) = gx.as_deref_mut() else {
                 continue;
@@ -472,7 +503,14 @@ mod lanes {
     /// One row of the input gradient in lanes: onto `acc[x]`, per output channel of the
     /// input channel (`per` of them, `grid` apart in `dys`) and tap in order, the tap times
     /// the output gradient at `first + x + back[t]`.
-    fn input_row(acc: &mut [f32], dys: &[f32], taps: &[f32], back: &[usize], first: usize, grid: usize) {
+    fn input_row(
+        acc: &mut [f32],
+        dys: &[f32],
+        taps: &[f32],
+        back: &[usize],
+        first: usize,
+        grid: usize,
+    ) {
         let kk = back.len();
         for (xx, a) in acc.chunks_exact_mut(L).enumerate() {
             let mut r: [f32; L] = (&*a).try_into().expect("L floats");
@@ -492,16 +530,17 @@ mod lanes {
 
     simd_fn! { avx512
     /// Per tap, onto `sums[t]` (one vector of lanes): the output gradient at each output
-    /// position times the input under that tap (`geo`: output rows and columns, strides, the
-    /// input plane's and the grid's widths, the grid position of output (0, 0)).
-    fn weight_lanes(
-        sums: &mut [f32],
-        xc: &[f32],
-        dyc: &[f32],
-        offs: &[usize],
-        geo: (usize, usize, usize, usize, usize, usize, usize),
-    ) {
-        let (oh, ow, sh, sw, wp, gwid, first) = geo;
+    /// position times the input under that tap.
+    fn weight_lanes(sums: &mut [f32], xc: &[f32], dyc: &[f32], offs: &[usize], geo: &GridGeom) {
+        let GridGeom {
+            oh,
+            ow,
+            sh,
+            sw,
+            wp,
+            gwid,
+            first,
+        } = *geo;
         for (s, &off) in sums.chunks_exact_mut(L).zip(offs) {
             let mut r: [f32; L] = (&*s).try_into().expect("L floats");
             for oy in 0..oh {
@@ -731,7 +770,7 @@ mod tests {
                 lanes,
                 ..Layout::new(&g)
             };
-            for (n, bias) in [(1, true), (3, false), (17, true), (35, false)] {
+            for (n, bias) in [(1, true), (3, false), (16, true), (17, true), (35, false)] {
                 let x = values(n * g.in_len(), 1);
                 let w = values(g.out_c * g.kh * g.kw, 2);
                 let b = bias.then(|| values(g.out_c, 3));
@@ -739,12 +778,20 @@ mod tests {
                 let mut want = vec![f32::NAN; n * g.out_len()];
                 direct_forward(&g, n, &x, &w, b.as_deref(), &mut want);
                 let mut got = vec![f32::NAN; n * g.out_len()];
+                // The scratch buffers the lanes path takes, full of NaN: spare lanes of a
+                // partial group must not carry them into any value.
+                let (gh, gwid) = lanes::dy_grid(&g);
+                let kk = g.kh * g.kw;
+                let tmp = (g.in_h * g.in_w).max(g.out_h() * g.out_w()) * lanes::L;
+                let lens = [tmp, g.out_c * gh * gwid * lanes::L, g.out_c * kk * lanes::L];
+                poison(&lens);
                 let xpad = forward(&g, &l, n, &x, &w, b.as_deref(), &mut got);
                 assert_eq!(bits(&got), bits(&want), "{g:?} lanes {lanes} n={n}: output");
                 let (mut want_w, mut want_x) = (vec![0.5; w.len()], vec![0.5; x.len()]);
                 direct_weight_grad(&g, n, &x, &gy, &mut want_w);
                 direct_input_grad(&g, n, &w, &gy, &mut want_x);
                 let (mut got_w, mut got_x) = (vec![0.5; w.len()], vec![0.5; x.len()]);
+                poison(&lens);
                 backward(&g, &l, n, &xpad, &w, &gy, &mut got_w, Some(&mut got_x));
                 assert_eq!(
                     bits(&got_x),
@@ -770,6 +817,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Leaves buffers of these lengths (as `take_lines` asks for them) full of NaN in the
+    /// scratch pool, where the next requests of the same lengths find them.
+    fn poison(lens: &[usize]) {
+        use crate::nn::ops::scratch::{give_f32, take_lines};
+        let bufs: Vec<Vec<f32>> = lens
+            .iter()
+            .map(|&len| {
+                let mut v = take_lines(len);
+                v.fill(f32::NAN);
+                v
+            })
+            .collect();
+        bufs.into_iter().for_each(give_f32);
     }
 
     /// Dot product with eight independent partial sums, so that the compiler may vectorise it

@@ -17,10 +17,10 @@ use super::conv_direct::{Chunk, Layout, NB};
 use super::scratch::{give_f32, lines, lines_mut, take_lines};
 
 /// Samples per vector group: one AVX-512 vector (two register blocks of `NB` are two positions).
-const L: usize = 16;
+pub(super) const L: usize = 16;
 /// Input maps of at most this many positions take this path (12x12: digits' 8x8 and 1x40
 /// signals' small stages; 14x14 and up keep one sample a pass, where junk columns are few).
-const MAX_POSITIONS: usize = 144;
+pub(super) const MAX_POSITIONS: usize = 144;
 
 /// Whether [`forward`] and [`backward`] take this geometry (see [`conv_direct::applies`]).
 pub(super) fn applies(g: &Conv2dGeom) -> bool {
