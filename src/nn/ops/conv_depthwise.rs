@@ -85,7 +85,7 @@ impl Layout {
     /// rounds the batch up to whole groups of [`lanes::L`]).
     pub(super) fn padded_len(&self, g: &Conv2dGeom) -> usize {
         if self.lanes {
-            g.in_c * lanes::plane(g)
+            g.in_c * lanes::plane(g, self)
         } else {
             g.in_c * self.plane
         }
@@ -114,7 +114,7 @@ pub(super) fn forward(
     out: &mut [f32],
 ) -> Vec<f32> {
     if l.lanes {
-        return lanes::forward(g, n, x, w, bias, out);
+        return lanes::forward(g, l, n, x, w, bias, out);
     }
     let (hw, ohw, kk) = (g.in_h * g.in_w, g.out_h() * g.out_w(), g.kh * g.kw);
     let per = g.out_c / g.in_c;
@@ -160,7 +160,7 @@ pub(super) fn backward(
     mut gx: Option<&mut [f32]>,
 ) {
     if l.lanes {
-        return lanes::backward(g, n, xpad, w, gy, gw, gx);
+        return lanes::backward(g, l, n, xpad, w, gy, gw, gx);
     }
     let (hw, ohw, kk) = (g.in_h * g.in_w, g.out_h() * g.out_w(), g.kh * g.kw);
     let per = g.out_c / g.in_c;
@@ -269,14 +269,15 @@ mod lanes {
     use super::super::scratch::{give_f32, lines, lines_mut, take_lines};
     use super::super::simd::simd_fn;
     use super::super::transpose::transpose_strided;
-    use super::tap_offset;
+    use super::{tap_offset, Layout};
 
     /// Samples per group: `conv_lanes`'s, one AVX-512 vector.
     pub(super) use super::super::conv_lanes::L;
 
-    /// Positions of the zero-bordered input plane, `hp x wp`.
-    pub(super) fn plane(g: &Conv2dGeom) -> usize {
-        (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w)
+    /// Positions of the zero-bordered input plane, `hp x wp` (the flat planes' without their
+    /// slack).
+    pub(super) fn plane(g: &Conv2dGeom, l: &Layout) -> usize {
+        (g.in_h + 2 * g.pad_h) * l.wp
     }
 
     /// Where [`weight_lanes`] reads: output rows and columns, strides, the widths of the input
@@ -295,9 +296,9 @@ mod lanes {
     /// The output-gradient grid: the stride-1 output's `oh1 x ow1` positions (the strided
     /// output at every `stride`-th, zeros between) bordered by `kh - 1` rows and `kw - 1`
     /// columns of zeros on every side; its rows and columns.
-    pub(super) fn dy_grid(g: &Conv2dGeom) -> (usize, usize) {
-        let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
-        let (oh1, ow1) = (hp - g.kh + 1, wp - g.kw + 1);
+    pub(super) fn dy_grid(g: &Conv2dGeom, l: &Layout) -> (usize, usize) {
+        let hp = g.in_h + 2 * g.pad_h;
+        let (oh1, ow1) = (hp - g.kh + 1, l.wp - g.kw + 1);
         (oh1 + 2 * (g.kh - 1), ow1 + 2 * (g.kw - 1))
     }
 
@@ -306,6 +307,7 @@ mod lanes {
     /// the bias and then the taps' terms in order, as the flat planes do: the same sums.
     pub(super) fn forward(
         g: &Conv2dGeom,
+        l: &Layout,
         n: usize,
         x: &[f32],
         w: &[f32],
@@ -313,34 +315,34 @@ mod lanes {
         out: &mut [f32],
     ) -> Vec<f32> {
         let (oh, ow, kk) = (g.out_h(), g.out_w(), g.kh * g.kw);
-        let wp = g.in_w + 2 * g.pad_w;
         let per = g.out_c / g.in_c;
         let (in_len, out_len) = (g.in_len(), g.out_len());
-        let gl = g.in_c * plane(g) * L;
+        let pl = plane(g, l);
+        let gl = g.in_c * pl * L;
         let groups = n.div_ceil(L);
         let mut xl_buf = take_lines(groups * gl);
         let xl = lines_mut(&mut xl_buf, groups * gl);
         xl.fill(0.0);
         // Tap offsets in positions of the bordered plane.
-        let offs: Vec<usize> = (0..kk).map(|t| tap_offset(t, g.kw, wp)).collect();
+        let offs: Vec<usize> = (0..kk).map(|t| tap_offset(t, g.kw, l.wp)).collect();
         let ohw = oh * ow;
-        let hw = g.in_h * g.in_w;
-        let mut tmp_buf = take_lines(ohw.max(hw) * L);
+        let tmp_len = ohw.max(g.in_h * g.in_w) * L;
+        let mut tmp_buf = take_lines(tmp_len);
         for (gi, xg) in xl.chunks_exact_mut(gl).enumerate() {
             let (s0, count) = (gi * L, L.min(n - gi * L));
-            let tmp = lines_mut(&mut tmp_buf, ohw.max(hw) * L);
+            let tmp = lines_mut(&mut tmp_buf, tmp_len);
             if count < L {
                 // Spare lanes stay zero (they meet zero gradients in backward).
                 tmp.fill(0.0);
             }
-            to_lanes(g, &x[s0 * in_len..], count, xg, tmp);
+            to_lanes(g, l, &x[s0 * in_len..], count, xg, tmp);
             for co in 0..g.out_c {
-                let xc = &xg[co / per * plane(g) * L..][..plane(g) * L];
+                let xc = &xg[co / per * pl * L..][..pl * L];
                 let taps = &w[co * kk..(co + 1) * kk];
                 let b = bias.map_or(0.0, |b| b[co]);
                 for oy in 0..oh {
                     let acc = &mut tmp[oy * ow * L..][..ow * L];
-                    let first = oy * g.stride_h * wp;
+                    let first = oy * g.stride_h * l.wp;
                     correlate_row(acc, xc, taps, &offs, first, g.stride_w, b);
                 }
                 // Lanes back to samples: out[s][co][..].
@@ -355,13 +357,20 @@ mod lanes {
     /// Group `count` samples of `x` (`(count, in_c*h*w)`) into `xg`'s bordered planes, lanes
     /// innermost (the borders and spare lanes left as they are: zero), a plane at a time
     /// through `tmp` (`h w` vectors).
-    fn to_lanes(g: &Conv2dGeom, x: &[f32], count: usize, xg: &mut [f32], tmp: &mut [f32]) {
-        let wp = g.in_w + 2 * g.pad_w;
+    fn to_lanes(
+        g: &Conv2dGeom,
+        l: &Layout,
+        x: &[f32],
+        count: usize,
+        xg: &mut [f32],
+        tmp: &mut [f32],
+    ) {
         let (in_len, hw, row) = (g.in_len(), g.in_h * g.in_w, g.in_w * L);
+        let pl = plane(g, l);
         for c in 0..g.in_c {
             transpose_strided(&x[c * hw..], (count, hw), in_len, tmp, L, false);
             for y in 0..g.in_h {
-                let at = c * plane(g) + (y + g.pad_h) * wp + g.pad_w;
+                let at = c * pl + (y + g.pad_h) * l.wp + g.pad_w;
                 xg[at * L..][..row].copy_from_slice(&tmp[y * row..][..row]);
             }
         }
@@ -397,8 +406,10 @@ mod lanes {
     /// lanes copy `xl` that [`forward`] returned. The input gradient adds the taps' terms onto
     /// what `gx` holds in the flat planes' order (the same sums); the weight gradient sums
     /// each tap's products over positions in the lanes, then the lanes, a different order.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn backward(
         g: &Conv2dGeom,
+        l: &Layout,
         n: usize,
         xl: &[f32],
         w: &[f32],
@@ -407,12 +418,11 @@ mod lanes {
         mut gx: Option<&mut [f32]>,
     ) {
         let (oh, ow, kk) = (g.out_h(), g.out_w(), g.kh * g.kw);
-        let wp = g.in_w + 2 * g.pad_w;
         let per = g.out_c / g.in_c;
         let (in_len, out_len) = (g.in_len(), g.out_len());
-        let pl = plane(g);
+        let pl = plane(g, l);
         let gl = g.in_c * pl * L;
-        let (gh, gwid) = dy_grid(g);
+        let (gh, gwid) = dy_grid(g, l);
         let grid = gh * gwid;
         let xl = lines(xl, n.div_ceil(L) * gl);
         let dy_len = g.out_c * grid * L;
@@ -422,13 +432,14 @@ mod lanes {
         let sums = lines_mut(&mut sums_buf, g.out_c * kk * L);
         sums.fill(0.0);
         let (hw, ohw) = (g.in_h * g.in_w, oh * ow);
-        let mut tmp_buf = take_lines(hw.max(ohw) * L);
+        let tmp_len = hw.max(ohw) * L;
+        let mut tmp_buf = take_lines(tmp_len);
         // Tap offsets: in the input plane for the weight gradient; in the output-gradient
         // grid, from the input position's, for the input gradient (`D(y - i, x - j)` sits at
-        // `(y - i + kh - 1, x - j + kw - 1)`).
-        let x_offs: Vec<usize> = (0..kk).map(|t| tap_offset(t, g.kw, wp)).collect();
+        // `(y - i + kh - 1, x - j + kw - 1)`: the offset of the mirrored tap `kk - 1 - t`).
+        let x_offs: Vec<usize> = (0..kk).map(|t| tap_offset(t, g.kw, l.wp)).collect();
         let back: Vec<usize> = (0..kk)
-            .map(|t| (g.kh - 1 - t / g.kw) * gwid + (g.kw - 1 - t % g.kw))
+            .map(|t| tap_offset(kk - 1 - t, g.kw, gwid))
             .collect();
         // The output gradient on the stride-1 grid, bordered; zeros elsewhere (spare lanes
         // included: they add nothing). Every group writes the same positions, all lanes.
@@ -438,13 +449,13 @@ mod lanes {
             ow,
             sh: g.stride_h,
             sw: g.stride_w,
-            wp,
+            wp: l.wp,
             gwid,
             first: (g.kh - 1) * gwid + g.kw - 1,
         };
         for (gi, xg) in xl.chunks_exact(gl).enumerate() {
             let (s0, count) = (gi * L, L.min(n - gi * L));
-            let tmp = lines_mut(&mut tmp_buf, hw.max(ohw) * L);
+            let tmp = lines_mut(&mut tmp_buf, tmp_len);
             if count < L {
                 tmp.fill(0.0);
             }
@@ -780,11 +791,12 @@ mod tests {
                 let mut got = vec![f32::NAN; n * g.out_len()];
                 // The scratch buffers the lanes path takes, full of NaN: spare lanes of a
                 // partial group must not carry them into any value.
-                let (gh, gwid) = lanes::dy_grid(&g);
+                let (gh, gwid) = lanes::dy_grid(&g, &l);
                 let kk = g.kh * g.kw;
                 let tmp = (g.in_h * g.in_w).max(g.out_h() * g.out_w()) * lanes::L;
                 let lens = [tmp, g.out_c * gh * gwid * lanes::L, g.out_c * kk * lanes::L];
-                poison(&lens);
+                let bordered = n.div_ceil(lanes::L) * g.in_c * lanes::plane(&g, &l) * lanes::L;
+                poison(&[&lens[..], &[bordered]].concat());
                 let xpad = forward(&g, &l, n, &x, &w, b.as_deref(), &mut got);
                 assert_eq!(bits(&got), bits(&want), "{g:?} lanes {lanes} n={n}: output");
                 let (mut want_w, mut want_x) = (vec![0.5; w.len()], vec![0.5; x.len()]);
