@@ -815,7 +815,7 @@ impl LoadedModel {
         let ds = Dataset {
             name: origin.to_string(),
             shape: self.spec.input_shape,
-            features: x,
+            features: x.into(),
             targets: Targets::Values(vec![0.0; n]),
             class_names: Vec::new(),
         };
@@ -836,7 +836,7 @@ impl LoadedModel {
     /// Standardises the raw features of `ds` and predicts every row; targets are ignored.
     pub fn predict(&mut self, ds: &Dataset) -> Result<Predictions, ExportError> {
         self.check_features(ds)?;
-        let out = self.outputs(&ds.features, &ds.name)?;
+        let out = self.outputs(&ds.features.to_f32(), &ds.name)?;
         Ok(Predictions::from_outputs(&out, &self.preprocessing))
     }
 
@@ -873,7 +873,7 @@ impl LoadedModel {
                 .into());
             }
         }
-        let out = self.outputs(&ds.features, &ds.name)?;
+        let out = self.outputs(&ds.features.to_f32(), &ds.name)?;
         let targets = match &ds.targets {
             Targets::Classes { labels, .. } => Targets::Classes {
                 labels: labels.clone(),
@@ -905,7 +905,7 @@ impl LoadedModel {
         Dataset {
             name: self.provenance.data.clone(),
             shape: self.spec.input_shape,
-            features: vec![0.0; self.n_features()],
+            features: vec![0.0; self.n_features()].into(),
             targets,
             class_names,
         }
@@ -964,7 +964,7 @@ impl LoadedModel {
                 self.provenance.target_column.as_deref(),
             );
         }
-        Ok(self.load_labelled(spec)?.features)
+        Ok(self.load_labelled(spec)?.features.to_f32().into_owned())
     }
 }
 

@@ -110,7 +110,7 @@ fn builtin_digits_has_1437_train_and_360_test_images_of_1x8x8_in_10_classes() {
         test.class_counts(),
         vec![36, 36, 35, 37, 36, 37, 36, 36, 35, 36]
     );
-    let max = split.train.features.iter().cloned().fold(0.0f32, f32::max);
+    let max = split.train.features.iter().fold(0.0f32, f32::max);
     assert_eq!(max, 255.0, "pixels stay in 0..255 before standardisation");
 }
 
@@ -163,7 +163,7 @@ fn builtin_names_parse_and_print_in_lower_case() {
 fn assert_same_data(a: &Dataset, b: &Dataset, tolerance: f32) {
     assert_eq!(a.len(), b.len());
     assert_eq!(a.n_features(), b.n_features());
-    for (x, y) in a.features.iter().zip(&b.features) {
+    for (x, y) in a.features.iter().zip(b.features.iter()) {
         assert!((x - y).abs() <= tolerance * x.abs().max(1.0), "{x} vs {y}");
     }
     match (&a.targets, &b.targets) {
@@ -950,7 +950,7 @@ fn validate_catches_non_finite_values_labels_out_of_range_and_bad_lengths() {
     assert!(good.validate().is_ok());
 
     let mut nan = good.clone();
-    nan.features[70] = f32::NAN;
+    nan.features.floats_mut()[70] = f32::NAN;
     assert!(matches!(
         nan.validate().unwrap_err(),
         DataError::NonFinite { .. }
@@ -971,7 +971,7 @@ fn validate_catches_non_finite_values_labels_out_of_range_and_bad_lengths() {
     ));
 
     let mut short = good.clone();
-    short.features.pop();
+    short.features.floats_mut().pop();
     assert!(matches!(
         short.validate().unwrap_err(),
         DataError::Inconsistent { .. }
@@ -1004,8 +1004,10 @@ fn standardisation_uses_only_training_statistics() {
     let split = load_builtin(BuiltinName::Iris).unwrap();
     let (mut train, mut test) = (split.train, split.test.unwrap());
     let s = Standardizer::fit(&train, false);
-    let manual_mean0 =
-        (0..train.len()).map(|i| train.sample(i)[0]).sum::<f32>() / train.len() as f32;
+    let manual_mean0 = (0..train.len())
+        .map(|i| train.sample(i).get(0))
+        .sum::<f32>()
+        / train.len() as f32;
     assert!((s.mean[0] - manual_mean0).abs() < 1e-4);
     let refit_on_test = Standardizer::fit(&test, false);
     assert_ne!(s, refit_on_test);
@@ -1013,7 +1015,7 @@ fn standardisation_uses_only_training_statistics() {
     s.apply(&mut train);
     s.apply(&mut test);
     for f in 0..4 {
-        let col: Vec<f32> = (0..train.len()).map(|i| train.sample(i)[f]).collect();
+        let col: Vec<f32> = (0..train.len()).map(|i| train.sample(i).get(f)).collect();
         let mean = col.iter().sum::<f32>() / col.len() as f32;
         let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / col.len() as f32;
         assert!(
@@ -1022,7 +1024,8 @@ fn standardisation_uses_only_training_statistics() {
         );
     }
     // The test set is transformed with the training statistics, so it is not exactly centred.
-    let test_mean0 = (0..test.len()).map(|i| test.sample(i)[0]).sum::<f32>() / test.len() as f32;
+    let test_mean0 =
+        (0..test.len()).map(|i| test.sample(i).get(0)).sum::<f32>() / test.len() as f32;
     assert!(test_mean0.abs() > 1e-4);
 }
 
@@ -1034,7 +1037,7 @@ fn constant_pixels_standardise_to_zero() {
     assert_eq!((s.mean[0], s.std[0]), (0.0, 1.0));
     s.apply(&mut ds);
     assert!(ds.features.iter().all(|v| v.is_finite()));
-    assert!((0..ds.len()).all(|i| ds.sample(i)[0] == 0.0));
+    assert!((0..ds.len()).all(|i| ds.sample(i).get(0) == 0.0));
 }
 
 #[test]
@@ -1042,10 +1045,10 @@ fn per_channel_standardisation_keeps_one_statistic_per_channel() {
     let mut ds = digits();
     let s = Standardizer::fit(&ds, true);
     assert_eq!((s.mean.len(), s.std.len()), (1, 1));
-    let mean = ds.features.iter().map(|&v| f64::from(v)).sum::<f64>() / ds.features.len() as f64;
+    let mean = ds.features.iter().map(f64::from).sum::<f64>() / ds.features.len() as f64;
     assert!((f64::from(s.mean[0]) - mean).abs() < 1e-3);
     s.apply(&mut ds);
-    let after = ds.features.iter().map(|&v| f64::from(v)).sum::<f64>() / ds.features.len() as f64;
+    let after = ds.features.iter().map(f64::from).sum::<f64>() / ds.features.len() as f64;
     assert!(after.abs() < 1e-4);
     let json = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<Standardizer>(&json).unwrap(), s);
@@ -1181,11 +1184,11 @@ fn zero_folds_or_more_folds_than_samples_are_errors() {
 #[test]
 fn disabled_augmentation_is_the_identity() {
     let ds = digits().subset(&[0, 1, 2, 3]);
-    let mut batch = ds.features.clone();
+    let mut batch = ds.features.to_f32().into_owned();
     let aug = Augment::default();
     assert!(aug.is_identity());
     aug.apply_batch(&mut batch, ds.shape, &mut rng(0));
-    assert_eq!(batch, ds.features);
+    assert_eq!(ds.features, batch);
 }
 
 #[test]
@@ -1198,13 +1201,13 @@ fn augmentation_keeps_the_batch_shape_and_is_reproducible_for_a_seed() {
     };
     assert!(!aug.is_identity());
     assert!(aug.validate().is_ok());
-    let mut a = ds.features.clone();
-    let mut b = ds.features.clone();
+    let mut a = ds.features.to_f32().into_owned();
+    let mut b = ds.features.to_f32().into_owned();
     aug.apply_batch(&mut a, ds.shape, &mut rng(5));
     aug.apply_batch(&mut b, ds.shape, &mut rng(5));
     assert_eq!(a.len(), ds.features.len());
     assert_eq!(a, b);
-    assert_ne!(a, ds.features);
+    assert_ne!(ds.features, a);
     assert!(a.iter().all(|v| v.is_finite()));
     assert!(Augment {
         noise_std: -1.0,

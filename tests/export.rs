@@ -161,7 +161,9 @@ fn round_trip(cand: Candidate, split: DataSplit, max_train: usize, dir: &Path) -
         assert_eq!(bits(v1), bits(v2), "tensor {n1} differs after reloading");
     }
 
-    let got = loaded.outputs(&test.features, "test").expect("outputs");
+    let got = loaded
+        .outputs(&test.features.to_f32(), "test")
+        .expect("outputs");
     assert_eq!(got.len(), expected.len());
     assert_eq!(bits(&got), bits(&expected), "raw outputs differ");
     let want = Predictions::from_outputs(&expected, &loaded.preprocessing);

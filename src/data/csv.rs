@@ -172,7 +172,7 @@ pub(crate) fn parse_csv(text: &str, path: &Path, spec: &CsvSpec<'_>) -> Result<D
     Ok(Dataset {
         name: dataset_name(path),
         shape: InputShape::flat(n_features),
-        features,
+        features: features.into(),
         targets,
         class_names,
     })

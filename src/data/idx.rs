@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::dataset::{check_class_count, numbered_class_names, Dataset, InputShape, Targets};
+use super::dataset::{
+    check_class_count, numbered_class_names, Dataset, Features, InputShape, Targets,
+};
 use super::error::DataError;
 
 /// Element type of an IDX array, the third byte of the magic number.
@@ -80,12 +82,13 @@ impl ElemType {
     }
 }
 
-/// A decoded IDX array; values are widened (or, for f64, narrowed) to `f32`.
+/// A decoded IDX array; bytes are kept as bytes, other values are widened (or, for f64,
+/// narrowed) to `f32`.
 #[derive(Clone, Debug)]
 pub(crate) struct IdxArray {
     pub dims: Vec<usize>,
     pub elem: ElemType,
-    pub data: Vec<f32>,
+    pub data: Features,
 }
 
 /// The magic number a conventional file name promises, e.g. `train-images-idx3-ubyte` -> 0x00000803.
@@ -158,10 +161,18 @@ pub(crate) fn parse_idx(
             actual: bytes.len() as u64,
         });
     }
-    let data = bytes[header_len..]
-        .chunks_exact(elem.size())
-        .map(|c| elem.read(c))
-        .collect();
+    let values = &bytes[header_len..];
+    // Bytes stay bytes (each the value it stands for); other types become floats.
+    let data = if elem == ElemType::U8 {
+        Features::Bytes(values.to_vec())
+    } else {
+        Features::Floats(
+            values
+                .chunks_exact(elem.size())
+                .map(|c| elem.read(c))
+                .collect(),
+        )
+    };
     Ok(IdxArray { dims, elem, data })
 }
 
@@ -223,7 +234,7 @@ pub(crate) fn dataset_from_arrays(
         });
     }
     let per = shape.len();
-    if let Some((k, &v)) = features
+    if let Some((k, v)) = features
         .data
         .iter()
         .enumerate()
@@ -237,7 +248,7 @@ pub(crate) fn dataset_from_arrays(
     }
     let (targets, class_names) = if targets.elem.is_integer() {
         let mut labels = Vec::with_capacity(n);
-        for (i, &v) in targets.data.iter().enumerate() {
+        for (i, v) in targets.data.iter().enumerate() {
             if v < 0.0 {
                 return Err(DataError::NotAClassLabel {
                     origin: targets_path.display().to_string(),
@@ -254,7 +265,7 @@ pub(crate) fn dataset_from_arrays(
             numbered_class_names(n_classes),
         )
     } else {
-        if let Some((i, &v)) = targets
+        if let Some((i, v)) = targets
             .data
             .iter()
             .enumerate()
@@ -266,7 +277,7 @@ pub(crate) fn dataset_from_arrays(
                 value: v,
             });
         }
-        (Targets::Values(targets.data), Vec::new())
+        (Targets::Values(targets.data.iter().collect()), Vec::new())
     };
     Ok(Dataset {
         name: name.to_string(),
@@ -475,7 +486,8 @@ mod tests {
         let mut b = header(0x0E02, &[1, 1]);
         b.extend_from_slice(&1.5f64.to_be_bytes());
         let a = parse_idx(&b, Path::new("x"), None).unwrap();
-        assert_eq!((a.dims, a.data), (vec![1, 1], vec![1.5]));
+        assert_eq!(a.dims, vec![1, 1]);
+        assert_eq!(a.data, vec![1.5]);
     }
 
     #[test]

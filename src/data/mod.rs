@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub use augment::Augment;
 pub use builtin::{load_builtin, BuiltinName};
 pub use classes::check_classes;
-pub use dataset::{DataSplit, Dataset, InputShape, Targets, Task, MAX_CLASSES};
+pub use dataset::{DataSplit, Dataset, Features, InputShape, Row, Targets, Task, MAX_CLASSES};
 pub use error::DataError;
 pub use split::{kfold, train_test_split, Fold};
 pub use standardize::{Standardizer, TargetScaler};

@@ -1,9 +1,17 @@
 //! Standardisation of features (per feature or per channel) and of regression targets, fitted on training data only.
 
-use super::dataset::{Dataset, InputShape, Targets};
+use super::dataset::{Dataset, InputShape, Row, Targets};
 
 /// Standard deviations below this are treated as a constant feature, which is then only centred.
 const STD_FLOOR: f64 = 1e-6;
+
+/// The runs of `block` values of `x` (the last one shorter when `block` does not divide it).
+fn runs(x: Row<'_>, block: usize) -> impl Iterator<Item = Row<'_>> {
+    let len = x.len();
+    (0..len)
+        .step_by(block.max(1))
+        .map(move |s| x.slice(s..(s + block.max(1)).min(len)))
+}
 
 /// Subtracts a mean and divides by a standard deviation, per feature or per channel.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,7 +45,7 @@ impl Standardizer {
 
     fn fit_samples<'a>(
         ds: &Dataset,
-        samples: impl Iterator<Item = &'a [f32]> + Clone,
+        samples: impl Iterator<Item = Row<'a>> + Clone,
         per_channel: bool,
     ) -> Standardizer {
         let n_features = ds.n_features();
@@ -56,10 +64,8 @@ impl Standardizer {
         let mut count = vec![0usize; groups];
         // By runs of `block` features (one group each), in the same order as feature by feature.
         for x in samples.clone() {
-            for ((s, c), run) in sum.iter_mut().zip(count.iter_mut()).zip(x.chunks(block)) {
-                for &v in run {
-                    *s += f64::from(v);
-                }
+            for ((s, c), run) in sum.iter_mut().zip(count.iter_mut()).zip(runs(x, block)) {
+                run.for_each(|v| *s += f64::from(v));
                 *c += run.len();
             }
         }
@@ -70,11 +76,11 @@ impl Standardizer {
             .collect();
         let mut sq = vec![0f64; groups];
         for x in samples {
-            for ((q, m), run) in sq.iter_mut().zip(&mean).zip(x.chunks(block)) {
-                for &v in run {
+            for ((q, m), run) in sq.iter_mut().zip(&mean).zip(runs(x, block)) {
+                run.for_each(|v| {
                     let d = f64::from(v) - m;
                     *q += d * d;
-                }
+                });
             }
         }
         let std = sq
@@ -102,7 +108,7 @@ impl Standardizer {
         if n == 0 {
             return;
         }
-        for x in ds.features.chunks_exact_mut(n) {
+        for x in ds.features.floats_mut().chunks_exact_mut(n) {
             self.apply_sample(x);
         }
     }
@@ -128,15 +134,25 @@ impl Standardizer {
     /// Appends one sample (CHW order) to `out`, standardised: the values of
     /// [`Self::apply_sample`], written in one pass (a batch is gathered this way, not copied
     /// and then scaled).
-    pub fn extend_standardized(&self, x: &[f32], out: &mut Vec<f32>) {
+    pub fn extend_standardized(&self, x: Row<'_>, out: &mut Vec<f32>) {
+        match x {
+            Row::Floats(x) => self.extend_values(x, |&v| v, out),
+            Row::Bytes(x) => self.extend_values(x, |&b| f32::from(b), out),
+        }
+    }
+
+    /// [`Self::extend_standardized`] of values stored as `T`, widened by `value` (a loop per
+    /// type, each of which the compiler vectorises).
+    #[inline]
+    fn extend_values<T>(&self, x: &[T], value: impl Fn(&T) -> f32, out: &mut Vec<f32>) {
         if self.mean.is_empty() {
-            out.extend_from_slice(x);
+            out.extend(x.iter().map(value));
         } else if self.per_feature(x.len()) {
             let scaled = x.iter().zip(&self.mean).zip(&self.std);
-            out.extend(scaled.map(|((v, m), sd)| (v - m) / sd));
+            out.extend(scaled.map(|((v, m), sd)| (value(v) - m) / sd));
         } else {
             for (range, m, sd) in self.runs(x.len()) {
-                out.extend(x[range].iter().map(|v| (v - m) / sd));
+                out.extend(x[range].iter().map(|v| (value(v) - m) / sd));
             }
         }
     }
@@ -242,7 +258,7 @@ impl TargetScaler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::InputShape;
+    use crate::data::{Features, InputShape};
 
     /// Three channels of 2x2 over five samples, values far from zero and uneven.
     fn images() -> Dataset {
@@ -252,7 +268,8 @@ mod tests {
             shape: InputShape::new(3, 2, 2),
             features: (0..n * 12)
                 .map(|i| 100.0 + (i as f32 * 0.37).sin() * (1 + i % 7) as f32)
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             targets: Targets::Classes {
                 labels: vec![0; n],
                 n_classes: 1,
@@ -270,7 +287,7 @@ mod tests {
             let s = Standardizer::fit(&ds, per_channel);
             let (groups, block) = if per_channel { (3, 4) } else { (12, 1) };
             let mut sum = vec![0f64; groups];
-            for x in ds.features.chunks(12) {
+            for x in ds.features.to_f32().chunks(12) {
                 for (k, &v) in x.iter().enumerate() {
                     sum[k / block] += f64::from(v);
                 }
@@ -278,7 +295,7 @@ mod tests {
             let count = (ds.len() * block) as f64;
             let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
             let mut sq = vec![0f64; groups];
-            for x in ds.features.chunks(12) {
+            for x in ds.features.to_f32().chunks(12) {
                 for (k, &v) in x.iter().enumerate() {
                     let d = f64::from(v) - mean[k / block];
                     sq[k / block] += d * d;
@@ -288,14 +305,14 @@ mod tests {
             let want_std: Vec<f32> = sq.iter().map(|q| (q / count).sqrt() as f32).collect();
             assert_eq!(s.mean, want_mean, "per_channel {per_channel}");
             assert_eq!(s.std, want_std, "per_channel {per_channel}");
-            let mut x = ds.features[12..24].to_vec();
+            let mut x = ds.features.to_f32()[12..24].to_vec();
             let want: Vec<f32> = x
                 .iter()
                 .enumerate()
                 .map(|(k, v)| (v - want_mean[k / block]) / want_std[k / block])
                 .collect();
             let mut gathered = vec![7.0];
-            s.extend_standardized(&x, &mut gathered);
+            s.extend_standardized(Row::Floats(&x), &mut gathered);
             assert_eq!(
                 gathered[0], 7.0,
                 "per_channel {per_channel}: appended, not replaced"
@@ -303,6 +320,54 @@ mod tests {
             assert_eq!(gathered[1..], want, "per_channel {per_channel}: gathered");
             s.apply_sample(&mut x);
             assert_eq!(x, want, "per_channel {per_channel}");
+        }
+    }
+
+    /// Bytes give the statistics and standardised values of the same values stored as floats,
+    /// bit for bit, per channel and per feature.
+    #[test]
+    fn bytes_standardise_as_the_floats_they_stand_for() {
+        let n = 7;
+        let bytes: Vec<u8> = (0..n * 12).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+        let floats = images_of(Features::Floats(
+            bytes.iter().map(|&b| f32::from(b)).collect(),
+        ));
+        let packed = images_of(Features::Bytes(bytes));
+        for per_channel in [true, false] {
+            let (a, b) = (
+                Standardizer::fit(&floats, per_channel),
+                Standardizer::fit(&packed, per_channel),
+            );
+            assert_eq!(a, b, "per_channel {per_channel}");
+            let rows = [4, 0, 6];
+            assert_eq!(
+                Standardizer::fit_rows(&floats, &rows, per_channel),
+                Standardizer::fit_rows(&packed, &rows, per_channel)
+            );
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                a.extend_standardized(floats.sample(i), &mut x);
+                a.extend_standardized(packed.sample(i), &mut y);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&x), bits(&y), "per_channel {per_channel}");
+            let mut applied = packed.clone();
+            a.apply(&mut applied);
+            assert_eq!(applied.features, x, "per_channel {per_channel}");
+        }
+    }
+
+    fn images_of(features: Features) -> Dataset {
+        let n = features.len() / 12;
+        Dataset {
+            name: "bytes".into(),
+            shape: InputShape::new(3, 2, 2),
+            features,
+            targets: Targets::Classes {
+                labels: vec![0; n],
+                n_classes: 1,
+            },
+            class_names: vec!["a".into()],
         }
     }
 }

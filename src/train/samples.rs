@@ -4,7 +4,7 @@
 //! the data, 560 MB for MNIST with 3 folds). A fold is now a list of row numbers and its own
 //! standardiser; a batch is gathered from the shared raw data and standardised as it is copied.
 
-use crate::data::{Dataset, Standardizer, Targets};
+use crate::data::{Dataset, Row, Standardizer, Targets};
 
 /// A fold of cross-validation: which rows train, which validate, and the training rows' statistics.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,7 +73,10 @@ impl<'a> Samples<'a> {
             let x = self.data.sample(self.row(i));
             match self.scaler {
                 Some(s) => s.extend_standardized(x, out),
-                None => out.extend_from_slice(x),
+                None => match x {
+                    Row::Floats(x) => out.extend_from_slice(x),
+                    Row::Bytes(x) => out.extend(x.iter().map(|&b| f32::from(b))),
+                },
             }
         }
     }
@@ -107,7 +110,7 @@ mod tests {
         Dataset {
             name: "tiny".into(),
             shape: InputShape::flat(2),
-            features: vec![0.0, 10.0, 1.0, 20.0, 2.0, 30.0, 3.0, 40.0],
+            features: vec![0.0, 10.0, 1.0, 20.0, 2.0, 30.0, 3.0, 40.0].into(),
             targets: Targets::Classes {
                 labels: vec![0, 1, 0, 1],
                 n_classes: 2,
@@ -126,7 +129,27 @@ mod tests {
         let view = Samples::rows(&ds, &rows, &scaler);
         let mut out = Vec::new();
         view.gather(&[0, 1], &mut out);
-        assert_eq!(out, copy.features);
+        assert_eq!(copy.features, out);
         assert_eq!(view.targets(), copy.targets);
+    }
+
+    /// A data set stored as bytes gathers the floats of the same data stored as floats, with
+    /// and without a standardiser.
+    #[test]
+    fn bytes_gather_what_floats_gather() {
+        let floats = tiny();
+        let mut bytes = tiny();
+        bytes.features =
+            crate::data::Features::Bytes(floats.features.iter().map(|v| v as u8).collect());
+        let rows = vec![3, 1, 2];
+        let scaler = Standardizer::fit_rows(&floats, &rows, false);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        Samples::rows(&floats, &rows, &scaler).gather(&[2, 0, 1], &mut a);
+        Samples::rows(&bytes, &rows, &scaler).gather(&[2, 0, 1], &mut b);
+        assert_eq!(a, b);
+        Samples::all(&floats).gather(&[3, 0], &mut a);
+        Samples::all(&bytes).gather(&[3, 0], &mut b);
+        assert_eq!(a, vec![3.0, 40.0, 0.0, 10.0]);
+        assert_eq!(a, b);
     }
 }
