@@ -7,10 +7,11 @@ use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use super::gemm::{gemm, View};
 use super::math;
-use super::scratch::{give_f32, take_f32};
+use super::scratch::{give_f32, give_u8, take_f32, take_u8};
 use super::simd::simd_fn;
 use super::OpError;
-use super::{put_grad, take_grad, take_input, try_device_tensor, Activations, ParamRef};
+use super::{make_output, put_grad, release_grad, take_grad, take_input, try_device_tensor};
+use super::{Activations, ParamRef};
 
 /// An activation fused into the op: each one's derivative is a function of its output, so the
 /// pre-activation values need not be kept.
@@ -84,15 +85,26 @@ fn backward(act: Epilogue, y: &[f32], gy: &[f32], gz: &mut [f32]) {
 }
 }
 
-/// What a backward pass keeps of an op's output: the output itself when a fused activation's
-/// derivative is taken from it, else nothing (the buffer is recycled).
-pub(crate) fn saved_output(act: Option<Epilogue>, out: Vec<f32>) -> Vec<f32> {
-    if act.is_some() {
-        out
-    } else {
-        give_f32(out);
-        Vec::new()
+simd_fn! {
+/// `positive[i] = 1` where `y[i] > 0`, else 0: all a ramp's derivative needs of its output.
+fn positives(y: &[f32], positive: &mut [u8]) {
+    for (p, &v) in positive.iter_mut().zip(y) {
+        *p = u8::from(v > 0.0);
     }
+}
+}
+
+simd_fn! {
+/// A ramp's [`Epilogue::backward`] in place, from which outputs were positive: the same values
+/// as from the outputs themselves (`y > 0` is what [`backward`] tests).
+fn ramp_backward(act: Epilogue, positive: &[u8], g: &mut [f32]) {
+    let slope = if act == Epilogue::Relu { 0.0 } else { LEAKY_SLOPE };
+    for (g, &p) in g.iter_mut().zip(positive) {
+        if p == 0 {
+            *g = if act == Epilogue::Relu { 0.0 } else { *g * slope };
+        }
+    }
+}
 }
 
 /// The gradient before an op's fused activation, from its output `y` and the output's gradient:
@@ -164,25 +176,43 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         a.apply(&mut out);
     }
     let dev = input.tensor.device().clone();
-    let y = try_device_tensor(&dev, &out, n, m)?;
     if !T::OWNS_TAPE {
-        give_f32(out);
         give_f32(input.data);
-        return Ok(y.put_tape(input.tape));
+        return Ok(make_output::<T>(&dev, out, n, m)?.put_tape(input.tape));
     }
     // The weights are only read again for the input's gradient.
     let w = input_grad.then_some(w);
-    // Backward needs the input (for W's gradient) and the output (for the activation's).
+    // Backward needs the input (for W's gradient) and what the activation's derivative is a
+    // function of: the output for sigmoid and tanh (then copied into the tensor), only which
+    // outputs are positive for the ramps (then the tensor takes the output over).
     let saved_x = input.data;
-    let saved_y = saved_output(act, out);
+    let (y, saved_y, positive) = match act {
+        Some(Epilogue::Sigmoid | Epilogue::Tanh) => {
+            (try_device_tensor(&dev, &out, n, m)?, out, Vec::new())
+        }
+        Some(Epilogue::Relu | Epilogue::LeakyRelu) => {
+            let mut positive = take_u8(out.len());
+            positives(&out, &mut positive);
+            (make_output::<T>(&dev, out, n, m)?, Vec::new(), positive)
+        }
+        None => (make_output::<T>(&dev, out, n, m)?, Vec::new(), Vec::new()),
+    };
+    // The tensor holds the output buffer: the output's gradient is kept in exchange.
+    let moved = saved_y.is_empty();
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
     let weight = weight.clone();
     let bias = bias.clone();
     tape.add_backward_op(move |grads| {
-        let gy = take_grad!(grads, &y_ghost);
-        let gz_buf = grad_before_act(act, &saved_y, &gy);
+        let mut gy = take_grad!(grads, &y_ghost);
+        let gz_buf = match act {
+            Some(a @ (Epilogue::Relu | Epilogue::LeakyRelu)) => {
+                ramp_backward(a, &positive, &mut gy);
+                None
+            }
+            _ => grad_before_act(act, &saved_y, &gy),
+        };
         let gz = gz_buf.as_deref().unwrap_or(&gy);
         {
             let gb = grads.get_or_alloc_mut(&bias)?;
@@ -222,7 +252,8 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         }
         give_f32(saved_x);
         give_f32(saved_y);
-        put_grad!(grads, &y_ghost, gy);
+        give_u8(positive);
+        release_grad!(grads, &y_ghost, gy, moved);
         Ok(())
     });
     Ok(y.put_tape(tape))
