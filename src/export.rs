@@ -964,7 +964,7 @@ impl LoadedModel {
                 self.provenance.target_column.as_deref(),
             );
         }
-        Ok(self.load_labelled(spec)?.features.to_f32().into_owned())
+        Ok(self.load_labelled(spec)?.features.into_f32())
     }
 }
 

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use nas::data::{
     check_classes, kfold, load, load_builtin, load_test_file, parse_csv_bytes, train_test_split,
-    Augment, BuiltinName, DataError, DataSource, Dataset, InputShape, LoadOptions, Standardizer,
-    TargetScaler, Targets, Task,
+    Augment, BuiltinName, DataError, DataSource, Dataset, Features, InputShape, LoadOptions,
+    Standardizer, TargetScaler, Targets, Task,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -995,6 +995,32 @@ fn subset_and_sample_pick_whole_samples_in_the_given_order() {
         &[ds.labels().unwrap()[5], ds.labels().unwrap()[2]]
     );
     assert_eq!(sub.n_outputs(), 10);
+}
+
+#[test]
+fn byte_images_load_as_bytes_and_subsets_keep_them() {
+    let ds = digits();
+    assert!(matches!(ds.features, Features::Bytes(_)), "digits as bytes");
+    assert!(matches!(ds.subset(&[5, 2]).features, Features::Bytes(_)));
+    // The bytes stand for whole numbers up to 255, as IDX bytes do.
+    let values = ds.features.to_f32();
+    let max = values.iter().copied().fold(0.0f32, f32::max);
+    assert!(
+        max > 127.0,
+        "values past 127 (a signed reading would differ): {max}"
+    );
+    assert!(values
+        .iter()
+        .all(|&v| v.fract() == 0.0 && (0.0..=255.0).contains(&v)));
+    // Equality compares values, however they are stored.
+    assert_eq!(
+        Features::Bytes(vec![0, 200]),
+        Features::Floats(vec![0.0, 200.0])
+    );
+    assert_ne!(
+        Features::Bytes(vec![0, 200]),
+        Features::Floats(vec![0.0, 200.5])
+    );
 }
 
 // ---------- standardisation ----------

@@ -234,12 +234,7 @@ pub(crate) fn dataset_from_arrays(
         });
     }
     let per = shape.len();
-    if let Some((k, v)) = features
-        .data
-        .iter()
-        .enumerate()
-        .find(|(_, v)| !v.is_finite())
-    {
+    if let Some((k, v)) = features.data.first_non_finite() {
         return Err(DataError::NonFinite {
             origin: features_path.display().to_string(),
             at: format!("sample {}, value {}", k / per, k % per),
@@ -277,7 +272,7 @@ pub(crate) fn dataset_from_arrays(
                 value: v,
             });
         }
-        (Targets::Values(targets.data.iter().collect()), Vec::new())
+        (Targets::Values(targets.data.into_f32()), Vec::new())
     };
     Ok(Dataset {
         name: name.to_string(),

@@ -5,12 +5,12 @@ use super::dataset::{Dataset, InputShape, Row, Targets};
 /// Standard deviations below this are treated as a constant feature, which is then only centred.
 const STD_FLOOR: f64 = 1e-6;
 
-/// The runs of `block` values of `x` (the last one shorter when `block` does not divide it).
-fn runs(x: Row<'_>, block: usize) -> impl Iterator<Item = Row<'_>> {
-    let len = x.len();
+/// `x` in blocks of `block` values (the last one shorter when `block` does not divide it).
+fn blocks_of(x: Row<'_>, block: usize) -> impl Iterator<Item = Row<'_>> {
+    let (len, block) = (x.len(), block.max(1));
     (0..len)
-        .step_by(block.max(1))
-        .map(move |s| x.slice(s..(s + block.max(1)).min(len)))
+        .step_by(block)
+        .map(move |s| x.slice(s..(s + block).min(len)))
 }
 
 /// Subtracts a mean and divides by a standard deviation, per feature or per channel.
@@ -64,7 +64,11 @@ impl Standardizer {
         let mut count = vec![0usize; groups];
         // By runs of `block` features (one group each), in the same order as feature by feature.
         for x in samples.clone() {
-            for ((s, c), run) in sum.iter_mut().zip(count.iter_mut()).zip(runs(x, block)) {
+            for ((s, c), run) in sum
+                .iter_mut()
+                .zip(count.iter_mut())
+                .zip(blocks_of(x, block))
+            {
                 run.for_each(|v| *s += f64::from(v));
                 *c += run.len();
             }
@@ -76,7 +80,7 @@ impl Standardizer {
             .collect();
         let mut sq = vec![0f64; groups];
         for x in samples {
-            for ((q, m), run) in sq.iter_mut().zip(&mean).zip(runs(x, block)) {
+            for ((q, m), run) in sq.iter_mut().zip(&mean).zip(blocks_of(x, block)) {
                 run.for_each(|v| {
                     let d = f64::from(v) - m;
                     *q += d * d;
@@ -102,7 +106,8 @@ impl Standardizer {
         }
     }
 
-    /// Standardises every sample of `ds` in place.
+    /// Standardises every sample of `ds` in place (values stored as bytes become floats: four
+    /// times their memory).
     pub fn apply(&self, ds: &mut Dataset) {
         let n = ds.n_features();
         if n == 0 {

@@ -98,10 +98,10 @@ simd_fn! {
 /// A ramp's [`Epilogue::backward`] in place, from which outputs were positive: the same values
 /// as from the outputs themselves (`y > 0` is what [`backward`] tests).
 fn ramp_backward(act: Epilogue, positive: &[u8], g: &mut [f32]) {
-    let slope = if act == Epilogue::Relu { 0.0 } else { LEAKY_SLOPE };
+    debug_assert!(matches!(act, Epilogue::Relu | Epilogue::LeakyRelu));
     for (g, &p) in g.iter_mut().zip(positive) {
         if p == 0 {
-            *g = if act == Epilogue::Relu { 0.0 } else { *g * slope };
+            *g = if act == Epilogue::Relu { 0.0 } else { *g * LEAKY_SLOPE };
         }
     }
 }
@@ -186,19 +186,28 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     // function of: the output for sigmoid and tanh (then copied into the tensor), only which
     // outputs are positive for the ramps (then the tensor takes the output over).
     let saved_x = input.data;
-    let (y, saved_y, positive) = match act {
+    // `moved`: the tensor holds the output buffer, and the output's gradient is kept in exchange.
+    let (y, saved_y, positive, moved) = match act {
         Some(Epilogue::Sigmoid | Epilogue::Tanh) => {
-            (try_device_tensor(&dev, &out, n, m)?, out, Vec::new())
+            (try_device_tensor(&dev, &out, n, m)?, out, Vec::new(), false)
         }
         Some(Epilogue::Relu | Epilogue::LeakyRelu) => {
             let mut positive = take_u8(out.len());
             positives(&out, &mut positive);
-            (make_output::<T>(&dev, out, n, m)?, Vec::new(), positive)
+            (
+                make_output::<T>(&dev, out, n, m)?,
+                Vec::new(),
+                positive,
+                true,
+            )
         }
-        None => (make_output::<T>(&dev, out, n, m)?, Vec::new(), Vec::new()),
+        None => (
+            make_output::<T>(&dev, out, n, m)?,
+            Vec::new(),
+            Vec::new(),
+            true,
+        ),
     };
-    // The tensor holds the output buffer: the output's gradient is kept in exchange.
-    let moved = saved_y.is_empty();
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
@@ -270,5 +279,45 @@ pub fn linear<T: Tape<f32, Cpu>>(
     match try_linear(x, weight, bias, act, input_grad) {
         Ok(y) => y,
         Err(e) => panic!("linear: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ramps' derivative from which outputs were positive gives the bits of their derivative
+    /// from the outputs themselves, zeros of both signs, NaN, infinities and subnormals included.
+    #[test]
+    fn ramp_bytes_give_the_bits_of_the_derivative_from_the_outputs() {
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE / 4.0,
+            -f32::MIN_POSITIVE / 4.0,
+            1.5,
+            -2.25,
+        ];
+        let y: Vec<f32> = specials
+            .iter()
+            .flat_map(|&a| specials.iter().map(move |_| a))
+            .collect();
+        let gy: Vec<f32> = specials
+            .iter()
+            .flat_map(|_| specials.iter().copied())
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for act in [Epilogue::Relu, Epilogue::LeakyRelu] {
+            let mut want = vec![7.0; y.len()];
+            act.backward(&y, &gy, &mut want);
+            let mut positive = vec![9; y.len()];
+            positives(&y, &mut positive);
+            let mut got = gy.clone();
+            ramp_backward(act, &positive, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{act:?}");
+        }
     }
 }
