@@ -4,8 +4,8 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape};
 
-use super::scratch::{give_f32, take_f32};
-use super::{put_grad, take_grad, take_input, try_device_tensor, Activations, Epilogue, OpError};
+use super::{make_output, put_grad, release_grad, take_grad, take_input};
+use super::{Activations, Epilogue, Kept, OpError};
 
 /// `act(x)`, element by element.
 pub fn try_activation<T: Tape<f32, Cpu>>(
@@ -14,27 +14,25 @@ pub fn try_activation<T: Tape<f32, Cpu>>(
 ) -> Result<Activations<T>, OpError> {
     let (n, f) = *x.shape();
     let mut input = take_input(x)?;
-    act.apply(&mut input.data);
     let dev = input.tensor.device().clone();
-    let y = try_device_tensor(&dev, &input.data, n, f)?;
     if !T::OWNS_TAPE {
-        give_f32(input.data);
-        return Ok(y.put_tape(input.tape));
+        act.apply(&mut input.data);
+        return Ok(make_output::<T>(&dev, input.data, n, f)?.put_tape(input.tape));
     }
-    // The derivative is a function of the output, which is all the backward pass keeps.
-    let saved_y = input.data;
+    // The derivative is a function of the output, of which the backward pass keeps what it
+    // reads (`Kept`); the tensor takes the buffer over, the output's gradient is kept in exchange.
+    let kept = Kept::apply(Some(act), &mut input.data, false);
+    let y = make_output::<T>(&dev, input.data, n, f)?;
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
     tape.add_backward_op(move |grads| {
-        let gy = take_grad!(grads, &y_ghost);
-        let mut gz = take_f32(gy.len());
-        act.backward(&saved_y, &gy, &mut gz);
+        let mut gy = take_grad!(grads, &y_ghost);
+        kept.grad_in_place(&mut gy);
         let gx = grads.get_or_alloc_mut(&x_ghost)?;
-        gx.iter_mut().zip(&gz).for_each(|(g, d)| *g += d);
-        give_f32(gz);
-        give_f32(saved_y);
-        put_grad!(grads, &y_ghost, gy);
+        gx.iter_mut().zip(&gy).for_each(|(g, d)| *g += d);
+        kept.give();
+        release_grad!(grads, &y_ghost, gy, true);
         Ok(())
     });
     Ok(y.put_tape(tape))

@@ -5,9 +5,8 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
-use super::try_device_tensor;
-use super::{grad_before_act, Activations, Epilogue, OpError, LEAKY_SLOPE};
 use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
+use super::{Activations, Epilogue, Kept, OpError, LEAKY_SLOPE};
 use rayon::prelude::*;
 
 /// Running statistics and hyper-parameters of one batch-norm layer (PyTorch's defaults in `new`).
@@ -103,32 +102,24 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
     normalize_batch(&mut x_hat, &mut out, c, hw, &mean, &inv_std, &g, &b, act);
     let dev = input.tensor.device().clone();
     let gate = Gate::new(act, g, b);
-    // Without a tape nothing will read x_hat (or the activation's output) again. The output is
-    // kept only for sigmoid's and tanh's derivatives; else the tensor takes it.
-    let moved = !T::OWNS_TAPE || !gate.needs_output();
-    let (y, x_hat, saved_y) = match (T::OWNS_TAPE, moved) {
-        (false, _) => {
-            give_f32(x_hat);
-            (
-                make_output::<T>(&dev, out, n, expected)?,
-                Vec::new(),
-                Vec::new(),
-            )
-        }
-        (true, true) => (make_output::<T>(&dev, out, n, expected)?, x_hat, Vec::new()),
-        (true, false) => (try_device_tensor(&dev, &out, n, expected)?, x_hat, out),
-    };
+    // Without a tape nothing will read x_hat (or the activation's output) again. Sigmoid's and
+    // tanh's derivatives read what `Gate::keep` keeps; the tensor takes the output over.
+    if !T::OWNS_TAPE {
+        give_f32(x_hat);
+        return Ok(make_output::<T>(&dev, out, n, expected)?.put_tape(input.tape));
+    }
+    let kept = gate.keep(&mut out);
+    let y = make_output::<T>(&dev, out, n, expected)?;
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
     let gamma = gamma.clone();
     let beta = beta.clone();
     tape.add_backward_op(move |grads| {
-        let gy_out = take_grad!(grads, &y_ghost);
-        let gy_buf = gate.grad_from_output(&saved_y, &gy_out);
-        let gy = gy_buf.as_deref().unwrap_or(&gy_out);
+        let mut gy = take_grad!(grads, &y_ghost);
+        kept.grad_in_place(&mut gy);
         // Per channel: sum(dy) and sum(dy * x_hat), shared by all three gradients.
-        let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw, &gate);
+        let (sum_dy, sum_dy_xhat) = grad_sums(&gy, &x_hat, c, hw, &gate);
         {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             let inv_m = if training { 1.0 / m as f32 } else { 0.0 };
@@ -186,11 +177,8 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
                 *o += s;
             }
         }
-        release_grad!(grads, &y_ghost, gy_out, moved);
-        if let Some(b) = gy_buf {
-            give_f32(b);
-        }
-        give_f32(saved_y);
+        release_grad!(grads, &y_ghost, gy, true);
+        kept.give();
         give_f32(x_hat);
         Ok(())
     });
@@ -418,18 +406,14 @@ impl Gate {
         }
     }
 
-    /// Whether the derivative is taken from the output rather than from x_hat.
-    pub(super) fn needs_output(&self) -> bool {
-        matches!(self.act, Some(Epilogue::Sigmoid | Epilogue::Tanh))
-    }
-
-    /// For sigmoid and tanh, the gradient before the activation from the saved output (a scratch
-    /// buffer to give back); `None` where [`Gate::slope`] does the job.
-    pub(super) fn grad_from_output(&self, y: &[f32], gy: &[f32]) -> Option<Vec<f32>> {
-        if self.needs_output() {
-            grad_before_act(self.act, y, gy)
+    /// What the backward pass reads of the output `y` (the activation applied): for sigmoid and
+    /// tanh, whose derivatives are taken from it (`Kept::grad_in_place`, before the sums);
+    /// nothing for the ramps, whose [`Gate::slope`] is applied from x_hat.
+    pub(super) fn keep(&self, y: &mut [f32]) -> Kept {
+        if matches!(self.act, Some(Epilogue::Sigmoid | Epilogue::Tanh)) {
+            Kept::apply(self.act, y, true)
         } else {
-            None
+            Kept::Nothing
         }
     }
 

@@ -11,9 +11,8 @@ use super::conv_spectral;
 use super::conv_winograd;
 use super::gemm::{gemm, View};
 use super::scratch::{give_f32, take_f32};
-use super::try_device_tensor;
-use super::{grad_before_act, Activations, Epilogue, OpError};
 use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
+use super::{Activations, Epilogue, Kept, OpError};
 
 /// Shape of a convolution: input channels and size, output channels, kernel, stride, padding, groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -205,42 +204,36 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         b.as_ref().map(|b| b.as_slice()),
         &mut out,
     );
-    if let Some(a) = act {
-        a.apply(&mut out);
-    }
     let dev = input.tensor.device().clone();
     let len = g.out_len();
-    // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
-    // keeping them) and the activation's output; without a tape it needs nothing. The tensor
-    // takes the output over unless backward keeps it.
-    let moved = act.is_none() || !T::OWNS_TAPE;
-    let (y, saved, saved_y) = match (T::OWNS_TAPE, act) {
-        (true, Some(_)) => (try_device_tensor(&dev, &out, n, len)?, input_data, out),
-        (true, None) => (make_output::<T>(&dev, out, n, len)?, input_data, Vec::new()),
-        (false, _) => {
-            give_f32(input_data);
-            (make_output::<T>(&dev, out, n, len)?, Vec::new(), Vec::new())
+    if !T::OWNS_TAPE {
+        if let Some(a) = act {
+            a.apply(&mut out);
         }
-    };
+        give_f32(input_data);
+        return Ok(make_output::<T>(&dev, out, n, len)?.put_tape(input.tape));
+    }
+    // Backward needs the input (not the im2col matrices: rebuilding them is cheaper than
+    // keeping them) and what the activation's derivative reads (`Kept`); the tensor takes the
+    // output over, and the output's gradient is kept for reuse in exchange.
+    let kept = Kept::apply(act, &mut out, false);
+    let y = make_output::<T>(&dev, out, n, len)?;
+    let saved = input_data;
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
     let weight = weight.clone();
     let bias = bias.cloned();
     tape.add_backward_op(move |grads| {
-        let gy_out = take_grad!(grads, &y_ghost);
-        let gy_buf = grad_before_act(act, &saved_y, &gy_out);
-        let gy = gy_buf.as_deref().unwrap_or(&gy_out);
+        let mut gy = take_grad!(grads, &y_ghost);
+        kept.grad_in_place(&mut gy);
         let gx = input_grad.then_some(grad_slice(|g| {
             g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
         }));
-        kernels.backward(grads, n, &saved, &w, gy, &weight, bias.as_ref(), gx)?;
+        kernels.backward(grads, n, &saved, &w, &gy, &weight, bias.as_ref(), gx)?;
         give_f32(saved);
-        give_f32(saved_y);
-        if let Some(b) = gy_buf {
-            give_f32(b);
-        }
-        release_grad!(grads, &y_ghost, gy_out, moved);
+        kept.give();
+        release_grad!(grads, &y_ghost, gy, true);
         Ok(())
     });
     Ok(y.put_tape(tape))

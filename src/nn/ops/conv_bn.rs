@@ -10,7 +10,6 @@ use super::batch_norm::{
 use super::conv::{grad_slice, ConvKernels};
 use super::pool::{channel_means, max_forward, means_backward, Winners};
 use super::scratch::{give_f32, take_f32};
-use super::try_device_tensor;
 use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
 use super::{Activations, Conv2dGeom, Epilogue, OpError, Pool2dGeom};
 
@@ -128,22 +127,16 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
         return Ok(y.put_tape(input.tape));
     }
     let gate = Gate::new(act, gv, bv);
-    // The output is kept only for sigmoid's and tanh's derivatives; else the tensor takes it
-    // (or, pooled, it goes back: the tensor takes the pooled values).
-    let keep = gate.needs_output();
-    let moved = !keep || pooled.is_some();
-    let (y, saved_y) = match (pooled, keep) {
-        (Some((p, len)), _) => {
-            let y = make_output::<T>(&dev, p, n, len)?;
-            if keep {
-                (y, out)
-            } else {
-                give_f32(out);
-                (y, Vec::new())
-            }
+    // Sigmoid's and tanh's derivatives read what `Gate::keep` keeps of the output; the tensor
+    // takes the output over (or, pooled, the output goes back and the tensor takes the pooled
+    // values).
+    let kept = gate.keep(&mut out);
+    let y = match pooled {
+        Some((p, len)) => {
+            give_f32(out);
+            make_output::<T>(&dev, p, n, len)?
         }
-        (None, false) => (make_output::<T>(&dev, out, n, c * hw)?, Vec::new()),
-        (None, true) => (try_device_tensor(&dev, &out, n, c * hw)?, out),
+        None => make_output::<T>(&dev, out, n, c * hw)?,
     };
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
@@ -165,9 +158,10 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
             }
             g
         });
-        let gy_act = gy_unpooled.as_deref().unwrap_or(&gy_out);
-        let gy_buf = gate.grad_from_output(&saved_y, gy_act);
-        let gy = gy_buf.as_deref().unwrap_or(gy_act);
+        let (mut gy_out, mut gy_unpooled) = (gy_out, gy_unpooled);
+        let gy: &mut [f32] = gy_unpooled.as_deref_mut().unwrap_or(&mut gy_out);
+        kept.grad_in_place(gy);
+        let gy: &[f32] = gy;
         let (sum_dy, sum_dy_xhat) = grad_sums(gy, &x_hat, c, hw, &gate);
         for (p, sums) in [(&gamma, &sum_dy_xhat), (&beta, &sum_dy)] {
             for (o, s) in grads.get_or_alloc_mut(p)?.iter_mut().zip(sums) {
@@ -182,13 +176,14 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
             g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
         }));
         kernels.backward(grads, n, &saved, &w, &x_hat, &weight, bias.as_ref(), gx)?;
-        release_grad!(grads, &y_ghost, gy_out, moved);
-        for v in [saved, x_hat, saved_y] {
+        release_grad!(grads, &y_ghost, gy_out, true);
+        for v in [saved, x_hat] {
             give_f32(v);
         }
-        for b in [gy_buf, gy_unpooled].into_iter().flatten() {
+        if let Some(b) = gy_unpooled {
             give_f32(b);
         }
+        kept.give();
         if let Some(Pooled::Max(_, w)) = winners {
             w.give();
         }

@@ -10,7 +10,7 @@ use super::math;
 use super::scratch::{give_f32, give_u8, take_f32, take_u8};
 use super::simd::simd_fn;
 use super::OpError;
-use super::{make_output, put_grad, release_grad, take_grad, take_input, try_device_tensor};
+use super::{make_output, put_grad, release_grad, take_grad, take_input};
 use super::{Activations, ParamRef};
 
 /// An activation fused into the op: each one's derivative is a function of its output, so the
@@ -32,7 +32,9 @@ impl Epilogue {
         apply(self, y)
     }
 
-    /// `gz = gy * act'(z)`, written from the output `y = act(z)`.
+    /// `gz = gy * act'(z)`, written from the output `y = act(z)`: what [`Kept::grad_in_place`]
+    /// must give, bit for bit.
+    #[cfg(test)]
     pub(crate) fn backward(self, y: &[f32], gy: &[f32], gz: &mut [f32]) {
         backward(self, y, gy, gz)
     }
@@ -71,6 +73,7 @@ fn apply_exp(act: Epilogue, y: &mut [f32]) {
 }
 }
 
+#[cfg(test)]
 simd_fn! {
 fn backward(act: Epilogue, y: &[f32], gy: &[f32], gz: &mut [f32]) {
     let it = gz.iter_mut().zip(y.iter().zip(gy));
@@ -107,15 +110,102 @@ fn ramp_backward(act: Epilogue, positive: &[u8], g: &mut [f32]) {
 }
 }
 
-/// The gradient before an op's fused activation, from its output `y` and the output's gradient:
-/// `None` without an activation (the output's gradient is that gradient), else a scratch buffer
-/// to give back when done.
-pub(crate) fn grad_before_act(act: Option<Epilogue>, y: &[f32], gy: &[f32]) -> Option<Vec<f32>> {
-    act.map(|a| {
-        let mut g = take_f32(gy.len());
-        a.backward(y, gy, &mut g);
-        g
-    })
+simd_fn! { avx512
+/// `act` over `y` in place for sigmoid and tanh, writing what their derivatives read into
+/// `kept`: the output for sigmoid, the slope `1 - y²` for tanh. One pass where applying the
+/// activation and then copying the output took two (and the copy a zeroed tensor).
+fn apply_keeping(act: Epilogue, y: &mut [f32], kept: &mut [f32]) {
+    if act == Epilogue::Sigmoid {
+        for (v, k) in y.iter_mut().zip(kept.iter_mut()) {
+            *v = math::sigmoid(*v);
+            *k = *v;
+        }
+    } else {
+        for (v, k) in y.iter_mut().zip(kept.iter_mut()) {
+            *v = math::tanh(*v);
+            *k = 1.0 - *v * *v;
+        }
+    }
+}
+}
+
+simd_fn! {
+/// What [`apply_keeping`] keeps, from outputs already computed.
+fn keep_from_output(act: Epilogue, y: &[f32], kept: &mut [f32]) {
+    if act == Epilogue::Sigmoid {
+        kept.copy_from_slice(y)
+    } else {
+        kept.iter_mut().zip(y).for_each(|(k, &v)| *k = 1.0 - v * v)
+    }
+}
+}
+
+simd_fn! {
+/// `g = g * act'(z)` in place for sigmoid and tanh, from what [`apply_keeping`] kept: the same
+/// bits as [`backward`] from the output.
+fn kept_backward(act: Epilogue, kept: &[f32], g: &mut [f32]) {
+    if act == Epilogue::Sigmoid {
+        g.iter_mut().zip(kept).for_each(|(g, &y)| *g = *g * y * (1.0 - y))
+    } else {
+        g.iter_mut().zip(kept).for_each(|(g, &s)| *g *= s)
+    }
+}
+}
+
+/// What an op keeps of its fused activation for the backward pass, so that the output tensor
+/// can take the output buffer over (no copy): which outputs were positive for the ramps, the
+/// output for sigmoid, the slope `1 - y²` for tanh.
+pub(crate) enum Kept {
+    /// No activation.
+    Nothing,
+    Positive(Epilogue, Vec<u8>),
+    Values(Epilogue, Vec<f32>),
+}
+
+impl Kept {
+    /// Applies `act` to `y` in place (unless `applied`: `y` holds the outputs already) and keeps
+    /// what its derivative needs.
+    pub(crate) fn apply(act: Option<Epilogue>, y: &mut [f32], applied: bool) -> Kept {
+        match act {
+            None => Kept::Nothing,
+            Some(a @ (Epilogue::Relu | Epilogue::LeakyRelu)) => {
+                if !applied {
+                    apply_ramp(a, y);
+                }
+                let mut positive = take_u8(y.len());
+                positives(y, &mut positive);
+                Kept::Positive(a, positive)
+            }
+            Some(a @ (Epilogue::Sigmoid | Epilogue::Tanh)) => {
+                let mut kept = take_f32(y.len());
+                if applied {
+                    keep_from_output(a, y, &mut kept);
+                } else {
+                    apply_keeping(a, y, &mut kept);
+                }
+                Kept::Values(a, kept)
+            }
+        }
+    }
+
+    /// The output's gradient `g` turned in place into the gradient before the activation: the
+    /// same bits as [`Epilogue::backward`] from the output.
+    pub(crate) fn grad_in_place(&self, g: &mut [f32]) {
+        match self {
+            Kept::Nothing => {}
+            Kept::Positive(a, positive) => ramp_backward(*a, positive, g),
+            Kept::Values(a, kept) => kept_backward(*a, kept, g),
+        }
+    }
+
+    /// Gives the buffers back for reuse.
+    pub(crate) fn give(self) {
+        match self {
+            Kept::Nothing => {}
+            Kept::Positive(_, p) => give_u8(p),
+            Kept::Values(_, v) => give_f32(v),
+        }
+    }
 }
 
 /// `act(x W + b)` for `x` of shape `(n, in)`, `W` of `(in, out)` and `b` of `(out,)`.
@@ -172,42 +262,22 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         &mut out,
         m,
     );
-    if let Some(a) = act {
-        a.apply(&mut out);
-    }
     let dev = input.tensor.device().clone();
     if !T::OWNS_TAPE {
+        if let Some(a) = act {
+            a.apply(&mut out);
+        }
         give_f32(input.data);
         return Ok(make_output::<T>(&dev, out, n, m)?.put_tape(input.tape));
     }
     // The weights are only read again for the input's gradient.
     let w = input_grad.then_some(w);
     // Backward needs the input (for W's gradient) and what the activation's derivative is a
-    // function of: the output for sigmoid and tanh (then copied into the tensor), only which
-    // outputs are positive for the ramps (then the tensor takes the output over).
+    // function of (`Kept`); the tensor takes the output over, and the output's gradient is
+    // kept for reuse in exchange.
     let saved_x = input.data;
-    // `moved`: the tensor holds the output buffer, and the output's gradient is kept in exchange.
-    let (y, saved_y, positive, moved) = match act {
-        Some(Epilogue::Sigmoid | Epilogue::Tanh) => {
-            (try_device_tensor(&dev, &out, n, m)?, out, Vec::new(), false)
-        }
-        Some(Epilogue::Relu | Epilogue::LeakyRelu) => {
-            let mut positive = take_u8(out.len());
-            positives(&out, &mut positive);
-            (
-                make_output::<T>(&dev, out, n, m)?,
-                Vec::new(),
-                positive,
-                true,
-            )
-        }
-        None => (
-            make_output::<T>(&dev, out, n, m)?,
-            Vec::new(),
-            Vec::new(),
-            true,
-        ),
-    };
+    let kept = Kept::apply(act, &mut out, false);
+    let y = make_output::<T>(&dev, out, n, m)?;
     let mut tape = input.tape;
     let x_ghost = input.tensor.ghost();
     let y_ghost = y.ghost();
@@ -215,14 +285,8 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     let bias = bias.clone();
     tape.add_backward_op(move |grads| {
         let mut gy = take_grad!(grads, &y_ghost);
-        let gz_buf = match act {
-            Some(a @ (Epilogue::Relu | Epilogue::LeakyRelu)) => {
-                ramp_backward(a, &positive, &mut gy);
-                None
-            }
-            _ => grad_before_act(act, &saved_y, &gy),
-        };
-        let gz = gz_buf.as_deref().unwrap_or(&gy);
+        kept.grad_in_place(&mut gy);
+        let gz: &[f32] = &gy;
         {
             let gb = grads.get_or_alloc_mut(&bias)?;
             for row in gz.chunks_exact(m.max(1)) {
@@ -256,13 +320,9 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
                 k,
             );
         }
-        if let Some(b) = gz_buf {
-            give_f32(b);
-        }
         give_f32(saved_x);
-        give_f32(saved_y);
-        give_u8(positive);
-        release_grad!(grads, &y_ghost, gy, moved);
+        kept.give();
+        release_grad!(grads, &y_ghost, gy, true);
         Ok(())
     });
     Ok(y.put_tape(tape))
@@ -285,6 +345,57 @@ pub fn linear<T: Tape<f32, Cpu>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every activation applied with what it keeps (`Kept::apply`, fused or from outputs
+    /// already computed) gives the bits of `apply` and of the derivative from the output, on
+    /// zeros of both signs, NaN, infinities, subnormals and values where tanh switches formula.
+    #[test]
+    fn kept_gives_the_bits_of_the_derivative_from_the_output() {
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE / 4.0,
+            0.624,
+            0.625,
+            -0.7,
+            1.5,
+            -2.25,
+            9.0,
+            -30.0,
+        ];
+        let z: Vec<f32> = (0..37 * 13)
+            .map(|i| specials[i % 13] + (i / 13) as f32 * 0.0625 * specials[(i / 13) % 13])
+            .collect();
+        let gy: Vec<f32> = (0..z.len()).map(|i| specials[(i * 7) % 13]).collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for act in [
+            Epilogue::Relu,
+            Epilogue::LeakyRelu,
+            Epilogue::Sigmoid,
+            Epilogue::Tanh,
+        ] {
+            let mut y = z.clone();
+            act.apply(&mut y);
+            let mut want = vec![7.0; y.len()];
+            act.backward(&y, &gy, &mut want);
+            for applied in [false, true] {
+                let mut out = if applied { y.clone() } else { z.clone() };
+                let kept = Kept::apply(Some(act), &mut out, applied);
+                assert_eq!(bits(&out), bits(&y), "{act:?} output, applied {applied}");
+                let mut got = gy.clone();
+                kept.grad_in_place(&mut got);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{act:?} gradient, applied {applied}"
+                );
+                kept.give();
+            }
+        }
+    }
 
     /// The ramps' derivative from which outputs were positive gives the bits of their derivative
     /// from the outputs themselves, zeros of both signs, NaN, infinities and subnormals included.

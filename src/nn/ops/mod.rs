@@ -35,8 +35,8 @@ pub use batch_norm::{batch_norm, try_batch_norm, try_batch_norm_act, BatchNormSt
 pub use conv::{conv2d, try_conv2d, try_conv2d_fused, Conv2dGeom};
 pub use conv_bn::{try_conv_bn_act, try_conv_bn_act_pool, Pooling};
 pub use error::OpError;
-use linear::{grad_before_act, LEAKY_SLOPE};
 pub use linear::{linear, try_linear, Epilogue};
+use linear::{Kept, LEAKY_SLOPE};
 pub use param::{Param, ParamRef};
 pub use pool::{global_avg_pool, pool2d, try_global_avg_pool, try_pool2d, Pool2dGeom, PoolKind};
 
