@@ -114,6 +114,20 @@ pub(crate) fn make_output<T: Tape<f32, Cpu>>(
     cols: usize,
 ) -> Result<Tensor<(usize, usize), f32, Cpu>, OpError> {
     if T::OWNS_TAPE {
+        // A buffer longer than its data (the pool serves shorter requests from longer ones)
+        // would be cut to length in dfdx's cache, and its long self allocated again for the
+        // request it was kept for (resident memory grew every epoch): it goes back to the pool
+        // at its full length, so that requests of this length stop picking it, and the tensor
+        // takes an exact copy.
+        let data = if data.capacity() > data.len() {
+            let exact = scratch::exact_copy(&data);
+            let mut long = data;
+            long.resize(long.capacity(), 0.0);
+            scratch::give_f32(long);
+            exact
+        } else {
+            data
+        };
         return dev
             .try_tensor_from_vec(data, (rows, cols))
             .map_err(OpError::Device);

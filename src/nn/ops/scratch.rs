@@ -76,6 +76,21 @@ pub(crate) fn take_f32(len: usize) -> Vec<f32> {
     F32.with(|p| take(p, len))
 }
 
+/// A copy of `data` in a buffer of exactly its length: a pooled one whose capacity is that
+/// length, else a new one (no zeroing: the copy writes every value).
+pub(crate) fn exact_copy(data: &[f32]) -> Vec<f32> {
+    let len = data.len();
+    let kept = F32.with(|p| {
+        let mut pool = p.borrow_mut();
+        let i = pool.iter().position(|v| v.capacity() == len)?;
+        Some(pool.swap_remove(i))
+    });
+    let mut v = kept.unwrap_or_else(|| Vec::with_capacity(len));
+    v.clear();
+    v.extend_from_slice(data);
+    v
+}
+
 /// Hands a buffer from [`take_f32`] (or any other) back for reuse.
 pub(crate) fn give_f32(v: Vec<f32>) {
     F32.with(|p| give(p, v));
@@ -141,6 +156,31 @@ pub(crate) fn lines(v: &[f32], len: usize) -> &[f32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An exact copy has the data's length as its capacity, from a pooled buffer of that
+    /// capacity when there is one (whatever it held), else a new one; the pool's other buffers
+    /// stay.
+    #[test]
+    fn exact_copies_have_no_spare_capacity() {
+        let data: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let fresh = exact_copy(&data[..999]);
+        assert_eq!((fresh.len(), fresh.capacity()), (999, 999));
+        assert_eq!(fresh[..], data[..999]);
+        let mut pooled = Vec::with_capacity(999);
+        pooled.resize(3, 7.0);
+        let at = pooled.as_ptr();
+        give_f32(vec![1.0; 1998]);
+        give_f32(pooled);
+        let copy = exact_copy(&data[..999]);
+        assert_eq!(copy.as_ptr(), at, "the pooled buffer of that capacity");
+        assert_eq!((copy.len(), copy.capacity()), (999, 999));
+        assert_eq!(copy[..], data[..999]);
+        assert_eq!(
+            take_f32(999).capacity(),
+            1998,
+            "the longer buffer is still there"
+        );
+    }
 
     /// The part handed out has the asked length, lies in the buffer, and its float `lead`
     /// starts a 64-byte line, whatever the buffer's own alignment.
