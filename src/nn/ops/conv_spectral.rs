@@ -120,9 +120,6 @@ impl Plan {
         let e = |n: usize, sign: f64, shift: usize| {
             move |p: usize, f: usize| {
                 let turns = (f as isize * (p as isize - shift as isize)).rem_euclid(n as isize);
-                if 2 * turns == n as isize {
-                    return (-1.0, 0.0);
-                }
                 let t = sign * 2.0 * PI * turns as f64 / n as f64;
                 (t.cos(), t.sin())
             }

@@ -2,9 +2,10 @@
 //! column by column, each pass one small matrix product over all planes: a plane of `h x w`
 //! values with `bins` complex frequencies kept over `bw` width frequencies costs
 //! `h w 2bw + 2 bins 2h` multiply-adds (8x8 planes at 52 frequencies: 2,432), where one dense
-//! table of all `nh x bw` costs `h w 2 nh bw` (7,680 at 10 x 6); the real width frequencies
-//! (0, and `nw / 2` where the table holds it exactly) skip their zero imaginary parts in both
-//! passes (2,112 at 10 x 10 points, 1,808 instead of 1,952 at 9 x 9).
+//! table of all `nh x bw` costs `h w 2 nh bw` (7,680 at 10 x 6); a width frequency whose
+//! table is real (0; `nw / 2` only where its table holds exact zeros, which `sin π` in floats
+//! is not) skips its zero imaginary parts in both passes (2,272 at 10 x 10 points, 1,808 instead
+//! of 1,952 at 9 x 9).
 //!
 //! A transform is given by one complex table per axis, `ah` (`h x nh`) and `aw` (`w x bw`):
 //! [`Transform::analyse`] computes `S[fh, fw] = Σ ah[y][fh] aw[x][fw] X[y][x]` and
@@ -30,9 +31,10 @@ pub(super) struct Transform {
     /// Per width frequency kept (`bw = nw / 2 + 1` of them), whether it is an edge column.
     edges: Vec<bool>,
     /// Per width frequency, whether `aw[.][fw]` is real, every imaginary part exactly zero
-    /// (`fw = 0`, and `nw / 2` where the table says so): the row pass gives that column no
-    /// imaginary rows and the column pass reads its real rows only. The terms left out are
-    /// exact zeros, so the sums are the same.
+    /// (`fw = 0`, and `nw / 2` where the table says so; `conv_spectral`'s tables hold `sin π`
+    /// there, 1.2e-16, and rounding it to 0 changed trained numbers): the row pass gives that
+    /// column no imaginary rows and the column pass reads its real rows only. The terms left
+    /// out are exact zeros, so the sums are the same.
     real: Vec<bool>,
     /// The row pass, one row of `w` per part kept: per width frequency its real part of
     /// `aw[.][fw]`, then its imaginary part unless [`Transform::real`] says it is zero.
@@ -502,7 +504,8 @@ mod tests {
     /// and the synthesis.
     #[test]
     fn the_real_column_skips_only_zeros() {
-        // As `conv_spectral`'s tables: half a turn exactly -1.
+        // Half a turn exactly -1 (unlike `conv_spectral`'s tables), so that both edge columns
+        // of an even width are real and skipped.
         let e = |n: usize, sign: f64| {
             move |p: usize, f: usize| {
                 if 2 * (p * f % n) == n {
