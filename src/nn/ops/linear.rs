@@ -346,30 +346,34 @@ pub fn linear<T: Tape<f32, Cpu>>(
 mod tests {
     use super::*;
 
+    /// Zeros of both signs, NaN, infinities, subnormals and plain values.
+    const SPECIALS: [f32; 9] = [
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE / 4.0,
+        -f32::MIN_POSITIVE / 4.0,
+        1.5,
+        -2.25,
+    ];
+
     /// Every activation applied with what it keeps (`Kept::apply`, fused or from outputs
     /// already computed) gives the bits of `apply` and of the derivative from the output, on
     /// zeros of both signs, NaN, infinities, subnormals and values where tanh switches formula.
     #[test]
     fn kept_gives_the_bits_of_the_derivative_from_the_output() {
-        let specials = [
-            0.0,
-            -0.0,
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::MIN_POSITIVE / 4.0,
-            0.624,
-            0.625,
-            -0.7,
-            1.5,
-            -2.25,
-            9.0,
-            -30.0,
-        ];
-        let z: Vec<f32> = (0..37 * 13)
-            .map(|i| specials[i % 13] + (i / 13) as f32 * 0.0625 * specials[(i / 13) % 13])
+        let specials: Vec<f32> = SPECIALS
+            .iter()
+            .copied()
+            .chain([0.624, 0.625, -0.7, 9.0, -30.0])
             .collect();
-        let gy: Vec<f32> = (0..z.len()).map(|i| specials[(i * 7) % 13]).collect();
+        let k = specials.len();
+        let z: Vec<f32> = (0..37 * k)
+            .map(|i| specials[i % k] + (i / k) as f32 * 0.0625 * specials[(i / k) % k])
+            .collect();
+        let gy: Vec<f32> = (0..z.len()).map(|i| specials[(i * 7) % k]).collect();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for act in [
             Epilogue::Relu,
@@ -401,17 +405,7 @@ mod tests {
     /// from the outputs themselves, zeros of both signs, NaN, infinities and subnormals included.
     #[test]
     fn ramp_bytes_give_the_bits_of_the_derivative_from_the_outputs() {
-        let specials = [
-            0.0,
-            -0.0,
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::MIN_POSITIVE / 4.0,
-            -f32::MIN_POSITIVE / 4.0,
-            1.5,
-            -2.25,
-        ];
+        let specials = SPECIALS;
         let y: Vec<f32> = specials
             .iter()
             .flat_map(|&a| specials.iter().map(move |_| a))
