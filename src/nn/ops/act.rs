@@ -4,7 +4,7 @@
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape};
 
-use super::{make_output, put_grad, release_grad, take_grad, take_input};
+use super::{make_output, release_grad, take_grad, take_input};
 use super::{Activations, Epilogue, Kept, OpError};
 
 /// `act(x)`, element by element.
@@ -32,7 +32,7 @@ pub fn try_activation<T: Tape<f32, Cpu>>(
         let gx = grads.get_or_alloc_mut(&x_ghost)?;
         gx.iter_mut().zip(&gy).for_each(|(g, d)| *g += d);
         kept.give();
-        release_grad!(grads, &y_ghost, gy, true);
+        release_grad(gy);
         Ok(())
     });
     Ok(y.put_tape(tape))

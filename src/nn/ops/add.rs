@@ -7,7 +7,7 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
-use super::{make_output, put_grad, release_grad, take_grad, take_input, Activations, OpError};
+use super::{make_output, release_grad, take_grad, take_input, Activations, OpError};
 
 /// `a + b`, element by element; the tape of `a` carries on.
 pub fn try_add<T: Tape<f32, Cpu>>(
@@ -39,7 +39,7 @@ pub fn try_add<T: Tape<f32, Cpu>>(
             let gx = grads.get_or_alloc_mut(g)?;
             gx.iter_mut().zip(&gy).for_each(|(g, d)| *g += d);
         }
-        release_grad!(grads, &y_ghost, gy, true);
+        release_grad(gy);
         Ok(())
     });
     Ok(y.put_tape(tape))

@@ -5,7 +5,7 @@ use dfdx::tensor::{Cpu, PutTape, Tape, Tensor};
 
 use super::scratch::{give_f32, take_f32};
 use super::simd::simd_fn;
-use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
+use super::{make_output, release_grad, take_grad, take_input, ParamRef};
 use super::{Activations, Epilogue, Kept, OpError, LEAKY_SLOPE};
 use rayon::prelude::*;
 
@@ -177,7 +177,7 @@ pub fn try_batch_norm_act<T: Tape<f32, Cpu>>(
                 *o += s;
             }
         }
-        release_grad!(grads, &y_ghost, gy, true);
+        release_grad(gy);
         kept.give();
         give_f32(x_hat);
         Ok(())

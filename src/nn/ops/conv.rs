@@ -233,7 +233,7 @@ pub fn try_conv2d_fused<T: Tape<f32, Cpu>>(
         kernels.backward(grads, n, &saved, &w, &gy, &weight, bias.as_ref(), gx)?;
         give_f32(saved);
         kept.give();
-        release_grad!(grads, &y_ghost, gy, true);
+        release_grad(gy);
         Ok(())
     });
     Ok(y.put_tape(tape))

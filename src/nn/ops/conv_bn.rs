@@ -10,7 +10,7 @@ use super::batch_norm::{
 use super::conv::{grad_slice, ConvKernels};
 use super::pool::{channel_means, max_forward, means_backward, Winners};
 use super::scratch::{give_f32, take_f32};
-use super::{make_output, put_grad, release_grad, take_grad, take_input, ParamRef};
+use super::{make_output, release_grad, take_grad, take_input, ParamRef};
 use super::{Activations, Conv2dGeom, Epilogue, OpError, Pool2dGeom};
 
 /// `act(batch_norm(conv2d(x)))`, the same values and gradients as [`super::try_conv2d_fused`]
@@ -144,10 +144,10 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
     let (weight, bias) = (weight.clone(), bias.cloned());
     let (gamma, beta) = (gamma.clone(), beta.clone());
     tape.add_backward_op(move |grads| {
-        let gy_out = take_grad!(grads, &y_ghost);
+        let mut gy_out = take_grad!(grads, &y_ghost);
         // The pooling's backward, onto zeros as into a fresh gradient: each maximum's gradient
         // to its winner, each mean's spread over its plane.
-        let gy_unpooled = winners.as_ref().map(|pooled| {
+        let mut gy_unpooled = winners.as_ref().map(|pooled| {
             let mut g = take_f32(n * c * hw);
             match pooled {
                 Pooled::Max(p, w) => w.backward_fresh(p, &gy_out, &mut g),
@@ -158,7 +158,6 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
             }
             g
         });
-        let (mut gy_out, mut gy_unpooled) = (gy_out, gy_unpooled);
         let gy: &mut [f32] = gy_unpooled.as_deref_mut().unwrap_or(&mut gy_out);
         kept.grad_in_place(gy);
         let gy: &[f32] = gy;
@@ -176,7 +175,7 @@ pub fn try_conv_bn_act_pool<T: Tape<f32, Cpu>, G: ParamRef<(usize,)>, B: ParamRe
             g.get_or_alloc_mut(&x_ghost).map(|v| &mut ***v)
         }));
         kernels.backward(grads, n, &saved, &w, &x_hat, &weight, bias.as_ref(), gx)?;
-        release_grad!(grads, &y_ghost, gy_out, true);
+        release_grad(gy_out);
         for v in [saved, x_hat] {
             give_f32(v);
         }

@@ -114,9 +114,8 @@ pub(super) fn plan(g: &Conv2dGeom) -> Arc<Plan> {
 impl Plan {
     fn new(g: &Conv2dGeom) -> Plan {
         let (nh, nw) = sizes(g);
-        // e^{i sign 2π f (p - shift) / n}, the phase reduced exactly before scaling; at half a
-        // turn exactly -1 (sin π is 1.2e-16 in floats), so that a width frequency `nw / 2`
-        // is real and its zero imaginary parts are skipped (`dft2`).
+        // e^{i sign 2π f (p - shift) / n}, the phase reduced exactly before scaling. Half a turn
+        // keeps `sin π` as computed (1.2e-16, not 0): rounding it changed trained numbers.
         let e = |n: usize, sign: f64, shift: usize| {
             move |p: usize, f: usize| {
                 let turns = (f as isize * (p as isize - shift as isize)).rem_euclid(n as isize);

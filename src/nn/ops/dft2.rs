@@ -219,7 +219,8 @@ impl Transform {
         }
     }
 
-    /// Multiply-adds per plane of one transform.
+    /// Multiply-adds per plane of one transform, counting the zero imaginary parts of real width
+    /// frequencies that the passes skip: a bound, for how many threads a batch of planes pays.
     fn cost_per_plane(&self) -> usize {
         self.h * self.w * 2 * self.edges.len() + self.spectrum_len() * 2 * self.h
     }

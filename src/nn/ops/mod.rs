@@ -105,7 +105,7 @@ pub fn device_tensor(
 /// buffer from dfdx. The buffer goes into dfdx's cache when the tensor is dropped; what balances
 /// that (see [`try_device_tensor`] for why it must be balanced) is the output's gradient, a buffer
 /// of the same length that dfdx allocates from its cache and that the op's backward pass keeps
-/// for reuse instead of putting it back ([`release_grad!`] with `moved` true). Without a tape
+/// for reuse instead of putting it back ([`release_grad`]). Without a tape
 /// there is no backward pass to do so, and `data` is copied and recycled.
 pub(crate) fn make_output<T: Tape<f32, Cpu>>(
     dev: &Cpu,
@@ -159,17 +159,11 @@ macro_rules! put_grad {
     };
 }
 
-/// Ends a backward pass with the output's gradient `gy` (moved out with [`take_grad!`]): kept for
-/// reuse when the output tensor took the op's buffer over (`moved`, see [`make_output`]), else
-/// put back.
-macro_rules! release_grad {
-    ($grads:expr, $t:expr, $g:expr, $moved:expr) => {
-        if $moved {
-            $crate::nn::ops::scratch::give_f32($g)
-        } else {
-            put_grad!($grads, $t, $g)
-        }
-    };
+/// Ends a backward pass with the output's gradient `gy` (moved out with [`take_grad!`]): the
+/// output tensor took the op's buffer over ([`make_output`]), so this buffer of the same length
+/// is kept for reuse in exchange instead of going back to dfdx.
+pub(crate) fn release_grad(gy: Vec<f32>) {
+    scratch::give_f32(gy)
 }
 
-pub(crate) use {put_grad, release_grad, take_grad};
+pub(crate) use {put_grad, take_grad};

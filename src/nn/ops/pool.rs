@@ -6,7 +6,7 @@ use dfdx::tensor::{Cpu, PutTape, Tape};
 use super::conv::{check_window, out_len};
 use super::scratch::{give_f32, give_u8, give_usize, take_f32, take_u8, take_usize};
 use super::simd::simd_fn;
-use super::{make_output, put_grad, release_grad, take_grad, take_input, Activations, OpError};
+use super::{make_output, release_grad, take_grad, take_input, Activations, OpError};
 
 /// What a pooling window computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,7 +170,7 @@ pub fn try_pool2d<T: Tape<f32, Cpu>>(
                 PoolKind::Avg => avg_backward(&geom, &gy, gx),
             }
         }
-        release_grad!(grads, &y_ghost, gy, true);
+        release_grad(gy);
         winners.give();
         Ok(())
     });
@@ -510,7 +510,7 @@ pub fn try_global_avg_pool<T: Tape<f32, Cpu>>(
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             means_backward(&gy, hw, gx);
         }
-        release_grad!(grads, &y_ghost, gy, true);
+        release_grad(gy);
         Ok(())
     });
     Ok(y.put_tape(tape))
