@@ -15,6 +15,7 @@ pub mod progress;
 pub mod report;
 pub mod search;
 pub mod seed;
+pub(crate) mod simd;
 pub mod space;
 pub mod study;
 pub mod sys;

@@ -1,6 +1,7 @@
 //! Standardisation of features (per feature or per channel) and of regression targets, fitted on training data only.
 
 use super::dataset::{Dataset, InputShape, Row, Targets};
+use crate::simd::simd_fn;
 
 /// Standard deviations below this are treated as a constant feature, which is then only centred.
 const STD_FLOOR: f64 = 1e-6;
@@ -141,23 +142,27 @@ impl Standardizer {
     /// and then scaled).
     pub fn extend_standardized(&self, x: Row<'_>, out: &mut Vec<f32>) {
         match x {
-            Row::Floats(x) => self.extend_values(x, |&v| v, out),
-            Row::Bytes(x) => self.extend_values(x, |&b| f32::from(b), out),
+            Row::Floats(x) => self.extend_values(x, out),
+            Row::Bytes(x) => self.extend_values(x, out),
         }
     }
 
-    /// [`Self::extend_standardized`] of values stored as `T`, widened by `value` (a loop per
-    /// type, each of which the compiler vectorises).
+    /// [`Self::extend_standardized`] of values stored as `T`, widened by `value`; the divisions
+    /// run in the CPU's widest vectors (`crate::simd`), the same operations per value.
     #[inline]
-    fn extend_values<T>(&self, x: &[T], value: impl Fn(&T) -> f32, out: &mut Vec<f32>) {
+    fn extend_values<T: Widen>(&self, x: &[T], out: &mut Vec<f32>) {
         if self.mean.is_empty() {
-            out.extend(x.iter().map(value));
-        } else if self.per_feature(x.len()) {
-            let scaled = x.iter().zip(&self.mean).zip(&self.std);
-            out.extend(scaled.map(|((v, m), sd)| (value(v) - m) / sd));
+            out.extend(x.iter().map(|v| v.widen()));
+            return;
+        }
+        let start = out.len();
+        out.resize(start + x.len(), 0.0);
+        let out = &mut out[start..];
+        if self.per_feature(x.len()) {
+            T::scale(x, &self.mean, &self.std, out);
         } else {
             for (range, m, sd) in self.runs(x.len()) {
-                out.extend(x[range].iter().map(|v| (value(v) - m) / sd));
+                T::scale_run(&x[range.clone()], m, sd, &mut out[range]);
             }
         }
     }
@@ -187,6 +192,50 @@ impl Standardizer {
         })
     }
 }
+
+/// A stored value type of features: widened to `f32`, and standardised into `out` (`(v - m) /
+/// sd`, a division per value) per feature or by one mean and deviation.
+trait Widen: Copy {
+    fn widen(self) -> f32;
+    fn scale(x: &[Self], mean: &[f32], std: &[f32], out: &mut [f32]);
+    fn scale_run(x: &[Self], mean: f32, std: f32, out: &mut [f32]);
+}
+
+/// Implements [`Widen`] for a type whose values widen by `f32::from`, its loops compiled for
+/// the CPU's widest vectors.
+macro_rules! widen {
+    ($t:ty, $scale:ident, $scale_run:ident) => {
+        impl Widen for $t {
+            #[inline]
+            fn widen(self) -> f32 {
+                f32::from(self)
+            }
+            fn scale(x: &[Self], mean: &[f32], std: &[f32], out: &mut [f32]) {
+                $scale(x, mean, std, out)
+            }
+            fn scale_run(x: &[Self], mean: f32, std: f32, out: &mut [f32]) {
+                $scale_run(x, mean, std, out)
+            }
+        }
+        simd_fn! { avx512
+            fn $scale(x: &[$t], mean: &[f32], std: &[f32], out: &mut [f32]) {
+                let stats = mean.iter().zip(std);
+                for ((o, &v), (m, sd)) in out.iter_mut().zip(x).zip(stats) {
+                    *o = (f32::from(v) - m) / sd;
+                }
+            }
+        }
+        simd_fn! { avx512
+            fn $scale_run(x: &[$t], mean: f32, std: f32, out: &mut [f32]) {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = (f32::from(v) - mean) / std;
+                }
+            }
+        }
+    };
+}
+widen!(f32, scale_floats, scale_float_run);
+widen!(u8, scale_bytes, scale_byte_run);
 
 /// Standardises regression targets so that networks train on unit-scale values; `invert` gives original units back.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -359,6 +408,48 @@ mod tests {
             let mut applied = packed.clone();
             a.apply(&mut applied);
             assert_eq!(applied.features, x, "per_channel {per_channel}");
+        }
+    }
+
+    /// Samples long enough for the vector loops (3 channels of 7x7): each standardised value
+    /// is the scalar `(v - mean) / std` to the bit, from bytes and floats, per channel and per
+    /// feature.
+    #[test]
+    fn vector_loops_give_the_scalar_bits() {
+        let (n, len) = (5, 147);
+        let bytes: Vec<u8> = (0..n * len).map(|i| ((i * 53 + 7) % 256) as u8).collect();
+        let floats: Vec<f32> = bytes.iter().map(|&b| f32::from(b) * 0.37 - 11.0).collect();
+        for (features, values) in [
+            (
+                Features::Bytes(bytes.clone()),
+                bytes.iter().map(|&b| f32::from(b)).collect(),
+            ),
+            (Features::Floats(floats.clone()), floats.clone()),
+        ] {
+            let ds = Dataset {
+                shape: InputShape::new(3, 7, 7),
+                features,
+                ..images()
+            };
+            let values: Vec<f32> = values;
+            for per_channel in [true, false] {
+                let s = Standardizer::fit(&ds, per_channel);
+                let block = if per_channel { 49 } else { 1 };
+                let mut got = Vec::new();
+                for i in 0..n {
+                    s.extend_standardized(ds.sample(i), &mut got);
+                }
+                let want: Vec<u32> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let g = i % len / block;
+                        ((v - s.mean[g]) / s.std[g]).to_bits()
+                    })
+                    .collect();
+                let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "per_channel {per_channel}");
+            }
         }
     }
 

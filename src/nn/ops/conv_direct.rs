@@ -1036,8 +1036,8 @@ pub(super) mod tests {
             let mut got: Vec<(&str, Vec<f32>, Vec<f32>)> = Vec::new();
             #[cfg(target_arch = "x86_64")]
             for (name, ok) in [
-                ("avx2", crate::nn::ops::simd::has_avx2_fma()),
-                ("avx512", crate::nn::ops::simd::has_avx512()),
+                ("avx2", crate::simd::has_avx2_fma()),
+                ("avx512", crate::simd::has_avx512()),
             ] {
                 if !ok {
                     continue;

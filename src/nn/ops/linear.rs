@@ -308,17 +308,7 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         put_grad!(grads, &weight, gw);
         if let Some(w) = &w {
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
-            gemm(
-                n,
-                m,
-                k,
-                1.0,
-                View::rows(gz, m),
-                View::transposed(w, m),
-                1.0,
-                gx,
-                k,
-            );
+            input_grad_product((n, k, m), gz, w, gx);
         }
         give_f32(saved_x);
         kept.give();
@@ -326,6 +316,43 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
         Ok(())
     });
     Ok(y.put_tape(tape))
+}
+
+/// The input's gradient of a linear layer: `gx += gz Wᵀ` for `gz` of shape `(n, m)` and `W` of
+/// `(k, m)`, `gx` being `(n, k)`.
+fn input_grad_product((n, k, m): (usize, usize, usize), gz: &[f32], w: &[f32], gx: &mut [f32]) {
+    // A row-major copy of Wᵀ lets the unpacked kernels take the product (they read the right
+    // operand by rows) instead of a packing GEMM: both sum each value's `m` products in the
+    // same order, so the bits are the same; the copy costs `k m` moves against `n k m`
+    // multiply-adds.
+    if n >= 16 && k.is_multiple_of(8) {
+        let mut wt = take_f32(k * m);
+        super::transpose::transpose(w, k, m, &mut wt, false);
+        gemm(
+            n,
+            m,
+            k,
+            1.0,
+            View::rows(gz, m),
+            View::rows(&wt, k),
+            1.0,
+            gx,
+            k,
+        );
+        give_f32(wt);
+    } else {
+        gemm(
+            n,
+            m,
+            k,
+            1.0,
+            View::rows(gz, m),
+            View::transposed(w, m),
+            1.0,
+            gx,
+            k,
+        );
+    }
 }
 
 /// [`try_linear`], panicking with its error.
@@ -345,6 +372,44 @@ pub fn linear<T: Tape<f32, Cpu>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The input's gradient through the transposed copy gives the packing GEMM's bits on the
+    /// strided weights, onto a gradient that already holds values, for the layer shapes of the
+    /// MLPs (a sum of 10, 256 and 300 products: `matrixmultiply` sums in chunks of 256).
+    #[test]
+    fn input_grads_through_the_copy_give_the_packing_gemms_bits() {
+        for (n, k, m) in [(128, 256, 10), (128, 256, 256), (33, 24, 300), (7, 16, 5)] {
+            let val = |i: usize, s: f32| ((i as f32 * s).sin() * 3.0).powi(3);
+            let gz: Vec<f32> = (0..n * m).map(|i| val(i, 0.71)).collect();
+            let w: Vec<f32> = (0..k * m).map(|i| val(i, 1.37)).collect();
+            let start: Vec<f32> = (0..n * k).map(|i| val(i, 0.19)).collect();
+            let mut got = start.clone();
+            input_grad_product((n, k, m), &gz, &w, &mut got);
+            let mut want = start;
+            // SAFETY: `gz` is `n x m`, `w` `k x m` read transposed and `want` `n x k`, all
+            // row-major and exactly that long.
+            unsafe {
+                matrixmultiply::sgemm(
+                    n,
+                    m,
+                    k,
+                    1.0,
+                    gz.as_ptr(),
+                    m as isize,
+                    1,
+                    w.as_ptr(),
+                    1,
+                    m as isize,
+                    1.0,
+                    want.as_mut_ptr(),
+                    k as isize,
+                    1,
+                );
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{n} x {k} x {m}");
+        }
+    }
 
     /// Zeros of both signs, NaN, infinities, subnormals and plain values.
     const SPECIALS: [f32; 9] = [

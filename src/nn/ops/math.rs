@@ -109,12 +109,12 @@ mod tests {
         let mut plain = x.clone();
         both(&mut plain);
         let mut runs = Vec::new();
-        if crate::nn::ops::simd::has_avx2_fma() {
+        if crate::simd::has_avx2_fma() {
             let mut y = x.clone();
             // SAFETY: the CPU has AVX2 and FMA.
             unsafe { narrow(&mut y) };
             runs.push(("avx2", y));
-            if crate::nn::ops::simd::has_avx512() {
+            if crate::simd::has_avx512() {
                 let mut y = x.clone();
                 // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
                 unsafe { wide(&mut y) };

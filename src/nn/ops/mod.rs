@@ -25,7 +25,7 @@ mod par;
 mod param;
 mod pool;
 mod scratch;
-mod simd;
+use crate::simd;
 mod transpose;
 mod unpacked_gemm;
 

@@ -663,7 +663,7 @@ mod tests {
                 let (_, r0, i0) = &mut runs[0];
                 product((m, k, n), a, b, r0, i0);
                 #[cfg(target_arch = "x86_64")]
-                if crate::nn::ops::simd::has_avx2_fma() {
+                if crate::simd::has_avx2_fma() {
                     let (mut r, mut i) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
                     // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
                     // a multiple of 8.
@@ -723,7 +723,7 @@ mod tests {
                 let mut runs = vec![("dispatch", c0.clone())];
                 real_product((m, k, n), a, bv, beta, &mut runs[0].1, ldc);
                 #[cfg(target_arch = "x86_64")]
-                if crate::nn::ops::simd::has_avx2_fma() {
+                if crate::simd::has_avx2_fma() {
                     let mut c = c0.clone();
                     // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
                     // a multiple of 8.
@@ -830,7 +830,7 @@ mod tests {
                 super::super::gemm::gemm(m, k, n, 1.0, a, bv, beta, &mut c, ldc);
                 runs.push(("gemm", c));
                 #[cfg(target_arch = "x86_64")]
-                if crate::nn::ops::simd::has_avx2_fma() {
+                if crate::simd::has_avx2_fma() {
                     let mut c = c0.clone();
                     // SAFETY: the CPU has AVX2 and FMA; the shapes fit the buffers and `n` is
                     // a multiple of 8.
@@ -839,7 +839,7 @@ mod tests {
                 }
                 #[cfg(target_arch = "x86_64")]
                 assert!(
-                    !crate::nn::ops::simd::has_avx2_fma() || runs.len() == 3,
+                    !crate::simd::has_avx2_fma() || runs.len() == 3,
                     "{m}x{k}x{n}: the unpacked kernel was not taken"
                 );
                 for (kernel, c) in &runs {

@@ -38,12 +38,12 @@ macro_rules! simd_fn {
                 fn avx512($($arg: $ty),*) $(-> $ret)? {
                     generic($($arg),*)
                 }
-                if $crate::nn::ops::simd::has_avx512() && $crate::nn::ops::simd::has_avx2_fma() {
+                if $crate::simd::has_avx512() && $crate::simd::has_avx2_fma() {
                     // SAFETY: the CPU supports every feature `avx512` is compiled for.
                     return unsafe { avx512($($arg),*) };
                 }
             }
-            $crate::nn::ops::simd::simd_fn!(@avx2 generic($($arg : $ty),*) $(-> $ret)?)
+            $crate::simd::simd_fn!(@avx2 generic($($arg : $ty),*) $(-> $ret)?)
         }
     };
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
@@ -51,7 +51,7 @@ macro_rules! simd_fn {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn generic($($arg: $ty),*) $(-> $ret)? $body
-            $crate::nn::ops::simd::simd_fn!(@avx2 generic($($arg : $ty),*) $(-> $ret)?)
+            $crate::simd::simd_fn!(@avx2 generic($($arg : $ty),*) $(-> $ret)?)
         }
     };
     // The AVX2 + FMA copy of the body (`generic`) where the CPU has them, else the body.
@@ -62,7 +62,7 @@ macro_rules! simd_fn {
             fn avx2($($arg: $ty),*) $(-> $ret)? {
                 $generic($($arg),*)
             }
-            if $crate::nn::ops::simd::has_avx2_fma() {
+            if $crate::simd::has_avx2_fma() {
                 // SAFETY: the CPU supports every feature `avx2` is compiled for.
                 return unsafe { avx2($($arg),*) };
             }
