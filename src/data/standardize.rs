@@ -147,8 +147,8 @@ impl Standardizer {
         }
     }
 
-    /// [`Self::extend_standardized`] of values stored as `T`, widened by `value`; the divisions
-    /// run in the CPU's widest vectors (`crate::simd`), the same operations per value.
+    /// [`Self::extend_standardized`] of values stored as `T` ([`Widen`]); the divisions run in
+    /// the CPU's widest vectors (`crate::simd`), the same operations per value.
     #[inline]
     fn extend_values<T: Widen>(&self, x: &[T], out: &mut Vec<f32>) {
         if self.mean.is_empty() {
