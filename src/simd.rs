@@ -1,8 +1,9 @@
 //! Run-time choice of SIMD level for our element-wise loops.
 //!
 //! The crate is built for any x86-64, where the compiler may only use SSE2: four lanes and no
-//! fused multiply-add. [`simd_fn!`] compiles a loop twice, once more for AVX2 + FMA, and picks
-//! one per call from what the CPU reports (a cached check).
+//! fused multiply-add. [`simd_fn!`] compiles a loop once more for AVX2 + FMA (and, asked, once
+//! more for AVX-512F) and picks one per call from what the CPU reports (a cached check). Used by
+//! the ops' element-wise loops, the optimisers and the standardisation of features.
 
 /// Whether this CPU runs AVX2 and FMA instructions.
 #[cfg(target_arch = "x86_64")]

@@ -431,7 +431,6 @@ mod tests {
                 features,
                 ..images()
             };
-            let values: Vec<f32> = values;
             for per_channel in [true, false] {
                 let s = Standardizer::fit(&ds, per_channel);
                 let block = if per_channel { 49 } else { 1 };

@@ -4,7 +4,8 @@
 //! Each update is dfdx 0.13's, operation for operation in `f32` (its `sgd_kernel` and
 //! `adam_kernel`, with the L2 weight decay this crate uses), so networks train to the same bits
 //! as they did through dfdx's optimisers; the loops run over plain slices, which the compiler
-//! vectorises (for the CPU's widest vectors: `crate::simd`; the same operations per lane).
+//! vectorises (`crate::simd`: Adam, a square root and a division per value, in AVX-512 where the
+//! CPU has it; SGD, a short streaming loop, in AVX2 at most; the same operations per lane).
 
 use crate::nn::Network;
 use crate::simd::simd_fn;
@@ -100,7 +101,15 @@ simd_fn! { avx512
     /// One Adam step over `p` (dfdx's `adam_kernel` for `f32` with L2 decay `wd`). A square
     /// root and a division per value: AVX-512's 16 lanes pay here (unlike the short streaming
     /// loops of batch norm).
-    fn adam(t: i32, lr: f32, wd: Option<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    fn adam(
+        t: i32,
+        lr: f32,
+        wd: Option<f32>,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) {
         let [b1, b2] = BETAS;
         let (c1, c2) = ((1.0 - b1.powi(t)).recip(), (1.0 - b2.powi(t)).recip());
         let (d1, d2) = (1.0 - b1, 1.0 - b2);
@@ -120,7 +129,14 @@ simd_fn! { avx512
 
 simd_fn! {
     /// One SGD step over `p` (dfdx's `sgd_kernel` for `f32`: classic momentum, L2 decay `wd`).
-    fn sgd(lr: f32, momentum: Option<f32>, wd: Option<f32>, p: &mut [f32], g: &[f32], vel: &mut [f32]) {
+    fn sgd(
+        lr: f32,
+        momentum: Option<f32>,
+        wd: Option<f32>,
+        p: &mut [f32],
+        g: &[f32],
+        vel: &mut [f32],
+    ) {
         for ((p, &g), v) in p.iter_mut().zip(g).zip(vel.iter_mut()) {
             let g = match wd {
                 Some(wd) => g + wd * *p,

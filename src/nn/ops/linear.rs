@@ -318,6 +318,21 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     Ok(y.put_tape(tape))
 }
 
+/// Whether [`input_grad_product`] takes the unpacked kernels through a copy of `Wᵀ`: a batch of
+/// 16 or more, and output rows of `k` values that the AVX2 or AVX-512 kernels cover (as
+/// `exact_product` requires); else the copy would only feed the packing GEMM.
+fn transposed_copy_pays(n: usize, k: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        n >= 16 && k.is_multiple_of(8) && crate::simd::has_avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (n, k);
+        false
+    }
+}
+
 /// The input's gradient of a linear layer: `gx += gz Wᵀ` for `gz` of shape `(n, m)` and `W` of
 /// `(k, m)`, `gx` being `(n, k)`.
 fn input_grad_product((n, k, m): (usize, usize, usize), gz: &[f32], w: &[f32], gx: &mut [f32]) {
@@ -325,7 +340,7 @@ fn input_grad_product((n, k, m): (usize, usize, usize), gz: &[f32], w: &[f32], g
     // operand by rows) instead of a packing GEMM: both sum each value's `m` products in the
     // same order, so the bits are the same; the copy costs `k m` moves against `n k m`
     // multiply-adds.
-    if n >= 16 && k.is_multiple_of(8) {
+    if transposed_copy_pays(n, k) {
         let mut wt = take_f32(k * m);
         super::transpose::transpose(w, k, m, &mut wt, false);
         gemm(
@@ -408,6 +423,11 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{n} x {k} x {m}");
+            // The copy is taken where the unpacked kernels run (the last shape stays packed).
+            #[cfg(target_arch = "x86_64")]
+            if crate::simd::has_avx2_fma() {
+                assert_eq!(transposed_copy_pays(n, k), n >= 16, "{n} x {k} x {m}");
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! Matrix products without packing, for the spectral convolution: complex ones over split
+//! Matrix products without packing, for the spectral convolution and the dense layers (whose
+//! products take `exact_product`, matrixmultiply's sums to the bit): complex ones over split
 //! real and imaginary blocks (its many small per-frequency products, `m x k` by `k x n` with
 //! `n` a multiple of 16, all from 16 to a few hundred) and real ones by a small row-major
 //! table (its transforms), where a packing GEMM spends a third of its time copying operands.
