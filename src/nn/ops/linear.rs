@@ -319,18 +319,10 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
 }
 
 /// Whether [`input_grad_product`] takes the unpacked kernels through a copy of `Wᵀ`: a batch of
-/// 16 or more, and output rows of `k` values that the AVX2 or AVX-512 kernels cover (as
-/// `exact_product` requires); else the copy would only feed the packing GEMM.
+/// 16 or more, and output rows of `k` values that those kernels cover; else the copy would only
+/// feed the packing GEMM.
 fn transposed_copy_pays(n: usize, k: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        n >= 16 && k.is_multiple_of(8) && crate::simd::has_avx2_fma()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (n, k);
-        false
-    }
+    n >= 16 && super::unpacked_gemm::exact_width(k).is_some()
 }
 
 /// The input's gradient of a linear layer: `gx += gz Wᵀ` for `gz` of shape `(n, m)` and `W` of
@@ -340,33 +332,18 @@ fn input_grad_product((n, k, m): (usize, usize, usize), gz: &[f32], w: &[f32], g
     // operand by rows) instead of a packing GEMM: both sum each value's `m` products in the
     // same order, so the bits are the same; the copy costs `k m` moves against `n k m`
     // multiply-adds.
-    if transposed_copy_pays(n, k) {
+    let wt = transposed_copy_pays(n, k).then(|| {
         let mut wt = take_f32(k * m);
         super::transpose::transpose(w, k, m, &mut wt, false);
-        gemm(
-            n,
-            m,
-            k,
-            1.0,
-            View::rows(gz, m),
-            View::rows(&wt, k),
-            1.0,
-            gx,
-            k,
-        );
+        wt
+    });
+    let right = match &wt {
+        Some(wt) => View::rows(wt, k),
+        None => View::transposed(w, m),
+    };
+    gemm(n, m, k, 1.0, View::rows(gz, m), right, 1.0, gx, k);
+    if let Some(wt) = wt {
         give_f32(wt);
-    } else {
-        gemm(
-            n,
-            m,
-            k,
-            1.0,
-            View::rows(gz, m),
-            View::transposed(w, m),
-            1.0,
-            gx,
-            k,
-        );
     }
 }
 

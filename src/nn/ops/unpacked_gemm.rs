@@ -135,12 +135,8 @@ pub(super) fn exact_product(
     assert!(beta == 0.0 || beta == 1.0, "exact_product: beta {beta}");
     #[cfg(target_arch = "x86_64")]
     {
-        if b.cs == 1 && m > 0 && k > 0 && n > 0 {
-            let vectors = if n % 16 == 0 && super::simd::has_avx512() {
-                16
-            } else if n % 8 == 0 && super::simd::has_avx2_fma() {
-                8
-            } else {
+        if b.cs == 1 && m > 0 && k > 0 {
+            let Some(vectors) = exact_width(n) else {
                 return false;
             };
             assert!(
@@ -161,6 +157,23 @@ pub(super) fn exact_product(
     }
     let _ = (m, k, n, a, b, c, ldc);
     false
+}
+
+/// The vector width of [`exact_product`]'s kernels for output rows of `n` values: 16 with
+/// AVX-512, 8 with AVX2 + FMA; `None` where neither covers `n` (or it is 0) and the product
+/// falls back.
+pub(super) fn exact_width(n: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if n > 0 && n.is_multiple_of(16) && super::simd::has_avx512() {
+            return Some(16);
+        }
+        if n > 0 && n.is_multiple_of(8) && super::simd::has_avx2_fma() {
+            return Some(8);
+        }
+    }
+    let _ = n;
+    None
 }
 
 /// What the complex kernels read of the left operand besides its real part `x`: `y = sa ai`
