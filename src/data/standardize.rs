@@ -111,11 +111,14 @@ impl Standardizer {
     /// times their memory).
     pub fn apply(&self, ds: &mut Dataset) {
         let n = ds.n_features();
-        if n == 0 {
+        if n == 0 || self.mean.is_empty() {
             return;
         }
+        let mut copy = Vec::with_capacity(n);
         for x in ds.features.floats_mut().chunks_exact_mut(n) {
-            self.apply_sample(x);
+            copy.clear();
+            copy.extend_from_slice(x);
+            self.scale_values(&copy, x);
         }
     }
 
@@ -124,17 +127,8 @@ impl Standardizer {
         if self.mean.is_empty() {
             return;
         }
-        if self.per_feature(x.len()) {
-            for ((v, m), sd) in x.iter_mut().zip(&self.mean).zip(&self.std) {
-                *v = (*v - m) / sd;
-            }
-            return;
-        }
-        for (range, m, sd) in self.runs(x.len()) {
-            for v in &mut x[range] {
-                *v = (*v - m) / sd;
-            }
-        }
+        let copy = x.to_vec();
+        self.scale_values(&copy, x);
     }
 
     /// Appends one sample (CHW order) to `out`, standardised: the values of
@@ -157,7 +151,13 @@ impl Standardizer {
         }
         let start = out.len();
         out.resize(start + x.len(), 0.0);
-        let out = &mut out[start..];
+        self.scale_values(x, &mut out[start..]);
+    }
+
+    /// `(v - m) / sd` of every value of `x` (a sample in CHW order, stored as `T`) into `out`,
+    /// by its feature's or its channel's statistics: the one loop every way of standardising
+    /// goes through.
+    fn scale_values<T: Widen>(&self, x: &[T], out: &mut [f32]) {
         if self.per_feature(x.len()) {
             T::scale(x, &self.mean, &self.std, out);
         } else {
