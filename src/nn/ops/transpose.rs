@@ -1,6 +1,10 @@
 //! Transposes of row-major blocks, 8 x 8 tiles in vector registers: the layout changes of the
 //! spectral transforms' passes and of the Winograd tiles' channels-last planes.
 
+/// Tiles per block of [`transpose_strided`] along the rows and along the columns.
+const BLOCK_ROWS: usize = 8;
+const BLOCK_COLS: usize = 2;
+
 /// `dst` (`cols x rows`) = or += the transpose of `src` (`rows x cols`): 8 x 8 tiles in
 /// vector registers where the CPU has AVX2 (edges as [`transpose_strided`] does them), one
 /// value at a time elsewhere.
@@ -41,18 +45,29 @@ pub(super) fn transpose_strided(
         let (row_starts, rows_done) = starts(rows);
         let (col_starts, cols_done) = starts(cols);
         (r8, c8) = (rows_done, cols_done);
-        for r in row_starts {
-            for c in col_starts.clone() {
-                // SAFETY: the CPU has AVX; rows r..r + 8 and columns c..c + 8 lie inside both
-                // blocks (r + 8 <= rows, c + 8 <= cols and the asserts above).
-                unsafe {
-                    tile8(
-                        src.as_ptr().add(r * lds + c),
-                        lds,
-                        dst.as_mut_ptr().add(c * ldd + r),
-                        ldd,
-                        add,
-                    );
+        // Tiles in blocks of 8 along the rows by 2 along the columns: a block reads 64-byte
+        // lines of 64 source rows and writes 256 contiguous bytes of 16 destination rows. One
+        // tile at a time touched half lines strided a power of two apart, which met in a few
+        // cache sets and left before their other half came: the analysis of 256 planes of
+        // 8x8 spent 29-35% of its time in the transpose, 11-21% in these blocks (2 x 2: 18-34%).
+        let (row_tiles, col_tiles) = (row_starts.clone().count(), col_starts.clone().count());
+        for rb in (0..row_tiles).step_by(BLOCK_ROWS) {
+            for cb in (0..col_tiles).step_by(BLOCK_COLS) {
+                for r in row_starts.clone().skip(rb).take(BLOCK_ROWS) {
+                    for c in col_starts.clone().skip(cb).take(BLOCK_COLS) {
+                        // SAFETY: the CPU has AVX; rows r..r + 8 and columns c..c + 8 lie
+                        // inside both blocks (r + 8 <= rows, c + 8 <= cols and the asserts
+                        // above).
+                        unsafe {
+                            tile8(
+                                src.as_ptr().add(r * lds + c),
+                                lds,
+                                dst.as_mut_ptr().add(c * ldd + r),
+                                ldd,
+                                add,
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -128,7 +143,18 @@ mod tests {
     /// Transposes of every shape around the tiles, written and added.
     #[test]
     fn transposes_match_the_definition() {
-        for (rows, cols) in [(8, 8), (16, 64), (13, 25), (3, 5), (64, 9), (24, 16)] {
+        for (rows, cols) in [
+            (8, 8),
+            (16, 64),
+            (13, 25),
+            (3, 5),
+            (64, 9),
+            (24, 16),
+            (256, 64),
+            (72, 40),
+            (203, 13),
+            (40, 137),
+        ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             for add in [false, true] {
                 let mut dst = vec![1.0f32; rows * cols];
@@ -147,7 +173,15 @@ mod tests {
     /// adding, on sides that are and are not multiples of the tiles.
     #[test]
     fn strided_transposes_touch_only_their_block() {
-        for (rows, cols) in [(16, 28), (28, 16), (13, 9), (5, 3), (8, 8)] {
+        for (rows, cols) in [
+            (16, 28),
+            (28, 16),
+            (13, 9),
+            (5, 3),
+            (8, 8),
+            (75, 33),
+            (33, 150),
+        ] {
             let (lds, ldd) = (cols + 3, rows + 5);
             let src: Vec<f32> = (0..rows * lds).map(|i| i as f32).collect();
             for add in [false, true] {
