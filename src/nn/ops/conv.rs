@@ -584,6 +584,16 @@ fn init_with_bias(g: &Conv2dGeom, bias: Option<&[f32]>, out: &mut [f32]) {
     }
 }
 
+/// Whether a product whose output rows hold `p` values goes through its transpose, whose rows
+/// hold `other`: where the unpacked kernels (`unpacked_gemm::exact_product`) cover the latter
+/// but not the former (maps of 2x2 or 3x3 after strided layers), instead of a packing GEMM
+/// that packed the whole weight for every sample. Each value is the same sum in the same
+/// order either way, so the bits are the same.
+fn by_transpose(p: usize, other: usize) -> bool {
+    use super::unpacked_gemm::exact_width;
+    exact_width(p).is_none() && exact_width(other).is_some()
+}
+
 /// GEMM forward, one sample at a time: its im2col matrix (a few hundred KiB at most for the
 /// layers we build) stays in cache between being written and being multiplied, which a whole
 /// batch of them would not.
@@ -596,6 +606,19 @@ fn gemm_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out:
     let k = cin_g * g.kh * g.kw;
     let hw = g.in_h * g.in_w;
     let pointwise = col_is_input(g);
+    // yᵀ (p x cout_g) = colᵀ Wᵀ where rows of p values are too short for the kernels: Wᵀ
+    // copied row-major once per call, each sample's yᵀ transposed into place.
+    let flip = by_transpose(p, cout_g);
+    let mut wt = take_f32(if flip { g.groups * k * cout_g } else { 0 });
+    let mut yt = take_f32(if flip { p * cout_g } else { 0 });
+    if flip {
+        for (wg, wtg) in w
+            .chunks_exact(cout_g * k)
+            .zip(wt.chunks_exact_mut(k * cout_g))
+        {
+            super::transpose::transpose(wg, cout_g, k, wtg, false);
+        }
+    }
     // im2col overwrites every value, so a recycled buffer needs no zeroing.
     let mut col = take_f32(if pointwise { 0 } else { k * p });
     for (xs, ys) in x
@@ -610,6 +633,25 @@ fn gemm_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out:
                 im2col(g, xg, cin_g, &mut col);
                 &col
             };
+            let yg = &mut ys[grp * cout_g * p..][..cout_g * p];
+            if flip {
+                if beta == 1.0 {
+                    super::transpose::transpose(yg, cout_g, p, &mut yt, false);
+                }
+                gemm(
+                    p,
+                    k,
+                    cout_g,
+                    1.0,
+                    View::transposed(b, p),
+                    View::rows(&wt[grp * k * cout_g..], cout_g),
+                    beta,
+                    &mut yt,
+                    cout_g,
+                );
+                super::transpose::transpose(&yt, p, cout_g, yg, false);
+                continue;
+            }
             gemm(
                 cout_g,
                 k,
@@ -618,12 +660,14 @@ fn gemm_forward(g: &Conv2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, out:
                 View::rows(&w[grp * cout_g * k..], k),
                 View::rows(b, p),
                 beta,
-                &mut ys[grp * cout_g * p..],
+                yg,
                 p,
             );
         }
     }
     give_f32(col);
+    give_f32(wt);
+    give_f32(yt);
 }
 
 /// GEMM backward, one sample at a time: dW += dY * col^T with the sample's im2col matrix
@@ -648,9 +692,13 @@ fn gemm_backward(
     // unpacked kernels take it (the same sums in the same order as the packing GEMM on the
     // transposed view, so the same bits) where they cover rows of `k`.
     let rows_copy = super::unpacked_gemm::exact_width(k).is_some();
-    // All are overwritten (im2col, the transpose, a GEMM with beta = 0) before being read.
+    // dX's columns through their transpose, (gyᵀ W)ᵀ, where rows of p are too short (see
+    // `by_transpose`); W is row-major already.
+    let flip = gx.is_some() && by_transpose(p, k);
+    // All are overwritten (im2col, the transposes, GEMMs with beta = 0) before being read.
     let (mut col, mut dcol) = (take_f32(scratch), take_f32(dscratch));
     let mut colt = take_f32(if rows_copy { k * p } else { 0 });
+    let mut dt = take_f32(if flip { k * p } else { 0 });
     let samples = x.chunks_exact(g.in_len()).zip(gy.chunks_exact(g.out_len()));
     for (s, (xs, gys)) in samples.enumerate() {
         for grp in 0..g.groups {
@@ -684,7 +732,24 @@ fn gemm_backward(
             };
             let at = s * g.in_len() + grp * cin_g * hw;
             let gxg = &mut gx[at..at + cin_g * hw];
-            let wt = View::transposed(&w[grp * cout_g * k..], k);
+            let wg = &w[grp * cout_g * k..];
+            if flip {
+                // dcolᵀ (p x k) = gyᵀ W, onto gxᵀ where the input is the columns.
+                let beta = if pointwise { 1.0 } else { 0.0 };
+                if pointwise {
+                    super::transpose::transpose(gxg, k, p, &mut dt, false);
+                }
+                let gyt = View::transposed(&gys[grp * cout_g * p..], p);
+                gemm(p, cout_g, k, 1.0, gyt, View::rows(wg, k), beta, &mut dt, k);
+                if pointwise {
+                    super::transpose::transpose(&dt, p, k, gxg, false);
+                } else {
+                    super::transpose::transpose(&dt, p, k, &mut dcol, false);
+                    col2im(g, &dcol, cin_g, gxg);
+                }
+                continue;
+            }
+            let wt = View::transposed(wg, k);
             if pointwise {
                 gemm(k, cout_g, p, 1.0, wt, gyg, 1.0, gxg, p);
             } else {
@@ -696,6 +761,7 @@ fn gemm_backward(
     give_f32(col);
     give_f32(dcol);
     give_f32(colt);
+    give_f32(dt);
 }
 
 fn bias_grad(g: &Conv2dGeom, gy: &[f32], gb: &mut [f32]) {
@@ -793,6 +859,85 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&gx), bits(&want_gx), "{g:?}");
+        }
+    }
+
+    /// The im2col path through the transposed products (output rows of 4 values) gives the
+    /// bits of the straight products: output with a bias, the input's gradient (columns and
+    /// pointwise, where it adds onto what is there) and the weight's.
+    #[test]
+    fn transposed_products_keep_the_bits() {
+        let geom = |in_c, h, k, stride, pad, out_c| Conv2dGeom {
+            in_c,
+            in_h: h,
+            in_w: h,
+            out_c,
+            kh: k,
+            kw: k,
+            stride_h: stride,
+            stride_w: stride,
+            pad_h: pad,
+            pad_w: pad,
+            groups: 1,
+        };
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for g in [geom(16, 4, 3, 2, 1, 32), geom(32, 2, 1, 1, 0, 16)] {
+            g.check().unwrap();
+            let (n, p) = (3, g.out_h() * g.out_w());
+            let k = g.in_c * g.kh * g.kw;
+            assert!(p == 4 && by_transpose(p, g.out_c) && by_transpose(p, k));
+            let val = |len: usize, m: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i * m % 23) as f32 - 11.0) / 7.0)
+                    .collect()
+            };
+            let (x, w, b) = (val(n * g.in_len(), 5), val(g.out_c * k, 7), val(g.out_c, 3));
+            let gy = val(n * g.out_len(), 11);
+            // The straight products, sample by sample.
+            let mut want = vec![0.0; n * g.out_len()];
+            init_with_bias(&g, Some(&b), &mut want);
+            let (mut want_gw, mut want_gx) = (val(g.out_c * k, 13), val(x.len(), 17));
+            let (mut got_gw, mut got_gx) = (want_gw.clone(), want_gx.clone());
+            let mut col = vec![0.0; k * p];
+            let mut dcol = vec![0.0; k * p];
+            for s in 0..n {
+                let xs = &x[s * g.in_len()..][..g.in_len()];
+                let gys = View::rows(&gy[s * g.out_len()..], p);
+                let cols: &[f32] = if col_is_input(&g) {
+                    xs
+                } else {
+                    im2col(&g, xs, g.in_c, &mut col);
+                    &col
+                };
+                let ys = &mut want[s * g.out_len()..][..g.out_len()];
+                gemm(
+                    g.out_c,
+                    k,
+                    p,
+                    1.0,
+                    View::rows(&w, k),
+                    View::rows(cols, p),
+                    1.0,
+                    ys,
+                    p,
+                );
+                let colt = View::transposed(cols, p);
+                gemm(g.out_c, p, k, 1.0, gys, colt, 1.0, &mut want_gw, k);
+                let gxs = &mut want_gx[s * g.in_len()..][..g.in_len()];
+                let wt = View::transposed(&w, k);
+                if col_is_input(&g) {
+                    gemm(k, g.out_c, p, 1.0, wt, gys, 1.0, gxs, p);
+                } else {
+                    gemm(k, g.out_c, p, 1.0, wt, gys, 0.0, &mut dcol, p);
+                    col2im(&g, &dcol, g.in_c, gxs);
+                }
+            }
+            let mut got = vec![f32::NAN; want.len()];
+            gemm_forward(&g, &x, &w, Some(&b), &mut got);
+            assert_eq!(bits(&got), bits(&want), "{g:?} output");
+            gemm_backward(&g, &x, &w, &gy, &mut got_gw, Some(&mut got_gx));
+            assert_eq!(bits(&got_gw), bits(&want_gw), "{g:?} weight gradient");
+            assert_eq!(bits(&got_gx), bits(&want_gx), "{g:?} input gradient");
         }
     }
 }
