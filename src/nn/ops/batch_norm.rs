@@ -437,25 +437,25 @@ pub(super) fn grad_sums(
     let mut sum_dy_xhat = vec![0.0f32; c];
     let rows = gy.len() / expected.max(1);
     let parts = super::par::parts(rows, gy.len());
-    if hw > 1 && parts > 1 {
-        // Each plane's two sums on the pool's threads, the samples split, then added per
-        // channel in sample order: the same bits as the loop below.
+    if hw > 1 {
+        // Each plane's two sums (on the pool's threads, the samples split), then added per
+        // channel in sample order: the same bits on any number of threads.
         let mut per_plane = vec![(0.0f32, 0.0f32); rows * c];
-        let per = rows.div_ceil(parts);
-        per_plane
-            .par_chunks_mut(per * c)
-            .enumerate()
-            .for_each(super::par::in_caller_modes(
-                |(part, o): (usize, &mut [(f32, f32)])| {
-                    let at = part * per * expected;
-                    let dys = gy[at..].chunks_exact(hw);
-                    let planes = dys.zip(x_hat[at..].chunks_exact(hw));
-                    for (i, (o, (d, h))) in o.iter_mut().zip(planes).enumerate() {
-                        let (ga, be) = gate.affine(i % c);
-                        *o = sums_dy_dy_xhat(d, h, ga, be, gate.slope);
-                    }
-                },
-            ));
+        let per = rows.div_ceil(parts.max(1)).max(1);
+        let sums = |(part, o): (usize, &mut [(f32, f32)])| {
+            let at = part * per * expected;
+            let (d, h) = (&gy[at..][..o.len() * hw], &x_hat[at..][..o.len() * hw]);
+            let (gamma, beta) = (&gate.gamma[..], &gate.beta[..]);
+            sums_per_plane(d, h, hw, gamma, beta, gate.slope, o);
+        };
+        if parts > 1 {
+            per_plane
+                .par_chunks_mut(per * c)
+                .enumerate()
+                .for_each(super::par::in_caller_modes(sums));
+        } else {
+            sums((0, &mut per_plane));
+        }
         for row in per_plane.chunks_exact(c) {
             for (ch, &(s1, s2)) in row.iter().enumerate() {
                 sum_dy[ch] += s1;
@@ -465,21 +465,11 @@ pub(super) fn grad_sums(
         return (sum_dy, sum_dy_xhat);
     }
     for (row_gy, row_hat) in gy.chunks_exact(expected).zip(x_hat.chunks_exact(expected)) {
-        if hw == 1 {
-            for ch in 0..c {
-                let (ga, be) = gate.affine(ch);
-                let z = gated(row_gy[ch], row_hat[ch], ga, be, gate.slope);
-                sum_dy[ch] += z;
-                sum_dy_xhat[ch] += z * row_hat[ch];
-            }
-            continue;
-        }
         for ch in 0..c {
-            let r = ch * hw..(ch + 1) * hw;
             let (ga, be) = gate.affine(ch);
-            let (s1, s2) = sums_dy_dy_xhat(&row_gy[r.clone()], &row_hat[r], ga, be, gate.slope);
-            sum_dy[ch] += s1;
-            sum_dy_xhat[ch] += s2;
+            let z = gated(row_gy[ch], row_hat[ch], ga, be, gate.slope);
+            sum_dy[ch] += z;
+            sum_dy_xhat[ch] += z * row_hat[ch];
         }
     }
     (sum_dy, sum_dy_xhat)
@@ -658,8 +648,77 @@ fn grad_value(
     k * (gated(d, h, gamma, beta, slope) - mean_dy - h * mean_dy_xhat)
 }
 
+/// Planes whose sums [`sums_per_plane`] finishes side by side.
+const PLANES: usize = 8;
+
 simd_fn! {
-/// `(sum(dz), sum(dz * x_hat))` for `dz` the gated `dy` (see [`gated`]).
+#[allow(clippy::too_many_arguments)]
+/// [`sums_dy_dy_xhat`] of every plane (a run of `hw` values; plane `i` of channel `i % c`,
+/// `c` the length of `gamma`) of `dy` and `x_hat` into `out`, by the same operations in the
+/// same order per plane (the same bits). The last steps of each plane, the sums over the
+/// lanes and the values past the last whole run of lanes, are one chain of additions; a plane
+/// at a time they took most of the time on maps of 8x8 and less, [`PLANES`] side by side
+/// they overlap.
+fn sums_per_plane(
+    dy: &[f32],
+    x_hat: &[f32],
+    hw: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    slope: f32,
+    out: &mut [(f32, f32)],
+) {
+    let c = gamma.len();
+    let done = hw / SUM_LANES * SUM_LANES;
+    for (g, o) in out.chunks_mut(PLANES).enumerate() {
+        let p0 = g * PLANES;
+        // Per lane, its sums for each plane of the group.
+        let mut lanes1 = [[0.0f32; PLANES]; SUM_LANES];
+        let mut lanes2 = [[0.0f32; PLANES]; SUM_LANES];
+        for q in 0..o.len() {
+            let (d, h) = (&dy[(p0 + q) * hw..][..done], &x_hat[(p0 + q) * hw..][..done]);
+            let (ga, be) = (gamma[(p0 + q) % c], beta[(p0 + q) % c]);
+            let (mut a1, mut a2) = ([0.0f32; SUM_LANES], [0.0f32; SUM_LANES]);
+            for (d, h) in d.chunks_exact(SUM_LANES).zip(h.chunks_exact(SUM_LANES)) {
+                for l in 0..SUM_LANES {
+                    let z = gated(d[l], h[l], ga, be, slope);
+                    a1[l] += z;
+                    a2[l] += z * h[l];
+                }
+            }
+            for l in 0..SUM_LANES {
+                lanes1[l][q] = a1[l];
+                lanes2[l][q] = a2[l];
+            }
+        }
+        // The lanes in order, from the first (no lane sum is -0: each starts at +0).
+        let (mut s1, mut s2) = (lanes1[0], lanes2[0]);
+        for l in 1..SUM_LANES {
+            for q in 0..PLANES {
+                s1[q] += lanes1[l][q];
+                s2[q] += lanes2[l][q];
+            }
+        }
+        for t in done..hw {
+            for q in 0..o.len() {
+                let at = (p0 + q) * hw + t;
+                let (ga, be) = (gamma[(p0 + q) % c], beta[(p0 + q) % c]);
+                let z = gated(dy[at], x_hat[at], ga, be, slope);
+                s1[q] += z;
+                s2[q] += z * x_hat[at];
+            }
+        }
+        for (q, o) in o.iter_mut().enumerate() {
+            *o = (s1[q], s2[q]);
+        }
+    }
+}
+}
+
+simd_fn! {
+/// `(sum(dz), sum(dz * x_hat))` for `dz` the gated `dy` (see [`gated`]), one plane: the
+/// order of [`sums_per_plane`]'s sums, which the tests hold it to.
+#[cfg(test)]
 fn sums_dy_dy_xhat(dy: &[f32], x_hat: &[f32], gamma: f32, beta: f32, slope: f32) -> (f32, f32) {
     let (mut a1, mut a2) = ([0.0f32; SUM_LANES], [0.0f32; SUM_LANES]);
     let chunks = dy.chunks_exact(SUM_LANES).zip(x_hat.chunks_exact(SUM_LANES));
@@ -786,6 +845,36 @@ mod tests {
             assert_eq!(mean[ch], mu as f32, "channel {ch} mean");
             let rel = ((inv_std[ch] - want) / want).abs();
             assert!(rel < 1e-6, "channel {ch}: {} against {want}", inv_std[ch]);
+        }
+    }
+
+    /// The sums of many planes side by side give each plane's own sums to the bit, on maps
+    /// shorter and longer than the lanes, groups cut short, with and without a gate.
+    #[test]
+    fn plane_sums_side_by_side_keep_each_planes_bits() {
+        for hw in [2, 4, 16, 31, 32, 33, 64, 100] {
+            for planes in [1, 7, 8, 9, 20] {
+                for slope in [0.0, 1.0] {
+                    let c = 3;
+                    let val = |i: usize, m: usize| ((i * m % 37) as f32 - 18.0) / 9.0;
+                    let dy: Vec<f32> = (0..planes * hw).map(|i| val(i, 7)).collect();
+                    let xh: Vec<f32> = (0..planes * hw).map(|i| val(i, 11)).collect();
+                    let (gamma, beta) = ([0.5, -1.5, 2.0], [0.25, 0.0, -0.75]);
+                    let mut got = vec![(f32::NAN, f32::NAN); planes];
+                    sums_per_plane(&dy, &xh, hw, &gamma, &beta, slope, &mut got);
+                    for (i, &(s1, s2)) in got.iter().enumerate() {
+                        let r = i * hw..(i + 1) * hw;
+                        let (g, b) = (gamma[i % c], beta[i % c]);
+                        let (w1, w2) = sums_dy_dy_xhat(&dy[r.clone()], &xh[r], g, b, slope);
+                        let what = format!("hw {hw} planes {planes} slope {slope} plane {i}");
+                        assert_eq!(
+                            (s1.to_bits(), s2.to_bits()),
+                            (w1.to_bits(), w2.to_bits()),
+                            "{what}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
