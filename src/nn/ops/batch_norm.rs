@@ -252,12 +252,7 @@ pub(super) fn statistics(
         // then merged per channel in sample order: the same bits on any number of threads.
         let planes = xs.len() / hw.max(1);
         let mut per_plane = vec![(0.0f64, 0.0f64); planes];
-        let plane_stats = |out: &mut [(f64, f64)], rows: &[f32]| {
-            for (o, plane) in out.iter_mut().zip(rows.chunks_exact(hw)) {
-                let s = sum_f64(plane);
-                *o = (s, sum_sq_dev_f64(plane, s / hw as f64));
-            }
-        };
+        let plane_stats = |out: &mut [(f64, f64)], rows: &[f32]| plane_moments(rows, hw, out);
         let rows = xs.len() / expected;
         let parts = super::par::parts(rows, xs.len());
         if parts > 1 {
@@ -573,7 +568,61 @@ fn input_grad_rows(
 const LANES: usize = 8;
 
 simd_fn! {
+/// Per plane of `rows` (runs of `hw`), its sum and its sum of squared deviations from its own
+/// mean ([`sum_f64`], then [`sum_sq_dev_f64`] about `sum / hw`), into `out`: the same
+/// operations in the same order per plane (the same bits), [`PLANES`] planes side by side so
+/// that their chains of additions overlap (a plane at a time, a plane of 8x8 was one chain of
+/// sixteen dependent additions a pass).
+fn plane_moments(rows: &[f32], hw: usize, out: &mut [(f64, f64)]) {
+    let whole = hw / LANES;
+    let done = whole * LANES;
+    for (g, o) in out.chunks_mut(PLANES).enumerate() {
+        let p0 = g * PLANES;
+        let plane = |q: usize| &rows[(p0 + q) * hw..][..hw];
+        let mut acc = [[0.0f64; LANES]; PLANES];
+        for k in 0..whole {
+            for (q, a) in acc.iter_mut().enumerate().take(o.len()) {
+                let v = &plane(q)[k * LANES..][..LANES];
+                for (a, &x) in a.iter_mut().zip(v) {
+                    *a += x as f64;
+                }
+            }
+        }
+        let mut sums = [0.0f64; PLANES];
+        for (q, s) in sums.iter_mut().enumerate().take(o.len()) {
+            // `iter().sum()` from the first lane (no lane's sum is -0: each starts at +0), and
+            // the tail summed as `sum_f64` sums it.
+            let lanes = acc[q][1..].iter().fold(acc[q][0], |t, &a| t + a);
+            let tail: f64 = plane(q)[done..].iter().map(|&x| x as f64).sum();
+            *s = lanes + tail;
+        }
+        let mut acc = [[0.0f64; LANES]; PLANES];
+        for k in 0..whole {
+            for (q, a) in acc.iter_mut().enumerate().take(o.len()) {
+                let mu = sums[q] / hw as f64;
+                let v = &plane(q)[k * LANES..][..LANES];
+                for (a, &x) in a.iter_mut().zip(v) {
+                    let d = x as f64 - mu;
+                    *a += d * d;
+                }
+            }
+        }
+        for (q, o) in o.iter_mut().enumerate() {
+            let mu = sums[q] / hw as f64;
+            let lanes = acc[q][1..].iter().fold(acc[q][0], |t, &a| t + a);
+            let tail: f64 = plane(q)[done..]
+                .iter()
+                .map(|&x| (x as f64 - mu) * (x as f64 - mu))
+                .sum();
+            *o = (sums[q], lanes + tail);
+        }
+    }
+}
+}
+
+simd_fn! {
 /// The sum of `v`, in f64.
+#[cfg(test)]
 fn sum_f64(v: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let chunks = v.chunks_exact(LANES);
@@ -589,6 +638,7 @@ fn sum_f64(v: &[f32]) -> f64 {
 
 simd_fn! {
 /// The sum of `(v - mu)^2`, in f64.
+#[cfg(test)]
 fn sum_sq_dev_f64(v: &[f32], mu: f64) -> f64 {
     let mut acc = [0.0f64; LANES];
     let chunks = v.chunks_exact(LANES);
@@ -873,6 +923,36 @@ mod tests {
                             "{what}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The planes' moments side by side give each plane's own, to the bit: maps shorter and
+    /// longer than the lanes, groups cut short, -0 and large offsets among the values.
+    #[test]
+    fn plane_moments_side_by_side_keep_each_planes_bits() {
+        for hw in [1, 2, 4, 7, 8, 9, 16, 49, 64, 100] {
+            for planes in [1, 7, 8, 9, 20] {
+                let rows: Vec<f32> = (0..planes * hw)
+                    .map(|i| match i % 11 {
+                        0 => -0.0,
+                        3 => 1.0e4 + (i % 5) as f32,
+                        _ => ((i * 7 % 37) as f32 - 18.0) / 9.0,
+                    })
+                    .collect();
+                let mut got = vec![(f64::NAN, f64::NAN); planes];
+                plane_moments(&rows, hw, &mut got);
+                for (i, &(s, d)) in got.iter().enumerate() {
+                    let plane = &rows[i * hw..(i + 1) * hw];
+                    let ws = sum_f64(plane);
+                    let wd = sum_sq_dev_f64(plane, ws / hw as f64);
+                    let what = format!("hw {hw} planes {planes} plane {i}");
+                    assert_eq!(
+                        (s.to_bits(), d.to_bits()),
+                        (ws.to_bits(), wd.to_bits()),
+                        "{what}"
+                    );
                 }
             }
         }
