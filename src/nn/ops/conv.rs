@@ -479,8 +479,8 @@ fn padded_plane(g: &Conv2dGeom) -> (usize, usize) {
     )
 }
 
-/// Where input `(y, x)` lies in the padded plane, if it does (rows and columns past the last
-/// tap's reach are never read).
+/// How many of the input's rows and columns the padded plane holds, from the first: those past
+/// the last tap's reach are never read.
 fn interior(g: &Conv2dGeom, (hp, wp): (usize, usize)) -> (usize, usize) {
     (
         g.in_h.min(hp.saturating_sub(g.pad_h)),
