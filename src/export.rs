@@ -8,7 +8,7 @@
 
 use crate::controller::FinalModel;
 use crate::data::{
-    load_builtin, load_test_file, DataError, DataSource, Dataset, InputShape, LoadOptions,
+    load_builtin, load_test_file, DataError, DataSource, Dataset, InputShape, LoadOptions, Row,
     Standardizer, Targets, Task,
 };
 use crate::nn::{build_network, Network, ParamMut};
@@ -806,9 +806,12 @@ impl LoadedModel {
                 found: features.len(),
             });
         }
-        let mut x = features.to_vec();
-        for row in x.chunks_exact_mut(f) {
-            self.preprocessing.standardizer.apply_sample(row);
+        // Standardised as the trainer gathers a batch: one pass per row, into a new buffer.
+        let mut x = Vec::with_capacity(features.len());
+        for row in features.chunks_exact(f) {
+            self.preprocessing
+                .standardizer
+                .extend_standardized(Row::Floats(row), &mut x);
         }
         let n = x.len() / f;
         // The trainer's batched forward pass, so outputs match the in-memory model bit for bit.

@@ -111,11 +111,15 @@ impl Standardizer {
     /// times their memory).
     pub fn apply(&self, ds: &mut Dataset) {
         let n = ds.n_features();
-        if n == 0 || self.mean.is_empty() {
+        if n == 0 {
+            return;
+        }
+        let floats = ds.features.floats_mut();
+        if self.mean.is_empty() {
             return;
         }
         let mut copy = Vec::with_capacity(n);
-        for x in ds.features.floats_mut().chunks_exact_mut(n) {
+        for x in floats.chunks_exact_mut(n) {
             copy.clear();
             copy.extend_from_slice(x);
             self.scale_values(&copy, x);

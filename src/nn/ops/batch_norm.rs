@@ -441,6 +441,7 @@ pub(super) fn grad_sums(
             let at = part * per * expected;
             let (d, h) = (&gy[at..][..o.len() * hw], &x_hat[at..][..o.len() * hw]);
             let (gamma, beta) = (&gate.gamma[..], &gate.beta[..]);
+            debug_assert!(gamma.len() == c && beta.len() == c, "one gate per channel");
             sums_per_plane(d, h, hw, gamma, beta, gate.slope, o);
         };
         if parts > 1 {
@@ -569,7 +570,7 @@ const LANES: usize = 8;
 
 simd_fn! {
 /// Per plane of `rows` (runs of `hw`), its sum and its sum of squared deviations from its own
-/// mean ([`sum_f64`], then [`sum_sq_dev_f64`] about `sum / hw`), into `out`: the same
+/// mean (`sum_f64`, then `sum_sq_dev_f64` about `sum / hw`, the tests' references), into `out`: the same
 /// operations in the same order per plane (the same bits), [`PLANES`] planes side by side so
 /// that their chains of additions overlap (a plane at a time, a plane of 8x8 was one chain of
 /// sixteen dependent additions a pass).
@@ -703,7 +704,7 @@ const PLANES: usize = 8;
 
 simd_fn! {
 #[allow(clippy::too_many_arguments)]
-/// [`sums_dy_dy_xhat`] of every plane (a run of `hw` values; plane `i` of channel `i % c`,
+/// `sums_dy_dy_xhat` (the tests' reference) of every plane (a run of `hw` values; plane `i` of channel `i % c`,
 /// `c` the length of `gamma`) of `dy` and `x_hat` into `out`, by the same operations in the
 /// same order per plane (the same bits). The last steps of each plane, the sums over the
 /// lanes and the values past the last whole run of lanes, are one chain of additions; a plane

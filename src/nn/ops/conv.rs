@@ -481,11 +481,16 @@ fn padded_plane(g: &Conv2dGeom) -> (usize, usize) {
 
 /// How many of the input's rows and columns the padded plane holds, from the first: those past
 /// the last tap's reach are never read.
+/// None along both sides when none along one: a padding wider than the taps' reach (with a
+/// stride past the kernel) leaves every tap on zeros.
 fn interior(g: &Conv2dGeom, (hp, wp): (usize, usize)) -> (usize, usize) {
-    (
-        g.in_h.min(hp.saturating_sub(g.pad_h)),
-        g.in_w.min(wp.saturating_sub(g.pad_w)),
-    )
+    let rows = g.in_h.min(hp.saturating_sub(g.pad_h));
+    let cols = g.in_w.min(wp.saturating_sub(g.pad_w));
+    if rows == 0 || cols == 0 {
+        (0, 0)
+    } else {
+        (rows, cols)
+    }
 }
 
 /// Builds the `(cin_g*kh*kw, oh*ow)` im2col matrix of one group of one sample: per channel
@@ -536,12 +541,13 @@ fn col2im(g: &Conv2dGeom, col: &[f32], cin_g: usize, gx: &mut [f32]) {
     let (hp, wp) = padded_plane(g);
     let (rows, cols) = interior(g, (hp, wp));
     let (sh, sw) = (g.stride_h, g.stride_w);
+    // What lands on the padding is dropped (it holds sums of the earlier channels' terms that
+    // nothing reads); the interior starts from each plane in turn.
     let mut padded = take_f32(hp * wp);
+    padded.fill(0.0);
     let mut row = 0;
     for ci in 0..cin_g {
         let plane = &mut gx[ci * h * w..(ci + 1) * h * w];
-        // What lands on the padding is dropped; only the interior starts from the plane.
-        padded.fill(0.0);
         for y in 0..rows {
             let at = (y + g.pad_h) * wp + g.pad_w;
             padded[at..at + cols].copy_from_slice(&plane[y * w..y * w + cols]);
@@ -586,9 +592,9 @@ fn init_with_bias(g: &Conv2dGeom, bias: Option<&[f32]>, out: &mut [f32]) {
 
 /// Whether a product whose output rows hold `p` values goes through its transpose, whose rows
 /// hold `other`: where the unpacked kernels (`unpacked_gemm::exact_product`) cover the latter
-/// but not the former (maps of 2x2 or 3x3 after strided layers), instead of a packing GEMM
-/// that packed the whole weight for every sample. Each value is the same sum in the same
-/// order either way, so the bits are the same.
+/// but not the former (maps of 2x2 or 3x3 after strided layers, also 7x7 or 14x14), instead of
+/// a packing GEMM that packed the whole weight for every sample. Each value is the same sum in
+/// the same order either way, so the bits are the same.
 fn by_transpose(p: usize, other: usize) -> bool {
     use super::unpacked_gemm::exact_width;
     exact_width(p).is_none() && exact_width(other).is_some()
@@ -791,6 +797,7 @@ pub(crate) fn sum(a: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::ops::conv_direct::tests::geom;
 
     /// The input value tap `(i, j)` of output `(oy, ox)` reads, if inside the plane.
     fn tap(g: &Conv2dGeom, (i, j): (usize, usize), (oy, ox): (usize, usize)) -> Option<usize> {
@@ -812,20 +819,15 @@ mod tests {
             (3, 5, (5, 3), (2, 1), (2, 0)),
             (6, 6, (1, 1), (2, 2), (0, 0)),
             (5, 5, (2, 2), (3, 3), (1, 1)),
+            // Padding past the taps' reach on one side: every tap meets zeros there.
+            (4, 1, (1, 1), (1, 5), (0, 2)),
+            (1, 6, (1, 3), (4, 2), (3, 1)),
         ];
         for (h, w, (kh, kw), (sh, sw), (ph, pw)) in cases {
             let g = Conv2dGeom {
-                in_c: 3,
-                in_h: h,
-                in_w: w,
-                out_c: 1,
-                kh,
-                kw,
                 stride_h: sh,
                 stride_w: sw,
-                pad_h: ph,
-                pad_w: pw,
-                groups: 1,
+                ..geom(3, (h, w), 1, (kh, kw), (ph, pw))
             };
             g.check().unwrap();
             let (oh, ow, plane) = (g.out_h(), g.out_w(), h * w);
@@ -863,77 +865,77 @@ mod tests {
     }
 
     /// The im2col path through the transposed products (output rows of 4 values) gives the
-    /// bits of the straight products: output with a bias, the input's gradient (columns and
-    /// pointwise, where it adds onto what is there) and the weight's.
+    /// bits of the straight products: output with and without a bias, the input's gradient
+    /// (columns and pointwise, where it adds onto what is there) and the weight's, in one group
+    /// and in two.
     #[test]
     fn transposed_products_keep_the_bits() {
-        let geom = |in_c, h, k, stride, pad, out_c| Conv2dGeom {
-            in_c,
-            in_h: h,
-            in_w: h,
-            out_c,
-            kh: k,
-            kw: k,
+        if super::super::unpacked_gemm::exact_width(16).is_none() {
+            return; // no vector kernels on this CPU: nothing goes through the transposes
+        }
+        let square = |in_c, h, k, stride, pad, out_c, groups| Conv2dGeom {
             stride_h: stride,
             stride_w: stride,
-            pad_h: pad,
-            pad_w: pad,
-            groups: 1,
+            groups,
+            ..geom(in_c, (h, h), out_c, (k, k), (pad, pad))
         };
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        for g in [geom(16, 4, 3, 2, 1, 32), geom(32, 2, 1, 1, 0, 16)] {
+        let cases = [
+            (square(16, 4, 3, 2, 1, 32, 1), true),
+            (square(32, 2, 1, 1, 0, 16, 1), true),
+            (square(32, 4, 3, 2, 1, 64, 2), false),
+            (square(64, 2, 1, 1, 0, 32, 2), false),
+        ];
+        for (g, with_bias) in cases {
             g.check().unwrap();
             let (n, p) = (3, g.out_h() * g.out_w());
-            let k = g.in_c * g.kh * g.kw;
-            assert!(p == 4 && by_transpose(p, g.out_c) && by_transpose(p, k));
+            let (cin_g, cout_g) = (g.in_c / g.groups, g.out_c / g.groups);
+            let (k, hw) = (cin_g * g.kh * g.kw, g.in_h * g.in_w);
+            assert!(p == 4 && by_transpose(p, cout_g) && by_transpose(p, k));
             let val = |len: usize, m: usize| -> Vec<f32> {
                 (0..len)
                     .map(|i| ((i * m % 23) as f32 - 11.0) / 7.0)
                     .collect()
             };
             let (x, w, b) = (val(n * g.in_len(), 5), val(g.out_c * k, 7), val(g.out_c, 3));
+            let bias = with_bias.then_some(&b[..]);
             let gy = val(n * g.out_len(), 11);
-            // The straight products, sample by sample.
+            // The straight products, sample by sample and group by group.
             let mut want = vec![0.0; n * g.out_len()];
-            init_with_bias(&g, Some(&b), &mut want);
+            init_with_bias(&g, bias, &mut want);
+            let beta = if with_bias { 1.0 } else { 0.0 };
             let (mut want_gw, mut want_gx) = (val(g.out_c * k, 13), val(x.len(), 17));
             let (mut got_gw, mut got_gx) = (want_gw.clone(), want_gx.clone());
             let mut col = vec![0.0; k * p];
             let mut dcol = vec![0.0; k * p];
             for s in 0..n {
-                let xs = &x[s * g.in_len()..][..g.in_len()];
-                let gys = View::rows(&gy[s * g.out_len()..], p);
-                let cols: &[f32] = if col_is_input(&g) {
-                    xs
-                } else {
-                    im2col(&g, xs, g.in_c, &mut col);
-                    &col
-                };
-                let ys = &mut want[s * g.out_len()..][..g.out_len()];
-                gemm(
-                    g.out_c,
-                    k,
-                    p,
-                    1.0,
-                    View::rows(&w, k),
-                    View::rows(cols, p),
-                    1.0,
-                    ys,
-                    p,
-                );
-                let colt = View::transposed(cols, p);
-                gemm(g.out_c, p, k, 1.0, gys, colt, 1.0, &mut want_gw, k);
-                let gxs = &mut want_gx[s * g.in_len()..][..g.in_len()];
-                let wt = View::transposed(&w, k);
-                if col_is_input(&g) {
-                    gemm(k, g.out_c, p, 1.0, wt, gys, 1.0, gxs, p);
-                } else {
-                    gemm(k, g.out_c, p, 1.0, wt, gys, 0.0, &mut dcol, p);
-                    col2im(&g, &dcol, g.in_c, gxs);
+                for grp in 0..g.groups {
+                    let xs = &x[s * g.in_len() + grp * cin_g * hw..][..cin_g * hw];
+                    let gys = View::rows(&gy[s * g.out_len() + grp * cout_g * p..], p);
+                    let cols: &[f32] = if col_is_input(&g) {
+                        xs
+                    } else {
+                        im2col(&g, xs, cin_g, &mut col);
+                        &col
+                    };
+                    let wg = &w[grp * cout_g * k..][..cout_g * k];
+                    let ys = &mut want[s * g.out_len() + grp * cout_g * p..][..cout_g * p];
+                    let (wr, cr) = (View::rows(wg, k), View::rows(cols, p));
+                    gemm(cout_g, k, p, 1.0, wr, cr, beta, ys, p);
+                    let (colt, gwg) = (View::transposed(cols, p), &mut want_gw[grp * cout_g * k..]);
+                    gemm(cout_g, p, k, 1.0, gys, colt, 1.0, gwg, k);
+                    let gxs = &mut want_gx[s * g.in_len() + grp * cin_g * hw..][..cin_g * hw];
+                    let wt = View::transposed(wg, k);
+                    if col_is_input(&g) {
+                        gemm(k, cout_g, p, 1.0, wt, gys, 1.0, gxs, p);
+                    } else {
+                        gemm(k, cout_g, p, 1.0, wt, gys, 0.0, &mut dcol, p);
+                        col2im(&g, &dcol, cin_g, gxs);
+                    }
                 }
             }
             let mut got = vec![f32::NAN; want.len()];
-            gemm_forward(&g, &x, &w, Some(&b), &mut got);
+            gemm_forward(&g, &x, &w, bias, &mut got);
             assert_eq!(bits(&got), bits(&want), "{g:?} output");
             gemm_backward(&g, &x, &w, &gy, &mut got_gw, Some(&mut got_gx));
             assert_eq!(bits(&got_gw), bits(&want_gw), "{g:?} weight gradient");

@@ -1,8 +1,9 @@
 //! Transposes of row-major blocks, 8 x 8 tiles in vector registers: the layout changes of the
 //! spectral transforms' passes and of the Winograd tiles' channels-last planes.
 
-/// Tiles per block of [`transpose_strided`] along the rows and along the columns.
+/// Tiles per block of [`transpose_strided`] along the source's rows.
 const BLOCK_ROWS: usize = 8;
+/// Tiles per block of [`transpose_strided`] along the source's columns.
 const BLOCK_COLS: usize = 2;
 
 /// `dst` (`cols x rows`) = or += the transpose of `src` (`rows x cols`): 8 x 8 tiles in
