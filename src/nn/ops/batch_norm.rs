@@ -570,8 +570,8 @@ const LANES: usize = 8;
 
 simd_fn! {
 /// Per plane of `rows` (runs of `hw`), its sum and its sum of squared deviations from its own
-/// mean (`sum_f64`, then `sum_sq_dev_f64` about `sum / hw`, the tests' references), into `out`: the same
-/// operations in the same order per plane (the same bits), [`PLANES`] planes side by side so
+/// mean (`sum_f64`, then `sum_sq_dev_f64` about `sum / hw`, the tests' references), into
+/// `out`: the same operations in the same order per plane (the same bits), [`PLANES`] planes side by side so
 /// that their chains of additions overlap (a plane at a time, a plane of 8x8 was one chain of
 /// sixteen dependent additions a pass).
 fn plane_moments(rows: &[f32], hw: usize, out: &mut [(f64, f64)]) {
@@ -597,10 +597,11 @@ fn plane_moments(rows: &[f32], hw: usize, out: &mut [(f64, f64)]) {
             let tail: f64 = plane(q)[done..].iter().map(|&x| x as f64).sum();
             *s = lanes + tail;
         }
+        let mus = sums.map(|s| s / hw as f64);
         let mut acc = [[0.0f64; LANES]; PLANES];
         for k in 0..whole {
             for (q, a) in acc.iter_mut().enumerate().take(o.len()) {
-                let mu = sums[q] / hw as f64;
+                let mu = mus[q];
                 let v = &plane(q)[k * LANES..][..LANES];
                 for (a, &x) in a.iter_mut().zip(v) {
                     let d = x as f64 - mu;
@@ -609,7 +610,7 @@ fn plane_moments(rows: &[f32], hw: usize, out: &mut [(f64, f64)]) {
             }
         }
         for (q, o) in o.iter_mut().enumerate() {
-            let mu = sums[q] / hw as f64;
+            let mu = mus[q];
             let lanes = acc[q][1..].iter().fold(acc[q][0], |t, &a| t + a);
             let tail: f64 = plane(q)[done..]
                 .iter()
@@ -704,9 +705,9 @@ const PLANES: usize = 8;
 
 simd_fn! {
 #[allow(clippy::too_many_arguments)]
-/// `sums_dy_dy_xhat` (the tests' reference) of every plane (a run of `hw` values; plane `i` of channel `i % c`,
-/// `c` the length of `gamma`) of `dy` and `x_hat` into `out`, by the same operations in the
-/// same order per plane (the same bits). The last steps of each plane, the sums over the
+/// `sums_dy_dy_xhat` (the tests' reference) of every plane (a run of `hw` values; plane `i` of
+/// channel `i % c`, `c` the length of `gamma`) of `dy` and `x_hat` into `out`, by the same
+/// operations in the same order per plane (the same bits). The last steps of each plane, the sums over the
 /// lanes and the values past the last whole run of lanes, are one chain of additions; a plane
 /// at a time they took most of the time on maps of 8x8 and less, [`PLANES`] side by side
 /// they overlap.
@@ -723,12 +724,15 @@ fn sums_per_plane(
     let done = hw / SUM_LANES * SUM_LANES;
     for (g, o) in out.chunks_mut(PLANES).enumerate() {
         let p0 = g * PLANES;
+        // Each plane's gate, by its channel.
+        let gate: [(f32, f32); PLANES] =
+            std::array::from_fn(|q| (gamma[(p0 + q) % c], beta[(p0 + q) % c]));
         // Per lane, its sums for each plane of the group.
         let mut lanes1 = [[0.0f32; PLANES]; SUM_LANES];
         let mut lanes2 = [[0.0f32; PLANES]; SUM_LANES];
         for q in 0..o.len() {
             let (d, h) = (&dy[(p0 + q) * hw..][..done], &x_hat[(p0 + q) * hw..][..done]);
-            let (ga, be) = (gamma[(p0 + q) % c], beta[(p0 + q) % c]);
+            let (ga, be) = gate[q];
             let (mut a1, mut a2) = ([0.0f32; SUM_LANES], [0.0f32; SUM_LANES]);
             for (d, h) in d.chunks_exact(SUM_LANES).zip(h.chunks_exact(SUM_LANES)) {
                 for l in 0..SUM_LANES {
@@ -753,7 +757,7 @@ fn sums_per_plane(
         for t in done..hw {
             for q in 0..o.len() {
                 let at = (p0 + q) * hw + t;
-                let (ga, be) = (gamma[(p0 + q) % c], beta[(p0 + q) % c]);
+                let (ga, be) = gate[q];
                 let z = gated(dy[at], x_hat[at], ga, be, slope);
                 s1[q] += z;
                 s2[q] += z * x_hat[at];

@@ -694,16 +694,11 @@ fn gemm_backward(
     let pointwise = col_is_input(g);
     let scratch = if pointwise { 0 } else { k * p };
     let dscratch = if gx.is_some() { scratch } else { 0 };
-    // dW's product reads the columns transposed; a row-major copy of that transpose lets the
-    // unpacked kernels take it (the same sums in the same order as the packing GEMM on the
-    // transposed view, so the same bits) where they cover rows of `k`.
-    let rows_copy = super::unpacked_gemm::exact_width(k).is_some();
     // dX's columns through their transpose, (gyᵀ W)ᵀ, where rows of p are too short (see
     // `by_transpose`); W is row-major already.
     let flip = gx.is_some() && by_transpose(p, k);
     // All are overwritten (im2col, the transposes, GEMMs with beta = 0) before being read.
     let (mut col, mut dcol) = (take_f32(scratch), take_f32(dscratch));
-    let mut colt = take_f32(if rows_copy { k * p } else { 0 });
     let mut dt = take_f32(if flip { k * p } else { 0 });
     let samples = x.chunks_exact(g.in_len()).zip(gy.chunks_exact(g.out_len()));
     for (s, (xs, gys)) in samples.enumerate() {
@@ -716,23 +711,9 @@ fn gemm_backward(
                 im2col(g, xg, cin_g, &mut col);
                 &col
             };
-            let bt = if rows_copy {
-                super::transpose::transpose(&b[..k * p], k, p, &mut colt, false);
-                View::rows(&colt, k)
-            } else {
-                View::transposed(b, p)
-            };
-            gemm(
-                cout_g,
-                p,
-                k,
-                1.0,
-                gyg,
-                bt,
-                1.0,
-                &mut gw[grp * cout_g * k..],
-                k,
-            );
+            // dW += gy colᵀ, colᵀ through a row-major copy where the unpacked kernels take it.
+            let gwg = &mut gw[grp * cout_g * k..];
+            super::gemm::gemm_by_transposed_rows((cout_g, p, k), gyg, b, 1.0, gwg, k);
             let Some(gx) = gx.as_deref_mut() else {
                 continue;
             };
@@ -766,7 +747,6 @@ fn gemm_backward(
     }
     give_f32(col);
     give_f32(dcol);
-    give_f32(colt);
     give_f32(dt);
 }
 

@@ -32,6 +32,37 @@ impl<'a> View<'a> {
     }
 }
 
+/// Whether [`gemm_by_transposed_rows`] copies its right operand: `m` rows of 16 or more, and
+/// output rows of `n` values that the unpacked kernels cover; else the copy would only feed the
+/// packing GEMM (or cost too much against `m k n` multiply-adds).
+pub(crate) fn transposed_copy_pays(m: usize, n: usize) -> bool {
+    m >= 16 && super::unpacked_gemm::exact_width(n).is_some()
+}
+
+/// `c = a bᵀ + beta c` for `a` `m x k` and `b` row-major `n x k` (its transpose `k x n` the
+/// right operand): through a row-major copy of `bᵀ` where [`transposed_copy_pays`], so that the
+/// unpacked kernels (which read the right operand by rows) take it instead of a packing GEMM on
+/// the transposed view. Both sum each value's `k` products in the same order: the same bits.
+/// The copy costs `k n` moves against `m k n` multiply-adds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_by_transposed_rows(
+    (m, k, n): (usize, usize, usize),
+    a: View<'_>,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if !transposed_copy_pays(m, n) {
+        gemm(m, k, n, 1.0, a, View::transposed(b, k), beta, c, ldc);
+        return;
+    }
+    let mut bt = super::scratch::take_f32(k * n);
+    super::transpose::transpose(&b[..n * k], n, k, &mut bt, false);
+    gemm(m, k, n, 1.0, a, View::rows(&bt, n), beta, c, ldc);
+    super::scratch::give_f32(bt);
+}
+
 /// `c = alpha * a * b + beta * c`, where `a` is m x k, `b` is k x n and `c` is row-major m x n
 /// with rows `ldc` apart.
 ///

@@ -318,33 +318,11 @@ pub fn try_linear<T: Tape<f32, Cpu>>(
     Ok(y.put_tape(tape))
 }
 
-/// Whether [`input_grad_product`] takes the unpacked kernels through a copy of `Wᵀ`: a batch of
-/// 16 or more, and output rows of `k` values that those kernels cover; else the copy would only
-/// feed the packing GEMM.
-fn transposed_copy_pays(n: usize, k: usize) -> bool {
-    n >= 16 && super::unpacked_gemm::exact_width(k).is_some()
-}
-
 /// The input's gradient of a linear layer: `gx += gz Wᵀ` for `gz` of shape `(n, m)` and `W` of
-/// `(k, m)`, `gx` being `(n, k)`.
+/// `(k, m)`, `gx` being `(n, k)`; `Wᵀ` goes through a row-major copy where the unpacked kernels
+/// take it (`gemm_by_transposed_rows`).
 fn input_grad_product((n, k, m): (usize, usize, usize), gz: &[f32], w: &[f32], gx: &mut [f32]) {
-    // A row-major copy of Wᵀ lets the unpacked kernels take the product (they read the right
-    // operand by rows) instead of a packing GEMM: both sum each value's `m` products in the
-    // same order, so the bits are the same; the copy costs `k m` moves against `n k m`
-    // multiply-adds.
-    let wt = transposed_copy_pays(n, k).then(|| {
-        let mut wt = take_f32(k * m);
-        super::transpose::transpose(w, k, m, &mut wt, false);
-        wt
-    });
-    let right = match &wt {
-        Some(wt) => View::rows(wt, k),
-        None => View::transposed(w, m),
-    };
-    gemm(n, m, k, 1.0, View::rows(gz, m), right, 1.0, gx, k);
-    if let Some(wt) = wt {
-        give_f32(wt);
-    }
+    super::gemm::gemm_by_transposed_rows((n, m, k), View::rows(gz, m), w, 1.0, gx, k);
 }
 
 /// [`try_linear`], panicking with its error.
@@ -403,7 +381,8 @@ mod tests {
             // The copy is taken where the unpacked kernels run (the last shape stays packed).
             #[cfg(target_arch = "x86_64")]
             if crate::simd::has_avx2_fma() {
-                assert_eq!(transposed_copy_pays(n, k), n >= 16, "{n} x {k} x {m}");
+                let pays = super::super::gemm::transposed_copy_pays(n, k);
+                assert_eq!(pays, n >= 16, "{n} x {k} x {m}");
             }
         }
     }
