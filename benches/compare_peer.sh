@@ -34,25 +34,11 @@ case "$FAMILY" in
   cnn) SPACE="$(pwd)/benches/spaces/peer_cnn.ron" ;;
   *) echo "--family is mlp or cnn" >&2; exit 2 ;;
 esac
-[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
-PEERS="$(pwd)/../shared/peers"
-PY="${PEER_PYTHON:-$HOME/.cache/nas-peers-venv/bin/python}"
-[ -x "$PY" ] || { echo "no peer venv at $PY (run ../shared/peers/setup.sh)" >&2; exit 2; }
-cargo build --release --quiet
-NAS="$(pwd)/target/release/nas"
-if [ -n "$KEEP" ]; then
-  mkdir -p "$KEEP"; OUT="$(cd "$KEEP" && pwd)"; rm -f "$OUT/rows"
-else
-  OUT="$(mktemp -d)"; trap 'rm -rf "$OUT"' EXIT
-fi
-
-# Runs a command under GNU time; prints "wall_s peak_mb".
-timed() {
-  /usr/bin/time -v "$@" >"$OUT/log" 2>&1 || { tail -5 "$OUT/log" >&2; echo "- -"; return; }
-  awk '/Elapsed \(wall clock\)/ { n = split($NF, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
-       /Maximum resident set size/ { m = $6 / 1024 }
-       END { printf "%.1f %.0f\n", s, m }' "$OUT/log"
-}
+. benches/lib.sh
+need_gnu_time
+need_peer_python
+build_nas "$KEEP"
+rm -f "$OUT/rows"
 
 # GFLOP per second of wall time from TFLOP ($1) and seconds ($2).
 rate() { "$PY" -c 'import sys; print("%.1f" % (1e3 * float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }

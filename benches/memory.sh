@@ -23,20 +23,18 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
-PEERS="$(pwd)/../shared/peers"
-PY="${PEER_PYTHON:-$HOME/.cache/nas-peers-venv/bin/python}"
-cargo build --release --quiet
-NAS="$(pwd)/target/release/nas"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+. benches/lib.sh
+need_gnu_time
+build_nas
 T_MLP=20; T_CNN=30
 if [ "$QUICK" = 1 ]; then T_MLP=3; T_CNN=3; fi
 
-# Peak RSS in MB of a command (its output goes to $OUT/log).
+# Peak RSS in MB of a command (its output goes to $OUT/log), "failed" if it fails.
 peak() {
-  /usr/bin/time -v "$@" >"$OUT/log" 2>&1 || { tail -5 "$OUT/log" >&2; echo "failed"; return; }
-  awk '/Maximum resident set size/ { printf "%.0f", $6 / 1024 }' "$OUT/log"
+  local wall mb
+  read -r wall mb < <(timed "$@")
+  [ "$mb" = "-" ] && mb="failed"
+  echo "$mb"
 }
 
 peer() { # family data trials

@@ -18,13 +18,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-PEERS="$(pwd)/../shared/peers"
-PY="${PEER_PYTHON:-$HOME/.cache/nas-peers-venv/bin/python}"
-[ -x "$PY" ] || { echo "no peer venv at $PY (run ../shared/peers/setup.sh)" >&2; exit 2; }
-cargo build --release --quiet
-NAS="$(pwd)/target/release/nas"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+. benches/lib.sh
+need_peer_python
+build_nas
 
 # The same networks in the peer's parameter names (its search space, ../shared/peers/README.md).
 peer() {

@@ -29,14 +29,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 TRIALS="${TRIALS:-$((2 * CORES))}"
-[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
-PEERS="$(pwd)/../shared/peers"
-PY="${PEER_PYTHON:-$HOME/.cache/nas-peers-venv/bin/python}"
+. benches/lib.sh
+need_gnu_time
 [ -x "$PY" ] || PY=python3
-cargo build --release --quiet
-NAS="$(pwd)/target/release/nas"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+build_nas
 "$PY" "$PEERS/make_idx.py" "$OUT/data" "$N" 1000 28 28 >/dev/null
 
 echo "$TRIALS trials of $(basename "$SPACE"), $N + 1000 images of 28x28, $FOLDS folds, $CORES cores"
@@ -47,11 +43,10 @@ base=""
 for ((w = CORES; w >= 1; w--)); do
   ((CORES % w == 0)) || continue
   t=$((CORES / w))
-  /usr/bin/time -v "$NAS" search --space "$SPACE" --data "$OUT/data" --trials "$TRIALS" \
+  read -r s mb < <(timed "$NAS" search --space "$SPACE" --data "$OUT/data" --trials "$TRIALS" \
     --folds "$FOLDS" --seed 0 --workers "$w" --threads-per-trial "$t" --no-final --quiet \
-    --results "$OUT/r" --study "w${w}t$t" >"$OUT/log" 2>&1 || { tail -5 "$OUT/log" >&2; exit 1; }
-  read -r s mb < <(awk '/Elapsed \(wall clock\)/ { n = split($NF, x, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + x[i] }
-    /Maximum resident set size/ { m = $6 / 1024 } END { printf "%.1f %.0f\n", s, m }' "$OUT/log")
+    --results "$OUT/r" --study "w${w}t$t")
+  [ "$s" != "-" ] || exit 1
   # trial number and CV of each trial, in trial order
   cut -d, -f2,7,8 "$OUT/r/w${w}t$t/leaderboard.csv" | tail -n +2 | sort -n >"$OUT/cv$w"
   if [ -z "$base" ]; then

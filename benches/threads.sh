@@ -11,14 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-6000}"
-[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
-PEERS="$(pwd)/../shared/peers"
-PY="${PEER_PYTHON:-$HOME/.cache/nas-peers-venv/bin/python}"
+. benches/lib.sh
+need_gnu_time
 [ -x "$PY" ] || PY=python3
-cargo build --release --quiet
-NAS="$(pwd)/target/release/nas"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+build_nas
 "$PY" "$PEERS/make_idx.py" "$OUT/data" "$N" 1000 28 28 >/dev/null
 
 wall() { # space data folds threads: prints "seconds cv"
