@@ -23,6 +23,7 @@ use crate::objective::Objective;
 use crate::search::TrialState;
 use crate::space::{Choice, Distribution, ParamValue, SearchSpace};
 use crate::study::{Metric, TrialRecord};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -173,13 +174,20 @@ pub fn write_all(study_dir: &Path, input: &PlotInput) -> Result<Vec<PathBuf>, Pl
         path: dir.clone(),
         message: e.to_string(),
     })?;
+    // Drawn side by side (rendering and encoding the PNGs is most of the time), written in order.
+    let drawn = PlotKind::ALL
+        .par_iter()
+        .map(|&kind| {
+            let svg = svg(kind, input)?;
+            let png = png_from_svg(&svg).map_err(|message| PlotError::Png {
+                plot: kind.file_stem(),
+                message,
+            })?;
+            Ok((kind, svg, png))
+        })
+        .collect::<Result<Vec<_>, PlotError>>()?;
     let mut written = Vec::new();
-    for kind in PlotKind::ALL {
-        let svg = svg(kind, input)?;
-        let png = png_from_svg(&svg).map_err(|message| PlotError::Png {
-            plot: kind.file_stem(),
-            message,
-        })?;
+    for (kind, svg, png) in drawn {
         for (ext, bytes) in [("svg", svg.as_bytes()), ("png", png.as_slice())] {
             let path = dir.join(format!("{}.{ext}", kind.file_stem()));
             write_replacing(&path, bytes)?;
