@@ -10,7 +10,8 @@
 # usage: benches/split.sh [--space FILE] [--trials N] [--train N] [--cores C] [--folds K]
 #   --space  default benches/spaces/fixed_residual.ron (residual CNN, batch norm, 2 epochs);
 #            trials of a fixed space all cost the same, so the splits differ only in how they
-#            use the cores (for a study of mixed sizes pass a space of your own)
+#            use the cores (for a study of mixed sizes pass a space of your own: random
+#            search, so that every split trains the same trials whichever ends first)
 #   --trials default 2 x cores; --train: synthetic 28x28 training images (default 6000, made by
 #            ../shared/peers/make_idx.py, needs numpy); --cores default nproc; --folds default 3
 # Needs GNU time (/usr/bin/time).
@@ -44,7 +45,7 @@ for ((w = CORES; w >= 1; w--)); do
   ((CORES % w == 0)) || continue
   t=$((CORES / w))
   read -r s mb < <(timed "$NAS" search --space "$SPACE" --data "$OUT/data" --trials "$TRIALS" \
-    --folds "$FOLDS" --seed 0 --workers "$w" --threads-per-trial "$t" --no-final --quiet \
+    --folds "$FOLDS" --strategy random --seed 0 --workers "$w" --threads-per-trial "$t" --no-final --quiet \
     --results "$OUT/r" --study "w${w}t$t")
   [ "$s" != "-" ] || exit 1
   # trial number and CV of each trial, in trial order
