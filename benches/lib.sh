@@ -1,5 +1,6 @@
 # What the bench scripts share (sourced, from the checkout's root: `. benches/lib.sh`): the peer
-# harness and its python, GNU time, the release binary and a scratch folder, and a timed run.
+# harness and its python, GNU time, the release binary and a scratch folder, a timed run, and
+# synthetic 28x28 images.
 
 PEERS="$(pwd)/../shared/peers"
 # The peer venv's python (../shared/peers/setup.sh; override with PEER_PYTHON).
@@ -34,4 +35,12 @@ timed() {
   awk '/Elapsed \(wall clock\)/ { n = split($NF, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
        /Maximum resident set size/ { m = $6 / 1024 }
        END { printf "%.1f %.0f\n", s, m }' "$OUT/log"
+}
+
+# Writes N synthetic 28x28 training images and 1,000 test images as IDX files into $OUT/data
+# (../shared/peers/make_idx.py, with the peer venv's python or else python3, which needs numpy).
+synthetic_images() {
+  local py="$PY"
+  [ -x "$py" ] || py=python3
+  "$py" "$PEERS/make_idx.py" "$OUT/data" "$1" 1000 28 28 >/dev/null
 }

@@ -32,9 +32,8 @@ done
 TRIALS="${TRIALS:-$((2 * CORES))}"
 . benches/lib.sh
 need_gnu_time
-[ -x "$PY" ] || PY=python3
 build_nas
-"$PY" "$PEERS/make_idx.py" "$OUT/data" "$N" 1000 28 28 >/dev/null
+synthetic_images "$N"
 
 echo "$TRIALS trials of $(basename "$SPACE"), $N + 1000 images of 28x28, $FOLDS folds, $CORES cores"
 echo

@@ -13,9 +13,8 @@ cd "$(dirname "$0")/.."
 N="${1:-6000}"
 . benches/lib.sh
 need_gnu_time
-[ -x "$PY" ] || PY=python3
 build_nas
-"$PY" "$PEERS/make_idx.py" "$OUT/data" "$N" 1000 28 28 >/dev/null
+synthetic_images "$N"
 
 wall() { # space data folds threads: prints "seconds cv"
   local study="t$RANDOM$RANDOM"
