@@ -174,8 +174,9 @@ pub fn write_all(study_dir: &Path, input: &PlotInput) -> Result<Vec<PathBuf>, Pl
         path: dir.clone(),
         message: e.to_string(),
     })?;
-    // Drawn side by side (rendering and encoding the PNGs is most of the time), written in order.
-    let drawn = PlotKind::ALL
+    // Drawn side by side (rendering and encoding the PNGs is most of the time), written in order:
+    // the plots before a failing one are written and its error is the one returned, as one by one.
+    let drawn: Vec<Result<_, PlotError>> = PlotKind::ALL
         .par_iter()
         .map(|&kind| {
             let svg = svg(kind, input)?;
@@ -185,9 +186,10 @@ pub fn write_all(study_dir: &Path, input: &PlotInput) -> Result<Vec<PathBuf>, Pl
             })?;
             Ok((kind, svg, png))
         })
-        .collect::<Result<Vec<_>, PlotError>>()?;
+        .collect();
     let mut written = Vec::new();
-    for (kind, svg, png) in drawn {
+    for drawn in drawn {
+        let (kind, svg, png) = drawn?;
         for (ext, bytes) in [("svg", svg.as_bytes()), ("png", png.as_slice())] {
             let path = dir.join(format!("{}.{ext}", kind.file_stem()));
             write_replacing(&path, bytes)?;
